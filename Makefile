@@ -1,0 +1,55 @@
+# admuse — run `make help` for the targets.
+SHELL := /bin/bash
+VENV ?= $(HOME)/.cache/admuse/venv
+export ADMUSE_VENV := $(VENV)
+PY := $(VENV)/bin/python
+KAFKA := PYTHON=$(PY) deploy/kafka/kafka.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help install proto demo test test-unit lint format kafka-up kafka-down kafka-logs kafka-status bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## Create the environment (~/.cache/admuse/venv, once per machine) and install admuse
+	@deploy/install.sh
+	@$(MAKE) --no-print-directory proto
+
+proto: ## Generate gRPC code from proto/ (never edited by hand)
+	@if [ -d proto/admuse ] && [ -n "$$(ls proto/admuse/v1/*.proto 2>/dev/null)" ]; then \
+	  $(PY) -m grpc_tools.protoc -Iproto --python_out=services/inference/generated \
+	    --grpc_python_out=services/inference/generated --pyi_out=services/inference/generated \
+	    proto/admuse/v1/*.proto; fi
+
+demo: install ## The main job: broker, services, simulator, report
+	@PATH=$(VENV)/bin:$$PATH $(VENV)/bin/admuse demo $(DEMO_ARGS)
+
+test: install ## Run every test (unit, integration, e2e) against a fresh real Kafka broker
+	@deploy/test.sh $(PYTEST_ARGS)
+
+test-unit: install ## Unit tests only (no broker)
+	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: ## ruff check + format check
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: ## ruff format + autofix
+	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+kafka-up: install ## Start the Kafka broker (127.0.0.1:9092, data in .run/kafka)
+	@$(KAFKA) up
+
+kafka-down: ## Stop the Kafka broker
+	@$(KAFKA) down
+
+kafka-logs: ## Print the broker log
+	@$(KAFKA) logs
+
+kafka-status: ## Is the broker running?
+	@$(KAFKA) status
+
+bench: install ## Run the benchmarks in bench/ (see bench/RESULTS.md)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: ## Remove run folders (not the environment or the jar cache)
+	rm -rf .run .pytest_cache

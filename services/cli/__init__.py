@@ -1,0 +1,21 @@
+"""The `admuse` command. Each command group lives in a module of this package and keeps its
+heavy imports (torch, onnxruntime, faust) inside the command body, so `admuse --help` is fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from services.cli import topics
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="admuse",
+    help="admuse: generate ad creatives and optimize them in a closed loop over Apache Kafka.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# One line per command module; each defines `register(app)`.
+topics.register(app)

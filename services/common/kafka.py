@@ -1,0 +1,168 @@
+"""Kafka client factories and idempotent topic creation.
+
+Producers are idempotent with acks=all. Consumers read committed data only, never
+auto-commit, and decompress gzip, snappy, lz4 and zstd batches (cramjam) whatever client
+wrote them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError, for_code
+
+from services.common.settings import KafkaSettings
+from services.common.topics import TopicSpec
+
+__all__ = [
+    "TopicConfigMismatch",
+    "describe_topic_configs",
+    "ensure_topics",
+    "make_admin",
+    "make_consumer",
+    "make_producer",
+    "wait_for_broker",
+]
+
+_TOPIC_EXISTS = 36
+
+
+class TopicConfigMismatch(RuntimeError):
+    """An existing topic differs from its declaration in a way that matters."""
+
+
+def make_producer(
+    kafka: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any
+) -> AIOKafkaProducer:
+    """An idempotent producer (acks=all). Pass `transactional_id` for exactly-once output."""
+    kw: dict[str, Any] = {
+        **kafka.client_kwargs(),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "max_batch_size": 256 * 1024,
+    }
+    if transactional_id:
+        kw["transactional_id"] = transactional_id
+    kw.update(overrides)
+    return AIOKafkaProducer(**kw)
+
+
+def make_consumer(
+    kafka: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A consumer that reads committed records from the earliest offset, committing by hand."""
+    kw: dict[str, Any] = {
+        **kafka.client_kwargs(),
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "max_poll_records": 1000,
+    }
+    kw.update(overrides)
+    return AIOKafkaConsumer(*topics, **kw)
+
+
+def make_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
+    kw = kafka.client_kwargs()
+    kw.pop("client_id", None)
+    return AIOKafkaAdminClient(client_id=f"{kafka.client_id}-admin", **kw)
+
+
+async def wait_for_broker(kafka: KafkaSettings, timeout_s: float = 60.0) -> None:
+    """Poll a metadata request until the broker answers or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        client = AIOKafkaClient(**kafka.client_kwargs())
+        try:
+            await asyncio.wait_for(client.bootstrap(), timeout=max(0.5, deadline - time.monotonic()))
+            if client.cluster.brokers():
+                return
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            last = exc
+        finally:
+            await client.close()
+        await asyncio.sleep(0.25)
+    raise TimeoutError(
+        f"Kafka at {kafka.bootstrap_servers} did not answer within {timeout_s:.0f}s "
+        f"(last error: {last!r}); start it with `make kafka-up` or set ADMUSE_KAFKA_BOOTSTRAP_SERVERS"
+    )
+
+
+async def ensure_topics(
+    kafka: KafkaSettings, specs: Iterable[TopicSpec], *, replication_factor: int = 1
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created.
+
+    Idempotent: existing topics are left alone but checked — a topic with fewer partitions
+    or another cleanup policy than declared raises `TopicConfigMismatch`.
+    """
+    specs = list(specs)
+    admin = make_admin(kafka)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        created: list[str] = []
+        if missing:
+            resp = await admin.create_topics([
+                NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.configs())
+                for s in missing
+            ])
+            for topic, code, *rest in resp.topic_errors:
+                if code == 0:
+                    created.append(topic)
+                elif code != _TOPIC_EXISTS:  # lost a race with another creator: fine
+                    msg = rest[0] if rest else ""
+                    raise for_code(code)(f"creating topic {topic}: {msg}")
+        await _check_existing(admin, [s for s in specs if s.name in existing])
+        return created
+    finally:
+        await admin.close()
+
+
+async def _check_existing(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> None:
+    if not specs:
+        return
+    meta = {t["topic"]: t for t in await admin.describe_topics([s.name for s in specs])}
+    configs = await _describe(admin, [s.name for s in specs])
+    for spec in specs:
+        partitions = len(meta[spec.name]["partitions"])
+        policy = configs[spec.name].get("cleanup.policy")
+        if partitions < spec.partitions or policy != spec.cleanup_policy:
+            raise TopicConfigMismatch(
+                f"topic {spec.name} exists with {partitions} partitions and cleanup.policy="
+                f"{policy}, declared {spec.partitions} and {spec.cleanup_policy}; fix or "
+                "delete the topic"
+            )
+
+
+async def describe_topic_configs(kafka: KafkaSettings, names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Topic configs as the broker reports them: {topic: {config: value}}."""
+    admin = make_admin(kafka)
+    await admin.start()
+    try:
+        return await _describe(admin, names)
+    finally:
+        await admin.close()
+
+
+async def _describe(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str, dict[str, str]]:
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    )
+    out: dict[str, dict[str, str]] = {}
+    for resp in responses:
+        for resource in resp.resources:
+            _code, _msg, _type, name, entries = resource[:5]
+            out[name] = {e[0]: e[1] for e in entries}
+    return out

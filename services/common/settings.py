@@ -1,0 +1,71 @@
+"""Settings shared by every service: Kafka connection, logging, model store.
+
+Each service defines one frozen `Settings(ServiceSettings)` with
+`env_prefix="ADMUSE_<SERVICE>_"`; the shared groups below read their own prefixes, so
+`ADMUSE_KAFKA_BOOTSTRAP_SERVERS` is set once for every service.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["KafkaSettings", "LogSettings", "ServiceSettings"]
+
+
+class KafkaSettings(BaseSettings):
+    """`ADMUSE_KAFKA_*`: how every service reaches the broker."""
+
+    model_config = SettingsConfigDict(env_prefix="ADMUSE_KAFKA_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    topic_prefix: str = Field("", description="Prepended to every topic name (isolates tests/tenants).")
+    client_id: str = Field("admuse", description="Client id sent to the broker.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    request_timeout_ms: int = Field(30_000, ge=1000)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments common to aiokafka producers, consumers and admin clients."""
+        kw: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return kw
+
+
+class LogSettings(BaseSettings):
+    """`ADMUSE_LOG_*`: log level and format for every service."""
+
+    model_config = SettingsConfigDict(env_prefix="ADMUSE_LOG_", frozen=True, extra="ignore")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a TTY, JSON otherwise."
+    )
+
+
+class ServiceSettings(BaseSettings):
+    """Base of each service's Settings: the shared groups, frozen, env-driven."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    model_store_url: str = Field(
+        "file://./.run/model-store",
+        description="fsspec URL of the model store (shared by trainer and inference).",
+        validation_alias="ADMUSE_MODEL_STORE_URL",
+    )

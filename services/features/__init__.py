@@ -1,0 +1,1 @@
+"""admuse features service (see DESIGN.md §1)."""

@@ -1,0 +1,1 @@
+"""admuse inference service (see DESIGN.md §1)."""

@@ -1,0 +1,1 @@
+"""admuse ingestion service (see DESIGN.md §1)."""

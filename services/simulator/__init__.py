@@ -1,0 +1,1 @@
+"""admuse simulator service (see DESIGN.md §1)."""

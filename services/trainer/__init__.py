@@ -1,0 +1,1 @@
+"""admuse trainer service (see DESIGN.md §1)."""
