@@ -16,10 +16,11 @@ install: ## Create the environment (~/.cache/admuse/venv, once per machine) and 
 	@$(MAKE) --no-print-directory proto
 
 proto: ## Generate gRPC code from proto/ (never edited by hand)
+	@# -I<virtual>=<dir>: modules land in services/inference/generated/admuse/v1 and import
+	@# each other by that full package path, so no sys.path tricks are needed.
 	@if [ -d proto/admuse ] && [ -n "$$(ls proto/admuse/v1/*.proto 2>/dev/null)" ]; then \
-	  $(PY) -m grpc_tools.protoc -Iproto --python_out=services/inference/generated \
-	    --grpc_python_out=services/inference/generated --pyi_out=services/inference/generated \
-	    proto/admuse/v1/*.proto; fi
+	  $(PY) -m grpc_tools.protoc -Iservices/inference/generated=proto --python_out=. \
+	    --grpc_python_out=. --pyi_out=. proto/admuse/v1/*.proto; fi
 
 demo: install ## The main job: broker, services, simulator, report
 	@PATH=$(VENV)/bin:$$PATH $(VENV)/bin/admuse demo $(DEMO_ARGS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from services.cli import topics
+from services.cli import campaign, topics
 
 __all__ = ["app"]
 
@@ -19,3 +19,4 @@ app = typer.Typer(
 
 # One line per command module; each defines `register(app)`.
 topics.register(app)
+campaign.register(app)

@@ -113,6 +113,7 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         created: list[str] = []
+        raced: set[str] = set()
         if missing:
             resp = await admin.create_topics([
                 NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.configs())
@@ -121,10 +122,12 @@ async def ensure_topics(
             for topic, code, *rest in resp.topic_errors:
                 if code == 0:
                     created.append(topic)
-                elif code != _TOPIC_EXISTS:  # lost a race with another creator: fine
+                elif code == _TOPIC_EXISTS:  # another creator won the race: check it below
+                    raced.add(topic)
+                else:
                     msg = rest[0] if rest else ""
                     raise for_code(code)(f"creating topic {topic}: {msg}")
-        await _check_existing(admin, [s for s in specs if s.name in existing])
+        await _check_existing(admin, [s for s in specs if s.name in existing | raced])
         return created
     finally:
         await admin.close()
@@ -133,7 +136,13 @@ async def ensure_topics(
 async def _check_existing(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]) -> None:
     if not specs:
         return
-    meta = {t["topic"]: t for t in await admin.describe_topics([s.name for s in specs])}
+    names = [s.name for s in specs]
+    deadline = time.monotonic() + 10
+    while True:  # a topic created a moment ago may not be in every metadata cache yet
+        meta = {t["topic"]: t for t in await admin.describe_topics(names)}
+        if all(meta[n]["partitions"] for n in names) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     configs = await _describe(admin, [s.name for s in specs])
     for spec in specs:
         partitions = len(meta[spec.name]["partitions"])

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["KafkaSettings", "LogSettings", "ServiceSettings"]
+__all__ = ["KafkaSettings", "LogSettings", "ServiceSettings", "env_vars"]
 
 
 class KafkaSettings(BaseSettings):
@@ -69,3 +69,17 @@ class ServiceSettings(BaseSettings):
         description="fsspec URL of the model store (shared by trainer and inference).",
         validation_alias="ADMUSE_MODEL_STORE_URL",
     )
+
+
+def env_vars(settings_cls: type[BaseSettings]) -> set[str]:
+    """Every environment variable a Settings class reads, nested groups included (upper case)."""
+    names: set[str] = set()
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    for name, info in settings_cls.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseSettings):
+            names |= env_vars(ann)
+            continue
+        alias = info.validation_alias
+        names.add((alias if isinstance(alias, str) else f"{prefix}{name}").upper())
+    return names

@@ -1,0 +1,78 @@
+"""The project's own wiring: docker-compose.yml, service entry points, the `admuse` command."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import compose_spec
+import pytest
+import yaml
+
+from services.common.settings import ServiceSettings, env_vars
+from services.common.topics import Topics
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+APP_SERVICES = [name for name in COMPOSE["services"] if name != "kafka"]
+# Variables every service reads through services.common (not through its own Settings class).
+SHARED = env_vars(ServiceSettings) | {"ADMUSE_PSEUDONYM_SECRET", "ADMUSE_SCHEMAS_DIR"}
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    # compose-spec (PyPI) implements the Compose Specification; YAML anchors/merge keys are
+    # resolved by the YAML loader first, as `docker compose` does.
+    project = compose_spec.PyCompose.from_json(json.dumps(COMPOSE))
+    project.validate()
+    assert "kafka" in project.service_names()
+
+
+def test_compose_specification_check_catches_mistakes() -> None:
+    bad = {"services": {"x": {"image": "a", "restart": "sometimes"}}}
+    with pytest.raises(ValueError, match="sometimes"):
+        compose_spec.PyCompose.from_json(json.dumps(bad)).validate()
+
+
+def test_kafka_uses_the_official_image_in_kraft_mode_with_a_healthcheck() -> None:
+    kafka = COMPOSE["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:4.")
+    assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
+    assert kafka["healthcheck"]["test"]
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_compose_service_runs_a_module_that_exists(name: str) -> None:
+    command = COMPOSE["services"][name]["command"]
+    assert command[:2] == ["python", "-m"], command
+    module = command[2]
+    assert importlib.util.find_spec(module) is not None, f"{module} does not exist"
+    assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{module} has no __main__"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_compose_sets_only_variables_the_service_reads(name: str) -> None:
+    settings_mod = importlib.import_module(f"services.{name}.settings")
+    known = env_vars(settings_mod.Settings) | SHARED
+    env = COMPOSE["services"][name].get("environment", {})
+    unknown = sorted(set(env) - known)
+    assert not unknown, f"{name} sets variables its Settings does not read: {unknown}"
+
+
+def test_every_topic_is_declared_once_with_a_schema() -> None:
+    names = [spec.name for spec in Topics()]
+    assert len(names) == len(set(names)) == 10
+    schemas = {p.name.split(".")[0] for p in (ROOT / "schemas").glob("*.avsc")}
+    assert {s.value for s in Topics() if s.value} <= schemas
+
+
+def test_admuse_help_lists_commands() -> None:
+    exe = Path(sys.executable).with_name("admuse")
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "120"})
+    assert out.returncode == 0, out.stderr
+    assert "topics" in out.stdout
