@@ -11,7 +11,7 @@ extras="${ADMUSE_EXTRAS:-ingestion,features,trainer,inference,simulator,report,d
 
 py=""
 for cand in python3.13 python3.12 python3.11 python3; do
-  if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     py="$cand"; break
   fi
 done
@@ -32,7 +32,11 @@ fi
 stamp="$venv/.admuse-installed"
 want="$(cat "$repo/pyproject.toml" | sha256sum | cut -c1-16) $repo $extras,$ort"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "install.sh: installing admuse[$extras,$ort] into $venv (first time: several minutes, torch is large)"
-  "$venv/bin/pip" install -q -e "$repo[$extras,$ort]"
+  echo "install.sh: installing admuse[$extras,$ort] from $repo into $venv (a new environment takes several minutes: torch is large)"
+  log="$(mktemp)"
+  if ! "$venv/bin/pip" install -q -e "$repo[$extras,$ort]" >"$log" 2>&1; then
+    cat "$log" >&2; echo "install.sh: pip install failed (output above)" >&2; exit 1
+  fi
+  rm -f "$log"
   echo "$want" >"$stamp"
 fi

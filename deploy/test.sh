@@ -13,13 +13,15 @@ export ADMUSE_KAFKA_DATA_DIR="$repo/.run/kafka-test"
 export ADMUSE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$ADMUSE_KAFKA_PORT"
 export PYTHON="$venv/bin/python"
 export PATH="$venv/bin:$PATH"
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
 deploy/kafka/kafka.sh down >/dev/null 2>&1 || true
 rm -rf "$ADMUSE_KAFKA_DATA_DIR"
 deploy/kafka/kafka.sh up || exit 1
 trap 'deploy/kafka/kafka.sh down' EXIT
 
-"$venv/bin/python" -m pytest "$@"
+# A hung test fails after 10 minutes instead of eating CI's 90.
+"$venv/bin/python" -m pytest --timeout=600 "$@"
 rc=$?
 if [ $rc -eq 5 ]; then echo "test.sh: pytest collected no tests — that is a failure" >&2; fi
 exit $rc
