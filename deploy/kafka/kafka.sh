@@ -132,7 +132,7 @@ Configuration:
       - {name: state.change.logger, level: WARN}
 EOF
   # setsid: the broker outlives this shell and gets its own process group.
-  setsid java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Xshare:auto \
+  setsid java -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -Xshare:auto \
     -Dlog4j2.configurationFile="$data/log4j2.yaml" -Dkafka.logs.dir="$data" \
     -cp "$cp" kafka.Kafka "$conf" >"$logfile" 2>&1 </dev/null &
   local pid=$!

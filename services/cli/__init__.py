@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import typer
 
-from services.cli import campaign, topics
+from services.cli import campaign, demo, topics
+from services.cli import erase as erase_cmd
+from services.cli import ope as ope_cmd
+from services.cli import replay as replay_cmd
+from services.cli import report as report_cmd
+from services.cli import train as train_cmd
 
 __all__ = ["app"]
 
@@ -20,3 +25,9 @@ app = typer.Typer(
 # One line per command module; each defines `register(app)`.
 topics.register(app)
 campaign.register(app)
+demo.register(app)
+ope_cmd.register(app)
+replay_cmd.register(app)
+report_cmd.register(app)
+train_cmd.register(app)
+erase_cmd.register(app)

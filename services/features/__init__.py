@@ -1,1 +1,1 @@
-"""admuse features service (see DESIGN.md §1)."""
+"""admuse features service (see DESIGN.md §1): attribution join, rewards, stats, effects."""

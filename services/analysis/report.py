@@ -1,0 +1,185 @@
+"""The experiment report of one campaign: arms, their comparison with control, SRM, effects.
+
+Input is columns, not Kafka: `decisions` (arm and decision time per decision — impressions and
+the split) and `rewards` (`LoggedData` of decisions whose outcome is known). So the same report
+runs on a replayed file or a test fixture.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from services.analysis.compare import ArmComparison, compare_arms, jsonable
+from services.analysis.dataset import LoggedData
+from services.analysis.effects import Effect, attribute_effects, creative_effects
+from services.analysis.stats import Rate, SrmResult, rate, srm_test
+
+__all__ = ["ArmRow", "CampaignReport", "build_report"]
+
+CONTROL = "control"
+TREATMENT = "optimized"
+
+
+@dataclass(frozen=True)
+class ArmRow:
+    """One arm: `impressions` decisions logged, `outcomes` of them with a known reward."""
+
+    arm: str
+    impressions: int
+    outcomes: int
+    pending: int
+    rewarded: Rate  # share of outcomes with reward > 0, Wilson interval
+    mean_reward: float
+
+
+@dataclass(frozen=True)
+class CampaignReport:
+    campaign_id: str
+    from_ms: int | None
+    to_ms: int | None
+    generated_at_ms: int
+    arms: list[ArmRow]
+    comparisons: dict[str, ArmComparison]
+    srm: SrmResult | None
+    expected_control_share: float | None
+    creatives: list[Effect]
+    attributes: dict[str, list[Effect]]
+    notes: list[str] = field(default_factory=list)
+    confidence: float = 0.95
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
+
+def build_report(
+    campaign_id: str,
+    rewards: LoggedData,
+    *,
+    decision_arms: np.ndarray | None = None,
+    expected_control_share: float | None = None,
+    attributes: Mapping[str, Mapping[str, str | float]] | None = None,
+    from_ms: int | None = None,
+    to_ms: int | None = None,
+    looks: int = 200,
+    confidence: float = 0.95,
+) -> CampaignReport:
+    """Build the report. `decision_arms`: arm of every decision in range (impressions)."""
+    notes: list[str] = []
+    if decision_arms is None:
+        decision_arms = np.array([rewards.arms[a] for a in rewards.arm], dtype=object)
+        notes.append("no decisions read: impressions are the decisions with a known outcome")
+    arm_names = sorted(
+        set(decision_arms.tolist()) | set(rewards.arms), key=lambda a: (a != CONTROL, a)
+    )
+    success = rewards.reward > 0
+    if not rewards.is_binary():
+        notes.append(
+            "rewards are not 0/1: rates count outcomes with reward > 0; "
+            "mean reward is shown beside them"
+        )
+    rows: list[ArmRow] = []
+    counts: dict[str, tuple[int, int]] = {}
+    for arm in arm_names:
+        mask = rewards.arm_mask(arm)
+        n_out, s = int(mask.sum()), int(success[mask].sum())
+        impressions = int((decision_arms == arm).sum())
+        counts[arm] = (s, n_out)
+        mean = float(rewards.reward[mask].mean()) if n_out else float("nan")
+        rows.append(
+            ArmRow(
+                arm,
+                impressions,
+                n_out,
+                max(impressions - n_out, 0),
+                rate(s, n_out, confidence),
+                mean,
+            )
+        )
+
+    if any(r.outcomes > r.impressions for r in rows):
+        notes.append(
+            "some arms have more outcomes than decisions: the rewards read include decisions "
+            "outside the decisions range (offset ranges of the two topics differ)"
+        )
+    comparisons: dict[str, ArmComparison] = {}
+    srm = None
+    if CONTROL in counts:
+        history = _history(rewards, success, looks)
+        for arm in arm_names:
+            if arm == CONTROL:
+                continue
+            comparisons[arm] = compare_arms(
+                counts[CONTROL],
+                counts[arm],
+                confidence=confidence,
+                history=history.get(arm),
+            )
+    else:
+        notes.append("no control arm in range: no lift, win probability or sequential test")
+    arm_impr = {r.arm: r.impressions for r in rows}
+    if expected_control_share is None:
+        notes.append(
+            "SRM check skipped: the configured holdout share is unknown "
+            "(no campaign record; pass --control-share)"
+        )
+    elif set(arm_impr) == {CONTROL, TREATMENT}:
+        srm = srm_test(
+            [arm_impr[CONTROL], arm_impr[TREATMENT]],
+            [expected_control_share, 1 - expected_control_share],
+        )
+        if srm.flagged:
+            notes.append(
+                f"SAMPLE RATIO MISMATCH: control has {arm_impr[CONTROL]} of "
+                f"{sum(arm_impr.values())} decisions, expected {expected_control_share:.1%} "
+                f"(p = {srm.p_value:.2g}); the split is broken — do not trust the comparison"
+            )
+    else:
+        notes.append(
+            f"SRM check skipped: needs exactly the arms control and optimized, "
+            f"found {sorted(arm_impr)}"
+        )
+    return CampaignReport(
+        campaign_id=campaign_id,
+        from_ms=from_ms,
+        to_ms=to_ms,
+        generated_at_ms=int(time.time() * 1000),
+        arms=rows,
+        comparisons=comparisons,
+        srm=srm,
+        expected_control_share=expected_control_share,
+        creatives=creative_effects(rewards, confidence),
+        attributes=attribute_effects(rewards, attributes or {}, confidence),
+        notes=notes,
+        confidence=confidence,
+    )
+
+
+def _history(
+    rewards: LoggedData, success: np.ndarray, looks: int
+) -> dict[str, list[tuple[float, int, float, int]]]:
+    """Cumulative (s_control, n_control, s_arm, n_arm) at `looks` points in outcome order."""
+    if rewards.n == 0:
+        return {}
+    order_key = rewards.extra.get("rewarded_at_ms", rewards.timestamp_ms)
+    order = np.argsort(order_key, kind="stable")
+    arm = rewards.arm[order]
+    succ = success[order]
+    points = np.unique(np.linspace(0, rewards.n - 1, min(looks, rewards.n)).astype(np.int64))
+    ctrl = rewards.arms.index(CONTROL) if CONTROL in rewards.arms else -1
+    cs = np.cumsum(succ & (arm == ctrl))[points]
+    cn = np.cumsum(arm == ctrl)[points]
+    out: dict[str, list[tuple[float, int, float, int]]] = {}
+    for code, name in enumerate(rewards.arms):
+        if code == ctrl:
+            continue
+        ts = np.cumsum(succ & (arm == code))[points]
+        tn = np.cumsum(arm == code)[points]
+        out[name] = [
+            (float(a), int(b), float(c), int(d)) for a, b, c, d in zip(cs, cn, ts, tn, strict=True)
+        ]
+    return out

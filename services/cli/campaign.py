@@ -1,0 +1,244 @@
+"""`admuse campaign apply|show FILE`: validate a campaign spec and publish it.
+
+`apply` publishes the `Campaign` record (key campaign_id) to `admuse.campaigns` with the next
+revision, every seed as a live catalog `Creative` to `admuse.creatives`, and retires catalog
+creatives of this campaign that an earlier apply published and the file no longer lists.
+The spec format is documented in `services/cli/campaign_spec.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.campaign_spec import (
+    CampaignSpec,
+    SpecError,
+    campaign_record,
+    creative_records,
+    load_spec,
+)
+
+__all__ = ["ApplyResult", "apply_spec", "register", "wait_for_leaders"]
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Validate and publish campaign specs.", no_args_is_help=True)
+    group.command("apply")(apply)
+    group.command("show")(show)
+    app.add_typer(group, name="campaign")
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    campaign_id: str
+    revision: int
+    creatives: list[str]
+    retired: list[str]
+
+
+def _load_or_exit(file: Path) -> CampaignSpec:
+    try:
+        return load_spec(file)
+    except SpecError as exc:
+        Console(stderr=True).print(f"[red]invalid campaign spec[/red]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def show(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.")]) -> None:
+    """Validate a campaign spec and print what `apply` would publish."""
+    spec = _load_or_exit(file)
+    console = Console()
+    console.print(f"[bold]{spec.campaign_id}[/bold] — {spec.name}")
+    console.print(
+        f"segment keys: {', '.join(spec.segment_keys) or '(none: one segment)'}; "
+        f"reward: {spec.reward.kind}; attribution window: {spec.attribution_window:g}s; "
+        f"holdout: {spec.holdout_share:.0%}; min contrast: {spec.min_contrast:g}; "
+        f"max generated per segment: {spec.max_generated}"
+    )
+    attrs = Table("attribute", "kind", "domain", title="creative space")
+    for a in spec.attributes:
+        domain = {
+            "categorical": lambda a: ", ".join(a.values),
+            "numeric": lambda a: f"[{a.min:g}, {a.max:g}]",
+            "color": lambda a: "#rrggbb",
+        }[a.kind](a)
+        attrs.add_row(a.name, a.kind, domain)
+    console.print(attrs)
+    seeds = Table("creative_id", "name", *[a.name for a in spec.attributes], title="seed creatives")
+    for s in spec.seeds:
+        seeds.add_row(
+            spec.seed_id(s), s.name, *[str(s.attributes[a.name]) for a in spec.attributes]
+        )
+    console.print(seeds)
+    for combo in spec.forbidden:
+        console.print(f"forbidden: {combo}")
+
+
+def apply(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.")]) -> None:
+    """Validate a campaign spec and publish it (campaign + seed creatives) to Kafka."""
+    from services.common.settings import KafkaSettings
+
+    spec = _load_or_exit(file)
+    result = asyncio.run(apply_spec(KafkaSettings(), spec))
+    Console().print(
+        f"applied campaign [bold]{result.campaign_id}[/bold] revision {result.revision}: "
+        f"{len(result.creatives)} catalog creative(s) live"
+        + (f", retired {', '.join(result.retired)}" if result.retired else "")
+    )
+
+
+async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = None) -> ApplyResult:
+    """Publish `spec`: ensure topics, read the current state, write campaign and creatives."""
+    from services.common.codec import SchemaRegistry
+    from services.common.kafka import ensure_topics, make_producer, wait_for_broker
+    from services.common.topics import Topics
+
+    now = now or datetime.now(UTC)
+    topics = Topics.from_settings(kafka)
+    registry = SchemaRegistry.load()
+    campaign_codec, creative_codec = registry.codec("Campaign"), registry.codec("Creative")
+    await wait_for_broker(kafka, 30)
+    created = await ensure_topics(kafka, topics)
+    if created:
+        await wait_for_leaders(kafka, created)
+
+    previous = await _read_compacted(kafka, topics.campaigns.name, campaign_codec)
+    prior = previous.get(spec.campaign_id)
+    revision = (prior["revision"] + 1) if prior else 1
+    creatives = creative_records(spec, now)
+    live_ids = {c["creative_id"] for c in creatives}
+    existing = await _read_compacted(kafka, topics.creatives.name, creative_codec)
+    stale = [
+        {**c, "status": "retired", "retired_at": now}
+        for c in existing.values()
+        if c["campaign_id"] == spec.campaign_id
+        and c["origin"] == "catalog"
+        and c["status"] == "live"
+        and c["creative_id"] not in live_ids
+    ]
+
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        await producer.send(
+            topics.campaigns.name,
+            campaign_codec.encode(campaign_record(spec, revision, now)),
+            key=spec.campaign_id.encode(),
+        )
+        for record in [*creatives, *stale]:
+            await producer.send(
+                topics.creatives.name,
+                creative_codec.encode(record),
+                key=record["creative_id"].encode(),
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return ApplyResult(
+        spec.campaign_id, revision, sorted(live_ids), sorted(c["creative_id"] for c in stale)
+    )
+
+
+async def _read_compacted(kafka: Any, topic: str, codec: Any) -> dict[str, dict[str, Any]]:
+    """Latest decodable value per key of a (small, compacted) topic; tombstones remove keys."""
+    from services.common.kafka import make_consumer
+
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        with _quiet_new_topic_noise():
+            return await _read_to_end(consumer, kafka, topic, codec)
+    finally:
+        await consumer.stop()
+
+
+async def _read_to_end(
+    consumer: Any, kafka: Any, topic: str, codec: Any
+) -> dict[str, dict[str, Any]]:
+    from aiokafka import TopicPartition
+
+    from services.common.codec import CodecError
+    from services.common.topics import Topics
+
+    spec = Topics.from_settings(kafka).by_name(topic)
+    parts = [TopicPartition(topic, p) for p in range(spec.partitions)]
+    consumer.assign(parts)
+    await consumer.seek_to_beginning(*parts)
+    end = await consumer.end_offsets(parts)
+    out: dict[str, dict[str, Any]] = {}
+    pending = {tp for tp in parts if end[tp] > 0}
+    deadline = time.monotonic() + 30
+    while pending and time.monotonic() < deadline:
+        batches = await consumer.getmany(*pending, timeout_ms=500, max_records=2000)
+        for records in batches.values():
+            for rec in records:
+                key = rec.key.decode("utf-8", "replace") if rec.key else ""
+                if rec.value is None:
+                    out.pop(key, None)
+                    continue
+                try:
+                    out[key] = codec.decode(rec.value)
+                except CodecError:
+                    continue  # not ours to judge here; the owning service dead-letters it
+        for tp in list(pending):
+            if await consumer.position(tp) >= end[tp]:
+                pending.discard(tp)
+    return out
+
+
+async def wait_for_leaders(kafka: Any, names: list[str], timeout_s: float = 30.0) -> None:
+    """Poll metadata until every partition of freshly created topics has a leader."""
+    with _quiet_new_topic_noise():
+        await _wait_for_leaders(kafka, names, timeout_s)
+
+
+@contextlib.contextmanager
+def _quiet_new_topic_noise() -> Iterator[None]:
+    """aiokafka logs "not found in cluster metadata" / NotLeaderForPartition while a fresh
+    topic's leader settles; it retries them itself, and a lasting failure still raises. Quiet
+    those loggers for the moment it takes."""
+    loggers = [logging.getLogger(n) for n in ("aiokafka.cluster", "aiokafka.consumer.fetcher")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+async def _wait_for_leaders(kafka: Any, names: list[str], timeout_s: float) -> None:
+    from aiokafka import TopicPartition
+    from aiokafka.client import AIOKafkaClient
+
+    client = AIOKafkaClient(**kafka.client_kwargs())
+    await client.bootstrap()
+    try:
+        client.set_topics(names)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            await client.force_metadata_update()
+            cluster = client.cluster
+            parts = {t: cluster.partitions_for_topic(t) for t in names}
+            if all(parts.values()) and all(
+                cluster.leader_for_partition(TopicPartition(t, p)) not in (None, -1)
+                for t, ps in parts.items()
+                for p in ps or ()
+            ):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()

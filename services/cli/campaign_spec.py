@@ -1,0 +1,355 @@
+"""The campaign spec file (YAML or JSON) that `admuse campaign apply` publishes.
+
+One pydantic model, strict (unknown keys are errors), with messages that name the field:
+
+```yaml
+campaign_id: spring
+name: Spring sale
+attributes:
+  - {name: headline, kind: categorical, values: ["Save 20%", "New in"]}
+  - {name: font_scale, kind: numeric, min: 0.8, max: 1.6}
+  - {name: background, kind: color}
+segment_keys: [country, device]
+reward: {kind: weighted, weights: {click: 1.0, conversion: 5.0}}
+attribution_window: 30        # seconds
+holdout_share: 0.1
+forbidden: [{headline: "New in", cta: "Buy now"}]
+min_contrast: 4.5
+allow_retire_catalog: false
+max_generated: 4
+seeds:
+  - {name: Classic, attributes: {headline: "Save 20%", font_scale: 1.0, background: "#ffffff"}}
+```
+
+Seeds are the creatives people made; each is a full assignment of the attributes. Their
+`creative_id` is `id` when given, else `<campaign_id>-<slug of name>`, so re-applying the same
+file updates the same creatives.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "Attribute",
+    "CampaignSpec",
+    "CategoricalAttribute",
+    "ColorAttribute",
+    "NumericAttribute",
+    "RewardSpec",
+    "RewardWeights",
+    "SeedCreative",
+    "SpecError",
+    "campaign_record",
+    "creative_records",
+    "format_validation_error",
+    "load_spec",
+    "parse_spec",
+    "read_spec_file",
+]
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be read or does not validate; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CategoricalAttribute(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    kind: Literal["categorical"]
+    values: list[str] = Field(min_length=1)
+
+    @field_validator("values")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({x for x in v if v.count(x) > 1})
+        if dupes:
+            raise ValueError(f"values must be unique; repeated: {dupes}")
+        return v
+
+    def check(self, value: Any) -> str | None:
+        if not isinstance(value, str) or value not in self.values:
+            return f"{value!r} is not one of {self.values}"
+        return None
+
+
+class NumericAttribute(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    kind: Literal["numeric"]
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _range(self) -> NumericAttribute:
+        if not self.min < self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+    def check(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{value!r} is not a number"
+        if not self.min <= value <= self.max:
+            return f"{value} is outside [{self.min}, {self.max}]"
+        return None
+
+
+class ColorAttribute(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    kind: Literal["color"]
+
+    def check(self, value: Any) -> str | None:
+        if not isinstance(value, str) or not _COLOR.match(value):
+            return f"{value!r} is not a color '#rrggbb'"
+        return None
+
+
+Attribute = Annotated[
+    CategoricalAttribute | NumericAttribute | ColorAttribute, Field(discriminator="kind")
+]
+
+
+class RewardWeights(_Strict):
+    click: float = Field(1.0, ge=0)
+    conversion: float = Field(0.0, ge=0)
+    value: float = Field(0.0, ge=0)
+    sentiment: float = Field(0.0, ge=0)
+
+
+class RewardSpec(_Strict):
+    kind: Literal["click", "conversion", "weighted"] = "click"
+    weights: RewardWeights | None = None
+
+    @model_validator(mode="after")
+    def _weights(self) -> RewardSpec:
+        if self.kind == "weighted":
+            w = self.weights
+            if w is None or not (w.click or w.conversion or w.value or w.sentiment):
+                raise ValueError("kind 'weighted' needs weights with at least one above 0")
+        elif self.weights is not None:
+            raise ValueError(f"weights apply only to kind 'weighted', not {self.kind!r}")
+        return self
+
+    def effective_weights(self) -> RewardWeights:
+        """click: (1, 0, 0, 0); conversion: (0, 1, 0, 0); weighted: as given."""
+        if self.kind == "click":
+            return RewardWeights(click=1.0)
+        if self.kind == "conversion":
+            return RewardWeights(click=0.0, conversion=1.0)
+        assert self.weights is not None
+        return self.weights
+
+
+class SeedCreative(_Strict):
+    name: str = Field(min_length=1)
+    id: str | None = Field(None, pattern=_ID)
+    attributes: dict[str, str | float]
+
+
+class CampaignSpec(_Strict):
+    campaign_id: str = Field(pattern=_ID)
+    name: str = Field(min_length=1)
+    attributes: list[Attribute] = Field(min_length=1)
+    segment_keys: list[str] = Field(default_factory=list)
+    reward: RewardSpec = Field(default_factory=RewardSpec)
+    attribution_window: float = Field(gt=0, le=7 * 24 * 3600, description="seconds")
+    holdout_share: float = Field(0.1, gt=0, lt=1)
+    forbidden: list[dict[str, str]] = Field(default_factory=list)
+    min_contrast: float = Field(4.5, ge=1, le=21)
+    allow_retire_catalog: bool = False
+    max_generated: int = Field(4, ge=0, le=1000)
+    seeds: list[SeedCreative] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignSpec:
+        names = [a.name for a in self.attributes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"attributes: names must be unique; repeated: {dupes}")
+        if len(set(self.segment_keys)) != len(self.segment_keys):
+            raise ValueError(f"segment_keys: repeated key in {self.segment_keys}")
+        by_name = self.attribute_map()
+        for i, combo in enumerate(self.forbidden):
+            if len(combo) < 2:
+                raise ValueError(f"forbidden[{i}]: a combination needs at least two attributes")
+            for key, value in combo.items():
+                attr = by_name.get(key)
+                if not isinstance(attr, CategoricalAttribute):
+                    cats = [a.name for a in self.attributes if a.kind == "categorical"]
+                    raise ValueError(
+                        f"forbidden[{i}].{key}: not a categorical attribute of this campaign "
+                        f"(categorical: {cats})"
+                    )
+                if value not in attr.values:
+                    raise ValueError(f"forbidden[{i}].{key}: {value!r} is not one of {attr.values}")
+        ids: dict[str, int] = {}
+        for i, seed in enumerate(self.seeds):
+            where = f"seeds[{i}] ({seed.name!r})"
+            missing = [n for n in names if n not in seed.attributes]
+            extra = sorted(set(seed.attributes) - set(names))
+            if missing:
+                raise ValueError(
+                    f"{where}.attributes: missing {missing}; a seed assigns every attribute"
+                )
+            if extra:
+                raise ValueError(f"{where}.attributes: unknown {extra}; declared: {names}")
+            for attr in self.attributes:
+                problem = attr.check(seed.attributes[attr.name])
+                if problem:
+                    raise ValueError(f"{where}.attributes.{attr.name}: {problem}")
+            for j, combo in enumerate(self.forbidden):
+                if all(seed.attributes.get(k) == v for k, v in combo.items()):
+                    raise ValueError(
+                        f"{where}: uses the forbidden combination forbidden[{j}] {combo}"
+                    )
+            cid = self.seed_id(seed)
+            if cid in ids:
+                raise ValueError(
+                    f"{where}: creative id {cid!r} repeats seeds[{ids[cid]}]; give an id"
+                )
+            ids[cid] = i
+        return self
+
+    def attribute_map(self) -> dict[str, CategoricalAttribute | NumericAttribute | ColorAttribute]:
+        return {a.name: a for a in self.attributes}
+
+    def seed_id(self, seed: SeedCreative) -> str:
+        if seed.id:
+            return seed.id
+        slug = re.sub(r"[^a-z0-9]+", "-", seed.name.lower()).strip("-") or "seed"
+        return f"{self.campaign_id}-{slug}"[:64]
+
+    def is_forbidden(self, attributes: Mapping[str, Any]) -> bool:
+        return any(all(attributes.get(k) == v for k, v in c.items()) for c in self.forbidden)
+
+
+def campaign_record(
+    spec: CampaignSpec, revision: int, now: datetime | None = None
+) -> dict[str, Any]:
+    """The `Campaign` Avro record for this spec."""
+    w = spec.reward.effective_weights()
+    return {
+        "campaign_id": spec.campaign_id,
+        "name": spec.name,
+        "revision": revision,
+        "attributes": [
+            {
+                "name": a.name,
+                "kind": a.kind,
+                "values": list(a.values) if isinstance(a, CategoricalAttribute) else [],
+                "min": a.min if isinstance(a, NumericAttribute) else None,
+                "max": a.max if isinstance(a, NumericAttribute) else None,
+            }
+            for a in spec.attributes
+        ],
+        "segment_keys": list(spec.segment_keys),
+        "reward": {
+            "kind": spec.reward.kind,
+            "click_weight": w.click,
+            "conversion_weight": w.conversion,
+            "value_weight": w.value,
+            "sentiment_weight": w.sentiment,
+        },
+        "attribution_window_ms": round(spec.attribution_window * 1000),
+        "holdout_share": spec.holdout_share,
+        "forbidden": [dict(c) for c in spec.forbidden],
+        "min_contrast": spec.min_contrast,
+        "allow_retire_catalog": spec.allow_retire_catalog,
+        "max_generated": spec.max_generated,
+        "updated_at": now or datetime.now(UTC),
+    }
+
+
+def creative_records(spec: CampaignSpec, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One live `Creative` record (origin catalog) per seed."""
+    now = now or datetime.now(UTC)
+    out = []
+    for seed in spec.seeds:
+        attrs: dict[str, str | float] = {}
+        for attr in spec.attributes:
+            v = seed.attributes[attr.name]
+            attrs[attr.name] = (
+                float(v)
+                if attr.kind == "numeric"
+                else (str(v).lower() if attr.kind == "color" else str(v))
+            )
+        out.append(
+            {
+                "creative_id": spec.seed_id(seed),
+                "campaign_id": spec.campaign_id,
+                "origin": "catalog",
+                "name": seed.name,
+                "attributes": attrs,
+                "status": "live",
+                "segment": None,
+                "model_version": None,
+                "predicted_reward": None,
+                "prior_alpha": 1.0,
+                "prior_beta": 1.0,
+                "created_at": now,
+                "retired_at": None,
+            }
+        )
+    return out
+
+
+def format_validation_error(exc: ValidationError, source: str = "campaign spec") -> str:
+    """One line per problem: `source: field.path: message`."""
+    lines = []
+    for err in exc.errors():
+        loc = ""
+        for part in err["loc"]:
+            if isinstance(part, int):
+                loc += f"[{part}]"
+            elif part in ("categorical", "numeric", "color") and loc.endswith("]"):
+                continue  # the discriminator tag pydantic adds to the path
+            else:
+                loc += f".{part}" if loc else str(part)
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {loc + ': ' if loc else ''}{msg}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: Any, source: str = "campaign spec") -> CampaignSpec:
+    """Validate a mapping as a CampaignSpec; raise SpecError naming the fields at fault."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, source)) from None
+
+
+def read_spec_file(path: Path | str) -> Any:
+    """Parse a YAML (.yaml/.yml) or JSON file into Python data, with a clear error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the file ({exc.strerror})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(
+            f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}"
+        ) from None
+
+
+def load_spec(path: Path | str) -> CampaignSpec:
+    """Read and validate a campaign spec file."""
+    return parse_spec(read_spec_file(path), str(path))

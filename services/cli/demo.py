@@ -1,0 +1,443 @@
+"""`admuse demo` and `admuse simulate`: the whole loop on one machine, and its result.
+
+`demo`: start the Kafka broker if none answers, create the run's topics, apply the scenario's
+campaign, start the four services (logs in `<run>/logs/`), wait until each is ready, play the
+simulator for the budget with a live view, fetch the top creatives' SVGs from inference, stop
+everything and print the result table; the HTML report lands in `<run>/report.html`. Ctrl-C
+ends the traffic early and still stops the services and writes the result; a second Ctrl-C
+skips the report. The broker is left running (it is shared; `make kafka-down` stops it).
+
+`simulate`: only the simulator, against services that already run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+__all__ = ["register"]
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+    app.command("simulate")(simulate)
+
+
+def demo(
+    budget: Annotated[float, typer.Option(help="Seconds of simulated traffic.")] = 180.0,
+    scenario: Annotated[
+        str, typer.Option(help="Bundled scenario (demo, bench, e2e) or a YAML path.")
+    ] = "demo",
+    seed: Annotated[int, typer.Option(help="Seeds users, arrivals and outcomes.")] = 0,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run folder (default .run/demo-<time>).")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Arrivals per second (default: the scenario's).")
+    ] = None,
+    topic_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Topic prefix of this run (default demo-<time>.: each run starts clean)."
+        ),
+    ] = None,
+    stop_kafka: Annotated[
+        bool,
+        typer.Option(
+            help="Stop the broker at the end if this demo started it (default: leave it)."
+        ),
+    ] = False,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the services.")] = 240.0,
+    env: Annotated[
+        list[str] | None, typer.Option(help="Extra KEY=VALUE for every service (repeatable).")
+    ] = None,
+    live: Annotated[bool, typer.Option(help="Show the live view (off: a line every 10 s).")] = True,
+) -> None:
+    """Run the whole loop here: Kafka, the four services, the simulator, a report."""
+    from services.cli.campaign_spec import SpecError
+    from services.simulator.scenario import load_scenario
+
+    console = Console()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run = (run_dir or _REPO / ".run" / f"demo-{stamp}").resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        scen = load_scenario(scenario)
+    except SpecError as exc:
+        console.print(f"[red]bad scenario[/red]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+    extra = dict(_kv(x) for x in env or [])
+    prefix = topic_prefix if topic_prefix is not None else f"demo-{stamp}."
+    code = asyncio.run(
+        _demo(
+            console, scen, run, budget, seed, rate, prefix, stop_kafka, ready_timeout, extra, live
+        )
+    )
+    raise typer.Exit(code)
+
+
+def _kv(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise typer.BadParameter(f"--env {item!r}: expected KEY=VALUE")
+    return key, value
+
+
+async def _demo(
+    console: Console,
+    scen: Any,
+    run: Path,
+    budget: float,
+    seed: int,
+    rate: float | None,
+    prefix: str,
+    stop_kafka: bool,
+    ready_timeout: float,
+    extra: dict[str, str],
+    live: bool,
+) -> int:
+    from services.cli.campaign import apply_spec, wait_for_leaders
+    from services.cli.stack import Stack, StackError
+    from services.common.kafka import ensure_topics
+    from services.common.settings import KafkaSettings
+    from services.common.topics import Topics
+    from services.simulator.app import simulate as play
+    from services.simulator.watch import CreativeWatch
+
+    stop = asyncio.Event()
+    interrupts = {"n": 0}
+
+    def on_sigint() -> None:
+        interrupts["n"] += 1
+        stop.set()
+        if interrupts["n"] == 1:
+            console.print("[yellow]stopping: ending traffic, then the services[/yellow]")
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    loop.add_signal_handler(signal.SIGTERM, on_sigint)
+
+    kafka = KafkaSettings().model_copy(update={"topic_prefix": prefix})
+    started_kafka = await _ensure_broker(console, kafka)
+    created = await ensure_topics(kafka, Topics.from_settings(kafka))
+    await wait_for_leaders(kafka, created)
+    applied = await apply_spec(kafka, scen.campaign)
+    console.print(
+        f"run folder [bold]{run}[/bold]; topics prefixed {prefix!r}; campaign "
+        f"{applied.campaign_id} revision {applied.revision} with "
+        f"{len(applied.creatives)} catalog creatives"
+    )
+    stack = Stack(run, kafka.bootstrap_servers, prefix, extra)
+    watch = CreativeWatch(kafka, scen.campaign.campaign_id)
+    svgs: dict[str, str] = {}
+    player_box: dict[str, Any] = {}
+    code = 0
+    try:
+        stack.start(_REPO)
+        console.print(f"started {', '.join(stack.processes)}; logs in {run / 'logs'}")
+        t0 = time.monotonic()
+        await asyncio.to_thread(stack.wait_ready, ready_timeout, None, stop.is_set)
+        if stop.is_set():
+            raise StackError("interrupted while the services were starting")
+        console.print(
+            f"services ready in {time.monotonic() - t0:.0f}s; playing {budget:.0f}s of "
+            f"traffic (scenario {scen.campaign.campaign_id}, seed {seed})"
+        )
+        await watch.start()
+        sim = asyncio.create_task(
+            play(
+                scen,
+                kafka=kafka,
+                decide_url=stack.decide_url,
+                api_key=stack.api_key,
+                run_dir=run,
+                seed=seed,
+                duration_s=budget,
+                rate=rate,
+                apply_campaign=False,
+                stop=stop,
+                drain_s=min(15.0, scen.campaign.attribution_window + 2),
+                on_start=lambda p: player_box.setdefault("player", p),
+            )
+        )
+        await _show_live(console, sim, player_box, watch, stack, budget, live)
+        await sim
+        if interrupts["n"] < 2:
+            svgs = await _fetch_svgs(stack, _wanted(run, watch, scen))
+            await _save_metrics(stack, run)
+    except StackError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        code = 1
+    finally:
+        await watch.stop()
+        console.print("stopping the services…")
+        codes = await asyncio.to_thread(stack.stop)
+        console.print("stopped: " + ", ".join(f"{k} ({v})" for k, v in codes.items()))
+        if started_kafka and stop_kafka:
+            port = int(kafka.bootstrap_servers.split(",")[0].rpartition(":")[2])
+            await asyncio.to_thread(_kafka_script, "down", port)
+    if interrupts["n"] >= 2:
+        console.print(f"interrupted twice: no report; results so far in {run}")
+        return 130
+    if (run / "results.jsonl").exists():
+        _finish(console, scen, run, watch, svgs)
+    return code
+
+
+async def _ensure_broker(console: Console, kafka: Any) -> bool:
+    """True when this demo started the broker (deploy/kafka/kafka.sh up)."""
+    from services.common.kafka import wait_for_broker
+
+    host, _, port = kafka.bootstrap_servers.split(",")[0].rpartition(":")
+    with _quiet_connect_errors():
+        try:
+            await wait_for_broker(kafka, 3)
+            console.print(f"Kafka answers at {kafka.bootstrap_servers} (leaving it as it is)")
+            return False
+        except TimeoutError:
+            pass
+        if host not in ("127.0.0.1", "localhost"):
+            console.print(f"[red]no broker answers at {kafka.bootstrap_servers}[/red]")
+            raise typer.Exit(1)
+        console.print(
+            f"no broker answering: starting one on port {port} (deploy/kafka/kafka.sh up)"
+        )
+        await asyncio.to_thread(_kafka_script, "up", int(port))
+        await wait_for_broker(kafka, 60)
+    return True
+
+
+@contextlib.contextmanager
+def _quiet_connect_errors() -> Iterator[None]:
+    """aiokafka logs every refused connection while we probe for a broker: expected here."""
+    log = logging.getLogger("aiokafka")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _kafka_script(action: str, port: int) -> None:
+    """deploy/kafka/kafka.sh for the broker at 127.0.0.1:<port> (own data folder off 9092)."""
+    import os
+
+    env = {**os.environ, "PYTHON": sys.executable, "ADMUSE_KAFKA_PORT": str(port)}
+    if port != 9092:
+        env.setdefault("ADMUSE_KAFKA_CONTROLLER_PORT", str(port + 1))
+        env.setdefault("ADMUSE_KAFKA_DATA_DIR", str(_REPO / ".run" / f"kafka-{port}"))
+    subprocess.run([str(_REPO / "deploy/kafka/kafka.sh"), action], check=True, env=env)
+
+
+async def _show_live(
+    console: Console,
+    sim: asyncio.Task[Any],
+    box: dict[str, Any],
+    watch: Any,
+    stack: Any,
+    budget: float,
+    live: bool,
+) -> None:
+    if not live or not console.is_terminal:
+        while not sim.done():
+            await asyncio.wait([sim], timeout=10)
+            if "player" in box:
+                console.print(_status_line(box["player"].stats, watch, budget))
+        return
+    with Live(console=console, refresh_per_second=2, transient=False) as view:
+        while not sim.done():
+            if "player" in box:
+                view.update(_live_view(box["player"], watch, stack, budget))
+            await asyncio.wait([sim], timeout=0.5)
+        if "player" in box:
+            view.update(_live_view(box["player"], watch, stack, budget))
+
+
+def _status_line(stats: Any, watch: Any, budget: float) -> str:
+    elapsed = time.monotonic() - stats.started
+    arms = ", ".join(
+        f"{a} {s.impressions} imp {s.ctr:.1%} CTR" for a, s in sorted(stats.arms.items())
+    )
+    c = watch.counts()
+    return (
+        f"{elapsed:5.0f}/{budget:.0f}s  {stats.requests} requests  {arms}  "
+        f"models {c['models']}  generated admitted {c['generated_admitted']}  "
+        f"errors {sum(stats.errors.values())}"
+    )
+
+
+def _live_view(player: Any, watch: Any, stack: Any, budget: float) -> Group:
+    s = player.stats
+    elapsed = time.monotonic() - s.started
+    table = Table(
+        title=f"admuse demo — {elapsed:.0f}s of {budget:.0f}s, {s.requests:,} requests",
+        title_justify="left",
+    )
+    for col in ("arm", "impressions", "clicks", "CTR", "true CTR", "regret / imp"):
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    for arm, a in sorted(s.arms.items()):
+        n = max(1, a.impressions)
+        table.add_row(
+            arm,
+            f"{a.impressions:,}",
+            f"{a.clicks:,}",
+            f"{a.ctr:.2%}",
+            f"{a.expected_reward / n:.2%}",
+            f"{a.regret / n:.4f}",
+        )
+    c = watch.counts()
+    latest = watch.models[-1]["version"] if watch.models else "none yet"
+    lat = sorted(s.latencies_ms)
+    p50 = lat[len(lat) // 2] if lat else 0.0
+    alive = ", ".join(
+        f"{n} {'up' if p.alive else '[red]DOWN[/red]'}" for n, p in stack.processes.items()
+    )
+    errors = ", ".join(f"{k}: {v}" for k, v in s.errors.items()) or "none"
+    return Group(
+        table,
+        f"models published: {c['models']} (latest {latest}); served with a model: "
+        f"{sum(s.model_versions.values()):,}",
+        f"creatives: {c['catalog_live']} catalog live, "
+        f"{c['generated_admitted']} generated admitted ({c['generated_live']} live), "
+        f"{c['retired']} retired; generated impressions "
+        f"{s.generated_served:,}",
+        f"events sent {s.events_sent:,}; Decide p50 {p50:.1f} ms; errors {errors}; skipped "
+        f"{s.skipped}",
+        f"services: {alive}",
+    )
+
+
+def _wanted(run: Path, watch: Any, scen: Any) -> list[str]:
+    from collections import Counter
+
+    from services.simulator.report import load_results
+
+    rows, _ = load_results(run / "results.jsonl")
+    served = Counter(r["creative_id"] for r in rows)
+    want = [cid for cid, _ in served.most_common(12)]
+    want += [c["creative_id"] for c in watch.generated if c["creative_id"] not in want]
+    want += [scen.campaign.seed_id(s) for s in scen.campaign.seeds]
+    return list(dict.fromkeys(want))[:40]
+
+
+async def _fetch_svgs(stack: Any, ids: list[str]) -> dict[str, str]:
+    """Each creative's SVG from inference's renderer, while it still runs."""
+    import httpx
+
+    out: dict[str, str] = {}
+    async with httpx.AsyncClient(
+        base_url=stack.decide_url, timeout=5.0, headers={"X-API-Key": stack.api_key}
+    ) as client:
+        for cid in ids:
+            with contextlib.suppress(httpx.HTTPError):
+                resp = await client.get(f"/v1/creatives/{cid}.svg")
+                if resp.status_code == 200 and resp.text.lstrip().startswith("<svg"):
+                    out[cid] = resp.text
+    return out
+
+
+async def _save_metrics(stack: Any, run: Path) -> None:
+    """Each HTTP service's /metrics at the end of the run, for diagnosis (Decide latency…)."""
+    import httpx
+
+    urls = {
+        "inference": f"{stack.decide_url}/metrics",
+        "ingestion": f"http://127.0.0.1:{stack.ingestion_port}/metrics",
+        "features": f"http://127.0.0.1:{stack.features_port}/metrics",
+    }
+    async with httpx.AsyncClient(timeout=5.0, headers={"X-API-Key": stack.api_key}) as client:
+        for name, url in urls.items():
+            with contextlib.suppress(httpx.HTTPError, OSError):
+                resp = await client.get(url)
+                if resp.status_code == 200:
+                    await asyncio.to_thread(
+                        (run / "logs" / f"{name}.metrics.txt").write_text, resp.text
+                    )
+
+
+def _finish(
+    console: Console, scen: Any, run: Path, watch: Any, svgs: dict[str, str]
+) -> dict[str, Any]:
+    from services.simulator.htmlreport import write_html
+    from services.simulator.report import analyze, load_results, print_result
+
+    rows, failed = load_results(run / "results.jsonl")
+    result = analyze(rows, scen, creatives=watch.creatives, models=watch.models, failed=len(failed))
+    (run / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    report = write_html(run / "report.html", result, rows, watch.creatives, svgs)
+    print_result(result, console, report)
+    return result
+
+
+def simulate(
+    api_key: Annotated[
+        str, typer.Option(envvar="ADMUSE_SIMULATOR_API_KEY", help="X-API-Key for Decide.")
+    ],
+    decide_url: Annotated[
+        str, typer.Option(envvar="ADMUSE_SIMULATOR_DECIDE_URL", help="Inference's HTTP API.")
+    ] = "http://127.0.0.1:8080",
+    scenario: Annotated[str, typer.Option(help="Bundled scenario or a YAML path.")] = "demo",
+    seed: Annotated[int, typer.Option(help="Seeds users, arrivals and outcomes.")] = 0,
+    duration: Annotated[float, typer.Option(help="Seconds of traffic.")] = 60.0,
+    rate: Annotated[
+        float | None, typer.Option(help="Arrivals per second (default: the scenario's).")
+    ] = None,
+    run_dir: Annotated[Path, typer.Option(help="Where results and report go.")] = Path(
+        ".run/simulator"
+    ),
+    apply_campaign: Annotated[
+        bool, typer.Option(help="Publish the scenario's campaign first.")
+    ] = True,
+) -> None:
+    """Play a scenario against services that already run, then print the result."""
+    from services.common.settings import KafkaSettings
+    from services.simulator.app import simulate as play
+    from services.simulator.scenario import load_scenario
+    from services.simulator.watch import CreativeWatch
+
+    console = Console()
+    scen = load_scenario(scenario)
+    kafka = KafkaSettings()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+        watch = CreativeWatch(kafka, scen.campaign.campaign_id)
+        await watch.start()
+        try:
+            await play(
+                scen,
+                kafka=kafka,
+                decide_url=decide_url,
+                api_key=api_key,
+                run_dir=run_dir,
+                seed=seed,
+                duration_s=duration,
+                rate=rate,
+                apply_campaign=apply_campaign,
+                stop=stop,
+            )
+        finally:
+            await watch.stop()
+        _finish(console, scen, run_dir, watch, {})
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main())

@@ -1,0 +1,125 @@
+"""`admuse report`: is the optimizer helping? The experiment report of one campaign.
+
+Reads admuse.decisions and admuse.rewards (a time range or offsets), the campaign record (for
+the configured holdout share) and its creatives (for attribute effects), and prints per arm
+impressions, reward rate, lift over control, P(beats control), an always-valid sequential test
+and the SRM check, then per creative and per attribute value effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from services.cli.ope import EXIT_BAD_INPUT, fail
+
+if TYPE_CHECKING:
+    from services.analysis.kafka_io import CampaignLogs, ReadWindow
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_SRM", "register", "report"]
+
+EXIT_SRM = 4
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+
+
+def report(
+    campaign: Annotated[str, typer.Option(help="Campaign id.")],
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Decisions from (ISO-8601, epoch ms, or -2h / -7d)."),
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="Decisions before this time.")] = None,
+    decisions_offsets: Annotated[
+        str | None, typer.Option(help="admuse.decisions offsets: START[-END] or P:START[-END],…")
+    ] = None,
+    rewards_offsets: Annotated[
+        str | None, typer.Option(help="admuse.rewards offsets: START[-END] or P:START[-END],…")
+    ] = None,
+    control_share: Annotated[
+        float | None,
+        typer.Option(help="Expected control share for the SRM check (default: the campaign's)."),
+    ] = None,
+    looks: Annotated[int, typer.Option(help="Looks of the sequential test over the range.")] = 200,
+    limit: Annotated[int, typer.Option(help="Rows per effects table on the terminal.")] = 20,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report as JSON.")
+    ] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML page.")] = None,
+    fail_on_srm: Annotated[
+        bool, typer.Option(help=f"Exit {EXIT_SRM} when the SRM check flags the split.")
+    ] = False,
+) -> None:
+    """Experiment report: arms, lift, P(beats control), sequential test, SRM, effects."""
+    from rich.console import Console
+
+    from services.analysis import output
+    from services.analysis.kafka_io import ReadWindow, parse_offsets, parse_time
+    from services.analysis.report import build_report
+
+    if control_share is not None and not 0 < control_share < 1:
+        fail(f"--control-share must be in (0, 1), got {control_share}")
+    try:
+        from_ms = parse_time(from_) if from_ else None
+        to_ms = parse_time(to) if to else None
+        d_window = ReadWindow(
+            from_ms, to_ms, parse_offsets(decisions_offsets) if decisions_offsets else None
+        )
+        r_window = ReadWindow(
+            from_ms, to_ms, parse_offsets(rewards_offsets) if rewards_offsets else None
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    logs = _load(campaign, d_window, r_window)
+    share = control_share
+    if share is None and logs.campaign is not None:
+        share = float(logs.campaign["holdout_share"])
+    result = build_report(
+        campaign,
+        logs.rewards,
+        decision_arms=logs.decision_arms,
+        expected_control_share=share,
+        attributes=logs.attributes,
+        from_ms=from_ms,
+        to_ms=to_ms,
+        looks=looks,
+    )
+    for name, st in logs.stats.items():
+        if st.undecodable:
+            result.notes.append(
+                f"{st.undecodable} record(s) of {name} did not decode and were skipped"
+            )
+    if logs.rewards.n == 0 and logs.decision_arms is not None and len(logs.decision_arms) == 0:
+        result.notes.append(f"no decisions or rewards of campaign {campaign!r} in range")
+    output.print_report(result, Console(), limit=limit)
+    if json_out:
+        output.write_json(json_out, result)
+    if html_out:
+        output.write_html(html_out, output.report_html(result))
+    if fail_on_srm and result.srm is not None and result.srm.flagged:
+        raise typer.Exit(EXIT_SRM)
+
+
+def _load(campaign: str, d_window: ReadWindow, r_window: ReadWindow) -> CampaignLogs:
+    from services.analysis.kafka_io import load_campaign
+    from services.common.codec import SchemaRegistry
+    from services.common.kafka import wait_for_broker
+    from services.common.settings import KafkaSettings
+
+    kafka = KafkaSettings()
+
+    async def run() -> CampaignLogs:
+        await wait_for_broker(kafka, 30)
+        return await load_campaign(
+            kafka, SchemaRegistry.load(), campaign, decisions=d_window, rewards=r_window
+        )
+
+    try:
+        return asyncio.run(run())
+    except (LookupError, TimeoutError) as exc:
+        fail(str(exc))

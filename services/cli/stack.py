@@ -1,0 +1,229 @@
+"""The four services as local processes for `admuse demo`: start, wait until ready, stop.
+
+Each service runs as `python -m services.<name>` in its own session (a terminal Ctrl-C reaches
+only the demo, which then stops them in order), with its log in `<run>/logs/<name>.log`.
+Readiness is a real call: GET /readyz (or the service's web port) answering 200.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+__all__ = ["SERVICES", "ServiceProcess", "Stack", "StackError", "free_port"]
+
+SERVICES = ("ingestion", "features", "trainer", "inference")
+
+
+class StackError(RuntimeError):
+    """A service did not start; the message carries the tail of its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    env: dict[str, str]
+    log_path: Path
+    ready_url: str | None
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, cwd: Path) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"],
+                cwd=cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ready(self) -> bool:
+        if not self.alive:
+            return False
+        if self.ready_url is None:
+            return True
+        try:
+            return httpx.get(self.ready_url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """SIGTERM, wait, then SIGKILL (this process's own session only)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+@dataclass
+class Stack:
+    """The four services of one run, configured for `run_dir` and one topic prefix."""
+
+    run_dir: Path
+    bootstrap: str
+    topic_prefix: str
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    pseudonym_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    inference_port: int = field(default_factory=free_port)
+    ingestion_port: int = field(default_factory=free_port)
+    features_port: int = field(default_factory=free_port)
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @property
+    def decide_url(self) -> str:
+        return f"http://127.0.0.1:{self.inference_port}"
+
+    def env_for(self, name: str) -> dict[str, str]:
+        """Environment of one service: shared groups, generated secrets, ports, run folders."""
+        run = self.run_dir.resolve()
+        tag = self.topic_prefix.rstrip(".") or "admuse"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ADMUSE_")}
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "ADMUSE_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "ADMUSE_KAFKA_TOPIC_PREFIX": self.topic_prefix,
+                "ADMUSE_KAFKA_CLIENT_ID": f"{tag}-{name}",
+                "ADMUSE_LOG_FORMAT": "json",
+                "ADMUSE_MODEL_STORE_URL": f"file://{run}/model-store",
+                "ADMUSE_PSEUDONYM_SECRET": self.pseudonym_secret,
+            }
+        )
+        if "ADMUSE_SCHEMAS_DIR" in os.environ:
+            env["ADMUSE_SCHEMAS_DIR"] = os.environ["ADMUSE_SCHEMAS_DIR"]
+        env.update(_service_env(name, self, run, tag))
+        env.update(self.extra_env)
+        return env
+
+    def _ready_url(self, name: str) -> str | None:
+        if name == "features":  # faust's web server answers once the app runs
+            return f"http://127.0.0.1:{self.features_port}/metrics"
+        port = {"inference": self.inference_port, "ingestion": self.ingestion_port}.get(name)
+        return f"http://127.0.0.1:{port}/readyz" if port else None  # trainer: process alive
+
+    def start(self, cwd: Path, names: tuple[str, ...] = SERVICES) -> None:
+        for name in names:
+            svc = ServiceProcess(
+                name,
+                self.env_for(name),
+                self.run_dir / "logs" / f"{name}.log",
+                self._ready_url(name),
+            )
+            svc.start(cwd)
+            self.processes[name] = svc
+
+    def wait_ready(
+        self,
+        deadline_s: float = 180.0,
+        on_wait: Callable[[list[str]], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        """Poll every service's readiness until all answer or one dies / the deadline passes."""
+        end = time.monotonic() + deadline_s
+        pending = dict(self.processes)
+        while pending and not (cancelled and cancelled()):
+            for name, svc in list(pending.items()):
+                if not svc.alive:
+                    raise StackError(
+                        f"{name} exited with code {svc.proc.returncode if svc.proc else '?'} "
+                        f"during start-up; last lines of {svc.log_path}:\n{svc.tail()}"
+                    )
+                if svc.ready():
+                    del pending[name]
+            if not pending:
+                return
+            if time.monotonic() > end:
+                name, svc = next(iter(pending.items()))
+                raise StackError(
+                    f"{name} was not ready after {deadline_s:.0f}s "
+                    f"({svc.ready_url or 'process check'}); last lines of {svc.log_path}:\n"
+                    f"{svc.tail()}"
+                )
+            if on_wait:
+                on_wait(sorted(pending))
+            time.sleep(0.5)
+
+    def stop(self) -> dict[str, int | None]:
+        """Stop in reverse dependency order: inference first (flushes decisions), then the rest."""
+        codes = {}
+        for name in ("inference", "trainer", "features", "ingestion"):
+            if name in self.processes:
+                codes[name] = self.processes[name].stop()
+        return codes
+
+
+def _service_env(name: str, stack: Stack, run: Path, tag: str) -> dict[str, str]:
+    if name == "inference":
+        return {
+            "ADMUSE_INFERENCE_API_KEYS": stack.api_key,
+            "ADMUSE_INFERENCE_HTTP_HOST": "127.0.0.1",
+            "ADMUSE_INFERENCE_HTTP_PORT": str(stack.inference_port),
+            "ADMUSE_INFERENCE_GRPC_PORT": "0",
+            "ADMUSE_INFERENCE_INSTANCE_ID": f"{tag}-inference-0",
+            "ADMUSE_INFERENCE_SPOOL_DIR": str(run / "inference-spool"),
+        }
+    if name == "ingestion":
+        return {
+            "ADMUSE_INGESTION_API_KEYS": stack.api_key,
+            "ADMUSE_INGESTION_HTTP_HOST": "127.0.0.1",
+            "ADMUSE_INGESTION_HTTP_PORT": str(stack.ingestion_port),
+            "ADMUSE_INGESTION_INSTANCE_ID": "0",
+        }
+    if name == "features":
+        return {
+            "ADMUSE_FEATURES_WEB_HOST": "127.0.0.1",
+            "ADMUSE_FEATURES_WEB_PORT": str(stack.features_port),
+            "ADMUSE_FEATURES_STATE_DIR": str(run / "features-state"),
+        }
+    if name == "trainer":
+        # Demo pace: small networks, retrain after a few hundred rewards or every 30 s.
+        return {
+            "ADMUSE_TRAINER_BUFFER_PATH": str(run / "trainer" / "buffer.json.gz"),
+            "ADMUSE_TRAINER_PROFILE": "small",
+            "ADMUSE_TRAINER_RETRAIN_EVERY_REWARDS": "400",
+            "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.5",
+            "ADMUSE_TRAINER_MIN_ROWS": "200",
+            "ADMUSE_TRAINER_MIN_POSITIVES": "20",
+            "ADMUSE_TRAINER_DEVICE": "cpu",
+        }
+    return {}

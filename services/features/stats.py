@@ -1,0 +1,246 @@
+"""Per campaign × segment × creative counters and their Beta posterior.
+
+Each Reward counts once: one impression (the decision was served and its join finished), a
+click and/or conversion when attributed, its reward in ``reward_sum``, and a Beta update with
+success ``clip(reward, 0, 1)``. With a decay half-life the Beta evidence fades exponentially
+(``2 ** (-Δt / half_life)``) so a creative whose appeal changes is re-learned; the plain
+counters never decay.
+
+Counters are kept as *partials*, one per source partition of the join, and published whole
+(never as deltas): the aggregator replaces a partition's partial by a newer one (higher ``n``)
+and sums them, so receiving the same partial twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from services.common.segment import ALL_SEGMENTS
+
+__all__ = [
+    "Counters",
+    "Partial",
+    "StatsKey",
+    "fold_partial",
+    "merge",
+    "stats_groups",
+    "stats_keys",
+    "stats_record",
+    "totals",
+    "window_start",
+]
+
+
+@dataclass(frozen=True)
+class Counters:
+    impressions: int = 0
+    clicks: int = 0
+    conversions: int = 0
+    reward_sum: float = 0.0
+    successes: float = 0.0  # Beta evidence for reward, decayed to at_ms
+    failures: float = 0.0  # Beta evidence against, decayed to at_ms
+    at_ms: int | None = None  # time the evidence refers to (last update)
+    n: int = 0  # updates applied: the version of a partial
+
+    def add(self, reward: Mapping[str, Any], at_ms: int, half_life_s: float | None) -> Counters:
+        """These counters with one more Reward (as in the Reward record) observed at `at_ms`."""
+        s, f = self.decayed(at_ms, half_life_s)
+        r = min(max(float(reward["reward"]), 0.0), 1.0)
+        return Counters(
+            impressions=self.impressions + 1,
+            clicks=self.clicks + bool(reward["clicked"]),
+            conversions=self.conversions + bool(reward["converted"]),
+            reward_sum=self.reward_sum + float(reward["reward"]),
+            successes=s + r,
+            failures=f + (1.0 - r),
+            at_ms=max(at_ms, self.at_ms or at_ms),
+            n=self.n + 1,
+        )
+
+    def decayed(self, to_ms: int, half_life_s: float | None) -> tuple[float, float]:
+        """Beta evidence (successes, failures) decayed forward to `to_ms` (never backward)."""
+        if not half_life_s or self.at_ms is None or to_ms <= self.at_ms:
+            return self.successes, self.failures
+        k = 2.0 ** (-(to_ms - self.at_ms) / 1000.0 / half_life_s)
+        return self.successes * k, self.failures * k
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Counters:
+        return cls(**data) if data else cls()
+
+
+def merge(parts: Iterable[Counters], half_life_s: float | None) -> Counters:
+    """Sum partials; Beta evidence is first decayed to the newest partial's time."""
+    parts = [p for p in parts if p.n]
+    if not parts:
+        return Counters()
+    at = max(p.at_ms or 0 for p in parts)
+    total = Counters(at_ms=at)
+    for p in parts:
+        s, f = p.decayed(at, half_life_s)
+        total = replace(
+            total,
+            impressions=total.impressions + p.impressions,
+            clicks=total.clicks + p.clicks,
+            conversions=total.conversions + p.conversions,
+            reward_sum=total.reward_sum + p.reward_sum,
+            successes=total.successes + s,
+            failures=total.failures + f,
+            n=total.n + p.n,
+        )
+    return total
+
+
+def window_start(ts_ms: int, window_ms: int) -> int:
+    """Start of the tumbling window of length `window_ms` (epoch-aligned) holding `ts_ms`."""
+    return ts_ms - ts_ms % window_ms
+
+
+@dataclass(frozen=True)
+class StatsKey:
+    campaign_id: str
+    segment: str
+    creative_id: str
+    window_start: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The admuse.stats record key (docs/contracts.md)."""
+        base = f"{self.campaign_id}/{self.segment}/{self.creative_id}"
+        return base if self.window_start is None else f"{base}@{self.window_start}"
+
+    def windowed(self, start: int | None) -> StatsKey:
+        return replace(self, window_start=start)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StatsKey:
+        return cls(**data)
+
+
+def stats_groups(reward: Mapping[str, Any]) -> list[StatsKey]:
+    """The (cumulative) stats a Reward counts in: its segment and the campaign roll-up '*'."""
+    segments = [reward["segment"]]
+    if reward["segment"] != ALL_SEGMENTS:
+        segments.append(ALL_SEGMENTS)
+    return [StatsKey(reward["campaign_id"], seg, reward["creative_id"]) for seg in segments]
+
+
+def stats_keys(reward: Mapping[str, Any], window_ms: int) -> list[StatsKey]:
+    """Every stats record a Reward changes: its groups, cumulative and in the tumbling window
+    of its decision time."""
+    start = window_start(int(reward["decided_at"]), window_ms)
+    return [k.windowed(ws) for k in stats_groups(reward) for ws in (None, start)]
+
+
+@dataclass(frozen=True)
+class Partial:
+    """One join partition's counters for one group: cumulative and recent tumbling windows.
+
+    ``n`` counts the Rewards added: a newer partial of the same partition has a higher ``n``.
+    ``floor`` is the newest window dropped from ``windows`` (its totals are final).
+    """
+
+    cumulative: Counters = Counters()
+    windows: Mapping[int, Counters] = field(default_factory=dict)
+    n: int = 0
+    floor: int | None = None
+
+    def add(
+        self,
+        reward: Mapping[str, Any],
+        at_ms: int,
+        *,
+        half_life_s: float | None,
+        window_ms: int,
+        keep_windows: int = 4,
+    ) -> Partial:
+        """Count a Reward; windows never decay; only the `keep_windows` newest are kept (older
+        ones are final and stay published)."""
+        start = window_start(int(reward["decided_at"]), window_ms)
+        windows = dict(self.windows)
+        windows[start] = windows.get(start, Counters()).add(reward, at_ms, None)
+        floor = self.floor
+        for old in sorted(windows)[:-keep_windows]:
+            del windows[old]
+            floor = max(old, floor if floor is not None else old)
+        cumulative = self.cumulative.add(reward, at_ms, half_life_s)
+        return Partial(cumulative, windows, self.n + 1, floor)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cum": self.cumulative.to_json(),
+            "win": {str(k): c.to_json() for k, c in self.windows.items()},
+            "n": self.n,
+            "floor": self.floor,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Partial:
+        if not data:
+            return cls()
+        windows = {int(k): Counters.from_json(c) for k, c in data["win"].items()}
+        return cls(Counters.from_json(data["cum"]), windows, int(data["n"]), data.get("floor"))
+
+
+def fold_partial(
+    entry: Mapping[str, Any] | None, group: StatsKey, partition: int, partial: Partial
+) -> dict[str, Any] | None:
+    """The aggregator entry with this partition's partial replaced, or None if not newer."""
+    parts = dict(entry["parts"]) if entry else {}
+    current = parts.get(str(partition))
+    if current is not None and current["n"] >= partial.n:
+        return None
+    parts[str(partition)] = partial.to_json()
+    return {"key": group.to_json(), "parts": parts}
+
+
+def totals(entry: Mapping[str, Any], half_life_s: float | None) -> list[tuple[StatsKey, Counters]]:
+    """The stats of an aggregator entry: cumulative, then each window no partition has
+    dropped yet (older windows were published while complete and are final)."""
+    group = StatsKey.from_json(entry["key"])
+    parts = [Partial.from_json(p) for p in entry["parts"].values()]
+    out = [(group, merge((p.cumulative for p in parts), half_life_s))]
+    floor = max((p.floor for p in parts if p.floor is not None), default=None)
+    for start in sorted({w for p in parts for w in p.windows}):
+        if floor is not None and start <= floor:
+            continue
+        counters = merge((p.windows[start] for p in parts if start in p.windows), None)
+        out.append((group.windowed(start), counters))
+    return out
+
+
+def stats_record(
+    key: StatsKey,
+    counters: Counters,
+    *,
+    prior_alpha: float,
+    prior_beta: float,
+    half_life_s: float | None,
+    window_ms: int,
+    now_ms: int,
+) -> dict[str, Any]:
+    """A CreativeStats record (alpha/beta = prior + evidence as of the last update)."""
+    windowed = key.window_start is not None
+    return {
+        "campaign_id": key.campaign_id,
+        "segment": key.segment,
+        "creative_id": key.creative_id,
+        "window_start": key.window_start,
+        "window_ms": window_ms if windowed else None,
+        "impressions": counters.impressions,
+        "clicks": counters.clicks,
+        "conversions": counters.conversions,
+        "reward_sum": counters.reward_sum,
+        "alpha": prior_alpha + counters.successes,
+        "beta": prior_beta + counters.failures,
+        "decay_half_life_s": half_life_s,
+        "updated_at": counters.at_ms if counters.at_ms is not None else now_ms,
+    }

@@ -1,0 +1,66 @@
+"""How far the event stream has been read: the time up to which windows may close.
+
+A window must not close while a click for it may still sit unread in ``admuse.events`` —
+after a restart, the timer would otherwise close windows (reward 0) before the events
+agent has caught up with the backlog, and the clicks would count as late. Ticks therefore
+carry a watermark instead of the wall clock: *now* for a partition that has been read to
+its high watermark, else the timestamp of the last event read from it; the minimum over
+the assigned partitions. A partition that delivered nothing since it was assigned counts
+as caught up once ``idle_s`` has passed since the clock was first asked (nothing to read,
+or others are behind it); the clock is first asked when ticks start, after table recovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+
+__all__ = ["EventClock"]
+
+
+@dataclass
+class _Progress:
+    next_offset: int
+    timestamp_ms: int
+
+
+class EventClock:
+    def __init__(self, idle_s: float = 1.0) -> None:
+        self.idle_s = idle_s
+        self._assigned: dict[Hashable, float | None] = {}  # partition -> first asked (monotonic)
+        self._progress: dict[Hashable, _Progress] = {}
+
+    def assigned(self, partitions: Iterable[Hashable]) -> None:
+        for tp in partitions:
+            self._assigned.setdefault(tp, None)
+
+    def revoked(self, partitions: Iterable[Hashable]) -> None:
+        for tp in partitions:
+            self._assigned.pop(tp, None)
+            self._progress.pop(tp, None)
+
+    def observe(self, tp: Hashable, offset: int, timestamp_ms: int) -> None:
+        """An event at `offset` of `tp` (record timestamp `timestamp_ms`) has been handled."""
+        self._progress[tp] = _Progress(offset + 1, timestamp_ms)
+
+    def watermark(
+        self,
+        now_ms: int,
+        now_mono: float,
+        highwater: Callable[[Hashable], int | None],
+    ) -> int | None:
+        """Time up to which the events have been read; None while that is unknown."""
+        mark = now_ms
+        waiting = False
+        for tp, since in self._assigned.items():
+            hw = highwater(tp)
+            progress = self._progress.get(tp)
+            if progress is None:
+                if since is None:
+                    self._assigned[tp] = since = now_mono
+                waiting = waiting or now_mono - since < self.idle_s
+                continue
+            if hw is not None and progress.next_offset >= hw:
+                continue
+            mark = min(mark, progress.timestamp_ms)
+        return None if waiting else mark

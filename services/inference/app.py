@@ -1,0 +1,305 @@
+"""Wiring of the inference service: state, models, policy, decision log, HTTP and gRPC.
+
+`Inference` holds the parts and the one `decide` both APIs call, so HTTP and gRPC have the
+same semantics. `run(settings)` opens everything in order (topics, decision log, producer for
+creatives, state follower, servers), serves until cancelled, and closes in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from services.common.codec import SchemaRegistry
+from services.common.kafka import ensure_topics, make_producer, wait_for_broker
+from services.common.logging import configure_logging, get_logger
+from services.common.privacy import pseudonymize
+from services.common.segment import segment_of
+from services.common.topics import Topics
+from services.inference.curator import Curator
+from services.inference.decisions import DecisionLog
+from services.inference.metrics import Metrics
+from services.inference.models import choose_providers
+from services.inference.policy import NoCreatives, Policy, UnknownCampaign
+from services.inference.settings import Settings
+from services.inference.state import State, StateFollower
+
+__all__ = [
+    "BadRequest",
+    "Inference",
+    "NoCreatives",
+    "NotReady",
+    "UnknownCampaign",
+    "main",
+    "run",
+    "validate_request",
+]
+
+_log = get_logger(__name__)
+
+MAX_ID = 128
+MAX_USER_ID = 256
+MAX_CONTEXT = 32
+MAX_CONTEXT_KEY = 64
+MAX_CONTEXT_VALUE = 256
+
+
+class BadRequest(ValueError):
+    """A request field is missing or malformed; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotReady(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("inference is still restoring its state from Kafka; retry shortly")
+
+
+def validate_request(campaign_id: str, user_id: str, context: Mapping[str, str]) -> None:
+    """The checks the HTTP schema makes, for callers without one (gRPC)."""
+    if not campaign_id:
+        raise BadRequest("campaign_id", "is required and must not be empty")
+    if len(campaign_id) > MAX_ID:
+        raise BadRequest("campaign_id", f"is {len(campaign_id)} characters, at most {MAX_ID}")
+    if not user_id:
+        raise BadRequest("user_id", "is required and must not be empty")
+    if len(user_id) > MAX_USER_ID:
+        raise BadRequest("user_id", f"is {len(user_id)} characters, at most {MAX_USER_ID}")
+    if len(context) > MAX_CONTEXT:
+        raise BadRequest("context", f"has {len(context)} fields, at most {MAX_CONTEXT}")
+    for key, value in context.items():
+        if not key or len(key) > MAX_CONTEXT_KEY:
+            raise BadRequest("context", f"key {key[:80]!r} must have 1..{MAX_CONTEXT_KEY} chars")
+        if len(value) > MAX_CONTEXT_VALUE:
+            raise BadRequest(f"context.{key}", f"is longer than {MAX_CONTEXT_VALUE} characters")
+
+
+@dataclass
+class Inference:
+    """The running service's parts; `decide` is the Decide operation of both APIs."""
+
+    settings: Settings
+    state: State
+    policy: Policy
+    curator: Curator
+    log: DecisionLog
+    metrics: Metrics
+    follower: StateFollower | None = None
+    ready: bool = False
+    ready_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._keys = tuple(k.encode() for k in self.settings.api_key_set())
+        self._secret = self.settings.pseudonym_secret.get_secret_value().encode()
+
+    def key_ok(self, key: str | None) -> bool:
+        if not key:
+            return False
+        given = key.encode()
+        # compare against every key so timing does not reveal which prefix matched
+        return sum(hmac.compare_digest(given, k) for k in self._keys) > 0
+
+    def decide(
+        self, campaign_id: str, user_id: str, context: Mapping[str, str], *, api: str = "http"
+    ) -> dict[str, Any]:
+        """Choose a creative, log the Decision, return the response body (contracts.md)."""
+        started = time.perf_counter()
+        if not self.ready:
+            raise NotReady()
+        campaign = self.state.campaigns.get(campaign_id)
+        if campaign is None:
+            raise UnknownCampaign(campaign_id)
+        pseudonym = pseudonymize(self._secret, user_id)
+        segment = segment_of(campaign["segment_keys"], context)
+        choice = self.policy.choose(campaign, segment, pseudonym)
+        decision_id = uuid.uuid4().hex
+        model_version = self.curator.model_version(campaign_id)
+        creative = choice.creative
+        self.log.submit(
+            {
+                "decision_id": decision_id,
+                "decided_at": int(time.time() * 1000),
+                "campaign_id": campaign_id,
+                "segment": segment,
+                "context": dict(context),
+                "user_id": pseudonym,
+                "creative_id": creative["creative_id"],
+                "propensity": choice.propensity,
+                "arm": choice.arm,
+                "policy": choice.policy,
+                "policy_version": choice.policy_version,
+                "model_version": model_version,
+                "attribution_window_ms": int(campaign["attribution_window_ms"]),
+                "candidates": choice.candidates,
+            }
+        )
+        self.metrics.decisions.labels(choice.arm, api).inc()
+        self.metrics.latency.labels(api).observe(time.perf_counter() - started)
+        return {
+            "decision_id": decision_id,
+            "campaign_id": campaign_id,
+            "creative_id": creative["creative_id"],
+            "propensity": choice.propensity,
+            "arm": choice.arm,
+            "policy": choice.policy,
+            "policy_version": choice.policy_version,
+            "model_version": model_version,
+            "segment": segment,
+            "render_url": f"/v1/creatives/{creative['creative_id']}.svg",
+            "attributes": dict(creative["attributes"]),
+        }
+
+
+@contextlib.asynccontextmanager
+async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
+    """Everything but the servers: topics, decision log, state restored and followed."""
+    registry = SchemaRegistry.load()
+    topics = Topics.from_settings(settings.kafka)
+    metrics = Metrics()
+    state = State()
+    await wait_for_broker(settings.kafka, 60)
+    await ensure_topics(settings.kafka, topics)
+    spool = settings.spool_dir / f"decisions-{settings.instance_id}.spool"
+    log = DecisionLog(
+        lambda: make_producer(settings.kafka, linger_ms=2),
+        topics.decisions.name,
+        registry.codec("Decision"),
+        spool,
+        metrics,
+        buffer_size=settings.decision_buffer,
+        batch_size=settings.decision_batch,
+    )
+    creatives_codec = registry.codec("Creative")
+    producer = make_producer(settings.kafka)
+
+    async def publish_creative(key: str, record: dict[str, Any]) -> None:
+        await producer.send_and_wait(
+            topics.creatives.name, value=creatives_codec.encode(record), key=key.encode()
+        )
+
+    policy = Policy(
+        state,
+        exploration_floor=settings.exploration_floor,
+        n_draws=settings.thompson_draws,
+        refresh_ms=settings.policy_refresh_ms,
+        backoff_impressions=settings.backoff_impressions,
+        decay_half_life_s=settings.decay_half_life_s,
+    )
+    providers = _providers(settings.providers)
+    curator = Curator(settings, state, policy, metrics, publish_creative, providers)
+    follower = StateFollower(settings.kafka, registry, state, metrics, curator.on_model)
+    svc = Inference(settings, state, policy, curator, log, metrics, follower)
+    background: list[asyncio.Task[None]] = []
+    await producer.start()
+    try:
+        await log.start()
+        await follower.start()
+        if settings.policy_refresh_ms > 0:
+            background.append(asyncio.create_task(policy.run_refresh(), name="policy-refresh"))
+        if settings.curate:
+            background.append(asyncio.create_task(curator.run_retirement(), name="retirement"))
+        yield svc
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await follower.stop()
+        await curator.close()
+        await log.close()
+        await producer.stop()
+
+
+async def become_ready(svc: Inference) -> None:
+    """Ready once the state topics are caught up and the models found there are loaded."""
+    assert svc.follower is not None
+    await svc.follower.restored.wait()
+    await svc.curator.idle()
+    svc.ready = True
+    svc.ready_event.set()
+    _log.info(
+        "ready",
+        campaigns=len(svc.state.campaigns),
+        models={k: b.version for k, b in svc.curator.models.items()},
+    )
+
+
+async def run(settings: Settings) -> None:
+    """Serve HTTP (and gRPC unless grpc_port is -1) until cancelled."""
+    from services.inference.grpc_api import serve_grpc
+    from services.inference.http_api import serve_http
+
+    main_task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, _cancel, main_task, sig)
+    async with open_inference(settings) as svc:
+        servers = [asyncio.create_task(serve_http(svc), name="http")]
+        if settings.grpc_port >= 0:
+            servers.append(asyncio.create_task(serve_grpc(svc), name="grpc"))
+        ready = asyncio.create_task(become_ready(svc), name="readiness")
+        try:
+            done, _ = await asyncio.wait(servers, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a server that stopped on its own: surface why
+        finally:
+            for task in [ready, *servers]:
+                task.cancel()
+            await asyncio.gather(ready, *servers, return_exceptions=True)
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a settings error is about."""
+    if not loc:
+        return "settings"
+    first = str(loc[0])
+    if first.isupper():  # an alias such as ADMUSE_PSEUDONYM_SECRET
+        return first
+    if first in ("kafka", "log") and len(loc) > 1:
+        return f"ADMUSE_{first.upper()}_{str(loc[1]).upper()}"
+    return f"ADMUSE_INFERENCE_{first.upper()}"
+
+
+def _providers(wanted: str) -> list[str]:
+    if wanted == "cpu":
+        return ["CPUExecutionProvider"]
+    chosen = choose_providers()
+    if wanted == "cuda" and "CUDAExecutionProvider" not in chosen:
+        _log.warning("CUDA asked for but not usable here; running ONNX models on the CPU")
+    return chosen
+
+
+def _cancel(task: asyncio.Task[None] | None, sig: signal.Signals) -> None:
+    _log.info("stopping", signal=sig.name)
+    if task is not None:
+        task.cancel()
+
+
+def main() -> None:
+    try:
+        settings = Settings()  # type: ignore[call-arg]  # required values come from the env
+    except ValidationError as exc:
+        problems = "; ".join(f"{_env_name(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(
+            f"inference settings are incomplete or wrong: {problems} "
+            "(see the README table 'inference' for every ADMUSE_INFERENCE_* variable)"
+        ) from None
+    configure_logging(settings.log.level, settings.log.format, service="inference")
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        try:
+            import uvloop  # faster event loop where installed (the inference extra has it)
+        except ImportError:
+            asyncio.run(run(settings))
+        else:
+            uvloop.run(run(settings))

@@ -1,0 +1,335 @@
+"""Models and the creative pool: hot swap on ModelPublished, new candidates, retirement.
+
+Swap: the artifacts are fetched from the model store (sha256 verified), `ModelBundle.load`
+checks signatures and warms the sessions up — all in a worker thread, so requests keep being
+served by the old model — and only then the campaign's entry in `models` is replaced by one
+assignment. A model that fails any check is logged, counted (`models_refused`) and dropped;
+the old one keeps serving. Loads of one campaign run one at a time, and a load that is
+overtaken by a newer publication is skipped.
+
+After a swap (with `curate` on), candidates are generated per segment of the model, passed
+through the admission gate and scored (`candidates.propose`); the admitted ones are published
+to admuse.creatives as `generated` creatives with the model version and a prior from the
+predicted reward — at most the campaign's `max_generated` live per segment. They come back
+through the state follower like any creative. A model whose creatives are already live (a
+restart) is not asked again.
+
+Retirement: every `retire_check_s` each campaign × segment is reviewed with
+`bandit.Retirement`; a creative whose prob_best stays below `retire_threshold` for
+`retire_after_s` and that has at least `retire_min_impressions` impressions is published
+again with status `retired`. Catalog creatives are kept unless the campaign has
+`allow_retire_catalog`; at least two creatives stay live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+from services.common.logging import get_logger
+from services.common.model_store import ChecksumMismatch, ModelStore
+from services.common.segment import ALL_SEGMENTS
+from services.inference.bandit import Retirement
+from services.inference.candidates import propose
+from services.inference.metrics import Metrics
+from services.inference.models import ModelBundle, ModelRejected
+from services.inference.policy import Policy
+from services.inference.settings import Settings
+from services.inference.state import State
+
+__all__ = ["Curator"]
+
+_log = get_logger(__name__)
+_ROLES = ("generator", "reward_model", "metadata")
+
+Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class Curator:
+    """Owns `models` (campaign_id → ModelBundle) and keeps the creative pool fresh."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        state: State,
+        policy: Policy,
+        metrics: Metrics,
+        publish_creative: Publish,
+        providers: list[str],
+    ) -> None:
+        self.models: dict[str, ModelBundle] = {}
+        self._settings = settings
+        self._state = state
+        self._policy = policy
+        self._metrics = metrics
+        self._publish = publish_creative
+        self._providers = providers
+        self._store = ModelStore(settings.model_store_url)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refused: set[tuple[str, str]] = set()
+        self._curating: dict[str, asyncio.Lock] = {}
+        patience = max(1, round(settings.retire_after_s / settings.retire_check_s))
+        self._retirement = Retirement(settings.retire_threshold, patience, min_live=2)
+
+    def model_version(self, campaign_id: str) -> str | None:
+        bundle = self.models.get(campaign_id)
+        return bundle.version if bundle is not None else None
+
+    def on_model(self, record: dict[str, Any]) -> None:
+        """A ModelPublished arrived: load it in the background."""
+        task = asyncio.create_task(self._load(record), name=f"load-{record['version']}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self) -> None:
+        """Wait until every load started so far has finished (swapped or refused)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- swap ---------------------------------------------------------------------------
+
+    async def _load(self, record: dict[str, Any]) -> None:
+        campaign_id, version = record["campaign_id"], record["version"]
+        lock = self._locks.setdefault(campaign_id, asyncio.Lock())
+        async with lock:
+            latest = self._state.published.get(campaign_id)
+            if latest is not None and latest["version"] != version:
+                return  # overtaken by a newer publication
+            if self.model_version(campaign_id) == version:
+                return
+            bundle = await self._try_load(record)
+            if bundle is None and campaign_id not in self.models:
+                # Nothing serves yet (a restart whose newest model is bad): fall back to the
+                # newest earlier publication still in the topic that loads.
+                for older in reversed(self._state.history.get(campaign_id, [])[:-1]):
+                    if (campaign_id, older["version"]) not in self._refused:
+                        bundle = await self._try_load(older)
+                        if bundle is not None:
+                            break
+            if bundle is None:
+                return
+            old = self.model_version(campaign_id)
+            self.models[campaign_id] = bundle  # the swap: one reference assignment
+            self._metrics.swaps.labels(campaign_id).inc()
+            self._metrics.set_model(campaign_id, old, bundle.version)
+            _log.info(
+                "model swapped in", campaign_id=campaign_id, version=bundle.version, previous=old
+            )
+        if self._settings.curate:
+            await self._add_candidates(campaign_id, bundle)
+
+    async def _try_load(self, record: dict[str, Any]) -> ModelBundle | None:
+        campaign_id, version = record["campaign_id"], record["version"]
+        started = time.monotonic()
+        try:
+            bundle = await asyncio.to_thread(self._fetch_and_load, record)
+        except Exception as exc:  # any failure refuses the model; the old one serves on
+            reason = _reason_of(exc)
+            self._refused.add((campaign_id, version))
+            self._metrics.refused.labels(campaign_id, reason).inc()
+            _log.error(
+                "model refused; keeping the current one",
+                campaign_id=campaign_id,
+                version=version,
+                reason=reason,
+                error=str(exc),
+                serving=self.model_version(campaign_id),
+            )
+            return None
+        _log.info(
+            "model loaded",
+            campaign_id=campaign_id,
+            version=version,
+            load_s=round(time.monotonic() - started, 3),
+        )
+        return bundle
+
+    def _fetch_and_load(self, record: dict[str, Any]) -> ModelBundle:
+        artifacts = {a["name"]: a for a in record["artifacts"]}
+        missing = [r for r in _ROLES if r not in artifacts]
+        if missing:
+            raise ModelRejected("missing_artifact", f"ModelPublished lacks {', '.join(missing)}")
+        blobs = {r: self._store.get(artifacts[r]["uri"], artifacts[r]["sha256"]) for r in _ROLES}
+        metadata = json.loads(blobs["metadata"])
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata.json is not a JSON object")
+        bundle = ModelBundle.load(
+            metadata, blobs["generator"], blobs["reward_model"], self._providers
+        )
+        if bundle.campaign_id != record["campaign_id"]:
+            raise ModelRejected(
+                "wrong_campaign",
+                f"metadata is for {bundle.campaign_id!r}, published for {record['campaign_id']!r}",
+            )
+        return bundle
+
+    # -- candidates ---------------------------------------------------------------------
+
+    async def _add_candidates(self, campaign_id: str, bundle: ModelBundle) -> None:
+        async with self._curating.setdefault(campaign_id, asyncio.Lock()):
+            if self.model_version(campaign_id) == bundle.version:  # not overtaken meanwhile
+                await self._generate(campaign_id, bundle)
+
+    async def _generate(self, campaign_id: str, bundle: ModelBundle) -> None:
+        campaign = self._state.campaigns.get(campaign_id)
+        if campaign is None:
+            return
+        live = self._state.live_creatives(campaign_id)
+        if any(c.get("model_version") == bundle.version for c in live):
+            return  # already done (e.g. before a restart)
+        admitted = 0
+        for segment in bundle.segments or [ALL_SEGMENTS]:
+            serving = self._state.live_creatives(campaign_id, segment)
+            own = sum(
+                1 for c in serving if c["origin"] == "generated" and c.get("segment") == segment
+            )
+            n_admit = min(self._settings.n_admit, int(campaign.get("max_generated", 4)) - own)
+            if n_admit <= 0:
+                continue
+            try:
+                proposals = await asyncio.to_thread(
+                    propose,
+                    bundle,
+                    campaign,
+                    segment,
+                    serving,
+                    n_generate=self._settings.n_generate,
+                    n_admit=n_admit,
+                    rng=np.random.default_rng(),  # one per call: worker threads share none
+                )
+            except Exception as exc:  # a generator failure must not take the service down
+                _log.error(
+                    "candidate generation failed",
+                    campaign_id=campaign_id,
+                    segment=segment,
+                    version=bundle.version,
+                    error=repr(exc),
+                )
+                continue
+            for proposal in proposals:
+                key, creative = _creative_record(campaign_id, segment, bundle, proposal)
+                await self._publish(key, creative)
+                # Visible at once (the follower reads the same record back), so the next
+                # model's candidates count it against max_generated.
+                self._state.apply_creative(key, creative)
+                admitted += 1
+        if admitted:
+            self._metrics.creatives_admitted.labels(campaign_id).inc(admitted)
+        _log.info(
+            "generated creatives admitted",
+            campaign_id=campaign_id,
+            version=bundle.version,
+            admitted=admitted,
+        )
+
+    # -- retirement ---------------------------------------------------------------------
+
+    async def run_retirement(self) -> None:
+        """Review every campaign × segment forever, every `retire_check_s`."""
+        while True:
+            await asyncio.sleep(self._settings.retire_check_s)
+            try:
+                await self.review_retirement()
+            except Exception as exc:  # a failed review must not end the reviews
+                _log.error("retirement review failed", error=repr(exc))
+
+    async def review_retirement(self) -> int:
+        """One review of every campaign; returns how many creatives were retired.
+
+        A creative made for one segment is judged in that segment, against everything that
+        serves it there; a creative for every segment on the campaign roll-up ('*'), against
+        the other campaign-wide creatives.
+        """
+        retired = 0
+        for campaign_id, campaign in list(self._state.campaigns.items()):
+            live = self._state.live_creatives(campaign_id)
+            scopes = sorted({c["segment"] for c in live if c.get("segment")})
+            for segment in [*scopes, ALL_SEGMENTS]:
+                if segment == ALL_SEGMENTS:
+                    pool = [c for c in live if c.get("segment") is None]
+                else:
+                    pool = self._state.live_creatives(campaign_id, segment)
+                due = self._review(campaign_id, campaign, segment, pool)
+                for cid in due:
+                    record = self._state.creatives.get(cid)
+                    if record is None or record["status"] != "live":
+                        continue
+                    now_ms = int(time.time() * 1000)
+                    retired_record = {**record, "status": "retired", "retired_at": now_ms}
+                    await self._publish(cid, retired_record)
+                    self._state.apply_creative(cid, retired_record)
+                    retired += 1
+                    self._metrics.creatives_retired.labels(campaign_id).inc()
+                    _log.info("creative retired", campaign_id=campaign_id, creative_id=cid,
+                              segment=segment)  # fmt: skip
+        return retired
+
+    def _review(
+        self, campaign_id: str, campaign: dict[str, Any], segment: str, pool: list[dict[str, Any]]
+    ) -> list[str]:
+        if len(pool) <= 2:
+            return []
+        own = None if segment == ALL_SEGMENTS else segment
+        keep_catalog = not campaign.get("allow_retire_catalog", False)
+        protected = {
+            c["creative_id"]
+            for c in pool
+            if c.get("segment") != own
+            or (keep_catalog and c["origin"] == "catalog")
+            or self._impressions(campaign_id, segment, c) < self._settings.retire_min_impressions
+        }
+        arms = self._policy.arms(campaign_id, segment, pool)
+        return self._retirement.review(f"{campaign_id}/{segment}", arms, protected)
+
+    def _impressions(self, campaign_id: str, segment: str, creative: dict[str, Any]) -> int:
+        stats = self._state.segment_stats(campaign_id, segment, creative["creative_id"])
+        return stats.impressions if stats else 0
+
+
+def _creative_record(
+    campaign_id: str, segment: str, bundle: ModelBundle, proposal: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    attributes = proposal["attributes"]
+    digest = hashlib.sha256(
+        json.dumps([campaign_id, segment, attributes], sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    creative_id = f"gen-{digest}"
+    return creative_id, {
+        "creative_id": creative_id,
+        "campaign_id": campaign_id,
+        "origin": "generated",
+        "name": f"{bundle.version} {segment}",
+        "attributes": attributes,
+        "status": "live",
+        "segment": None if segment == ALL_SEGMENTS else segment,
+        "model_version": bundle.version,
+        "predicted_reward": float(proposal["predicted_reward"]),
+        "prior_alpha": float(proposal["prior_alpha"]),
+        "prior_beta": float(proposal["prior_beta"]),
+        "created_at": int(time.time() * 1000),
+        "retired_at": None,
+    }
+
+
+def _reason_of(exc: BaseException) -> str:
+    if isinstance(exc, ChecksumMismatch):
+        return "bad_sha256"
+    if isinstance(exc, ModelRejected):
+        return exc.reason
+    if isinstance(exc, (FileNotFoundError, OSError)):
+        return "unreadable"
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return "bad_metadata"
+    return "load_failed"

@@ -1,0 +1,313 @@
+"""The decision log: every Decision goes to admuse.decisions, batched and off the request path.
+
+`submit` never blocks and never fails for Kafka's sake. Decisions wait in a bounded memory
+queue; when it is full (Kafka slow or away) they are appended to a local spool file instead,
+and while the spool holds anything every new decision goes there too, so the order of
+submission is the order of sending. A sender task drains memory first, then the spool, and
+records how far it got in a position file beside the spool; on close, whatever could not be
+sent is written to the spool, and the next start replays it before anything new. Delivery is
+at least once (a batch that failed half-way is resent); readers de-duplicate by decision_id.
+
+Spool frame: 4-byte big-endian key length, 4-byte value length, key, value. A torn last
+frame (crash mid-write) is dropped on replay, with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import struct
+from collections import deque
+from collections.abc import Callable, Mapping
+from itertools import islice
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from aiokafka import AIOKafkaProducer
+
+from services.common.codec import RecordCodec
+from services.common.logging import get_logger
+from services.inference.metrics import Metrics
+
+__all__ = ["DecisionLog"]
+
+_FRAME = struct.Struct(">II")
+_log = get_logger(__name__)
+
+Record = tuple[bytes, bytes]
+
+
+class DecisionLog:
+    """Batched, non-blocking writer of Decision records with a bounded buffer and a spool."""
+
+    def __init__(
+        self,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        topic: str,
+        codec: RecordCodec,
+        spool_path: Path,
+        metrics: Metrics,
+        *,
+        buffer_size: int = 10_000,
+        batch_size: int = 500,
+        send_timeout_s: float = 15.0,
+        retry_backoff_s: tuple[float, float] = (0.2, 5.0),
+    ) -> None:
+        self._factory = producer_factory
+        self._topic = topic
+        self._codec = codec
+        self._spool_path = spool_path
+        self._pos_path = spool_path.with_name(spool_path.name + ".pos")
+        self._metrics = metrics
+        self._buffer_size = buffer_size
+        self._batch_size = batch_size
+        self._send_timeout_s = send_timeout_s
+        self._backoff = retry_backoff_s
+        self._mem: deque[Record] = deque()
+        self._spool_w: BinaryIO | None = None
+        self._spool_r: BinaryIO | None = None
+        self._spool_pos = 0  # committed read position
+        self._spooled = 0
+        self._producer: AIOKafkaProducer | None = None
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- request path -------------------------------------------------------------------
+
+    def submit(self, decision: Mapping[str, Any]) -> None:
+        """Queue one Decision (a dict fitting the schema). Raises only `EncodeError`."""
+        value = self._codec.encode(decision)
+        record = (str(decision["decision_id"]).encode(), value)
+        if self._spool_w is not None or len(self._mem) >= self._buffer_size:
+            self._append_spool([record])
+        else:
+            self._mem.append(record)
+            self._metrics.decisions_buffered.set(len(self._mem))
+        self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        """Decisions not yet acknowledged by Kafka (memory plus spool)."""
+        return len(self._mem) + self._spooled
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._spool_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._spool_path.exists():
+            self._open_spool()
+            if self._spooled:
+                _log.info(
+                    "decision spool found; replaying",
+                    path=str(self._spool_path),
+                    decisions=self._spooled,
+                )
+                self._wakeup.set()
+            else:
+                self._remove_spool()
+        self._task = asyncio.create_task(self._run(), name="decision-log")
+
+    async def close(self, flush_timeout_s: float = 5.0) -> None:
+        """Send what can be sent within the deadline; spool the rest for the next start."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, flush_timeout_s)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        await self._drop_producer()
+        if self._mem:
+            self._spill_memory()
+        for fh in (self._spool_r, self._spool_w):
+            if fh is not None:
+                fh.close()
+        self._spool_r = self._spool_w = None
+        if self.pending:
+            _log.warning(
+                "decisions kept in the spool for the next start",
+                path=str(self._spool_path),
+                decisions=self.pending,
+            )
+
+    # -- sender ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            batch, from_spool, new_pos = self._next_batch()
+            if not batch:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if await self._send(batch):
+                failures = 0
+                self._commit(len(batch), from_spool, new_pos)
+                continue
+            failures += 1
+            self._metrics.decision_send_failures.inc()
+            if self._closing:
+                return
+            delay = min(self._backoff[1], self._backoff[0] * 2 ** min(failures, 10))
+            await asyncio.sleep(delay)
+
+    def _next_batch(self) -> tuple[list[Record], bool, int]:
+        if self._mem:
+            return list(islice(self._mem, self._batch_size)), False, 0
+        if self._spool_r is not None and self._spooled:
+            batch, pos = self._read_spool(self._batch_size)
+            return batch, True, pos
+        return [], False, 0
+
+    async def _send(self, batch: list[Record]) -> bool:
+        try:
+            producer = await self._ensure_producer()
+            await asyncio.wait_for(self._deliver(producer, batch), self._send_timeout_s)
+            return True
+        except Exception as exc:
+            _log.warning(
+                "decision batch not sent; will retry",
+                decisions=len(batch),
+                pending=self.pending,
+                error=repr(exc),
+            )
+            await self._drop_producer()
+            return False
+
+    async def _deliver(self, producer: AIOKafkaProducer, batch: list[Record]) -> None:
+        futures = [await producer.send(self._topic, value=v, key=k) for k, v in batch]
+        await asyncio.gather(*futures)
+
+    def _commit(self, n: int, from_spool: bool, new_pos: int) -> None:
+        self._metrics.decisions_sent.inc(n)
+        if not from_spool:
+            for _ in range(n):
+                self._mem.popleft()
+            self._metrics.decisions_buffered.set(len(self._mem))
+            return
+        self._spool_pos = new_pos
+        self._spooled -= n
+        self._metrics.decisions_spooled.set(self._spooled)
+        if self._spooled <= 0:
+            self._remove_spool()
+        else:
+            _write_atomic(self._pos_path, str(new_pos).encode())
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._factory()
+            try:
+                await asyncio.wait_for(producer.start(), self._send_timeout_s)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), 2.0)
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 2.0)
+
+    # -- spool ----------------------------------------------------------------------------
+
+    def _append_spool(self, records: list[Record]) -> None:
+        if self._spool_w is None:
+            self._open_spool()
+        assert self._spool_w is not None
+        self._spool_w.write(b"".join(_FRAME.pack(len(k), len(v)) + k + v for k, v in records))
+        self._spool_w.flush()
+        self._spooled += len(records)
+        self._metrics.decisions_spooled.set(self._spooled)
+
+    def _open_spool(self) -> None:
+        self._spool_w = open(self._spool_path, "ab")
+        self._spool_r = open(self._spool_path, "rb")
+        try:
+            self._spool_pos = int(self._pos_path.read_text())
+        except (FileNotFoundError, ValueError):
+            self._spool_pos = 0
+        self._spooled = self._count_frames()
+        self._metrics.decisions_spooled.set(self._spooled)
+
+    def _count_frames(self) -> int:
+        assert self._spool_r is not None and self._spool_w is not None
+        count, pos = 0, self._spool_pos
+        size = os.fstat(self._spool_r.fileno()).st_size
+        self._spool_r.seek(pos)
+        while pos + _FRAME.size <= size:
+            klen, vlen = _FRAME.unpack(self._spool_r.read(_FRAME.size))
+            if pos + _FRAME.size + klen + vlen > size:
+                break
+            self._spool_r.seek(klen + vlen, os.SEEK_CUR)
+            pos += _FRAME.size + klen + vlen
+            count += 1
+        if pos < size:  # torn last frame from a crash mid-write: cut it off
+            _log.warning(
+                "decision spool ends in a torn frame; dropping it",
+                path=str(self._spool_path),
+                bytes=size - pos,
+            )
+            self._spool_w.truncate(pos)
+        return count
+
+    def _read_spool(self, limit: int) -> tuple[list[Record], int]:
+        assert self._spool_r is not None
+        self._spool_r.seek(self._spool_pos)
+        out: list[Record] = []
+        pos = self._spool_pos
+        while len(out) < limit:
+            head = self._spool_r.read(_FRAME.size)
+            if len(head) < _FRAME.size:
+                break
+            klen, vlen = _FRAME.unpack(head)
+            body = self._spool_r.read(klen + vlen)
+            if len(body) < klen + vlen:
+                break
+            out.append((body[:klen], body[klen:]))
+            pos += _FRAME.size + klen + vlen
+        return out, pos
+
+    def _spill_memory(self) -> None:
+        """On close: memory is older than the spool, so it goes in front of what is left."""
+        rest: list[Record] = []
+        if self._spool_r is not None and self._spooled:
+            rest, _ = self._read_spool(self._spooled)
+        for fh in (self._spool_r, self._spool_w):
+            if fh is not None:
+                fh.close()
+        tmp = self._spool_path.with_name(self._spool_path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            for k, v in [*self._mem, *rest]:
+                fh.write(_FRAME.pack(len(k), len(v)) + k + v)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._spool_path)
+        self._pos_path.unlink(missing_ok=True)
+        self._mem.clear()
+        self._metrics.decisions_buffered.set(0)
+        self._open_spool()
+
+    def _remove_spool(self) -> None:
+        for fh in (self._spool_r, self._spool_w):
+            if fh is not None:
+                fh.close()
+        self._spool_r = self._spool_w = None
+        self._spool_path.unlink(missing_ok=True)
+        self._pos_path.unlink(missing_ok=True)
+        self._spool_pos = self._spooled = 0
+        self._metrics.decisions_spooled.set(0)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,233 @@
+"""Making one decision: experiment arm, candidate creatives, Thompson propensities, the choice.
+
+Propensities. For each campaign × segment the serving distribution (Thompson-sampling
+probabilities P(best), computed by `bandit.ThompsonBandit` by quadrature with an L1 error bound
+below 1e-3, with the exploration floor mixed in; sums to 1) is cached here. It is recomputed
+at once, on the request path, when the set of creatives changes, and when only posteriors moved
+by `run_refresh` every `policy_refresh_ms` in a worker thread, serving the previous snapshot
+meanwhile (a recomputation costs milliseconds; it stays out of the request latency);
+`policy_refresh_ms=0` recomputes on the request path instead. The served creative is drawn
+from exactly that cached distribution, so the logged propensity is the true probability of the
+behaviour policy; numerical error only makes the policy differ slightly from ideal Thompson
+sampling, never the log from the policy.
+
+Posteriors: a creative's Beta posterior in a segment is its prior (`prior_alpha/prior_beta`
+of the Creative record) plus its reward sum and impressions in that segment, shrunk toward the
+campaign-level roll-up (segment '*') while the segment has fewer than `backoff_impressions`
+impressions (`bandit.backoff`); with `decay_half_life_s`, evidence is discounted by the age of
+its last update (`bandit.posterior`).
+
+Control arm: uniform over the live catalog creatives that may serve the segment (propensity
+1/K); if the campaign has none, uniform over every live creative.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from services.common.segment import ALL_SEGMENTS
+from services.inference.bandit import (
+    Arm,
+    Propensities,
+    ThompsonBandit,
+    backoff,
+    holdout_arm,
+    posterior,
+)
+from services.inference.state import State
+
+__all__ = ["Choice", "NoCreatives", "Policy", "UnknownCampaign"]
+
+
+class UnknownCampaign(LookupError):
+    def __init__(self, campaign_id: str) -> None:
+        super().__init__(
+            f"unknown campaign {campaign_id!r}: no such campaign has been applied "
+            "(check campaign_id, or apply it with `admuse campaign apply`)"
+        )
+        self.campaign_id = campaign_id
+
+
+class NoCreatives(LookupError):
+    def __init__(self, campaign_id: str, segment: str) -> None:
+        super().__init__(
+            f"campaign {campaign_id!r} has no live creative for segment {segment!r}; "
+            "publish catalog creatives for it"
+        )
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A decision before it is logged."""
+
+    creative: dict[str, Any]
+    propensity: float
+    arm: str
+    policy: str
+    policy_version: str
+    candidates: int
+
+
+@dataclass
+class _Snapshot:
+    structure: int
+    stats: int
+    computed_at: float
+    creatives: list[dict[str, Any]]
+    cdf: tuple[float, ...]
+    propensities: np.ndarray
+    version: str
+
+
+class Policy:
+    """Chooses creatives. One per service; called on the event loop only."""
+
+    def __init__(
+        self,
+        state: State,
+        *,
+        exploration_floor: float,
+        n_draws: int,
+        refresh_ms: int,
+        backoff_impressions: int,
+        decay_half_life_s: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._state = state
+        self._rng = np.random.default_rng(seed)
+        self._bandit = ThompsonBandit(
+            exploration_floor=exploration_floor, n_draws=n_draws, rng=self._rng
+        )
+        self._refresh_s = refresh_ms / 1000.0
+        self._backoff = backoff_impressions
+        self._half_life = decay_half_life_s
+        self._cache: dict[tuple[str, str], _Snapshot] = {}
+        self._stale: set[tuple[str, str]] = set()
+        self._instance = uuid.uuid4().hex[:6]
+        self._seq = 0
+
+    def choose(self, campaign: dict[str, Any], segment: str, pseudonym: str) -> Choice:
+        campaign_id = campaign["campaign_id"]
+        arm = holdout_arm(pseudonym, campaign_id, float(campaign.get("holdout_share", 0.0)))
+        if arm == "control":
+            return self._control(campaign, segment)
+        snap = self._snapshot(campaign, segment)
+        i = min(bisect.bisect_right(snap.cdf, self._rng.random()), len(snap.creatives) - 1)
+        return Choice(
+            snap.creatives[i],
+            float(snap.propensities[i]),
+            "optimized",
+            "thompson",
+            snap.version,
+            len(snap.creatives),
+        )
+
+    def propensities(self, campaign: dict[str, Any], segment: str) -> dict[str, float]:
+        """The optimized arm's probabilities for a segment now (creative_id → p)."""
+        snap = self._snapshot(campaign, segment, fresh=True)
+        return {
+            c["creative_id"]: float(p)
+            for c, p in zip(snap.creatives, snap.propensities, strict=True)
+        }
+
+    def arms(self, campaign_id: str, segment: str, creatives: list[dict[str, Any]]) -> list[Arm]:
+        """Beta posteriors (prior + stats, with back-off to '*') of `creatives` in `segment`."""
+        return [self._arm(campaign_id, segment, c) for c in creatives]
+
+    def _control(self, campaign: dict[str, Any], segment: str) -> Choice:
+        campaign_id = campaign["campaign_id"]
+        live = self._state.live_creatives(campaign_id, segment)
+        pool = [c for c in live if c["origin"] == "catalog"] or live
+        if not pool:
+            raise NoCreatives(campaign_id, segment)
+        i = int(self._rng.integers(len(pool)))
+        version = f"uniform-r{campaign.get('revision', 0)}-k{len(pool)}"
+        return Choice(pool[i], 1.0 / len(pool), "control", "uniform", version, len(pool))
+
+    def _snapshot(
+        self, campaign: dict[str, Any], segment: str, *, fresh: bool = False
+    ) -> _Snapshot:
+        campaign_id = campaign["campaign_id"]
+        key = (campaign_id, segment)
+        structure = self._state.structure_version.get(campaign_id, 0)
+        stats = self._state.stats_version.get(campaign_id, 0)
+        snap = self._cache.get(key)
+        if snap is not None and snap.structure == structure:
+            if snap.stats == stats:
+                return snap
+            if not fresh and self._refresh_s > 0:
+                self._stale.add(key)  # `run_refresh` recomputes it off the request path
+                return snap
+        creatives = self._state.live_creatives(campaign_id, segment)
+        if not creatives:
+            raise NoCreatives(campaign_id, segment)
+        props = self._bandit.snapshot(self.arms(campaign_id, segment, creatives))
+        return self._install(key, campaign, structure, stats, creatives, props)
+
+    def _install(
+        self,
+        key: tuple[str, str],
+        campaign: dict[str, Any],
+        structure: int,
+        stats: int,
+        creatives: list[dict[str, Any]],
+        props: Propensities,
+    ) -> _Snapshot:
+        self._seq += 1
+        snap = _Snapshot(
+            structure, stats, time.monotonic(), creatives, props.cdf, props.p,
+            f"ts-r{campaign.get('revision', 0)}-{self._instance}-{self._seq}",
+        )  # fmt: skip
+        self._cache[key] = snap
+        return snap
+
+    async def run_refresh(self) -> None:
+        """Every `refresh_ms`, recompute the snapshots whose posteriors moved, in a worker
+        thread, serving the previous snapshot meanwhile (new or retired creatives do not
+        wait: they are applied on the next request)."""
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            stale, self._stale = self._stale, set()
+            for key in sorted(stale):
+                await self._refresh(key)
+
+    async def _refresh(self, key: tuple[str, str]) -> None:
+        campaign_id, segment = key
+        campaign = self._state.campaigns.get(campaign_id)
+        snap = self._cache.get(key)
+        structure = self._state.structure_version.get(campaign_id, 0)
+        stats = self._state.stats_version.get(campaign_id, 0)
+        if campaign is None or snap is None or snap.structure != structure:
+            return
+        creatives = snap.creatives
+        arms = self.arms(campaign_id, segment, creatives)
+        props = await asyncio.to_thread(self._bandit.snapshot, arms)
+        if self._state.structure_version.get(campaign_id, 0) == structure:
+            self._install(key, campaign, structure, stats, creatives, props)
+
+    def _arm(self, campaign_id: str, segment: str, creative: dict[str, Any]) -> Arm:
+        cid = creative["creative_id"]
+        a0 = float(creative.get("prior_alpha") or 1.0)
+        b0 = float(creative.get("prior_beta") or 1.0)
+        seg = self._state.segment_stats(campaign_id, segment, cid)
+        top = (
+            self._state.segment_stats(campaign_id, ALL_SEGMENTS, cid)
+            if segment != ALL_SEGMENTS
+            else None
+        )
+        s, n = (seg.reward_sum, seg.impressions) if seg else (0.0, 0)
+        if top is not None:
+            s, n = backoff(s, n, top.reward_sum, top.impressions, min_impressions=self._backoff)
+        age_s = 0.0
+        latest = max((x.updated_at_ms for x in (seg, top) if x is not None), default=None)
+        if self._half_life and latest is not None:
+            age_s = max(0.0, time.time() - latest / 1000.0)
+        alpha, beta = posterior(a0, b0, s, n, age_s=age_s, half_life_s=self._half_life)
+        return Arm(cid, alpha, beta)

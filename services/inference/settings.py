@@ -1,0 +1,93 @@
+"""Settings of the inference service: `ADMUSE_INFERENCE_*` (plus the shared groups)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+__all__ = ["Settings"]
+
+
+class Settings(ServiceSettings):
+    """Everything `python -m services.inference` reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ADMUSE_INFERENCE_", frozen=True, extra="ignore")
+
+    api_keys: SecretStr = Field(
+        description="Comma-separated API keys accepted in X-API-Key (HTTP) / x-api-key (gRPC)."
+    )
+    pseudonym_secret: SecretStr = Field(
+        description="HMAC key for user pseudonyms, shared with ingestion.",
+        validation_alias="ADMUSE_PSEUDONYM_SECRET",
+    )
+    http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
+    http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0: pick a free one).")
+    grpc_port: int = Field(
+        50051, ge=-1, le=65535, description="gRPC port (0: pick a free one, -1: no gRPC server)."
+    )
+    instance_id: str = Field(
+        "inference-0", min_length=1, description="Names this replica in logs and spool files."
+    )
+    # Bandit
+    exploration_floor: float = Field(
+        0.02, ge=0.0, lt=1.0, description="Share of traffic spread uniformly over the arms."
+    )
+    thompson_draws: int = Field(
+        4000, ge=100, description="Monte-Carlo draws of prob_best when reviewing retirement."
+    )
+    policy_refresh_ms: int = Field(
+        250, ge=0, description="Most often a segment's cached propensities are recomputed."
+    )
+    backoff_impressions: int = Field(
+        200, ge=0, description="Segment impressions below which stats shrink toward '*'."
+    )
+    decay_half_life_s: float | None = Field(
+        None, gt=0.0, description="Half-life discounting old evidence (unset: no decay)."
+    )
+    # Candidates and retirement
+    curate: bool = Field(
+        True, description="Generate and retire creatives (enable on one replica only)."
+    )
+    n_generate: int = Field(256, ge=1, description="Generator samples per segment after a swap.")
+    n_admit: int = Field(3, ge=0, description="Most creatives admitted per segment and model.")
+    retire_threshold: float = Field(
+        0.01, ge=0.0, le=1.0, description="prob_best below which a creative is a retire candidate."
+    )
+    retire_after_s: float = Field(
+        600.0, ge=0.0, description="How long prob_best must stay below the threshold."
+    )
+    retire_min_impressions: int = Field(
+        200, ge=0, description="Impressions a creative needs before it may be retired."
+    )
+    retire_check_s: float = Field(30.0, gt=0.0, description="How often retirement is checked.")
+    providers: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="ONNX Runtime providers: auto (CUDA when usable, else CPU)."
+    )
+    # Decision log
+    decision_buffer: int = Field(
+        10_000, ge=1, description="Decisions held in memory before spilling to the spool file."
+    )
+    decision_batch: int = Field(500, ge=1, description="Most decisions sent per batch.")
+    spool_dir: Path = Field(
+        Path(".run/inference-spool"), description="Folder of the append-only decision spool."
+    )
+    metrics_require_key: bool = Field(
+        False, description="Require an API key on /metrics (off: scrapers reach it freely)."
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _some_key(cls, v: SecretStr) -> SecretStr:
+        if not any(k.strip() for k in v.get_secret_value().split(",")):
+            raise ValueError("ADMUSE_INFERENCE_API_KEYS holds no key; set at least one")
+        return v
+
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(
+            k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()
+        )

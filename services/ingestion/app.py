@@ -1,0 +1,158 @@
+"""Wiring and lifespan: open the clients in order, run the stream and the HTTP collector.
+
+Start-up order matters for exactly-once: (1) topics exist; (2) the transactional producer
+registers this instance's transactional id, which aborts or completes anything a previous
+incarnation left open; (3) the dedup window is rebuilt from admuse.events up to the last stable
+offset; (4) the consumer joins the group (static member `<group_id>-<instance_id>`) and, on each
+assignment, catches the dedup window up again before processing. /readyz turns 200 after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+
+import structlog
+import uvicorn
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+
+from services.common.codec import SchemaRegistry
+from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from services.common.topics import Topics
+from services.ingestion.collector import build_http_app
+from services.ingestion.dedup import DedupWindow
+from services.ingestion.events_tail import EventsTail
+from services.ingestion.metrics import IngestionMetrics
+from services.ingestion.pipeline import Processor
+from services.ingestion.settings import Settings
+from services.ingestion.stream import IngestionStream
+from services.ingestion.validation import Limits
+
+__all__ = ["run"]
+
+_log = structlog.get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `run` owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run ingestion until SIGTERM/SIGINT (or `stop`), then close everything cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if settings.pseudonym_secret is None:
+        _log.warning("DEV MODE: no ADMUSE_PSEUDONYM_SECRET, pseudonyms use a public dev key")
+
+    kafka = settings.kafka
+    topics = Topics.from_settings(kafka)
+    await wait_for_broker(kafka, 60)
+    await ensure_topics(kafka, topics)
+    schemas = SchemaRegistry.load()
+    event_codec = schemas.codec("AdEvent")
+    metrics = IngestionMetrics()
+    limits = Limits(max_future_skew_ms=int(settings.max_future_skew_s * 1000))
+    dedup = DedupWindow(int(settings.dedup_horizon_s * 1000), settings.dedup_max_entries)
+    processor = Processor(
+        event_codec=event_codec,
+        dlq_codec=schemas.codec("DeadLetter"),
+        secret=settings.secret_bytes(),
+        dedup=dedup,
+        events_topic=topics.events.name,
+        dlq_topic=topics.events_dlq.name,
+        max_event_bytes=settings.max_event_bytes,
+        dlq_max_value_bytes=settings.dlq_max_value_bytes,
+        limits=limits,
+    )
+    fingerprints = {v.fingerprint for v in schemas.versions("AdEvent")}
+
+    def consumer_factory(listener: ConsumerRebalanceListener) -> AIOKafkaConsumer:
+        consumer = make_consumer(
+            kafka,
+            group_id=settings.group(),
+            group_instance_id=settings.group_instance_id(),
+            max_poll_records=settings.max_batch,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        consumer.subscribe([topics.events_raw.name], listener=listener)
+        return consumer
+
+    async with contextlib.AsyncExitStack() as stack:
+        producer = make_producer(
+            kafka, transactional_id=settings.transactional_id(), max_request_size=4 * 1024 * 1024
+        )
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        http_producer = make_producer(kafka)
+        await http_producer.start()
+        stack.push_async_callback(http_producer.stop)
+        tail = EventsTail(kafka, topics.events.name, dedup, fingerprints)
+        await tail.start(time.time_ns() // 1_000_000)
+        stack.push_async_callback(tail.stop)
+        await tail.catch_up()
+
+        stream = IngestionStream(
+            consumer_factory=consumer_factory,
+            producer=producer,
+            tail=tail,
+            processor=processor,
+            metrics=metrics,
+            group_id=settings.group(),
+            max_batch=settings.max_batch,
+        )
+        stream_task = asyncio.create_task(stream.run(stop), name="ingestion-stream")
+        tasks = {stream_task}
+        if settings.http_port:
+            http_app = build_http_app(
+                producer=http_producer,
+                raw_topic=topics.events_raw.name,
+                metrics=metrics,
+                api_keys=settings.api_key_set(),
+                allow_without_key=settings.dev_mode,
+                max_body_bytes=settings.http_max_body_bytes,
+                max_batch=settings.http_max_batch,
+                limits=limits,
+                is_ready=stream.ready.is_set,
+                is_alive=lambda: not stream_task.done(),
+            )
+            server = _Server(
+                uvicorn.Config(
+                    http_app,
+                    host=settings.http_host,
+                    port=settings.http_port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                )
+            )
+            tasks.add(asyncio.create_task(server.serve(), name="ingestion-http"))
+        _log.info(
+            "ingestion running",
+            raw=topics.events_raw.name,
+            events=topics.events.name,
+            dlq=topics.events_dlq.name,
+            instance=settings.instance_id,
+            http_port=settings.http_port or None,
+        )
+        stopper = asyncio.create_task(stop.wait(), name="ingestion-stop")
+        try:
+            await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.set()
+            if settings.http_port:
+                server.should_exit = True
+            results = await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise result
+        _log.info("ingestion stopped")

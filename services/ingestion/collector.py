@@ -1,0 +1,165 @@
+"""HTTP collector for apps that cannot speak Kafka: POST /v1/events → admuse.events.raw.
+
+Each event of a request is checked with the same rules the stream applies; valid ones are
+written to the raw topic (keyed by event_id, so retries of one event share a partition) and
+acknowledged by Kafka before the 202 answer lists what was accepted. Invalid ones are not
+written: the answer says why, per event. Also /healthz, /readyz and /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.ingestion.decoding import decode_json
+from services.ingestion.metrics import IngestionMetrics
+from services.ingestion.rejection import Rejection
+from services.ingestion.validation import Limits, validate_event
+
+__all__ = ["build_http_app"]
+
+_VIA_HEADER = ("admuse-via", b"http")
+
+
+def build_http_app(
+    *,
+    producer: AIOKafkaProducer,
+    raw_topic: str,
+    metrics: IngestionMetrics,
+    api_keys: frozenset[str],
+    allow_without_key: bool,
+    max_body_bytes: int,
+    max_batch: int,
+    limits: Limits,
+    is_ready: Callable[[], bool],
+    is_alive: Callable[[], bool],
+) -> FastAPI:
+    """The collector's FastAPI app; the caller owns the producer's lifecycle."""
+    app = FastAPI(title="admuse ingestion", docs_url=None, redoc_url=None)
+    keys = [k.encode() for k in api_keys]
+
+    def authorized(request: Request) -> bool:
+        given = request.headers.get("x-api-key")
+        if not keys:
+            return allow_without_key
+        if given is None:
+            return False
+        raw = given.encode("utf-8", "surrogateescape")
+        return any(hmac.compare_digest(raw, k) for k in keys)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        if is_alive():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "stream stopped"}, status_code=503)
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if is_ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse(
+            {"status": "starting: waiting for partitions and the dedup rebuild"}, status_code=503
+        )
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/events", status_code=202)
+    async def post_events(request: Request) -> Response:
+        if not authorized(request):
+            return _error(401, "missing or unknown X-API-Key")
+        body = await _read_body(request, max_body_bytes)
+        if body is None:
+            return _error(413, f"request body is larger than {max_body_bytes} bytes")
+        decoded = decode_json(body)
+        if isinstance(decoded, Rejection):
+            return _error(400, f"{decoded.message}; send one JSON event object or an array")
+        items = decoded.value if isinstance(decoded.value, list) else [decoded.value]
+        if len(items) > max_batch:
+            return _error(413, f"{len(items)} events in one request; at most {max_batch}")
+        return await _accept(items)
+
+    async def _accept(items: list[Any]) -> Response:
+        now_ms = time.time_ns() // 1_000_000
+        results: list[dict[str, Any]] = []
+        pending: list[tuple[int, asyncio.Future[Any]]] = []
+        for index, item in enumerate(items):
+            checked = validate_event(item, now_ms=now_ms, limits=limits)
+            if isinstance(checked, Rejection):
+                results.append(
+                    _rejected(index, item, checked.reason, checked.field, checked.message)
+                )
+                continue
+            results.append({"index": index, "event_id": checked.event_id, "accepted": True})
+            try:
+                fut = await producer.send(
+                    raw_topic,
+                    _raw_bytes(item),
+                    key=checked.event_id.encode(),
+                    headers=[_VIA_HEADER],
+                )
+                pending.append((index, fut))
+            except KafkaError as exc:
+                results[index] = _rejected(index, item, "unavailable", None, f"Kafka: {exc!r}")
+        for index, fut in pending:
+            try:
+                await fut
+            except KafkaError as exc:
+                results[index] = _rejected(index, items[index], "unavailable", None, f"{exc!r}")
+        accepted = sum(1 for r in results if r["accepted"])
+        metrics.http_events.labels("accepted").inc(accepted)
+        metrics.http_events.labels("rejected").inc(len(results) - accepted)
+        return JSONResponse(
+            {"accepted": accepted, "rejected": len(results) - accepted, "results": results},
+            status_code=202,
+        )
+
+    return app
+
+
+def _raw_bytes(item: Any) -> bytes:
+    return json.dumps(item, separators=(",", ":")).encode("ascii")
+
+
+def _rejected(
+    index: int, item: Any, reason: str, field: str | None, message: str
+) -> dict[str, Any]:
+    event_id = item.get("event_id") if isinstance(item, dict) else None
+    return {
+        "index": index,
+        "event_id": event_id if isinstance(event_id, str) else None,
+        "accepted": False,
+        "reason": reason,
+        "field": field,
+        "message": message,
+    }
+
+
+def _error(status: int, message: str) -> Response:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds `limit` (checked before reading it all)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

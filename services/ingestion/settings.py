@@ -1,0 +1,113 @@
+"""Ingestion settings: `ADMUSE_INGESTION_*`, plus the shared `ADMUSE_PSEUDONYM_SECRET`.
+
+The pseudonym secret is required: the service refuses to start without it unless
+`ADMUSE_INGESTION_DEV_MODE=true`, where a fixed, publicly known development secret is used
+(and a warning logged), so a forgotten secret never silently produces guessable pseudonyms in
+production.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+__all__ = ["DEV_PSEUDONYM_SECRET", "Settings"]
+
+DEV_PSEUDONYM_SECRET = "admuse-dev-only-pseudonym-secret"
+
+
+class Settings(ServiceSettings):
+    """Everything the ingestion service reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ADMUSE_INGESTION_", frozen=True, extra="ignore")
+
+    pseudonym_secret: SecretStr | None = Field(
+        None,
+        validation_alias="ADMUSE_PSEUDONYM_SECRET",
+        description="HMAC-SHA256 key for user pseudonyms, shared with inference. Required.",
+    )
+    dev_mode: bool = Field(
+        False, description="Allow starting without ADMUSE_PSEUDONYM_SECRET (fixed dev secret)."
+    )
+    instance_id: str = Field(
+        "0",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description=(
+            "Stable id of this instance: static group membership and the Kafka transactional "
+            "id derive from it. Keep it across restarts; give each running instance its own."
+        ),
+    )
+    group_id: str = Field("admuse-ingestion", description="Consumer group (topic prefix added).")
+    max_event_bytes: int = Field(
+        64 * 1024, ge=256, description="Raw values larger than this are dead-lettered unparsed."
+    )
+    dlq_max_value_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        description="Original values longer than this are cut in the dead letter (flagged).",
+    )
+    max_future_skew_s: float = Field(
+        300.0, ge=0, description="How far in the future occurred_at may lie (device clock skew)."
+    )
+    dedup_horizon_s: float = Field(
+        6 * 3600.0, gt=0, description="De-duplicate event_ids seen within this many seconds."
+    )
+    dedup_max_entries: int = Field(
+        2_000_000, ge=1000, description="Memory cap of the de-duplication window (oldest go)."
+    )
+    max_batch: int = Field(
+        2000, ge=1, le=100_000, description="Raw records per transaction at most."
+    )
+    http_host: str = Field("0.0.0.0", description="Address the HTTP collector binds.")
+    http_port: int = Field(8081, ge=0, le=65535, description="HTTP collector port (0: none).")
+    http_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="POST /v1/events bodies larger than this get 413."
+    )
+    http_max_batch: int = Field(1000, ge=1, description="Events per POST /v1/events at most.")
+    api_keys: SecretStr | None = Field(
+        None,
+        description=(
+            "Comma-separated API keys accepted in X-API-Key by POST /v1/events. Unset: the "
+            "collector rejects every request (401) unless dev mode is on."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _secret_required(self) -> Settings:
+        if self.pseudonym_secret is None and not self.dev_mode:
+            raise ValueError(
+                "ADMUSE_PSEUDONYM_SECRET is not set: ingestion will not start without the "
+                "pseudonym key (no raw user id may pass). Set it to the secret shared with "
+                "inference, or set ADMUSE_INGESTION_DEV_MODE=true on a development machine"
+            )
+        if self.pseudonym_secret is not None and not self.pseudonym_secret.get_secret_value():
+            raise ValueError("ADMUSE_PSEUDONYM_SECRET is empty; set a long random secret")
+        return self
+
+    def secret_bytes(self) -> bytes:
+        """The pseudonym key (the development key in dev mode without a secret)."""
+        if self.pseudonym_secret is None:
+            return DEV_PSEUDONYM_SECRET.encode()
+        return self.pseudonym_secret.get_secret_value().encode("utf-8")
+
+    def api_key_set(self) -> frozenset[str]:
+        if self.api_keys is None:
+            return frozenset()
+        return frozenset(
+            k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()
+        )
+
+    def group(self) -> str:
+        """Consumer group id, with the topic prefix so tenants and tests stay apart."""
+        return f"{self.kafka.topic_prefix}{self.group_id}"
+
+    def transactional_id(self) -> str:
+        """One transactional id per instance: a restarted instance fences its dead self."""
+        return f"{self.kafka.topic_prefix}{self.group_id}-{self.instance_id}"
+
+    def group_instance_id(self) -> str:
+        return f"{self.group_id}-{self.instance_id}"

@@ -1,0 +1,202 @@
+"""The exactly-once loop: consume admuse.events.raw, transform, produce, commit — atomically.
+
+Each batch is one Kafka transaction holding its forwarded events, its dead letters and the
+consumer offsets of the raw records it covers (`send_offsets_to_transaction`). A crash at any
+point leaves either the whole batch committed or none of it; on restart the consumer resumes
+from the committed offsets and read_committed readers never see the aborted part.
+
+Transactional id: one per instance (`<prefix><group_id>-<instance_id>`), with static group
+membership under the same instance id. A restarted instance re-registers that transactional id,
+which fences its dead predecessor and aborts whatever transaction it left open before we read
+anything back. aiokafka commits offsets with TxnOffsetCommit v0 (no group-generation fencing,
+KIP-447), so zombie fencing is per instance id: give every running instance its own id and keep
+it across restarts (a StatefulSet ordinal, a compose service name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.partitioner import DefaultPartitioner
+
+from services.ingestion.events_tail import EventsTail
+from services.ingestion.metrics import IngestionMetrics
+from services.ingestion.pipeline import BatchResult, Outgoing, Processor, RawRecord
+
+__all__ = ["IngestionStream"]
+
+_log = structlog.get_logger(__name__)
+_SUMMARY_EVERY_S = 10.0
+_PARTITION_CACHE = 200_000
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Finish the batch in flight before partitions go; catch up dedup before new ones run."""
+
+    def __init__(self, stream: IngestionStream) -> None:
+        self._stream = stream
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        async with self._stream.lock:
+            self._stream.generation += 1
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        async with self._stream.lock:
+            self._stream.generation += 1
+            await self._stream.tail.catch_up()
+            _log.info("raw partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+            self._stream.ready.set()
+
+
+class IngestionStream:
+    def __init__(
+        self,
+        *,
+        consumer_factory: Callable[[ConsumerRebalanceListener], AIOKafkaConsumer],
+        producer: AIOKafkaProducer,
+        tail: EventsTail,
+        processor: Processor,
+        metrics: IngestionMetrics,
+        group_id: str,
+        max_batch: int,
+    ) -> None:
+        self._consumer_factory = consumer_factory
+        self._producer = producer
+        self.tail = tail
+        self._processor = processor
+        self._metrics = metrics
+        self._group_id = group_id
+        self._max_batch = max_batch
+        self.lock = asyncio.Lock()
+        self.generation = 0
+        self.ready = asyncio.Event()
+        self._partitions: dict[str, list[int]] = {}
+        self._partitioner = DefaultPartitioner()
+        self._partition_cache: dict[tuple[str, bytes], int] = {}
+        self._totals: Counter[str] = Counter()
+        self._last_summary = time.monotonic()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set. Kafka errors abort the batch and retry it; a fenced
+        producer (another process took this instance id) ends the loop with an error."""
+        consumer = self._consumer_factory(_Rebalance(self))
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                generation = self.generation
+                batches = await consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                self._metrics.dedup_entries.set(len(self._processor.dedup))
+                if not batches:
+                    self._maybe_summary(force=False)
+                    continue
+                async with self.lock:
+                    if generation != self.generation:
+                        continue  # a rebalance ran meanwhile: positions were reset, refetch
+                    await self._transact(consumer, batches)
+                self._maybe_summary(force=False)
+        finally:
+            self.ready.clear()
+            self._maybe_summary(force=True)
+            await consumer.stop()
+
+    async def _transact(
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[RawRecord]]
+    ) -> None:
+        started = time.perf_counter()
+        now_ms = _now_ms()
+        records = [rec for recs in batches.values() for rec in recs]
+        result = self._processor.process(records, now_ms)
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
+        producer = self._producer
+        try:
+            async with producer.transaction():
+                futures = await self._send_all(result.outgoing)
+                await producer.send_offsets_to_transaction(offsets, self._group_id)
+            if futures:
+                await asyncio.gather(*futures)
+        except ProducerFenced:
+            _log.error("producer fenced: another process runs with this instance id; stopping")
+            raise
+        except KafkaError as exc:
+            self._metrics.aborted.inc()
+            _log.warning("transaction failed; batch will be retried", error=repr(exc))
+            for tp, recs in batches.items():
+                consumer.seek(tp, recs[0].offset)
+            await asyncio.sleep(0.5)
+            return
+        self._processor.commit(result, now_ms)
+        self._metrics.record_batch(result, time.perf_counter() - started, _now_ms())
+        self._add_to_totals(result)
+
+    async def _send_all(self, outgoing: Sequence[Outgoing]) -> list[asyncio.Future[Any]]:
+        """Produce through aiokafka's batch API: one builder per partition instead of a
+        coroutine and a future per record. Partitions come from the producer's own (Java
+        compatible murmur2) partitioner, as `send()` would choose them."""
+        producer = self._producer
+        builders: dict[tuple[str, int], Any] = {}
+        futures: list[asyncio.Future[Any]] = []
+        for out in outgoing:
+            partition = await self._partition_of(out.topic, out.key)
+            slot = (out.topic, partition)
+            builder = builders.get(slot)
+            if builder is None:
+                builder = builders[slot] = producer.create_batch()
+            if builder.append(timestamp=out.timestamp_ms, key=out.key, value=out.value) is None:
+                futures.append(await producer.send_batch(builder, out.topic, partition=partition))
+                builder = builders[slot] = producer.create_batch()
+                if builder.append(timestamp=out.timestamp_ms, key=out.key, value=out.value) is None:
+                    raise RuntimeError(f"an empty batch refused {len(out.value)} bytes for {slot}")
+        for (topic, partition), builder in builders.items():
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+        return futures
+
+    async def _partition_of(self, topic: str, key: bytes | None) -> int:
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(
+                await self._producer.partitions_for(topic)
+            )
+        if key is None:
+            return partitions[0]
+        cache = self._partition_cache
+        slot = (topic, key)
+        found = cache.get(slot)
+        if found is None:
+            # aiokafka's murmur2 is pure Python and costly; users recur, so remember it.
+            if len(cache) >= _PARTITION_CACHE:
+                cache.clear()
+            found = cache[slot] = self._partitioner(key, partitions, partitions)
+        return found
+
+    def _add_to_totals(self, result: BatchResult) -> None:
+        t = self._totals
+        t["consumed"] += result.consumed
+        t["forwarded"] += result.forwarded
+        t["duplicates"] += result.duplicates
+        t.update({f"dead_lettered.{k}": v for k, v in result.dead_letters.items()})
+        t.update({f"dropped.{k}": v for k, v in result.dropped.items()})
+
+    def _maybe_summary(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_summary < _SUMMARY_EVERY_S:
+            return
+        if self._totals or force:
+            _log.info(
+                "ingestion summary",
+                **dict(sorted(self._totals.items())),
+                dedup_entries=len(self._processor.dedup),
+                seconds=round(now - self._last_summary, 1),
+            )
+        self._totals = Counter()
+        self._last_summary = now

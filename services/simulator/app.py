@@ -1,0 +1,150 @@
+"""Wiring of the simulator: Kafka producer, HTTP client, optional campaign apply, the player.
+
+`simulate()` is what `python -m services.simulator`, `admuse simulate` and `admuse demo` run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from services.cli.campaign_spec import SpecError
+from services.common.kafka import ensure_topics, make_producer, wait_for_broker
+from services.common.logging import configure_logging, get_logger
+from services.common.settings import KafkaSettings
+from services.common.topics import Topics
+from services.simulator.player import LiveStats, Player
+from services.simulator.scenario import Scenario, load_scenario
+from services.simulator.settings import Settings
+
+__all__ = ["main", "simulate", "summary_of"]
+
+
+async def simulate(
+    scenario: Scenario,
+    *,
+    kafka: KafkaSettings,
+    decide_url: str,
+    api_key: str,
+    run_dir: Path,
+    seed: int = 0,
+    duration_s: float = 60.0,
+    rate: float | None = None,
+    max_in_flight: int = 64,
+    drain_s: float = 15.0,
+    apply_campaign: bool = True,
+    source: str = "admuse-simulator",
+    stop: asyncio.Event | None = None,
+    on_start: Callable[[Player], None] | None = None,
+) -> LiveStats:
+    """Play `scenario` against the Decide API at `decide_url`; results land in `run_dir`."""
+    log = get_logger("simulator")
+    topics = Topics.from_settings(kafka)
+    await wait_for_broker(kafka, 30)
+    await ensure_topics(kafka, topics)
+    if apply_campaign:
+        from services.cli.campaign import apply_spec
+
+        applied = await apply_spec(kafka, scenario.campaign)
+        log.info("campaign applied", campaign_id=applied.campaign_id, revision=applied.revision)
+    producer = make_producer(kafka, linger_ms=20)
+    await producer.start()
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    try:
+        async with httpx.AsyncClient(
+            base_url=decide_url, headers={"X-API-Key": api_key}, timeout=10.0, limits=limits
+        ) as client:
+
+            async def send(key: bytes, value: bytes) -> None:
+                await producer.send(topics.events_raw.name, value, key=key)
+
+            player = Player(
+                scenario,
+                client=client,
+                send=send,
+                results_path=run_dir / "results.jsonl",
+                seed=seed,
+                rate=rate,
+                max_in_flight=max_in_flight,
+                source=source,
+            )
+            if on_start:
+                on_start(player)
+            stats = await player.run(duration_s, stop, drain_s=drain_s)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    summary = summary_of(stats)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.info("simulation done", **{k: v for k, v in summary.items() if k != "arms"})
+    return stats
+
+
+def summary_of(stats: LiveStats) -> dict[str, Any]:
+    """A JSON-ready digest of a run's live counters."""
+    return {
+        "requests": stats.requests,
+        "skipped": stats.skipped,
+        "errors": dict(stats.errors),
+        "events_sent": stats.events_sent,
+        "generated_served": stats.generated_served,
+        "model_versions": sorted(stats.model_versions),
+        "arms": {
+            arm: {
+                "impressions": a.impressions,
+                "clicks": a.clicks,
+                "ctr": a.ctr,
+                "conversions": a.conversions,
+                "expected_reward": a.expected_reward,
+                "regret": a.regret,
+            }
+            for arm, a in sorted(stats.arms.items())
+        },
+    }
+
+
+def main() -> None:
+    try:
+        settings = Settings()
+        scenario = load_scenario(settings.scenario)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"simulator cannot start: {problems} (variables ADMUSE_SIMULATOR_*)", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SpecError as exc:
+        print(f"simulator cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log.level, settings.log.format, service="simulator")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await simulate(
+            scenario,
+            kafka=settings.kafka,
+            decide_url=settings.decide_url,
+            api_key=settings.api_key.get_secret_value(),
+            run_dir=settings.run_dir,
+            seed=settings.seed,
+            duration_s=settings.duration_s,
+            rate=settings.rate,
+            max_in_flight=settings.max_in_flight,
+            drain_s=settings.drain_s,
+            apply_campaign=settings.apply_campaign,
+            source=settings.source,
+            stop=stop,
+        )
+
+    asyncio.run(run())

@@ -1,0 +1,200 @@
+"""The hidden reward model of a scenario, and its oracle.
+
+`GroundTruth` answers, for an audience segment and a creative's attributes, the true click
+probability and the expected reward under the campaign's reward definition. The oracle knows
+the best catalog creative and the best creative of the whole space per segment, so the
+simulator can score every decision (regret) without the services ever seeing any of this.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.cli.campaign_spec import CategoricalAttribute, ColorAttribute, NumericAttribute
+from services.simulator.scenario import Effect, Scenario
+
+__all__ = ["Best", "GroundTruth", "hex_to_rgb", "rgb_to_hex"]
+
+_ENUMERATE_LIMIT = 50_000
+
+
+def hex_to_rgb(color: str) -> tuple[float, float, float]:
+    c = color.lstrip("#")
+    return (int(c[0:2], 16) / 255, int(c[2:4], 16) / 255, int(c[4:6], 16) / 255)
+
+
+def rgb_to_hex(rgb: tuple[float, float, float]) -> str:
+    return "#" + "".join(f"{round(255 * min(1.0, max(0.0, x))):02x}" for x in rgb)
+
+
+@dataclass(frozen=True)
+class Best:
+    """A creative (attribute assignment) and its true click probability / expected reward."""
+
+    attributes: dict[str, Any]
+    p_click: float
+    reward: float
+    creative_id: str | None = None
+
+
+class GroundTruth:
+    """P(click | segment, creative) = sigmoid(base + effects + interactions), per scenario."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.spec = scenario.campaign
+        self._attrs = self.spec.attribute_map()
+        self._segments = [s.name for s in scenario.audience.segments]
+        w = self.spec.reward.effective_weights()
+        conv = scenario.truth.conversion
+        self._conv_rate = conv.rate if conv else 0.0
+        self._conv_value = conv.value_mean if conv else 0.0
+        # expected reward per click: click weight + conversion weight*P(conv|click) + value
+        self._reward_per_click = w.click + self._conv_rate * (
+            w.conversion + w.value * self._conv_value
+        )
+        self._best_catalog: dict[str, Best] = {}
+        self._optimum: dict[str, Best] = {}
+
+    @property
+    def segments(self) -> list[str]:
+        return list(self._segments)
+
+    # -- the model -------------------------------------------------------------------------
+    def logit(self, segment: str, attributes: Mapping[str, Any]) -> float:
+        truth = self.scenario.truth
+        seg = truth.segments.get(segment)
+        z = seg.base_logit if seg and seg.base_logit is not None else truth.base_logit
+        for eff in truth.effects:
+            z += self._effect(eff, segment, attributes.get(eff.attribute))
+        for inter in truth.interactions:
+            if inter.segments is not None and segment not in inter.segments:
+                continue
+            if all(attributes.get(k) == v for k, v in inter.when.items()):
+                z += inter.logit
+        return z
+
+    def p_click(self, segment: str, attributes: Mapping[str, Any]) -> float:
+        z = self.logit(segment, attributes)
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+    def expected_reward(self, segment: str, attributes: Mapping[str, Any]) -> float:
+        """E[reward] of showing this creative once, by the campaign's reward definition."""
+        return self.p_click(segment, attributes) * self._reward_per_click
+
+    @property
+    def conversion_rate(self) -> float:
+        return self._conv_rate
+
+    def _effect(self, eff: Effect, segment: str, value: Any) -> float:
+        over = eff.segments.get(segment)
+        attr = self._attrs[eff.attribute]
+        weight = over.weight if over and over.weight is not None else eff.weight
+        if isinstance(attr, CategoricalAttribute):
+            if over and over.values and value in over.values:
+                return over.values[value]
+            return eff.values.get(value, 0.0) if isinstance(value, str) else 0.0
+        if isinstance(attr, NumericAttribute):
+            x = _as_float(value)
+            if x is None:
+                return 0.0
+            peak = over.peak if over and over.peak is not None else eff.peak
+            assert peak is not None
+            return -weight * ((x - peak) / (attr.max - attr.min)) ** 2
+        rgb = _as_rgb(value)
+        if rgb is None:
+            return 0.0
+        target = over.target if over and over.target is not None else eff.target
+        assert target is not None
+        t = hex_to_rgb(target)
+        return -weight * sum((a - b) ** 2 for a, b in zip(rgb, t, strict=True))
+
+    # -- the oracle ------------------------------------------------------------------------
+    def best_catalog(self, segment: str) -> Best:
+        """The human (seed) creative with the highest expected reward in this segment."""
+        if segment not in self._best_catalog:
+            best: Best | None = None
+            for seed in self.spec.seeds:
+                r = self.expected_reward(segment, seed.attributes)
+                if best is None or r > best.reward:
+                    best = Best(
+                        dict(seed.attributes),
+                        self.p_click(segment, seed.attributes),
+                        r,
+                        self.spec.seed_id(seed),
+                    )
+            assert best is not None
+            self._best_catalog[segment] = best
+        return self._best_catalog[segment]
+
+    def optimum(self, segment: str) -> Best:
+        """The best creative of the whole space (forbidden combinations excluded)."""
+        if segment not in self._optimum:
+            attrs = self._continuous_optimum(segment)
+            cats = [a for a in self.spec.attributes if isinstance(a, CategoricalAttribute)]
+            combos = math.prod(len(a.values) for a in cats)
+            if combos <= _ENUMERATE_LIMIT:
+                best_combo, best_z = None, -math.inf
+                for values in itertools.product(*(a.values for a in cats)):
+                    trial = {**attrs, **{a.name: v for a, v in zip(cats, values, strict=True)}}
+                    if self.spec.is_forbidden(trial):
+                        continue
+                    z = self.logit(segment, trial)
+                    if z > best_z:
+                        best_combo, best_z = trial, z
+                attrs = best_combo if best_combo is not None else attrs
+            else:  # coordinate ascent: fine for additive effects, approximate with interactions
+                attrs = {**attrs, **{a.name: a.values[0] for a in cats}}
+                for _ in range(3):
+                    for a in cats:
+                        scored = [
+                            (self.logit(segment, {**attrs, a.name: v}), v)
+                            for v in a.values
+                            if not self.spec.is_forbidden({**attrs, a.name: v})
+                        ]
+                        if scored:
+                            attrs[a.name] = max(scored)[1]
+            self._optimum[segment] = Best(
+                attrs, self.p_click(segment, attrs), self.expected_reward(segment, attrs)
+            )
+        return self._optimum[segment]
+
+    def _continuous_optimum(self, segment: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        by_attr = {e.attribute: e for e in self.scenario.truth.effects}
+        for a in self.spec.attributes:
+            eff = by_attr.get(a.name)
+            over = eff.segments.get(segment) if eff else None
+            if isinstance(a, NumericAttribute):
+                peak = (over.peak if over and over.peak is not None else eff.peak) if eff else None
+                out[a.name] = (
+                    min(a.max, max(a.min, peak)) if peak is not None else (a.min + a.max) / 2
+                )
+            elif isinstance(a, ColorAttribute):
+                target = (over.target if over and over.target else eff.target) if eff else None
+                out[a.name] = (target or "#808080").lower()
+        return out
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_rgb(value: Any) -> tuple[float, float, float] | None:
+    if isinstance(value, str) and len(value) == 7 and value.startswith("#"):
+        try:
+            return hex_to_rgb(value)
+        except ValueError:
+            return None
+    return None

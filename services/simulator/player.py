@@ -1,0 +1,324 @@
+"""The simulated apps: users arrive, ask Decide, see a creative, maybe click — later.
+
+Arrivals are a Poisson process. Each arrival is one request `n`: a user of a segment asks
+inference's `POST /v1/decide`; the simulator sends an impression event to
+`admuse.events.raw` (JSON, per docs/contracts.md) and, when the ground truth says so, a click
+(and a conversion) after a lognormal delay. Outcomes for request `n` come from a random stream
+seeded by (seed, n), so a run with the same seed draws the same users and outcomes whatever
+order the concurrent requests finish in.
+
+Every answered request is scored by the oracle (true click probability of the creative served,
+best catalog creative, best creative of the space) and written to `results.jsonl`; the truth
+never leaves this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.common.privacy import stable_unit
+from services.simulator.groundtruth import GroundTruth
+from services.simulator.scenario import Delay, Scenario
+
+__all__ = ["ArmStats", "LiveStats", "Player", "lognormal_delay"]
+
+Send = Callable[[bytes, bytes], Awaitable[None]]
+
+
+def lognormal_delay(rng: random.Random, delay: Delay) -> float:
+    """A delay in seconds: lognormal with the given median and sigma, capped at max_s."""
+    return min(delay.max_s, delay.median_s * math.exp(rng.gauss(0.0, delay.sigma)))
+
+
+@dataclass
+class ArmStats:
+    impressions: int = 0
+    clicks: int = 0
+    conversions: int = 0
+    expected_reward: float = 0.0
+    oracle_reward: float = 0.0
+
+    @property
+    def ctr(self) -> float:
+        return self.clicks / self.impressions if self.impressions else 0.0
+
+    @property
+    def regret(self) -> float:
+        return self.oracle_reward - self.expected_reward
+
+
+@dataclass
+class LiveStats:
+    """What the live view shows; updated by the player as requests complete."""
+
+    started: float = field(default_factory=time.monotonic)
+    requests: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    skipped: int = 0
+    arms: dict[str, ArmStats] = field(default_factory=dict)
+    model_versions: Counter[str] = field(default_factory=Counter)
+    creatives_served: Counter[str] = field(default_factory=Counter)
+    generated_served: int = 0
+    events_sent: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
+
+    def arm(self, name: str) -> ArmStats:
+        return self.arms.setdefault(name, ArmStats())
+
+
+class Player:
+    """Plays a scenario's audience against a running Decide API."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        client: httpx.AsyncClient,
+        send: Send,
+        results_path: Path,
+        seed: int = 0,
+        rate: float | None = None,
+        max_in_flight: int = 64,
+        source: str = "admuse-simulator",
+    ) -> None:
+        self.scenario = scenario
+        self.truth = GroundTruth(scenario)
+        self.client = client
+        self._send = send
+        self.results_path = results_path
+        self.seed = seed
+        self.rate = rate or scenario.audience.rate
+        self.source = source
+        self.stats = LiveStats()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._delayed: set[asyncio.Task[None]] = set()
+        self._segments = scenario.audience.segments
+        self._shares = scenario.shares()
+        self._seed_ids = {scenario.campaign.seed_id(s) for s in scenario.campaign.seeds}
+        self._out: Any = None
+        self._t0_wall = 0.0
+
+    # -- the run --------------------------------------------------------------------------
+    async def run(
+        self, duration_s: float, stop: asyncio.Event | None = None, drain_s: float = 15.0
+    ) -> LiveStats:
+        """Play for `duration_s` seconds (0: until `stop` is set), then drain delayed events."""
+        stop = stop or asyncio.Event()
+        self.results_path.parent.mkdir(parents=True, exist_ok=True)
+        arrivals = random.Random(f"arrivals:{self.seed}")
+        self._t0_wall = time.time()
+        start = time.monotonic()
+        self.stats.started = start
+        next_at = start
+        n = 0
+        with self.results_path.open("w", encoding="utf-8") as self._out:
+            try:
+                while not stop.is_set():
+                    next_at += arrivals.expovariate(self.rate)
+                    if duration_s and next_at - start >= duration_s:
+                        break
+                    wait = next_at - time.monotonic()
+                    if wait > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), wait)
+                        if stop.is_set():
+                            break
+                    self._arrive(n)
+                    n += 1
+                if self._tasks:
+                    await asyncio.wait(self._tasks, timeout=30)
+                if self._delayed and drain_s > 0:
+                    await asyncio.wait(self._delayed, timeout=drain_s)
+            finally:
+                for task in [*self._tasks, *self._delayed]:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, *self._delayed, return_exceptions=True)
+                self._out.flush()
+        return self.stats
+
+    def _arrive(self, n: int) -> None:
+        if self._in_flight >= self._max_in_flight:
+            self.stats.skipped += 1
+            return
+        task = asyncio.create_task(self._request(n))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _request(self, n: int) -> None:
+        rng = random.Random(f"request:{self.seed}:{n}")
+        seg_index = rng.choices(range(len(self._segments)), weights=self._shares)[0]
+        seg = self._segments[seg_index]
+        user = (
+            f"sim{self.seed}-{seg.name}-{rng.randrange(self.scenario.audience.users_per_segment)}"
+        )
+        consent = stable_unit(user, "consent") < self.scenario.audience.consent_share
+        self._in_flight += 1
+        self.stats.requests += 1
+        t_req = time.monotonic()
+        try:
+            async with self._slots:
+                resp = await self.client.post(
+                    "/v1/decide",
+                    json={
+                        "campaign_id": self.scenario.campaign.campaign_id,
+                        "user_id": user,
+                        "context": dict(seg.context),
+                    },
+                )
+        except httpx.HTTPError as exc:
+            self._error(n, f"{type(exc).__name__}", str(exc))
+            return
+        finally:
+            self._in_flight -= 1
+        latency_ms = (time.monotonic() - t_req) * 1000
+        if resp.status_code != 200:
+            self._error(n, f"http {resp.status_code}", resp.text[:300])
+            return
+        try:
+            decision = resp.json()
+            decision_id, creative_id = decision["decision_id"], decision["creative_id"]
+            attributes = decision.get("attributes") or {}
+            arm = decision.get("arm", "?")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._error(n, "bad response", f"{exc}: {resp.text[:300]}")
+            return
+        await self._play(
+            n,
+            rng,
+            seg.name,
+            user,
+            consent,
+            seg.context,
+            decision,
+            decision_id,
+            creative_id,
+            attributes,
+            arm,
+            latency_ms,
+        )
+
+    async def _play(
+        self,
+        n: int,
+        rng: random.Random,
+        segment: str,
+        user: str,
+        consent: bool,
+        context: dict[str, str],
+        decision: dict[str, Any],
+        decision_id: str,
+        creative_id: str,
+        attributes: dict[str, Any],
+        arm: str,
+        latency_ms: float,
+    ) -> None:
+        truth = self.truth
+        p = truth.p_click(segment, attributes)
+        clicked = rng.random() < p
+        converted = clicked and rng.random() < truth.conversion_rate
+        conv = self.scenario.truth.conversion
+        value = max(0.0, rng.gauss(conv.value_mean, conv.value_sd)) if converted and conv else None
+        click_delay = lognormal_delay(rng, self.scenario.truth.click_delay) if clicked else None
+        conv_delay = (
+            lognormal_delay(rng, self.scenario.truth.conversion_delay) if converted else None
+        )
+        expected = truth.expected_reward(segment, attributes)
+        oracle = truth.optimum(segment).reward
+        origin = "catalog" if creative_id in self._seed_ids else "generated"
+
+        base = {
+            "campaign_id": self.scenario.campaign.campaign_id,
+            "creative_id": creative_id,
+            "decision_id": decision_id,
+            "user_id": user,
+            "consent": {"personalization": consent},
+            "context": dict(context),
+            "source": self.source,
+        }
+        await self._emit(n, "impression", base, 0.0)
+        if click_delay is not None:
+            self._later(n, "click", base, click_delay)
+        if conv_delay is not None and click_delay is not None:
+            self._later(n, "conversion", {**base, "value": value}, click_delay + conv_delay)
+
+        s = self.stats
+        a = s.arm(arm)
+        a.impressions += 1
+        a.clicks += clicked
+        a.conversions += converted
+        a.expected_reward += expected
+        a.oracle_reward += oracle
+        s.creatives_served[creative_id] += 1
+        s.generated_served += origin == "generated"
+        if decision.get("model_version"):
+            s.model_versions[decision["model_version"]] += 1
+        s.latencies_ms.append(latency_ms)
+        self._write(
+            {
+                "n": n,
+                "t": round(time.time() - self._t0_wall, 3),
+                "segment": segment,
+                "segment_key": decision.get("segment"),
+                "arm": arm,
+                "creative_id": creative_id,
+                "origin": origin,
+                "policy": decision.get("policy"),
+                "model_version": decision.get("model_version"),
+                "propensity": decision.get("propensity"),
+                "attributes": attributes,
+                "p_click": round(p, 6),
+                "expected_reward": round(expected, 6),
+                "best_catalog_reward": round(truth.best_catalog(segment).reward, 6),
+                "oracle_reward": round(oracle, 6),
+                "clicked": clicked,
+                "converted": converted,
+                "value": value,
+                "consent": consent,
+                "click_delay_s": click_delay,
+                "latency_ms": round(latency_ms, 2),
+            }
+        )
+
+    def _later(self, n: int, kind: str, base: dict[str, Any], delay: float) -> None:
+        task = asyncio.create_task(self._emit(n, kind, base, delay))
+        self._delayed.add(task)
+        task.add_done_callback(self._delayed.discard)
+
+    async def _emit(self, n: int, kind: str, base: dict[str, Any], delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        event = {
+            **base,
+            "event_id": f"sim{self.seed}-{self._t0_wall:.0f}-{n}-{kind}",
+            "type": kind,
+            "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        event.setdefault("value", None)
+        await self._send(base["user_id"].encode(), json.dumps(event).encode())
+        self.stats.events_sent += 1
+
+    def _error(self, n: int, kind: str, detail: str) -> None:
+        self.stats.errors[kind] += 1
+        self._write(
+            {"n": n, "t": round(time.time() - self._t0_wall, 3), "error": kind, "detail": detail}
+        )
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._out is not None and not self._out.closed:
+            self._out.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -1,0 +1,301 @@
+"""The result of a simulator run: numbers (`analyze`), a terminal table, an HTML report.
+
+Inputs are the simulator's own `results.jsonl` (one line per request, scored by the oracle),
+the scenario (for the ground truth) and what the system published (creatives, models). The
+experiment table compares the arms on the clicks users actually made; regret and "true CTR"
+use the hidden ground truth, which only the simulator knows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from services.analysis.compare import compare_arms
+from services.simulator.groundtruth import GroundTruth
+from services.simulator.scenario import Scenario
+
+__all__ = ["analyze", "load_results", "print_result", "time_series"]
+
+ARMS = ("control", "optimized")
+
+
+def load_results(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(answered requests, failed requests) from a results.jsonl file."""
+    answered, failed = [], []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            (failed if "error" in row else answered).append(row)
+    answered.sort(key=lambda r: r["t"])
+    return answered, failed
+
+
+def analyze(
+    rows: list[dict[str, Any]],
+    scenario: Scenario,
+    *,
+    creatives: Mapping[str, Mapping[str, Any]] | None = None,
+    models: Iterable[Mapping[str, Any]] = (),
+    failed: int = 0,
+) -> dict[str, Any]:
+    """Every number the result table and the report show, JSON-ready."""
+    creatives = dict(creatives or {})
+    truth = GroundTruth(scenario)
+    arm_rows = {a: [r for r in rows if r["arm"] == a] for a in ARMS}
+    arms = {}
+    for a, rs in arm_rows.items():
+        n = len(rs)
+        arms[a] = {
+            "impressions": n,
+            "clicks": sum(r["clicked"] for r in rs),
+            "true_ctr": _mean(r["p_click"] for r in rs),
+            "expected_reward": sum(r["expected_reward"] for r in rs),
+            "regret": sum(r["oracle_reward"] - r["expected_reward"] for r in rs),
+            "regret_per_impression": _mean(r["oracle_reward"] - r["expected_reward"] for r in rs),
+            "regret_by_quarter": _quarters(rs),
+        }
+    comparison = None
+    c, o = arms["control"], arms["optimized"]
+    if c["impressions"] and o["impressions"]:
+        cmp = compare_arms(
+            control=(c["clicks"], c["impressions"]),
+            treatment=(o["clicks"], o["impressions"]),
+            expected_control_share=scenario.campaign.holdout_share,
+        )
+        for a, rate in (("control", cmp.control), ("optimized", cmp.treatment)):
+            arms[a].update(ctr=rate.rate, ctr_low=rate.low, ctr_high=rate.high)
+        comparison = {
+            "lift": cmp.lift.estimate,
+            "lift_low": cmp.lift.low,
+            "lift_high": cmp.lift.high,
+            "prob_optimized_beats_control": cmp.prob_treatment_beats_control,
+            "srm_p_value": cmp.srm.p_value if cmp.srm else None,
+            "srm_flagged": bool(cmp.srm.flagged) if cmp.srm else False,
+            "expected_control_share": scenario.campaign.holdout_share,
+            "observed_control_share": c["impressions"] / (c["impressions"] + o["impressions"]),
+            "ctr_ratio": (o["clicks"] / o["impressions"]) / (c["clicks"] / c["impressions"])
+            if c["clicks"]
+            else None,
+            "true_ctr_ratio": o["true_ctr"] / c["true_ctr"] if c["true_ctr"] else None,
+        }
+    served = Counter(r["creative_id"] for r in rows)
+    generated_ids = {cid for cid, cr in creatives.items() if cr.get("origin") == "generated"}
+    generated_ids |= {r["creative_id"] for r in rows if r["origin"] == "generated"}
+    opt_n = max(1, o["impressions"])
+    summary_creatives = {
+        "catalog": len(scenario.campaign.seeds),
+        "generated_admitted": len(generated_ids),
+        "generated_served": sum(1 for cid in generated_ids if served[cid]),
+        "generated_share_optimized": sum(
+            1 for r in arm_rows["optimized"] if r["origin"] == "generated"
+        )
+        / opt_n,
+        "retired": sum(1 for cr in creatives.values() if cr.get("status") == "retired"),
+        "models": len(list(models)),
+    }
+    return {
+        "campaign_id": scenario.campaign.campaign_id,
+        "requests": len(rows) + failed,
+        "failed": failed,
+        "duration_s": rows[-1]["t"] if rows else 0.0,
+        "arms": arms,
+        "comparison": comparison,
+        "creatives": summary_creatives,
+        "best": _best_by_segment(rows, scenario, truth, creatives),
+    }
+
+
+def _best_by_segment(
+    rows: list[dict[str, Any]],
+    scenario: Scenario,
+    truth: GroundTruth,
+    creatives: Mapping[str, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Per segment: best human creative vs best generated one (admitted for it), by true CTR."""
+    attrs_of: dict[str, Mapping[str, Any]] = {
+        cid: c.get("attributes", {})
+        for cid, c in creatives.items()
+        if c.get("origin") == "generated"
+    }
+    segment_of: dict[str, str | None] = {
+        cid: c.get("segment") for cid, c in creatives.items() if c.get("origin") == "generated"
+    }
+    for r in rows:  # generated creatives seen only through Decide answers
+        if r["origin"] == "generated" and r["creative_id"] not in attrs_of:
+            attrs_of[r["creative_id"]] = r["attributes"]
+            segment_of[r["creative_id"]] = r.get("segment_key")
+    served = Counter((r["segment"], r["creative_id"]) for r in rows)
+    out = []
+    for seg in scenario.audience.segments:
+        key = scenario.segment_key(seg)
+        human = truth.best_catalog(seg.name)
+        optimum = truth.optimum(seg.name)
+        candidates = [
+            (truth.p_click(seg.name, attrs_of[cid]), cid)
+            for cid in attrs_of
+            if segment_of.get(cid) in (None, "*", key)
+        ]
+        best_gen = max(candidates, default=None)
+        out.append(
+            {
+                "segment": seg.name,
+                "segment_key": key,
+                "best_human": {"creative_id": human.creative_id, "true_ctr": human.p_click},
+                "best_generated": {
+                    "creative_id": best_gen[1],
+                    "true_ctr": best_gen[0],
+                    "impressions": served[(seg.name, best_gen[1])],
+                }
+                if best_gen
+                else None,
+                "optimum_true_ctr": optimum.p_click,
+                "optimum_outside_catalog": optimum.p_click > human.p_click * 1.05,
+                "generated_beats_human": bool(best_gen and best_gen[0] > human.p_click),
+            }
+        )
+    return out
+
+
+def time_series(rows: list[dict[str, Any]], bins: int = 20) -> dict[str, Any]:
+    """Per-arm CTR (observed and true), cumulative regret and traffic share over time."""
+    if not rows:
+        return {"edges": [], "arms": {}, "share": {}}
+    end = max(r["t"] for r in rows) or 1.0
+    width = end / bins
+    edges = [width * (i + 0.5) for i in range(bins)]
+    out: dict[str, Any] = {"edges": edges, "arms": {}, "share": {}}
+    for a in ARMS:
+        n, clicks, p = [0] * bins, [0] * bins, [0.0] * bins
+        cum_t, cum_regret, total = [], [], 0.0
+        for r in rows:
+            if r["arm"] != a:
+                continue
+            i = min(bins - 1, int(r["t"] / width))
+            n[i] += 1
+            clicks[i] += r["clicked"]
+            p[i] += r["p_click"]
+            total += r["oracle_reward"] - r["expected_reward"]
+            cum_t.append(r["t"])
+            cum_regret.append(total)
+        out["arms"][a] = {
+            "ctr": [clicks[i] / n[i] if n[i] else math.nan for i in range(bins)],
+            "true_ctr": [p[i] / n[i] if n[i] else math.nan for i in range(bins)],
+            "impressions": n,
+            "cum_t": cum_t,
+            "cum_regret": cum_regret,
+        }
+    per_bin: list[Counter[str]] = [Counter() for _ in range(bins)]
+    for r in rows:
+        if r["arm"] == "optimized":
+            per_bin[min(bins - 1, int(r["t"] / width))][r["creative_id"]] += 1
+    totals = Counter(r["creative_id"] for r in rows if r["arm"] == "optimized")
+    top = [cid for cid, _ in totals.most_common(8)]
+    share: dict[str, list[float]] = defaultdict(list)
+    for counts in per_bin:
+        total = sum(counts.values()) or 1
+        for cid in top:
+            share[cid].append(counts[cid] / total)
+        share["other"].append(sum(v for k, v in counts.items() if k not in top) / total)
+    out["share"] = dict(share)
+    return out
+
+
+def print_result(result: Mapping[str, Any], console: Any, report_path: Path | None = None) -> None:
+    """The result table, regret, creatives and best-vs-best, on a rich console."""
+    from rich.table import Table
+
+    arms, cmp = result["arms"], result["comparison"]
+    table = Table(title=f"control vs optimized — {result['campaign_id']}")
+    for col in (
+        "arm",
+        "impressions",
+        "clicks",
+        "CTR",
+        "95% interval",
+        "true CTR",
+        "regret / impression",
+    ):
+        table.add_column(col, justify="right" if col != "arm" else "left")
+    for a in ARMS:
+        s = arms[a]
+        table.add_row(
+            a,
+            f"{s['impressions']:,}",
+            f"{s['clicks']:,}",
+            _pct(s.get("ctr")),
+            f"{_pct(s.get('ctr_low'))} – {_pct(s.get('ctr_high'))}",
+            _pct(s["true_ctr"]),
+            f"{s['regret_per_impression']:.4f}",
+        )
+    console.print(table)
+    if cmp:
+        console.print(
+            f"relative lift {cmp['lift']:+.1%} (95% interval {cmp['lift_low']:+.1%} to "
+            f"{cmp['lift_high']:+.1%}); P(optimized beats control) = "
+            f"{cmp['prob_optimized_beats_control']:.3f}; sample ratio "
+            f"{cmp['observed_control_share']:.1%} control vs {cmp['expected_control_share']:.0%} "
+            f"configured: SRM p = {cmp['srm_p_value']:.3g} "
+            f"({'MISMATCH' if cmp['srm_flagged'] else 'ok'})"
+        )
+    else:
+        console.print("[yellow]not enough traffic in both arms to compare them[/yellow]")
+    regret = Table(title="regret vs the oracle per impression, by quarter of the run")
+    regret.add_column("arm")
+    for q in ("Q1", "Q2", "Q3", "Q4", "total regret"):
+        regret.add_column(q, justify="right")
+    for a in ARMS:
+        qs = arms[a]["regret_by_quarter"]
+        regret.add_row(
+            a, *[f"{x:.4f}" if x is not None else "-" for x in qs], f"{arms[a]['regret']:.1f}"
+        )
+    console.print(regret)
+    cr = result["creatives"]
+    console.print(
+        f"creatives: {cr['catalog']} made by people; {cr['generated_admitted']} generated and "
+        f"admitted, {cr['generated_served']} of them served "
+        f"({cr['generated_share_optimized']:.1%} of optimized traffic); {cr['retired']} retired; "
+        f"{cr['models']} model version(s) published"
+    )
+    best = Table(title="best generated vs best human creative, by true CTR")
+    for col in ("segment", "best human", "true CTR", "best generated", "true CTR ", "optimum"):
+        best.add_column(col)
+    for b in result["best"]:
+        g = b["best_generated"]
+        best.add_row(
+            b["segment"],
+            b["best_human"]["creative_id"],
+            _pct(b["best_human"]["true_ctr"]),
+            g["creative_id"] if g else "(none)",
+            _pct(g["true_ctr"]) if g else "-",
+            _pct(b["optimum_true_ctr"])
+            + (" (outside catalog)" if b["optimum_outside_catalog"] else ""),
+        )
+    console.print(best)
+    if report_path:
+        console.print(f"report: [bold]{report_path}[/bold]")
+
+
+def _quarters(rs: list[dict[str, Any]]) -> list[float | None]:
+    if not rs:
+        return [None] * 4
+    end = max(r["t"] for r in rs) or 1.0
+    buckets: list[list[float]] = [[], [], [], []]
+    for r in rs:
+        buckets[min(3, int(4 * r["t"] / end))].append(r["oracle_reward"] - r["expected_reward"])
+    return [sum(b) / len(b) if b else None for b in buckets]
+
+
+def _mean(xs: Iterable[float]) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2%}"

@@ -1,0 +1,210 @@
+"""Trainer service wiring: consume campaigns, creatives and rewards; retrain; publish.
+
+One consumer, partitions assigned by hand (no group): campaigns and creatives (compacted) are
+read from the beginning into memory; rewards resume from the offsets saved with the training
+buffer, or — when the buffer file is missing — from the start of the buffer's time window.
+A campaign retrains after `retrain_every_rewards` new rewards, or after
+`retrain_every_minutes` with any new reward. Training runs in a worker thread so consumption
+goes on; one model trains at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import structlog
+import torch
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.common.codec import RecordCodec, SchemaRegistry
+from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from services.common.logging import configure_logging
+from services.common.model_store import ModelStore
+from services.common.topics import Topics
+from services.trainer.buffer import BufferFileError, TrainingBuffer
+from services.trainer.export import ExportError
+from services.trainer.publisher import build_model, store_model
+from services.trainer.settings import Settings
+from services.trainer.space import EncodingError
+from services.trainer.state import TrainerState
+from services.trainer.train import TrainConfig, TrainingError, pick_device
+
+__all__ = ["main", "run", "train_config"]
+
+log = structlog.get_logger("trainer")
+_SAVE_EVERY_S = 5.0
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    base = TrainConfig.small() if settings.profile == "small" else TrainConfig()
+    return base.with_overrides(gan_steps=settings.gan_steps)
+
+
+async def _assign(consumer: AIOKafkaConsumer, state: TrainerState) -> None:
+    topics = state.topics
+    parts: dict[str, list[TopicPartition]] = {}
+    for spec in (topics.campaigns, topics.creatives, topics.rewards):
+        ids = consumer.partitions_for_topic(spec.name) or set(range(spec.partitions))
+        parts[spec.name] = [TopicPartition(spec.name, p) for p in sorted(ids)]
+    consumer.assign([tp for tps in parts.values() for tp in tps])
+    await consumer.seek_to_beginning(*parts[topics.campaigns.name], *parts[topics.creatives.name])
+    saved = state.buffer.offsets.get(topics.rewards.name, {})
+    rewards = parts[topics.rewards.name]
+    missing = [tp for tp in rewards if tp.partition not in saved]
+    for tp in rewards:
+        if tp.partition in saved:
+            consumer.seek(tp, saved[tp.partition])
+    if missing:  # rebuild: from the start of the buffer's window
+        since = int(time.time() * 1000) - state.settings.buffer_max_age_ms
+        found = await consumer.offsets_for_times({tp: since for tp in missing})
+        for tp in missing:
+            hit = found.get(tp)
+            if hit is None:
+                await consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, hit.offset)
+    log.info("partitions assigned", resumed=len(rewards) - len(missing), rebuilt=len(missing))
+
+
+def _load_buffer(settings: Settings) -> TrainingBuffer:
+    try:
+        buf = TrainingBuffer.load(
+            settings.buffer_path, settings.buffer_max_rows, settings.buffer_max_age_ms
+        )
+        log.info("training buffer loaded", path=str(settings.buffer_path), rows=len(buf))
+        return buf
+    except BufferFileError as exc:
+        log.info("training buffer rebuilt from the rewards topic", reason=str(exc))
+        return TrainingBuffer(
+            settings.buffer_max_rows, settings.buffer_max_age_ms, settings.buffer_path
+        )
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    registry = SchemaRegistry.load()
+    topics = Topics.from_settings(settings.kafka)
+    device = pick_device(settings.device)
+    log.info(
+        "trainer starting",
+        device=str(device),
+        cuda_available=torch.cuda.is_available(),
+        profile=settings.profile,
+        seed=settings.seed,
+    )
+    await wait_for_broker(settings.kafka)
+    await ensure_topics(settings.kafka, topics)
+    state = TrainerState(settings, registry, topics, _load_buffer(settings))
+    store = ModelStore(settings.model_store_url)
+    published = registry.codec("ModelPublished")
+    cfg = train_config(settings)
+    async with AsyncExitStack() as stack:
+        consumer = make_consumer(settings.kafka, group_id=None)
+        await consumer.start()
+        stack.push_async_callback(consumer.stop)
+        producer = make_producer(settings.kafka)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        await _assign(consumer, state)
+        training: asyncio.Task[None] | None = None
+        last_save = time.monotonic()
+        dirty = False
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500)
+            n = 0
+            for msgs in batches.values():
+                for msg in msgs:
+                    state.apply(msg)
+                    n += 1
+            if n:
+                dirty = True
+                log.debug("batch", records=n, buffered=len(state.buffer))
+            if dirty and time.monotonic() - last_save > _SAVE_EVERY_S:
+                state.buffer.evict(int(time.time() * 1000))
+                await asyncio.to_thread(state.buffer.save)
+                dirty, last_save = False, time.monotonic()
+            if training is not None and training.done():
+                _report_crash(training)
+                training = None
+            if training is None:
+                due = state.due(time.monotonic())
+                if due:
+                    cid = due[0]
+                    training = asyncio.create_task(
+                        _train_and_publish(state, cid, cfg, device, store, producer, published)
+                    )
+        state.buffer.save()
+        if training is not None:  # a torch run cannot be interrupted: let it finish
+            await asyncio.wait([training])
+            _report_crash(training)
+        log.info("trainer stopped", buffered=len(state.buffer), rejected=dict(state.rejected))
+
+
+async def _train_and_publish(
+    state: TrainerState,
+    cid: str,
+    cfg: TrainConfig,
+    device: Any,
+    store: ModelStore,
+    producer: Any,
+    codec: RecordCodec,
+) -> None:
+    rows = state.buffer.rows(cid)
+    campaign = state.campaigns[cid]
+    creatives: Mapping[str, Any] = dict(state.creatives)
+    state.new_rewards[cid] = 0
+    state.last_trained[cid] = time.monotonic()
+    started = time.perf_counter()
+    log.info("training", campaign_id=cid, rows=len(rows), device=str(device))
+    try:
+        built = await asyncio.to_thread(
+            build_model, campaign, creatives, rows, cfg, seed=state.settings.seed, device=device
+        )
+        record = await asyncio.to_thread(store_model, store, built)
+    except (TrainingError, ExportError, EncodingError) as exc:
+        log.warning("model not published", campaign_id=cid, error=str(exc))
+        return
+    await producer.send_and_wait(state.topics.models.name, codec.encode(record), key=cid.encode())
+    m = built.metrics
+    log.info(
+        "model published",
+        campaign_id=cid,
+        version=built.version,
+        seconds=round(time.perf_counter() - started, 2),
+        rows=built.training_rows,
+        reward_auc=m.get("reward_auc"),
+        reward_logloss=m.get("reward_logloss"),
+        reward_ece=m.get("reward_ece"),
+        fidelity=m.get("fidelity_mean"),
+        detection_auc=m.get("detection_auc"),
+        diversity=m.get("diversity"),
+        condition_fidelity=m.get("condition_fidelity"),
+        predicted_reward_generated=m.get("predicted_reward_generated"),
+        predicted_reward_catalog=m.get("predicted_reward_catalog"),
+    )
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """A training run that failed unexpectedly is logged; the service keeps consuming."""
+    exc = task.exception()
+    if exc is not None:
+        log.error("training failed", error=repr(exc), exc_info=exc)
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log.level, settings.log.format, service="trainer")
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(_main())

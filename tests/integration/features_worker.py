@@ -1,0 +1,224 @@
+"""Helpers for the features integration tests: the worker as a subprocess, records, readers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import TopicPartition
+
+from services.common.codec import SchemaRegistry
+from services.common.kafka import make_consumer
+from services.common.settings import KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FeaturesWorker:
+    """`python -m services.features` in a subprocess, with its own port and state dir."""
+
+    def __init__(self, kafka: KafkaSettings, state_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log_path = state_dir / "worker.log"
+        self.env = {
+            **os.environ,
+            "ADMUSE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "ADMUSE_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+            "ADMUSE_FEATURES_WEB_PORT": str(self.port),
+            "ADMUSE_FEATURES_STATE_DIR": str(state_dir),
+            "ADMUSE_LOG_FORMAT": "json",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.features"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    async def wait_ready(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.tail()}")
+                try:
+                    r = await client.get(self.url("/metrics"), timeout=2)
+                    if r.status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"worker not ready in {timeout_s}s: {self.tail()}")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def metric(self, name: str) -> float:
+        """Sum of a metric's samples (all labels) from /metrics."""
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(self.url("/metrics"), timeout=5)).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and line[len(name)] in " {":
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+def decision(
+    campaign: str,
+    creative: str,
+    *,
+    user: str = "u1",
+    window_ms: int = 2000,
+    segment: str = "*",
+    decided_at: int | None = None,
+    decision_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "decision_id": decision_id or uuid.uuid4().hex,
+        "decided_at": decided_at or int(time.time() * 1000),
+        "campaign_id": campaign,
+        "segment": segment,
+        "context": {},
+        "user_id": user,
+        "creative_id": creative,
+        "propensity": 0.5,
+        "arm": "optimized",
+        "policy": "thompson",
+        "policy_version": "v1",
+        "model_version": None,
+        "attribution_window_ms": window_ms,
+        "candidates": 2,
+    }
+
+
+def event(
+    d: dict[str, Any],
+    kind: str = "click",
+    *,
+    event_id: str | None = None,
+    occurred_at: int | None = None,
+    value: float | None = None,
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id or uuid.uuid4().hex,
+        "type": kind,
+        "occurred_at": occurred_at or int(time.time() * 1000),
+        "campaign_id": d["campaign_id"],
+        "creative_id": d["creative_id"],
+        "decision_id": d["decision_id"],
+        "user_id": d["user_id"],
+        "consent": {"personalization": True},
+        "context": {},
+        "value": value,
+        "sentiment": None,
+        "source": "test",
+        "ingested_at": None,
+    }
+
+
+class TopicReader:
+    """Reads a topic from the beginning (no group) and keeps every decoded record."""
+
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, record: str, registry: SchemaRegistry
+    ) -> None:
+        self.kafka, self.topic = kafka, topic
+        self.codec = registry.codec(record)
+        self.records: list[tuple[str, dict[str, Any], int]] = []  # key, value, record ts (ms)
+        self._consumer: Any = None
+
+    async def __aenter__(self) -> TopicReader:
+        self._consumer = make_consumer(self.kafka, group_id=None)
+        await self._consumer.start()
+        meta = await self._consumer._client.fetch_all_metadata()
+        parts = meta.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in parts]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def poll(self, timeout_ms: int = 200) -> None:
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms)
+        for recs in batch.values():
+            for r in recs:
+                self.records.append((r.key.decode(), self.codec.decode(r.value), r.timestamp))
+
+    async def until(self, predicate: Any, timeout_s: float = 30.0) -> None:
+        """Poll until `predicate(self)` is true or fail after the deadline."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met on {self.topic} in {timeout_s}s")
+            await self.poll()
+
+    def by_key(self) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v, _ in self.records}
+
+    def values(self) -> list[dict[str, Any]]:
+        return [v for _, v, _ in self.records]
+
+    def for_key(self, key: str) -> list[dict[str, Any]]:
+        return [v for k, v, _ in self.records if k == key]
+
+
+async def produce(
+    kafka: KafkaSettings, topic: str, codec: Any, items: Iterable[tuple[str, dict[str, Any]]]
+) -> None:
+    from services.common.kafka import make_producer
+
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        for key, value in items:
+            await producer.send(topic, key=key.encode(), value=codec.encode(value))
+        await producer.flush()
+    finally:
+        await producer.stop()

@@ -1,0 +1,244 @@
+"""Attribution through the real worker and broker: one worker serves every test here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from services.common.codec import SchemaRegistry
+from services.common.kafka import ensure_topics
+from services.common.settings import KafkaSettings
+from services.common.topics import Topics
+from tests.integration.features_worker import (
+    FeaturesWorker,
+    TopicReader,
+    decision,
+    event,
+    produce,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WINDOW_MS = 2500
+GRACE_MS = 300
+
+
+@dataclass
+class Harness:
+    kafka: KafkaSettings
+    topics: Topics
+    registry: SchemaRegistry
+    worker: FeaturesWorker
+    rewards: TopicReader
+
+    async def decide(self, d: dict[str, Any]) -> None:
+        await produce(
+            self.kafka,
+            self.topics.decisions.name,
+            self.registry.codec("Decision"),
+            [(d["decision_id"], d)],
+        )
+
+    async def send(self, *events: dict[str, Any]) -> None:
+        await produce(
+            self.kafka,
+            self.topics.events.name,
+            self.registry.codec("AdEvent"),
+            [(e["user_id"], e) for e in events],
+        )
+
+    async def reward_of(self, d: dict[str, Any], timeout_s: float = 30) -> dict[str, Any]:
+        await self.rewards.until(lambda r: r.for_key(d["decision_id"]), timeout_s)
+        return self.rewards.for_key(d["decision_id"])[0]
+
+    async def metric_reaches(self, name: str, value: float, timeout_s: float = 20) -> float:
+        deadline = time.monotonic() + timeout_s
+        while (got := await self.worker.metric(name)) < value:
+            assert time.monotonic() < deadline, f"{name} stayed at {got} < {value}"
+            await asyncio.sleep(0.1)
+        return got
+
+
+def campaign(campaign_id: str, reward: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "campaign_id": campaign_id,
+        "name": campaign_id,
+        "revision": 1,
+        "attributes": [],
+        "segment_keys": [],
+        "reward": reward,
+        "attribution_window_ms": WINDOW_MS,
+        "holdout_share": 0.1,
+        "forbidden": [],
+        "min_contrast": 4.5,
+        "allow_retire_catalog": False,
+        "max_generated": 4,
+        "updated_at": 0,
+    }
+
+
+@pytest.fixture(scope="module")
+async def h(
+    kafka_base: KafkaSettings, registry: SchemaRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Harness]:
+    kafka = kafka_base.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}."})
+    topics = Topics.from_settings(kafka)
+    await ensure_topics(kafka, topics)
+    weighted = {
+        "kind": "weighted",
+        "click_weight": 1.0,
+        "conversion_weight": 0.0,
+        "value_weight": 0.01,
+        "sentiment_weight": 0.0,
+    }
+    await produce(
+        kafka,
+        topics.campaigns.name,
+        registry.codec("Campaign"),
+        [("valued", campaign("valued", weighted))],
+    )
+    worker = FeaturesWorker(
+        kafka,
+        tmp_path_factory.mktemp("features"),
+        ADMUSE_FEATURES_CLOSE_GRACE_MS=str(GRACE_MS),
+        ADMUSE_FEATURES_TICK_INTERVAL_S="0.1",
+    )
+    worker.start()
+    try:
+        await worker.wait_ready()
+        async with TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards:
+            yield Harness(kafka, topics, registry, worker, rewards)
+    finally:
+        worker.stop()
+
+
+async def test_click_inside_window_gives_reward_one_before_the_window_ends(h: Harness) -> None:
+    d = decision("c-click", "cr1", window_ms=10_000)
+    await h.decide(d)
+    await h.send(event(d, "click"))
+    r = await h.reward_of(d, timeout_s=9)
+    assert (r["reward"], r["outcome"], r["clicked"]) == (1.0, "click", True)
+    assert r["rewarded_at"].timestamp() * 1000 < d["decided_at"] + 10_000  # not at close
+    assert (r["creative_id"], r["propensity"], r["policy_version"]) == ("cr1", 0.5, "v1")
+
+
+async def test_no_click_gives_reward_zero_when_the_window_closes(h: Harness) -> None:
+    d = decision("c-none", "cr1", window_ms=WINDOW_MS)
+    await h.decide(d)
+    r = await h.reward_of(d)
+    assert (r["reward"], r["outcome"], r["clicked"]) == (0.0, "timeout", False)
+    assert r["rewarded_at"].timestamp() * 1000 >= d["decided_at"] + WINDOW_MS + GRACE_MS
+
+
+async def test_click_before_its_decision_is_joined(h: Harness) -> None:
+    d = decision("c-early", "cr1", window_ms=10_000)
+    held = await h.worker.metric("admuse_features_held_events")
+    await h.send(event(d, "click"))
+    await h.metric_reaches("admuse_features_held_events", held + 1)
+    await h.decide(d)
+    r = await h.reward_of(d)
+    assert (r["reward"], r["outcome"]) == (1.0, "click")
+
+
+async def test_click_after_the_window_is_counted_late_not_rewarded(h: Harness) -> None:
+    d = decision("c-late", "cr1", window_ms=WINDOW_MS)
+    await h.decide(d)
+    r = await h.reward_of(d)
+    assert r["reward"] == 0.0
+    late = await h.worker.metric("admuse_features_late_events_total")
+    await h.send(event(d, "click"))
+    await h.metric_reaches("admuse_features_late_events_total", late + 1)
+    await h.rewards.poll(500)
+    assert len(h.rewards.for_key(d["decision_id"])) == 1
+
+
+async def test_duplicate_click_gives_one_reward(h: Harness) -> None:
+    d = decision("c-dup", "cr1", window_ms=10_000)
+    await h.decide(d)
+    click = event(d, "click")
+    dups = await h.worker.metric("admuse_features_events_total")
+    await h.send(click, click, event(d, "click"))
+    await h.metric_reaches("admuse_features_events_total", dups + 3)
+    await h.reward_of(d)
+    await h.rewards.poll(500)
+    [r] = h.rewards.for_key(d["decision_id"])
+    assert r["reward"] == 1.0
+
+
+async def test_conversion_value_reward_from_the_campaign_spec(h: Harness) -> None:
+    d = decision("valued", "cr1", window_ms=10_000)
+    await h.decide(d)
+    await h.send(event(d, "click"), event(d, "conversion", value=50.0))
+    r = await h.reward_of(d)
+    assert r["outcome"] == "conversion" and r["converted"] and r["clicked"]
+    assert r["conversion_value"] == 50.0 and r["reward"] == pytest.approx(1.0 + 0.5)
+
+
+async def test_erasure_deletes_the_users_pending_join_observably(h: Harness) -> None:
+    d = decision("c-erase", "cr1", user="user-to-forget", window_ms=WINDOW_MS)
+    await h.decide(d)
+    await h.send(event(decision("c-erase", "cr1", user="user-to-forget"), "click"))  # held
+    await h.metric_reaches("admuse_features_held_events", 1)
+    request = {
+        "request_id": uuid.uuid4().hex,
+        "user_id": "user-to-forget",
+        "requested_at": int(time.time() * 1000),
+        "reason": "gdpr-art17",
+    }
+    await produce(
+        h.kafka,
+        h.topics.erasure.name,
+        h.registry.codec("ErasureRequest"),
+        [(request["user_id"], request)],
+    )
+    assert await h.metric_reaches("admuse_features_erased_states_total", 2) == 2
+    assert await h.worker.metric("admuse_features_erasures_total") == 1
+    assert '"erased"' in h.worker.tail(200_000)
+    # the erased decision never gets its reward-0 at window close
+    other = decision("c-erase", "cr2", window_ms=WINDOW_MS)
+    await h.decide(other)
+    await h.reward_of(other)
+    await h.rewards.poll(500)
+    assert h.rewards.for_key(d["decision_id"]) == []
+
+
+async def test_stats_reflect_a_burst_of_rewards_within_one_second_p95(h: Harness) -> None:
+    """Delay from a Reward's production to the first admuse.stats record that counts it
+    (record timestamps, both written by the worker): p95 under 1 s."""
+    creatives = [f"b{i}" for i in range(5)]
+    burst = [decision("c-burst", creatives[i % 5], window_ms=30_000) for i in range(100)]
+    for d in burst:
+        await h.decide(d)
+    await h.send(*(event(d, "click") for d in burst))
+    ids = {d["decision_id"] for d in burst}
+    await h.rewards.until(lambda r: ids <= set(r.by_key()), timeout_s=60)
+    async with TopicReader(h.kafka, h.topics.stats.name, "CreativeStats", h.registry) as stats:
+        keys = {f"c-burst/*/{c}" for c in creatives}
+
+        def complete(s: TopicReader) -> bool:
+            last = s.by_key()
+            return sum(last[k]["clicks"] for k in keys if k in last) == len(burst)
+
+        await stats.until(complete, timeout_s=30)
+        delays = []
+        for c in creatives:
+            times = sorted(
+                ts for k, r, ts in h.rewards.records if k in ids and r["creative_id"] == c
+            )
+            seen = [(ts, r["clicks"]) for k, r, ts in stats.records if k == f"c-burst/*/{c}"]
+            for n, produced_at in enumerate(times, start=1):
+                reflected = min(ts for ts, clicks in seen if clicks >= n)
+                delays.append(max(0, reflected - produced_at) / 1000)
+    delays.sort()
+    p50, p95 = delays[len(delays) // 2], delays[int(len(delays) * 0.95) - 1]
+    print(
+        f"\nstats latency over {len(delays)} rewards: p50 {p50 * 1000:.0f} ms, "
+        f"p95 {p95 * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms"
+    )
+    assert p95 < 1.0

@@ -1,0 +1,172 @@
+"""Kill test: SIGKILL the worker at random points while decisions and events flow; after
+restarts, every decision is counted exactly once in admuse.stats and admuse.rewards."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from services.common.codec import SchemaRegistry
+from services.common.kafka import ensure_topics, make_producer
+from services.common.settings import KafkaSettings
+from services.common.topics import Topics
+from tests.integration.features_worker import FeaturesWorker, TopicReader, decision, event
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
+
+WINDOW_MS = 2000
+KILLS = 5
+CREATIVES = [f"cr{i}" for i in range(6)]
+
+
+async def _traffic(
+    kafka: KafkaSettings,
+    topics: Topics,
+    registry: SchemaRegistry,
+    stop: asyncio.Event,
+    rng: random.Random,
+) -> list[tuple[dict, bool]]:
+    """Decisions with on-time clicks (some duplicated, some sent before their decision) and
+    late clicks, in real time, until `stop`; returns (decision, clicked on time)."""
+    dcodec, ecodec = registry.codec("Decision"), registry.codec("AdEvent")
+    producer = make_producer(kafka)
+    await producer.start()
+    produced: list[tuple[dict, bool]] = []
+    pending: list[tuple[float, str, dict]] = []  # send at (monotonic), topic, record
+    t0 = time.monotonic()
+    i = 0
+    try:
+        while not stop.is_set() or pending:
+            now = time.monotonic()
+            if not stop.is_set() and now - t0 >= i * 0.08:
+                d = decision(
+                    "kill",
+                    rng.choice(CREATIVES),
+                    user=f"u{rng.randrange(20)}",
+                    window_ms=WINDOW_MS,
+                    segment="tier=gold",
+                )
+                roll = rng.random()
+                clicked = roll < 0.5
+                if roll < 0.1:  # click sent before its decision
+                    pending.append((now, "events", event(d, "click", occurred_at=d["decided_at"])))
+                    pending.append((now + 0.1, "decisions", d))
+                else:
+                    pending.append((now, "decisions", d))
+                    if clicked:
+                        delay = rng.uniform(0.0, 0.8)
+                        c = event(d, "click", occurred_at=d["decided_at"] + int(delay * 1000))
+                        pending.append((now + delay, "events", c))
+                        if rng.random() < 0.3:
+                            pending.append((now + delay + 0.05, "events", c))  # duplicate
+                if not clicked and rng.random() < 0.2:  # late click: not counted
+                    late = event(d, "click", occurred_at=d["decided_at"] + WINDOW_MS + 3000)
+                    pending.append((now + WINDOW_MS / 1000 + 3, "events", late))
+                produced.append((d, clicked))
+                i += 1
+            pending.sort(key=lambda x: x[0])
+            while pending and pending[0][0] <= time.monotonic():
+                _, topic, rec = pending.pop(0)
+                if topic == "decisions":
+                    await producer.send(
+                        topics.decisions.name,
+                        key=rec["decision_id"].encode(),
+                        value=dcodec.encode(rec),
+                    )
+                else:
+                    await producer.send(
+                        topics.events.name, key=rec["user_id"].encode(), value=ecodec.encode(rec)
+                    )
+            await asyncio.sleep(0.01)  # pacing the generator, not waiting for a condition
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return produced
+
+
+async def test_sigkill_restarts_count_every_decision_exactly_once(
+    kafka: KafkaSettings, registry: SchemaRegistry, tmp_path: Any
+) -> None:
+    topics = Topics.from_settings(kafka)
+    await ensure_topics(kafka, topics)
+    rng = random.Random(uuid.uuid4().int)
+    worker = FeaturesWorker(
+        kafka,
+        tmp_path,
+        ADMUSE_FEATURES_SESSION_TIMEOUT_S="6",
+        ADMUSE_FEATURES_TICK_INTERVAL_S="0.1",
+        ADMUSE_FEATURES_CLOSE_GRACE_MS="1000",
+    )
+    worker.start()
+    await worker.wait_ready()
+    stop = asyncio.Event()
+    traffic = asyncio.create_task(_traffic(kafka, topics, registry, stop, rng))
+    try:
+        for _ in range(KILLS):
+            # a random point while it processes: ready, then 0.3-3 s later
+            await _run_for(rng.uniform(0.3, 3.0), traffic)
+            worker.kill()
+            worker.start()
+            await worker.wait_ready()
+        stop.set()
+        produced = await traffic
+        expected_impressions = Counter(d["creative_id"] for d, _ in produced)
+        expected_clicks = Counter(d["creative_id"] for d, clicked in produced if clicked)
+        n = len(produced)
+        async with (
+            TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards,
+            TopicReader(kafka, topics.stats.name, "CreativeStats", registry) as stats,
+        ):
+            await rewards.until(lambda r: len(r.by_key()) >= n, timeout_s=90)
+
+            def counts(seg: str) -> tuple[Counter, Counter]:
+                last = stats.by_key()
+                imp, clk = Counter(), Counter()
+                for c in CREATIVES:
+                    rec = last.get(f"kill/{seg}/{c}")
+                    if rec:
+                        imp[c], clk[c] = rec["impressions"], rec["clicks"]
+                return imp, clk
+
+            want = (expected_impressions, expected_clicks)
+            try:
+                await stats.until(
+                    lambda s: counts("tier=gold") == want and counts("*") == want, timeout_s=30
+                )
+            except AssertionError:
+                deduped = rewards.by_key()
+                got_clicks = Counter(r["creative_id"] for r in deduped.values() if r["clicked"])
+                raise AssertionError(
+                    f"stats {counts('tier=gold')} / roll-up {counts('*')} != expected {want}; "
+                    f"rewards say clicks {got_clicks}; worker log: {worker.tail(3000)}"
+                ) from None
+        deduped = rewards.by_key()
+        assert set(deduped) == {d["decision_id"] for d, _ in produced}
+        assert (
+            Counter(r["creative_id"] for r in deduped.values() if r["clicked"]) == expected_clicks
+        )
+        assert worker.starts == KILLS + 1
+        print(
+            f"\nkill test: {n} decisions, {sum(expected_clicks.values())} clicked, "
+            f"{len(rewards.records)} reward records ({len(rewards.records) - n} replayed), "
+            f"{KILLS} SIGKILLs"
+        )
+    finally:
+        stop.set()
+        if not traffic.done():
+            traffic.cancel()
+        worker.stop()
+
+
+async def _run_for(seconds: float, traffic: asyncio.Task) -> None:
+    """Let traffic flow for `seconds` (fails early if the generator crashed)."""
+    done, _ = await asyncio.wait({traffic}, timeout=seconds)
+    if done:
+        traffic.result()
+        raise AssertionError("traffic generator stopped early")

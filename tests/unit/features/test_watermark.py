@@ -1,0 +1,37 @@
+"""Ticks never run ahead of the events read: the watermark."""
+
+from __future__ import annotations
+
+from services.features.watermark import EventClock
+
+NOW = 1_800_000_000_000
+
+
+def test_waits_for_partitions_that_delivered_nothing_for_idle_seconds() -> None:
+    clock = EventClock(idle_s=1.0)
+    clock.assigned(["p0", "p1"])
+    hw = {"p0": 10, "p1": 0}.get
+    assert clock.watermark(NOW, 100.0, hw) is None  # first asked: give the agent time
+    clock.observe("p0", 9, NOW - 5000)  # p0 read to its end
+    assert clock.watermark(NOW, 100.5, hw) is None
+    assert clock.watermark(NOW, 101.0, hw) == NOW  # p1 idle for 1 s: nothing to read
+
+
+def test_lagging_partition_holds_the_watermark_at_its_last_event() -> None:
+    clock = EventClock(idle_s=0.0)
+    clock.assigned(["p0", "p1"])
+    clock.observe("p0", 3, NOW - 7000)  # 4 of 10 read
+    clock.observe("p1", 4, NOW - 100)  # read to the end
+    hw = {"p0": 10, "p1": 5}.get
+    assert clock.watermark(NOW, 0.0, hw) == NOW - 7000
+    clock.observe("p0", 9, NOW - 50)
+    assert clock.watermark(NOW, 0.0, hw) == NOW
+
+
+def test_unknown_highwater_counts_as_lagging_and_revoked_partitions_are_forgotten() -> None:
+    clock = EventClock(idle_s=0.0)
+    clock.assigned(["p0"])
+    clock.observe("p0", 0, NOW - 300)
+    assert clock.watermark(NOW, 0.0, lambda _tp: None) == NOW - 300
+    clock.revoked(["p0"])
+    assert clock.watermark(NOW, 0.0, lambda _tp: None) == NOW

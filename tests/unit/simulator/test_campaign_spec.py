@@ -1,0 +1,177 @@
+"""Campaign spec files: what `admuse campaign apply|show` accepts, and the errors it gives."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
+from services.cli.campaign_spec import (
+    SpecError,
+    campaign_record,
+    creative_records,
+    load_spec,
+    parse_spec,
+)
+from services.common.codec import SchemaRegistry
+
+SPEC: dict[str, Any] = {
+    "campaign_id": "spring",
+    "name": "Spring sale",
+    "attributes": [
+        {"name": "headline", "kind": "categorical", "values": ["Save 20%", "New in"]},
+        {"name": "cta", "kind": "categorical", "values": ["Buy now", "Learn more"]},
+        {"name": "font_scale", "kind": "numeric", "min": 0.8, "max": 1.6},
+        {"name": "background", "kind": "color"},
+    ],
+    "segment_keys": ["country", "device"],
+    "reward": {"kind": "weighted", "weights": {"click": 1.0, "conversion": 5.0}},
+    "attribution_window": 30,
+    "holdout_share": 0.2,
+    "forbidden": [{"headline": "New in", "cta": "Buy now"}],
+    "seeds": [
+        {
+            "name": "Classic",
+            "attributes": {
+                "headline": "Save 20%",
+                "cta": "Buy now",
+                "font_scale": 1.0,
+                "background": "#FFFFFF",
+            },
+        },
+        {
+            "name": "Soft",
+            "id": "soft-1",
+            "attributes": {
+                "headline": "New in",
+                "cta": "Learn more",
+                "font_scale": 1.2,
+                "background": "#112233",
+            },
+        },
+    ],
+}
+
+
+def spec_with(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(SPEC)
+    data.update(changes)
+    return data
+
+
+def error_of(data: Any) -> str:
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, "spring.yaml")
+    return str(info.value)
+
+
+def test_valid_spec_becomes_avro_campaign_and_catalog_creatives(registry: SchemaRegistry) -> None:
+    spec = parse_spec(SPEC)
+    campaign = campaign_record(spec, revision=3)
+    decoded = registry.codec("Campaign").decode(registry.codec("Campaign").encode(campaign))
+    assert decoded["attribution_window_ms"] == 30_000
+    assert decoded["reward"]["conversion_weight"] == 5.0
+    assert decoded["forbidden"] == [{"headline": "New in", "cta": "Buy now"}]
+    assert decoded["attributes"][2] == {
+        "name": "font_scale",
+        "kind": "numeric",
+        "values": [],
+        "min": 0.8,
+        "max": 1.6,
+    }
+    creatives = creative_records(spec)
+    codec = registry.codec("Creative")
+    got = [codec.decode(codec.encode(c)) for c in creatives]
+    assert [c["creative_id"] for c in got] == ["spring-classic", "soft-1"]
+    assert all(c["origin"] == "catalog" and c["status"] == "live" for c in got)
+    assert got[0]["attributes"]["background"] == "#ffffff"
+    assert got[0]["attributes"]["font_scale"] == 1.0
+
+
+def test_creative_ids_are_stable_across_applies() -> None:
+    first = [c["creative_id"] for c in creative_records(parse_spec(SPEC))]
+    again = [c["creative_id"] for c in creative_records(parse_spec(copy.deepcopy(SPEC)))]
+    assert first == again
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"campaign_id": "has space"}, "spring.yaml: campaign_id: String should match pattern"),
+        ({"holdout_share": 0}, "holdout_share: Input should be greater than 0"),
+        ({"attribution_window": -1}, "attribution_window: Input should be greater than 0"),
+        ({"reward": {"kind": "weighted"}}, "reward: kind 'weighted' needs weights"),
+        (
+            {"reward": {"kind": "likes"}},
+            "reward.kind: Input should be 'click', 'conversion' or 'weighted'",
+        ),
+        ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+        (
+            {"attributes": [{"name": "x", "kind": "numeric", "min": 2, "max": 1}]},
+            "attributes[0]: Value error, min (2.0) must be below max (1.0)",
+        ),
+        ({"attributes": [{"name": "x", "kind": "shape"}]}, "attributes[0]: Input tag 'shape'"),
+        (
+            {"forbidden": [{"headline": "Nope", "cta": "Buy now"}]},
+            "forbidden[0].headline: 'Nope' is not one of",
+        ),
+        (
+            {"forbidden": [{"font_scale": "1", "cta": "Buy now"}]},
+            "forbidden[0].font_scale: not a categorical attribute",
+        ),
+        ({"seeds": []}, "seeds: List should have at least 1 item"),
+    ],
+)
+def test_bad_specs_name_the_field(change: dict[str, Any], expected: str) -> None:
+    assert expected.replace("Value error, ", "") in error_of(spec_with(**change))
+
+
+def test_seed_errors_name_the_seed_and_attribute() -> None:
+    data = spec_with()
+    data["seeds"][0]["attributes"]["background"] = "white"
+    assert "seeds[0] ('Classic').attributes.background: 'white' is not a color" in error_of(data)
+    data = spec_with()
+    data["seeds"][1]["attributes"]["font_scale"] = 3.0
+    assert "seeds[1] ('Soft').attributes.font_scale: 3.0 is outside [0.8, 1.6]" in error_of(data)
+    data = spec_with()
+    del data["seeds"][0]["attributes"]["cta"]
+    assert "seeds[0] ('Classic').attributes: missing ['cta']" in error_of(data)
+    data = spec_with()
+    data["seeds"][1]["attributes"]["cta"] = "Buy now"
+    assert "seeds[1] ('Soft'): uses the forbidden combination" in error_of(data)
+    data = spec_with()
+    data["seeds"][1]["name"] = "Classic"
+    data["seeds"][1]["id"] = None
+    assert "creative id 'spring-classic' repeats seeds[0]" in error_of(data)
+
+
+def test_files_yaml_and_json_and_their_errors(tmp_path: Path) -> None:
+    (tmp_path / "c.json").write_text(json.dumps(SPEC))
+    assert load_spec(tmp_path / "c.json").campaign_id == "spring"
+    (tmp_path / "bad.yaml").write_text("campaign_id: [unclosed\n")
+    with pytest.raises(SpecError, match=r"bad\.yaml: not valid YAML"):
+        load_spec(tmp_path / "bad.yaml")
+    with pytest.raises(SpecError, match="cannot read the file"):
+        load_spec(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(SpecError, match="expected a mapping"):
+        load_spec(tmp_path / "list.yaml")
+
+
+def test_cli_show_prints_and_rejects(tmp_path: Path) -> None:
+    good = tmp_path / "c.json"
+    good.write_text(json.dumps(SPEC))
+    runner = CliRunner()
+    out = runner.invoke(app, ["campaign", "show", str(good)])
+    assert out.exit_code == 0, out.output
+    assert "spring-classic" in out.output and "seed creatives" in out.output
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(spec_with(holdout_share=2)))
+    out = runner.invoke(app, ["campaign", "show", str(bad)])
+    assert out.exit_code == 2
+    assert "holdout_share" in out.output

@@ -1,0 +1,113 @@
+"""The run result: numbers from results rows, the terminal table, the self-contained HTML."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from services.simulator.groundtruth import GroundTruth
+from services.simulator.htmlreport import write_html
+from services.simulator.report import analyze, print_result
+from services.simulator.scenario import load_scenario
+
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10"/></svg>'
+
+
+def fake_run(n: int = 3000) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Control serves seeds uniformly; optimized serves the best seed, later a generated one."""
+    scenario = load_scenario("e2e")
+    truth = GroundTruth(scenario)
+    rng = random.Random(3)
+    seeds = scenario.campaign.seeds
+    generated = {
+        "layout": "banner",
+        "headline": "Save 30% today",
+        "cta": "Shop now",
+        "background": "#f97316",
+        "font_scale": 1.7,
+    }
+    rows = []
+    for i in range(n):
+        seg = rng.choice(["mobile", "desktop"])
+        arm = "control" if rng.random() < 0.5 else "optimized"
+        t = i / 30
+        if arm == "control":
+            s = rng.choice(seeds)
+            cid, attrs, origin = scenario.campaign.seed_id(s), dict(s.attributes), "catalog"
+        elif t > 50:
+            cid, attrs, origin = "gen-1", generated, "generated"
+        else:
+            cid, attrs, origin = "e2e-loop-deal", dict(seeds[3].attributes), "catalog"
+        p = truth.p_click(seg, attrs)
+        rows.append(
+            {
+                "n": i,
+                "t": t,
+                "segment": seg,
+                "segment_key": f"device={seg}",
+                "arm": arm,
+                "creative_id": cid,
+                "origin": origin,
+                "attributes": attrs,
+                "p_click": p,
+                "expected_reward": p,
+                "oracle_reward": truth.optimum(seg).reward,
+                "best_catalog_reward": truth.best_catalog(seg).reward,
+                "clicked": rng.random() < p,
+            }
+        )
+    creatives = {
+        "gen-1": {
+            "creative_id": "gen-1",
+            "origin": "generated",
+            "status": "live",
+            "segment": None,
+            "attributes": generated,
+            "name": None,
+            "predicted_reward": 0.4,
+        }
+    }
+    return rows, creatives
+
+
+def test_analysis_finds_the_lift_and_the_generated_winner() -> None:
+    rows, creatives = fake_run()
+    result = analyze(rows, load_scenario("e2e"), creatives=creatives, failed=4)
+    arms, cmp = result["arms"], result["comparison"]
+    assert arms["optimized"]["ctr"] > arms["control"]["ctr"]
+    assert cmp["lift_low"] > 0 and cmp["prob_optimized_beats_control"] > 0.99
+    assert not cmp["srm_flagged"]
+    assert arms["optimized"]["regret"] < arms["control"]["regret"]
+    assert result["creatives"]["generated_served"] == 1
+    assert all(b["generated_beats_human"] for b in result["best"])
+    assert result["requests"] == len(rows) + 4
+
+
+def test_srm_is_flagged_when_the_split_is_off() -> None:
+    rows, creatives = fake_run()
+    skewed = [r for r in rows if r["arm"] == "optimized" or r["n"] % 3 == 0]
+    result = analyze(skewed, load_scenario("e2e"), creatives=creatives)
+    assert result["comparison"]["srm_flagged"]
+
+
+@pytest.mark.slow
+def test_terminal_table_and_self_contained_html(tmp_path: Path) -> None:
+    rows, creatives = fake_run()
+    result = analyze(rows, load_scenario("e2e"), creatives=creatives)
+    console = Console(record=True, width=160)
+    print_result(result, console, tmp_path / "report.html")
+    text = console.export_text()
+    assert "control vs optimized" in text and "relative lift" in text and "SRM" in text
+    assert "best generated vs best human" in text and "gen-1" in text
+    page = write_html(tmp_path / "report.html", result, rows, creatives, {"gen-1": SVG})
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "data:image/svg+xml;base64," in html
+    # no network needed: every src is inline
+    assert not re.search(r"src=['\"](?!data:)", html)
+    assert "<script" not in html
