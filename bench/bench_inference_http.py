@@ -46,7 +46,9 @@ WARMUP = 300
 # -- load generator (runs in its own process) ----------------------------------------------
 
 
-async def _http_load(port: int, path: str, body: bytes | None, n: int, rate: int) -> list[float]:
+async def _http_load(
+    port: int, path: str, body: bytes | None, n: int, rate: int
+) -> tuple[list[float], dict[str, int]]:
     method = "POST" if body is not None else "GET"
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {API_KEY}\r\n"
@@ -57,10 +59,9 @@ async def _http_load(port: int, path: str, body: bytes | None, n: int, rate: int
     for _ in range(CONNECTIONS):
         pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
     latencies: list[float] = []
-    failures = 0
+    failures: dict[str, int] = {}
 
     async def one(due: float) -> None:
-        nonlocal failures
         reader, writer = await pool.get()
         writer.write(request)
         status = await reader.readline()
@@ -69,24 +70,25 @@ async def _http_load(port: int, path: str, body: bytes | None, n: int, rate: int
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
         await reader.readexactly(length)
-        latencies.append(time.perf_counter() - due)
-        if b" 200 " not in status:
-            failures += 1
+        if b" 200 " in status:
+            latencies.append(time.perf_counter() - due)
+        else:
+            code = status.split(b" ")[1].decode() if b" " in status else "?"
+            failures[code] = failures.get(code, 0) + 1
         pool.put_nowait((reader, writer))
 
     await _open_loop(one, n, rate)
-    if failures:
-        raise SystemExit(f"{failures} non-200 responses")
-    return latencies
+    return latencies, failures
 
 
-async def _grpc_load(port: int, kind: str, n: int, rate: int) -> list[float]:
+async def _grpc_load(port: int, kind: str, n: int, rate: int) -> tuple[list[float], dict[str, int]]:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from services.inference.generated.admuse.v1 import decide_pb2, decide_pb2_grpc
 
     latencies: list[float] = []
+    failures: dict[str, int] = {}
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         if kind == "decide":
             stub = decide_pb2_grpc.DecideServiceStub(channel)
@@ -101,22 +103,26 @@ async def _grpc_load(port: int, kind: str, n: int, rate: int) -> list[float]:
             ]
 
             async def call(i: int) -> None:
-                await stub.Decide(reqs[i % 64], metadata=md, timeout=10)
+                await stub.Decide(reqs[i % 64], metadata=md, timeout=30)
         else:
             health = health_pb2_grpc.HealthStub(channel)
             req = health_pb2.HealthCheckRequest(service="")
 
             async def call(i: int) -> None:
-                await health.Check(req, timeout=10)
+                await health.Check(req, timeout=30)
 
         counter = iter(range(n))
 
         async def one(due: float) -> None:
-            await call(next(counter))
+            try:
+                await call(next(counter))
+            except grpc.aio.AioRpcError as exc:
+                failures[exc.code().name] = failures.get(exc.code().name, 0) + 1
+                return
             latencies.append(time.perf_counter() - due)
 
         await _open_loop(one, n, rate)
-    return latencies
+    return latencies, failures
 
 
 async def _open_loop(one, n: int, rate: int) -> None:
@@ -143,10 +149,10 @@ def loadgen_main(spec: dict) -> None:
             ).encode()
         )
         path = "/healthz" if spec["kind"] == "baseline" else "/v1/decide"
-        lat = asyncio.run(_http_load(spec["port"], path, body, n, spec["rate"]))
+        lat, failures = asyncio.run(_http_load(spec["port"], path, body, n, spec["rate"]))
     else:
-        lat = asyncio.run(_grpc_load(spec["port"], spec["kind"], n, spec["rate"]))
-    print(json.dumps(lat[WARMUP:]))
+        lat, failures = asyncio.run(_grpc_load(spec["port"], spec["kind"], n, spec["rate"]))
+    print(json.dumps({"latencies": lat[WARMUP:], "failures": failures}))
 
 
 # -- orchestration ---------------------------------------------------------------------------
@@ -265,7 +271,7 @@ def _cpu_s(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _run_load(api: str, kind: str, port: int) -> list[float]:
+def _run_load(api: str, kind: str, port: int) -> tuple[list[float], dict[str, int]]:
     n = int(RATE * SECONDS) + WARMUP
     spec = {"api": api, "kind": kind, "port": port, "n": n, "rate": RATE}
     out = subprocess.run(
@@ -278,7 +284,8 @@ def _run_load(api: str, kind: str, port: int) -> list[float]:
     )
     if out.returncode != 0:
         raise SystemExit(f"load generator failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout)
+    result = json.loads(out.stdout)
+    return result["latencies"], result["failures"]
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -297,11 +304,14 @@ def main() -> None:
         try:
             results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
             n = int(RATE * SECONDS) + WARMUP
+            failures: dict[tuple[str, str, str], int] = {}
             for _ in range(REPEATS):
                 for api, port in (("http", http_port), ("grpc", grpc_port)):
                     for kind in ("baseline", "decide"):
                         cpu0 = _cpu_s(proc.pid)
-                        lat = _run_load(api, kind, port)
+                        lat, failed = _run_load(api, kind, port)
+                        for code, count in failed.items():
+                            failures[(api, kind, code)] = failures.get((api, kind, code), 0) + count
                         cpu_us = (_cpu_s(proc.pid) - cpu0) / n * 1e6
                         results.setdefault((api, kind), []).append(
                             (_pct(lat, 0.5), _pct(lat, 0.99), cpu_us)
@@ -329,6 +339,8 @@ def main() -> None:
             f"p99 {d99 / b99:4.2f}x  CPU {dcpu / bcpu:4.2f}x"
         )
         print(f"      per-run decide p99: {', '.join(f'{x[1]:.2f}' for x in dec)}")
+    total = sum(failures.values())
+    print(f"failed requests: {total}" + (f" {failures}" if total else " (all answered 200/OK)"))
 
 
 if __name__ == "__main__":

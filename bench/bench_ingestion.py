@@ -12,7 +12,7 @@ Each repeat fills a fresh raw topic (own topic prefix) with N valid, consenting 
 
 Target: ingestion >= 0.5 x passthrough. Quotes medians over repeats.
 
-    python bench/bench_ingestion.py [--events 20000] [--repeats 3]
+    python bench/bench_ingestion.py [--events 15000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ async def ingestion(base: KafkaSettings, values: list[bytes], log: Path, **env: 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=15_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-batch", type=int, help="ADMUSE_INGESTION_MAX_BATCH for the run")
     args = parser.parse_args()

@@ -98,6 +98,17 @@ def bench_training(rows: int, profile: str):
     return built
 
 
+def bench_export(built) -> None:
+    from services.trainer.export import export_and_check
+
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        export_and_check(built.generator, built.reward_model)
+        times.append(time.perf_counter() - started)
+    print(f"ONNX export of both models + parity check: median {statistics.median(times):.2f} s")
+
+
 def _median_latency(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -157,6 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
     built = bench_training(args.rows, args.profile)
+    bench_export(built)
     bench_generation(built, torch.device("cpu"))
     if pick_device("auto").type == "cuda":
         bench_generation(built, torch.device("cuda"))

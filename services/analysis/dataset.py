@@ -66,9 +66,10 @@ class LoggedData:
         ctx_vocab, ctx_codes = _encode(context)
         act_vocab, act_codes = _encode(action)
         n = len(act_codes)
-        arm_vocab, arm_codes = _encode(
-            arm if arm is not None else np.full(n, "logged", dtype=object)
-        )
+        if arm is None:
+            arm_vocab, arm_codes = ("logged",), np.zeros(n, dtype=np.int64)
+        else:
+            arm_vocab, arm_codes = _encode(arm)
         ts = (
             np.zeros(n, dtype=np.int64)
             if timestamp_ms is None

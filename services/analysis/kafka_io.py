@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from aiokafka import TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.analysis.dataset import LoggedData
 from services.common.codec import CodecError, SchemaRegistry
@@ -252,7 +253,6 @@ async def write_replay(
     source: str,
     pseudonym_secret: bytes,
     attribution_window_ms: int,
-    chunk: int = 5000,
 ) -> ReplayWrite:
     """Write each logged row as a Decision (admuse.decisions) and its events (admuse.events.raw).
 
@@ -271,7 +271,7 @@ async def write_replay(
     await producer.start()
     n_events = 0
     try:
-        futures: list[asyncio.Future[Any]] = []
+        out = _Batches(producer)
         for i in range(data.n):
             row = int(rows[i])
             decision_id = str(uuid.uuid5(_REPLAY_NS, f"{campaign_id}|{source}|{row}"))
@@ -296,11 +296,7 @@ async def write_replay(
                 "attribution_window_ms": attribution_window_ms,
                 "candidates": 0,
             }
-            futures.append(
-                await producer.send(
-                    topics.decisions.name, codec.encode(decision), key=decision_id.encode()
-                )
-            )
+            await out.add(topics.decisions.name, decision_id.encode(), codec.encode(decision))
             reward = float(data.reward[i])
             kinds = [("impression", None)]
             if reward > 0:
@@ -321,20 +317,53 @@ async def write_replay(
                     "value": value,
                     "source": f"admuse-replay:{source}",
                 }
-                futures.append(
-                    await producer.send(
-                        topics.events_raw.name, json.dumps(event).encode(), key=user.encode()
-                    )
-                )
+                await out.add(topics.events_raw.name, user.encode(), json.dumps(event).encode())
                 n_events += 1
-            if len(futures) >= chunk:
-                await asyncio.gather(*futures)
-                futures.clear()
-        await asyncio.gather(*futures)
-        await producer.flush()
+        await out.flush()
     finally:
         await producer.stop()
     return ReplayWrite(data.n, n_events)
+
+
+class _Batches:
+    """Records appended straight into per-partition batches (`create_batch`/`send_batch`):
+    one future per batch instead of one per record. Partitions come from the same default
+    partitioner (murmur2 of the key) that `send` uses, so keys land where they always do."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self._partitioner = DefaultPartitioner()
+        self._partitions: dict[str, list[int]] = {}
+        self._open: dict[tuple[str, int], Any] = {}
+        self._sent: list[asyncio.Future[Any]] = []
+
+    async def add(self, topic: str, key: bytes, value: bytes) -> None:
+        parts = self._partitions.get(topic)
+        if parts is None:
+            parts = self._partitions[topic] = sorted(await self._producer.partitions_for(topic))
+        slot = (topic, self._partitioner(key, parts, parts))
+        batch = self._open.get(slot)
+        if batch is None:
+            batch = self._open[slot] = self._producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full: ship it
+            await self._ship(slot)
+            batch = self._open[slot] = self._producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a record of {len(value)} bytes does not fit in a batch")
+        if len(self._sent) >= 64:
+            await asyncio.gather(*self._sent)
+            self._sent.clear()
+
+    async def flush(self) -> None:
+        for slot in list(self._open):
+            await self._ship(slot)
+        await asyncio.gather(*self._sent)
+        self._sent.clear()
+
+    async def _ship(self, slot: tuple[str, int]) -> None:
+        batch = self._open.pop(slot)
+        batch.close()
+        self._sent.append(await self._producer.send_batch(batch, slot[0], partition=slot[1]))
 
 
 @dataclass

@@ -83,6 +83,9 @@ def demo(
     except SpecError as exc:
         console.print(f"[red]bad scenario[/red]\n{exc}", highlight=False)
         raise typer.Exit(2) from None
+    from services.common.logging import configure_logging
+
+    configure_logging("WARNING", "console")  # the live view and the result say what happens
     extra = dict(_kv(x) for x in env or [])
     prefix = topic_prefix if topic_prefix is not None else f"demo-{stamp}."
     code = asyncio.run(
@@ -114,7 +117,7 @@ async def _demo(
     live: bool,
 ) -> int:
     from services.cli.campaign import apply_spec, wait_for_leaders
-    from services.cli.stack import Stack, StackError
+    from services.cli.stack import Stack, StackError, warm_up_coordinators
     from services.common.kafka import ensure_topics
     from services.common.settings import KafkaSettings
     from services.common.topics import Topics
@@ -138,6 +141,7 @@ async def _demo(
     started_kafka = await _ensure_broker(console, kafka)
     created = await ensure_topics(kafka, Topics.from_settings(kafka))
     await wait_for_leaders(kafka, created)
+    await warm_up_coordinators(kafka)
     applied = await apply_spec(kafka, scen.campaign)
     console.print(
         f"run folder [bold]{run}[/bold]; topics prefixed {prefix!r}; campaign "
@@ -307,6 +311,8 @@ def _live_view(player: Any, watch: Any, stack: Any, budget: float) -> Group:
     latest = watch.models[-1]["version"] if watch.models else "none yet"
     lat = sorted(s.latencies_ms)
     p50 = lat[len(lat) // 2] if lat else 0.0
+    lags = sorted(s.loop_lag_ms)
+    lag50 = lags[len(lags) // 2] if lags else 0.0
     alive = ", ".join(
         f"{n} {'up' if p.alive else '[red]DOWN[/red]'}" for n, p in stack.processes.items()
     )
@@ -319,7 +325,8 @@ def _live_view(player: Any, watch: Any, stack: Any, budget: float) -> Group:
         f"{c['generated_admitted']} generated admitted ({c['generated_live']} live), "
         f"{c['retired']} retired; generated impressions "
         f"{s.generated_served:,}",
-        f"events sent {s.events_sent:,}; Decide p50 {p50:.1f} ms; errors {errors}; skipped "
+        f"events sent {s.events_sent:,}; Decide p50 {p50:.1f} ms (simulator loop lag "
+        f"{lag50:.0f} ms); errors {errors}; skipped "
         f"{s.skipped}",
         f"services: {alive}",
     )

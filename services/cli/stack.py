@@ -8,6 +8,7 @@ Readiness is a real call: GET /readyz (or the service's web port) answering 200.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -18,10 +19,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-__all__ = ["SERVICES", "ServiceProcess", "Stack", "StackError", "free_port"]
+__all__ = [
+    "SERVICES",
+    "ServiceProcess",
+    "Stack",
+    "StackError",
+    "free_port",
+    "warm_up_coordinators",
+]
 
 SERVICES = ("ingestion", "features", "trainer", "inference")
 
@@ -117,7 +126,9 @@ class Stack:
         """Environment of one service: shared groups, generated secrets, ports, run folders."""
         run = self.run_dir.resolve()
         tag = self.topic_prefix.rstrip(".") or "admuse"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ADMUSE_")}
+        # The caller's environment passes through (Kafka security, log level, service tuning);
+        # what makes this run a run is set on top.
+        env = dict(os.environ)
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
@@ -129,9 +140,9 @@ class Stack:
                 "ADMUSE_PSEUDONYM_SECRET": self.pseudonym_secret,
             }
         )
-        if "ADMUSE_SCHEMAS_DIR" in os.environ:
-            env["ADMUSE_SCHEMAS_DIR"] = os.environ["ADMUSE_SCHEMAS_DIR"]
         env.update(_service_env(name, self, run, tag))
+        for key, value in _DEMO_PACE.get(name, {}).items():
+            env.setdefault(key, value)  # the caller's environment may set its own pace
         env.update(self.extra_env)
         return env
 
@@ -216,14 +227,64 @@ def _service_env(name: str, stack: Stack, run: Path, tag: str) -> dict[str, str]
             "ADMUSE_FEATURES_STATE_DIR": str(run / "features-state"),
         }
     if name == "trainer":
-        # Demo pace: small networks, retrain after a few hundred rewards or every 30 s.
-        return {
-            "ADMUSE_TRAINER_BUFFER_PATH": str(run / "trainer" / "buffer.json.gz"),
-            "ADMUSE_TRAINER_PROFILE": "small",
-            "ADMUSE_TRAINER_RETRAIN_EVERY_REWARDS": "400",
-            "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.5",
-            "ADMUSE_TRAINER_MIN_ROWS": "200",
-            "ADMUSE_TRAINER_MIN_POSITIVES": "20",
-            "ADMUSE_TRAINER_DEVICE": "cpu",
-        }
+        return {"ADMUSE_TRAINER_BUFFER_PATH": str(run / "trainer" / "buffer.json.gz")}
     return {}
+
+
+# Demo pace: small networks, retrain after a few hundred rewards or every 30 s (CPU or GPU,
+# whichever torch finds).
+_DEMO_PACE = {
+    "trainer": {
+        "ADMUSE_TRAINER_PROFILE": "small",
+        "ADMUSE_TRAINER_RETRAIN_EVERY_REWARDS": "400",
+        "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.5",
+        "ADMUSE_TRAINER_MIN_ROWS": "200",
+        "ADMUSE_TRAINER_MIN_POSITIVES": "20",
+    },
+}
+
+
+async def warm_up_coordinators(kafka: Any, timeout_s: float = 60.0) -> None:
+    """Make the broker create its group and transaction coordinators' topics now.
+
+    On a broker that has never served a consumer group or a transaction, the first ones create
+    `__consumer_offsets` and `__transaction_state`; if that happens while four services start
+    at once, their own start-up (faust's changelog topics in particular) races it. One offset
+    commit and one empty transaction, before the services start, settle both.
+    """
+    import asyncio
+
+    from aiokafka import TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from services.common.kafka import make_consumer, make_producer
+    from services.common.topics import Topics
+
+    topics = Topics.from_settings(kafka)
+    tag = f"{kafka.topic_prefix}admuse-warm-up-{secrets.token_hex(4)}"
+
+    async def run() -> None:
+        producer = make_producer(kafka, transactional_id=tag)
+        await producer.start()  # InitProducerId: the transaction coordinator
+        try:
+            await producer.begin_transaction()
+            await producer.commit_transaction()
+        finally:
+            await producer.stop()
+        consumer = make_consumer(kafka, group_id=tag)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topics.campaigns.name, 0)
+            consumer.assign([tp])
+            await consumer.commit({tp: OffsetAndMetadata(0, "")})  # the group coordinator
+        finally:
+            await consumer.stop()
+
+    # While the coordinators are being created aiokafka logs retriable errors: expected here.
+    log = logging.getLogger("aiokafka")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        await asyncio.wait_for(run(), timeout_s)
+    finally:
+        log.setLevel(level)

@@ -70,6 +70,22 @@ def _mark(entry: dict[str, Any], tag: str, offset: int) -> dict[str, Any]:
     return {**entry, "o": {**entry.get("o", {}), tag: offset}}
 
 
+def _counted(entry: Mapping[str, Any] | None, tag: str, offset: int, decision_id: str) -> bool:
+    """Whether a stats entry already counts this decision, settled by message `offset`.
+    One message (a tick) can settle several decisions of the same stats group."""
+    if entry is None:
+        return False
+    last = entry.get("o", {}).get(tag, -1)
+    return last > offset or (last == offset and decision_id in entry.get("ids", {}).get(tag, ()))
+
+
+def _count(entry: dict[str, Any], tag: str, offset: int, decision_id: str) -> dict[str, Any]:
+    ids = entry.get("ids", {})
+    same = entry.get("o", {}).get(tag) == offset
+    at_offset = [*ids.get(tag, []), decision_id] if same else [decision_id]
+    return {**_mark(entry, tag, offset), "ids": {**ids, tag: at_offset}}
+
+
 class JoinTable:
     def __init__(
         self,
@@ -277,7 +293,7 @@ class JoinTable:
         for group in stats_groups(reward):
             skey = f"s:{partition}:{group.key}"
             entry = self.table.get(skey)
-            if not _applied(entry, tag, offset):
+            if not _counted(entry, tag, offset, reward["decision_id"]):
                 partial = Partial.from_json(entry["c"] if entry else None).add(
                     reward,
                     reward["rewarded_at"],
@@ -285,7 +301,8 @@ class JoinTable:
                     window_ms=cfg.stats_window_ms,
                 )
                 base = entry or {"key": group.to_json(), "p": partition, "o": {}}
-                self.table[skey] = _mark({**base, "c": partial.to_json()}, tag, offset)
+                new = {**base, "c": partial.to_json()}
+                self.table[skey] = _count(new, tag, offset, reward["decision_id"])
             self._dirty.add((partition, skey))
         out.rewards.append(reward)
         return {**state, "done_by": [tag, offset]}

@@ -14,7 +14,7 @@ and sums them, so receiving the same partial twice changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.segment import ALL_SEGMENTS
@@ -67,7 +67,16 @@ class Counters:
         return self.successes * k, self.failures * k
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "impressions": self.impressions,
+            "clicks": self.clicks,
+            "conversions": self.conversions,
+            "reward_sum": self.reward_sum,
+            "successes": self.successes,
+            "failures": self.failures,
+            "at_ms": self.at_ms,
+            "n": self.n,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Counters:
@@ -118,7 +127,12 @@ class StatsKey:
         return replace(self, window_start=start)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "campaign_id": self.campaign_id,
+            "segment": self.segment,
+            "creative_id": self.creative_id,
+            "window_start": self.window_start,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StatsKey:

@@ -225,6 +225,7 @@ async def become_ready(svc: Inference) -> None:
     assert svc.follower is not None
     await svc.follower.restored.wait()
     await svc.curator.idle()
+    svc.curator.following = True
     svc.ready = True
     svc.ready_event.set()
     _log.info(

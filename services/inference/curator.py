@@ -10,9 +10,11 @@ overtaken by a newer publication is skipped.
 After a swap (with `curate` on), candidates are generated per segment of the model, passed
 through the admission gate and scored (`candidates.propose`); the admitted ones are published
 to admuse.creatives as `generated` creatives with the model version and a prior from the
-predicted reward — at most the campaign's `max_generated` live per segment. They come back
-through the state follower like any creative. A model whose creatives are already live (a
-restart) is not asked again.
+predicted reward — at most the campaign's `max_generated` live per segment; when a segment is
+full, a candidate replaces the generated creative with the lowest posterior mean if the new
+model predicts more than that mean (which is retired). They come back through the state
+follower like any creative. Models found while restoring state are not asked again when the
+campaign already has generated creatives (they were curated when published).
 
 Retirement: every `retire_check_s` each campaign × segment is reviewed with
 `bandit.Retirement`; a creative whose prob_best stays below `retire_threshold` for
@@ -75,6 +77,8 @@ class Curator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused: set[tuple[str, str]] = set()
         self._curating: dict[str, asyncio.Lock] = {}
+        # False while restoring: models read then were curated when they were published.
+        self.following = False
         patience = max(1, round(settings.retire_after_s / settings.retire_check_s))
         self._retirement = Retirement(settings.retire_threshold, patience, min_live=2)
 
@@ -186,17 +190,22 @@ class Curator:
         campaign = self._state.campaigns.get(campaign_id)
         if campaign is None:
             return
-        live = self._state.live_creatives(campaign_id)
-        if any(c.get("model_version") == bundle.version for c in live):
+        known = [c for c in self._state.creatives.values() if c["campaign_id"] == campaign_id]
+        if any(c.get("model_version") == bundle.version for c in known):
             return  # already done (e.g. before a restart)
-        admitted = 0
+        if not self.following and any(
+            c["origin"] == "generated" and c["status"] == "live" for c in known
+        ):
+            return  # found while restoring: its turn came before this process started
+        admitted = replaced = 0
         for segment in bundle.segments or [ALL_SEGMENTS]:
             serving = self._state.live_creatives(campaign_id, segment)
-            own = sum(
-                1 for c in serving if c["origin"] == "generated" and c.get("segment") == segment
-            )
-            n_admit = min(self._settings.n_admit, int(campaign.get("max_generated", 4)) - own)
-            if n_admit <= 0:
+            own = [
+                c for c in serving
+                if c["origin"] == "generated" and (c.get("segment") or ALL_SEGMENTS) == segment
+            ]  # fmt: skip
+            room = int(campaign.get("max_generated", 4)) - len(own)
+            if self._settings.n_admit <= 0:
                 continue
             try:
                 proposals = await asyncio.to_thread(
@@ -206,7 +215,7 @@ class Curator:
                     segment,
                     serving,
                     n_generate=self._settings.n_generate,
-                    n_admit=n_admit,
+                    n_admit=self._settings.n_admit,
                     rng=np.random.default_rng(),  # one per call: worker threads share none
                 )
             except Exception as exc:  # a generator failure must not take the service down
@@ -218,7 +227,21 @@ class Curator:
                     error=repr(exc),
                 )
                 continue
-            for proposal in proposals:
+            # When the segment is full, a candidate replaces the generated creative with the
+            # lowest posterior mean, if the new model predicts better than that mean.
+            means = {
+                a.creative_id: a.alpha / (a.alpha + a.beta)
+                for a in self._policy.arms(campaign_id, segment, own)
+            }
+            weakest = sorted(own, key=lambda c: means[c["creative_id"]])
+            for proposal in proposals:  # best predicted first
+                if room > 0:
+                    room -= 1
+                elif weakest and proposal["predicted_reward"] > means[weakest[0]["creative_id"]]:
+                    await self._retire(weakest.pop(0))
+                    replaced += 1
+                else:
+                    break
                 key, creative = _creative_record(campaign_id, segment, bundle, proposal)
                 await self._publish(key, creative)
                 # Visible at once (the follower reads the same record back), so the next
@@ -231,6 +254,7 @@ class Curator:
             "generated creatives admitted",
             campaign_id=campaign_id,
             version=bundle.version,
+            replaced=replaced,
             admitted=admitted,
         )
 
@@ -266,15 +290,17 @@ class Curator:
                     record = self._state.creatives.get(cid)
                     if record is None or record["status"] != "live":
                         continue
-                    now_ms = int(time.time() * 1000)
-                    retired_record = {**record, "status": "retired", "retired_at": now_ms}
-                    await self._publish(cid, retired_record)
-                    self._state.apply_creative(cid, retired_record)
+                    await self._retire(record)
                     retired += 1
-                    self._metrics.creatives_retired.labels(campaign_id).inc()
-                    _log.info("creative retired", campaign_id=campaign_id, creative_id=cid,
-                              segment=segment)  # fmt: skip
         return retired
+
+    async def _retire(self, record: dict[str, Any]) -> None:
+        retired = {**record, "status": "retired", "retired_at": int(time.time() * 1000)}
+        await self._publish(record["creative_id"], retired)
+        self._state.apply_creative(record["creative_id"], retired)
+        self._metrics.creatives_retired.labels(record["campaign_id"]).inc()
+        _log.info("creative retired", campaign_id=record["campaign_id"],
+                  creative_id=record["creative_id"], segment=record.get("segment"))  # fmt: skip
 
     def _review(
         self, campaign_id: str, campaign: dict[str, Any], segment: str, pool: list[dict[str, Any]]

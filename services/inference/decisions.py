@@ -81,10 +81,19 @@ class DecisionLog:
         value = self._codec.encode(decision)
         record = (str(decision["decision_id"]).encode(), value)
         if self._spool_w is not None or len(self._mem) >= self._buffer_size:
-            self._append_spool([record])
-        else:
-            self._mem.append(record)
-            self._metrics.decisions_buffered.set(len(self._mem))
+            try:
+                self._append_spool([record])
+                self._wakeup.set()
+                return
+            except OSError as exc:
+                # Disk full or unwritable: keep it in memory past the bound rather than fail
+                # the request or lose the decision (it may then be sent before older spooled
+                # ones).
+                self._metrics.decision_spool_errors.inc()
+                _log.error("decision spool unwritable; holding in memory", error=repr(exc),
+                           path=str(self._spool_path), in_memory=len(self._mem) + 1)  # fmt: skip
+        self._mem.append(record)
+        self._metrics.decisions_buffered.set(len(self._mem))
         self._wakeup.set()
 
     @property
@@ -122,7 +131,13 @@ class DecisionLog:
                     await self._task
         await self._drop_producer()
         if self._mem:
-            self._spill_memory()
+            try:
+                self._spill_memory()
+            except OSError as exc:
+                _log.error("decisions could not be saved to the spool and are lost",
+                           decisions=len(self._mem), path=str(self._spool_path),
+                           error=repr(exc))  # fmt: skip
+                self._mem.clear()
         for fh in (self._spool_r, self._spool_w):
             if fh is not None:
                 fh.close()

@@ -84,6 +84,11 @@ class Metrics:
         self.decisions_sent = Counter(
             "admuse_inference_decisions_sent", "Decisions written to admuse.decisions.", registry=r
         )
+        self.decision_spool_errors = Counter(
+            "admuse_inference_decision_spool_errors",
+            "Decisions held in memory because the spool could not be written.",
+            registry=r,
+        )
         self.decision_send_failures = Counter(
             "admuse_inference_decision_send_failures",
             "Failed decision batch sends (retried).",

@@ -1,8 +1,8 @@
 """Making one decision: experiment arm, candidate creatives, Thompson propensities, the choice.
 
 Propensities. For each campaign × segment the serving distribution (Thompson-sampling
-probabilities P(best), computed by `bandit.ThompsonBandit` by quadrature with an L1 error bound
-below 1e-3, with the exploration floor mixed in; sums to 1) is cached here. It is recomputed
+probabilities P(best), computed by `bandit.ThompsonBandit` by quadrature, L1 error ~1e-4 — see
+`propensity.py` — with the exploration floor mixed in; sums to 1) is cached here. It is recomputed
 at once, on the request path, when the set of creatives changes, and when only posteriors moved
 by `run_refresh` every `policy_refresh_ms` in a worker thread, serving the previous snapshot
 meanwhile (a recomputation costs milliseconds; it stays out of the request latency);

@@ -26,7 +26,7 @@ class Settings(ServiceSettings):
         validation_alias="ADMUSE_PSEUDONYM_SECRET",
     )
     http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
-    http_port: int = Field(8080, ge=0, le=65535, description="HTTP port (0: pick a free one).")
+    http_port: int = Field(8080, ge=1, le=65535, description="HTTP port.")
     grpc_port: int = Field(
         50051, ge=-1, le=65535, description="gRPC port (0: pick a free one, -1: no gRPC server)."
     )

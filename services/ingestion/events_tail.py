@@ -53,6 +53,7 @@ class EventsTail:
         for tp in self._tps:
             at = found.get(tp)
             consumer.seek(tp, at.offset if at is not None else ends[tp])
+        consumer.pause(*self._tps)  # no background fetching between catch-ups
 
     async def catch_up(self) -> int:
         """Read admuse.events to its last stable offset; return the event_ids added."""
@@ -62,6 +63,21 @@ class EventsTail:
         started = time.monotonic()
         before = len(self._dedup)
         ends = await consumer.end_offsets(self._tps)
+        consumer.resume(*self._tps)
+        try:
+            await self._read_to(consumer, ends)
+        finally:
+            consumer.pause(*self._tps)
+        added = len(self._dedup) - before
+        _log.info(
+            "dedup window caught up from events topic",
+            added=added,
+            entries=len(self._dedup),
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return added
+
+    async def _read_to(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
         idle_rounds = 0
         while await self._behind(ends):
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
@@ -83,14 +99,6 @@ class EventsTail:
                     event_id = event_id_of(value)
                     if event_id is not None:
                         self._dedup.add(event_id, rec.timestamp)
-        added = len(self._dedup) - before
-        _log.info(
-            "dedup window caught up from events topic",
-            added=added,
-            entries=len(self._dedup),
-            seconds=round(time.monotonic() - started, 3),
-        )
-        return added
 
     async def _behind(self, ends: dict[TopicPartition, int]) -> bool:
         assert self._consumer is not None

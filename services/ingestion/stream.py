@@ -3,7 +3,9 @@
 Each batch is one Kafka transaction holding its forwarded events, its dead letters and the
 consumer offsets of the raw records it covers (`send_offsets_to_transaction`). A crash at any
 point leaves either the whole batch committed or none of it; on restart the consumer resumes
-from the committed offsets and read_committed readers never see the aborted part.
+from the committed offsets and read_committed readers never see the aborted part. A Kafka error
+before the commit aborts the batch and retries it from the committed offsets; a failed commit
+(outcome unknown) stops the service, and the restart settles it (run it under a restart policy).
 
 Transactional id: one per instance (`<prefix><group_id>-<instance_id>`), with static group
 membership under the same instance id. A restarted instance re-registers that transactional id,
@@ -95,20 +97,37 @@ class IngestionStream:
         try:
             while not stop.is_set():
                 generation = self.generation
-                batches = await consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                try:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                except KafkaError as exc:  # broker trouble: keep trying, say so
+                    _log.warning("fetching raw records failed; retrying", error=repr(exc))
+                    await asyncio.sleep(1.0)
+                    continue
                 self._metrics.dedup_entries.set(len(self._processor.dedup))
                 if not batches:
                     self._maybe_summary(force=False)
                     continue
                 async with self.lock:
                     if generation != self.generation:
-                        continue  # a rebalance ran meanwhile: positions were reset, refetch
+                        # A rebalance ran while these were fetched: drop them and go back to
+                        # the group's committed offsets of the partitions still ours.
+                        await self._rewind(consumer, batches)
+                        continue
                     await self._transact(consumer, batches)
                 self._maybe_summary(force=False)
         finally:
             self.ready.clear()
             self._maybe_summary(force=True)
             await consumer.stop()
+
+    async def _rewind(
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[RawRecord]]
+    ) -> None:
+        owned = consumer.assignment()
+        for tp, recs in batches.items():
+            if tp in owned:
+                committed = await consumer.committed(tp)
+                consumer.seek(tp, committed if committed is not None else recs[0].offset)
 
     async def _transact(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[RawRecord]]
@@ -119,22 +138,27 @@ class IngestionStream:
         result = self._processor.process(records, now_ms)
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
         producer = self._producer
+        await producer.begin_transaction()
         try:
-            async with producer.transaction():
-                futures = await self._send_all(result.outgoing)
-                await producer.send_offsets_to_transaction(offsets, self._group_id)
-            if futures:
-                await asyncio.gather(*futures)
+            futures = await self._send_all(result.outgoing)
+            await producer.send_offsets_to_transaction(offsets, self._group_id)
         except ProducerFenced:
             _log.error("producer fenced: another process runs with this instance id; stopping")
             raise
         except KafkaError as exc:
+            # Nothing is committed yet: abort, go back to the group's committed offsets, retry.
             self._metrics.aborted.inc()
-            _log.warning("transaction failed; batch will be retried", error=repr(exc))
-            for tp, recs in batches.items():
-                consumer.seek(tp, recs[0].offset)
+            _log.warning("transaction failed before commit; retrying the batch", error=repr(exc))
+            await producer.abort_transaction()
+            await self._rewind(consumer, batches)
             await asyncio.sleep(0.5)
             return
+        # A failed commit leaves the outcome unknown: let it raise and the service stop. A
+        # restart re-registers the transactional id, which settles the transaction, and
+        # rebuilds offsets and the dedup window from Kafka (what the kill test proves).
+        await producer.commit_transaction()
+        if futures:
+            await asyncio.gather(*futures)
         self._processor.commit(result, now_ms)
         self._metrics.record_batch(result, time.perf_counter() - started, _now_ms())
         self._add_to_totals(result)

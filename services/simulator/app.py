@@ -90,8 +90,11 @@ async def simulate(
 
 def summary_of(stats: LiveStats) -> dict[str, Any]:
     """A JSON-ready digest of a run's live counters."""
+    lat, lag = sorted(stats.latencies_ms), sorted(stats.loop_lag_ms)
     return {
         "requests": stats.requests,
+        "decide_latency_ms": {"p50": _q(lat, 0.5), "p99": _q(lat, 0.99)},
+        "simulator_loop_lag_ms": {"p50": _q(lag, 0.5), "p99": _q(lag, 0.99)},
         "skipped": stats.skipped,
         "errors": dict(stats.errors),
         "events_sent": stats.events_sent,
@@ -109,6 +112,12 @@ def summary_of(stats: LiveStats) -> dict[str, Any]:
             for arm, a in sorted(stats.arms.items())
         },
     }
+
+
+def _q(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))], 2)
 
 
 def main() -> None:

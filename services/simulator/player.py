@@ -74,6 +74,8 @@ class LiveStats:
     generated_served: int = 0
     events_sent: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
+    # How late this process's event loop wakes up: tells a slow Decide API from a busy simulator.
+    loop_lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
 
     def arm(self, name: str) -> ArmStats:
         return self.arms.setdefault(name, ArmStats())
@@ -127,6 +129,7 @@ class Player:
         self.stats.started = start
         next_at = start
         n = 0
+        lag = asyncio.create_task(self._watch_loop_lag())
         with self.results_path.open("w", encoding="utf-8") as self._out:
             try:
                 while not stop.is_set():
@@ -146,11 +149,18 @@ class Player:
                 if self._delayed and drain_s > 0:
                     await asyncio.wait(self._delayed, timeout=drain_s)
             finally:
+                lag.cancel()
                 for task in [*self._tasks, *self._delayed]:
                     task.cancel()
-                await asyncio.gather(*self._tasks, *self._delayed, return_exceptions=True)
+                await asyncio.gather(lag, *self._tasks, *self._delayed, return_exceptions=True)
                 self._out.flush()
         return self.stats
+
+    async def _watch_loop_lag(self, every_s: float = 0.1) -> None:
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(every_s)
+            self.stats.loop_lag_ms.append((time.monotonic() - t - every_s) * 1000)
 
     def _arrive(self, n: int) -> None:
         if self._in_flight >= self._max_in_flight:

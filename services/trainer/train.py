@@ -8,6 +8,8 @@ logging policy they follow what uniform exploration would have rewarded. Conditi
 training-by-sampling (a segment first, uniformly over segments with rewards, then a row of it),
 so small segments are learned as well as big ones. The generator also climbs the frozen reward
 model's log-probability, held back by the critic.
+Categorical outputs are Gumbel-softmax samples, one-hot in the forward pass with the soft
+gradient (straight-through), so the critic cannot tell fakes by their softness.
 """
 
 from __future__ import annotations

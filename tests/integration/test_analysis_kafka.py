@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.common.codec import SchemaRegistry
 from services.common.kafka import make_consumer, make_producer
@@ -309,9 +310,11 @@ async def test_replay_writes_decisions_and_raw_events(
     assert "replayed 20 decision(s) and 25 event(s)" in " ".join(res.stdout.split())
 
     codec = registry.codec("Decision")
-    decisions = [
-        codec.decode(m.value) for m in await _consume_all(kafka, topics.decisions.name, 20)
-    ]
+    messages = await _consume_all(kafka, topics.decisions.name, 20)
+    parts = list(range(topics.decisions.partitions))
+    # Keyed by decision_id, on the partition a plain producer.send() would choose.
+    assert all(m.partition == DefaultPartitioner()(m.key, parts, parts) for m in messages)
+    decisions = [codec.decode(m.value) for m in messages]
     assert len(decisions) == 20
     by_user = {d["user_id"]: d for d in decisions}
     d7 = by_user[pseudonymize(secret.encode(), "user7")]

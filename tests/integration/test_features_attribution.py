@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from services.common.codec import SchemaRegistry
@@ -83,6 +84,24 @@ def campaign(campaign_id: str, reward: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def creative(creative_id: str, cta: str) -> dict[str, Any]:
+    return {
+        "creative_id": creative_id,
+        "campaign_id": "c-burst",
+        "origin": "catalog",
+        "name": None,
+        "attributes": {"cta": cta, "font_scale": 1.2},
+        "status": "live",
+        "segment": None,
+        "model_version": None,
+        "predicted_reward": None,
+        "prior_alpha": 2.0,
+        "prior_beta": 8.0,
+        "created_at": 0,
+        "retired_at": None,
+    }
+
+
 @pytest.fixture(scope="module")
 async def h(
     kafka_base: KafkaSettings, registry: SchemaRegistry, tmp_path_factory: pytest.TempPathFactory
@@ -99,6 +118,12 @@ async def h(
     }
     await produce(
         kafka,
+        topics.creatives.name,
+        registry.codec("Creative"),
+        [(f"b{i}", creative(f"b{i}", "Shop now" if i < 2 else "Learn more")) for i in range(5)],
+    )
+    await produce(
+        kafka,
         topics.campaigns.name,
         registry.codec("Campaign"),
         [("valued", campaign("valued", weighted))],
@@ -107,7 +132,7 @@ async def h(
         kafka,
         tmp_path_factory.mktemp("features"),
         ADMUSE_FEATURES_CLOSE_GRACE_MS=str(GRACE_MS),
-        ADMUSE_FEATURES_TICK_INTERVAL_S="0.1",
+        ADMUSE_FEATURES_TICK_INTERVAL_S="0.25",
     )
     worker.start()
     try:
@@ -213,8 +238,12 @@ async def test_stats_reflect_a_burst_of_rewards_within_one_second_p95(h: Harness
     (record timestamps, both written by the worker): p95 under 1 s."""
     creatives = [f"b{i}" for i in range(5)]
     burst = [decision("c-burst", creatives[i % 5], window_ms=30_000) for i in range(100)]
-    for d in burst:
-        await h.decide(d)
+    await produce(
+        h.kafka,
+        h.topics.decisions.name,
+        h.registry.codec("Decision"),
+        [(d["decision_id"], d) for d in burst],
+    )
     await h.send(*(event(d, "click") for d in burst))
     ids = {d["decision_id"] for d in burst}
     await h.rewards.until(lambda r: ids <= set(r.by_key()), timeout_s=60)
@@ -242,3 +271,33 @@ async def test_stats_reflect_a_burst_of_rewards_within_one_second_p95(h: Harness
         f"p95 {p95 * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms"
     )
     assert p95 < 1.0
+    # the creatives' priors are in the posterior; every creative was clicked every time
+    last = stats.by_key()
+    b0 = last["c-burst/*/b0"]
+    assert (b0["impressions"], b0["clicks"], b0["alpha"], b0["beta"]) == (20, 20, 22.0, 8.0)
+
+
+async def test_effects_report_ctr_interval_and_lift_per_attribute_value(h: Harness) -> None:
+    d = decision("c-effects", "b0", window_ms=WINDOW_MS)  # b0: cta "Shop now", never clicked
+    e = decision("c-effects", "b3", window_ms=WINDOW_MS)  # b3: cta "Learn more", clicked
+    await produce(
+        h.kafka,
+        h.topics.decisions.name,
+        h.registry.codec("Decision"),
+        [(d["decision_id"], d), (e["decision_id"], e)],
+    )
+    await h.send(event(e, "click"))
+    await h.reward_of(d)
+    deadline = time.monotonic() + 20
+    async with httpx.AsyncClient() as client:
+        while True:
+            body = (await client.get(h.worker.url("/effects/c-effects"))).json()
+            effects = {(x["segment"], x["attribute"], x["value"]): x for x in body["effects"]}
+            if sum(x["impressions"] for x in effects.values()) >= 2:
+                break
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.2)
+    shop, learn = effects[("*", "cta", "Shop now")], effects[("*", "cta", "Learn more")]
+    assert (shop["ctr"], learn["ctr"], learn["segment_ctr"]) == (0.0, 1.0, 0.5)
+    assert learn["lift"] == pytest.approx(1.0) and shop["lift"] == pytest.approx(-1.0)
+    assert 0.0 < learn["ctr_low"] < 1.0 == learn["ctr_high"]

@@ -100,17 +100,19 @@ async def test_sigkill_restarts_count_every_decision_exactly_once(
         kafka,
         tmp_path,
         ADMUSE_FEATURES_SESSION_TIMEOUT_S="6",
-        ADMUSE_FEATURES_TICK_INTERVAL_S="0.1",
+        ADMUSE_FEATURES_TICK_INTERVAL_S="0.25",
         ADMUSE_FEATURES_CLOSE_GRACE_MS="1000",
     )
     worker.start()
     await worker.wait_ready()
     stop = asyncio.Event()
     traffic = asyncio.create_task(_traffic(kafka, topics, registry, stop, rng))
+    replayed = 0.0  # messages found already applied after a restart (summed over workers)
     try:
         for _ in range(KILLS):
             # a random point while it processes: ready, then 0.3-3 s later
             await _run_for(rng.uniform(0.3, 3.0), traffic)
+            replayed += await worker.metric("admuse_features_replayed_total")
             worker.kill()
             worker.start()
             await worker.wait_ready()
@@ -152,10 +154,11 @@ async def test_sigkill_restarts_count_every_decision_exactly_once(
             Counter(r["creative_id"] for r in deduped.values() if r["clicked"]) == expected_clicks
         )
         assert worker.starts == KILLS + 1
+        replayed += await worker.metric("admuse_features_replayed_total")
         print(
             f"\nkill test: {n} decisions, {sum(expected_clicks.values())} clicked, "
-            f"{len(rewards.records)} reward records ({len(rewards.records) - n} replayed), "
-            f"{KILLS} SIGKILLs"
+            f"{len(rewards.records)} reward records ({len(rewards.records) - n} sent again), "
+            f"{replayed:.0f} messages found applied on replay, {KILLS} SIGKILLs"
         )
     finally:
         stop.set()

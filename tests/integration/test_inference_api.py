@@ -14,7 +14,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, make_producer
 from services.common.privacy import pseudonymize
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
@@ -61,6 +61,12 @@ async def served(
         "attributes": {**catalog[0]["attributes"], "headline": HOSTILE},
     }
     await produce(kafka, topics.creatives.name, "Creative", [("hostile", hostile)])
+    producer = make_producer(kafka)  # a record no reader can decode: skipped, counted
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.creatives.name, b"not avro", key=b"junk")
+    finally:
+        await producer.stop()
     proc = InferenceProcess(kafka, Path(tmp_path_factory.mktemp("inference")))
     await proc.start()
     try:
@@ -176,12 +182,16 @@ async def test_creatives_list_and_escaped_svg(served: Served) -> None:
     assert missing.status_code == 404
 
 
-async def test_metrics_count_decisions_by_arm(served: Served) -> None:
+async def test_metrics_count_decisions_by_arm_and_skipped_state(served: Served) -> None:
     async with served.client() as client:
         await client.post("/v1/decide", json={"campaign_id": "spring", "user_id": "m"})
         text = (await client.get("/metrics")).text
     assert 'admuse_inference_decisions_total{api="http",arm="optimized"}' in text
     assert "admuse_inference_decide_latency_seconds_bucket" in text
+    rejected = [line for line in text.splitlines()
+                if line.startswith("admuse_inference_state_rejected_total{")]  # fmt: skip
+    assert len(rejected) == 1 and 'reason="decode_error"' in rejected[0]
+    assert rejected[0].endswith(" 1.0")
 
 
 async def test_grpc_decide_and_health(served: Served) -> None:
@@ -246,3 +256,35 @@ async def test_openapi_fuzzing_finds_no_server_error(served: Served) -> None:
     await asyncio.to_thread(fuzz)
     assert sum(seen.values()) >= 50
     assert any(200 <= s < 300 for s in seen) and any(400 <= s < 500 for s in seen), seen
+
+
+async def test_state_is_followed_live(served: Served) -> None:
+    """A creative published while serving becomes a candidate; retired, it stops serving.
+    (Runs last in this module: it leaves the catalog as it found it.)"""
+    import time
+
+    extra = {**served.catalog[1], "creative_id": "spring-live", "name": "added live"}
+    body = {"campaign_id": "spring", "user_id": "live-user", "context": {"country": "DE"}}
+
+    async def candidates_after(record: dict, want: int) -> None:
+        await produce(served.kafka, served.topics.creatives.name, "Creative",
+                      [("spring-live", record)])  # fmt: skip
+        deadline = time.monotonic() + 15
+        async with served.client() as client:
+            while True:
+                did = (await client.post("/v1/decide", json=body)).json()["decision_id"]
+                async with DecisionReader(served.kafka, served.topics.decisions.name) as reader:
+                    recs = await reader.wait_for(
+                        lambda rs, did=did: any(r["decision_id"] == did for r in rs)
+                    )
+                (logged,) = [r for r in recs if r["decision_id"] == did]
+                if logged["candidates"] == want:
+                    return
+                assert time.monotonic() < deadline, f"candidates stayed {logged['candidates']}"
+                await asyncio.sleep(0.2)
+
+    await candidates_after(extra, 4)
+    await candidates_after({**extra, "status": "retired", "retired_at": 0}, 3)
+    async with served.client() as client:
+        live = (await client.get("/v1/creatives", params={"campaign_id": "spring"})).json()
+    assert "spring-live" not in {c["creative_id"] for c in live["creatives"]}

@@ -94,7 +94,7 @@ async def test_buffer_spills_to_spool_and_replays_in_order_when_kafka_returns(
     started = time.perf_counter()
     for i in range(120):
         log.submit(_decision(i))
-    assert time.perf_counter() - started < 0.5  # submit never waits for Kafka
+    assert time.perf_counter() - started < 1.0  # submit never waits for Kafka
     assert log.pending == 120
     assert spool.stat().st_size > 0  # 70 decisions beyond the memory bound are on disk
     assert metrics.decisions_spooled._value.get() == 70

@@ -9,15 +9,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import confluent_kafka
 import httpx
 import pytest
 
 from services.common.codec import SchemaRegistry
-from services.common.kafka import make_producer
+from services.common.kafka import ensure_topics, make_producer
 from services.common.privacy import pseudonymize
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
@@ -54,22 +55,33 @@ def event(event_id: str, user: str, **over: object) -> dict[str, object]:
     }
 
 
-@pytest.fixture
-async def service(
-    kafka: KafkaSettings, topics: Topics, tmp_path: Path
-) -> AsyncIterator[IngestionProcess]:
-    svc = IngestionProcess(kafka, tmp_path / "ingestion.log")
+@pytest.fixture(scope="module")
+async def shared(
+    kafka_base: KafkaSettings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[KafkaSettings, Topics, IngestionProcess]]:
+    """One service for the tests below (start-up is the slow part); each test uses its own
+    event ids and looks at metric deltas."""
+    kafka = kafka_base.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}."})
+    topics = Topics.from_settings(kafka)
+    await ensure_topics(kafka, topics)
+    svc = IngestionProcess(kafka, tmp_path_factory.mktemp("ingestion") / "ingestion.log")
     svc.start()
     try:
         await svc.wait_ready()
-        yield svc
+        yield kafka, topics, svc
     finally:
         assert svc.stop() == 0, svc.log_tail()
 
 
+def _mine(prefix: str) -> Callable[[Any], bool]:
+    return lambda rec: EVENTS.decode(rec.value)["event_id"].startswith(prefix)
+
+
 async def test_foreign_client_zstd_headers_null_keys_json_and_avro(
-    kafka: KafkaSettings, topics: Topics, service: IngestionProcess
+    shared: tuple[KafkaSettings, Topics, IngestionProcess],
 ) -> None:
+    kafka, topics, service = shared
+    before = await service.metrics()
     producer = confluent_kafka.Producer(
         {
             "bootstrap.servers": kafka.bootstrap_servers,
@@ -89,16 +101,21 @@ async def test_foreign_client_zstd_headers_null_keys_json_and_avro(
             value = json.dumps(ev).encode()
         producer.produce(topics.events_raw.name, value=value, key=None, headers=headers)
         sent[eid] = ev
-    producer.produce(topics.events_raw.name, value=b"\x00not an event", key=None, headers=headers)
+    producer.produce(topics.events_raw.name, value=b"\x00foreign junk", key=None, headers=headers)
     assert producer.flush(30) == 0
 
     async with (
         TopicReader(kafka, topics.events.name) as events,
         TopicReader(kafka, topics.events_dlq.name) as dlq,
     ):
-        await events.until(lambda r: len(r) >= 40, 60, "40 foreign events forwarded")
-        await dlq.until(lambda r: len(r) >= 1, 30, "the foreign garbage dead-lettered")
-    got = {EVENTS.decode(r.value)["event_id"]: r for r in events.records}
+        mine = _mine("foreign-")
+        await events.until(lambda r: sum(map(mine, r)) >= 40, 60, "40 foreign events forwarded")
+        await dlq.until(
+            lambda r: any(DLQ.decode(x.value)["original_value"] == b"\x00foreign junk" for x in r),
+            30,
+            "the foreign junk dead-lettered",
+        )
+    got = {EVENTS.decode(r.value)["event_id"]: r for r in events.records if mine(r)}
     assert set(got) == set(sent)
     for eid, rec in got.items():
         ev = EVENTS.decode(rec.value)
@@ -111,18 +128,27 @@ async def test_foreign_client_zstd_headers_null_keys_json_and_avro(
             "country": "DE",
             "device": "mobile",
         }
-    letter = DLQ.decode(dlq.records[0].value)
-    assert letter["reason"] == "decode_error" and letter["original_value"] == b"\x00not an event"
+    (letter,) = [
+        d
+        for d in map(DLQ.decode, (r.value for r in dlq.records))
+        if d["original_value"] == b"\x00foreign junk"
+    ]
+    assert letter["reason"] == "decode_error"
     assert [(h["key"], h["value"]) for h in letter["original_headers"]] == headers
     assert letter["original_key"] is None and letter["source_topic"] == topics.events_raw.name
-    samples = await service.metrics()
-    assert sum_metric(samples, "admuse_ingestion_events_in_total", format="avro") == 20
-    assert sum_metric(samples, "admuse_ingestion_events_in_total", format="json") == 20
+    after = await service.metrics()
+    for fmt in ("avro", "json"):
+        grew = sum_metric(after, "admuse_ingestion_events_in_total", format=fmt) - sum_metric(
+            before, "admuse_ingestion_events_in_total", format=fmt
+        )
+        assert grew == 20, fmt
 
 
 async def test_no_raw_user_id_anywhere_in_events(
-    kafka: KafkaSettings, topics: Topics, service: IngestionProcess
+    shared: tuple[KafkaSettings, Topics, IngestionProcess],
 ) -> None:
+    kafka, topics, service = shared
+    before = await service.metrics()
     raw_ids = [f"raw-user-{uuid.uuid4().hex}" for _ in range(30)]
     producer = make_producer(kafka)
     await producer.start()
@@ -141,7 +167,8 @@ async def test_no_raw_user_id_anywhere_in_events(
     finally:
         await producer.stop()
     async with TopicReader(kafka, topics.events.name) as events:
-        await events.until(lambda r: len(r) >= 20, 60, "20 consenting events forwarded")
+        mine = _mine("priv-")
+        await events.until(lambda r: sum(map(mine, r)) >= 20, 60, "20 consenting events forwarded")
     blob = b"".join(
         (r.key or b"") + (r.value or b"") + b"".join(k.encode() + (v or b"") for k, v in r.headers)
         for r in events.records
@@ -149,15 +176,17 @@ async def test_no_raw_user_id_anywhere_in_events(
     for user in raw_ids:
         assert user.encode() not in blob
         assert user.encode("utf-16-le") not in blob
-    assert len(events.records) == 20  # the 10 without consent were not forwarded
-    samples = await service.metrics()
-    assert sum_metric(samples, "admuse_ingestion_dropped_total", reason="consent_denied") == 10
+    assert sum(map(mine, events.records)) == 20  # the 10 without consent were not forwarded
+    dropped = sum_metric(
+        await service.metrics(), "admuse_ingestion_dropped_total", reason="consent_denied"
+    ) - sum_metric(before, "admuse_ingestion_dropped_total", reason="consent_denied")
+    assert dropped == 10
     assert "raw-user-" not in service.log_tail(10**7)
 
 
-async def test_http_collector(
-    kafka: KafkaSettings, topics: Topics, service: IngestionProcess
-) -> None:
+async def test_http_collector(shared: tuple[KafkaSettings, Topics, IngestionProcess]) -> None:
+    kafka, topics, service = shared
+    before = await service.metrics()
     url = f"{service.url}/v1/events"
     good = event("http-1", "web-user-1")
     bad = event("http-2", "web-user-2", type="purchase")
@@ -181,12 +210,19 @@ async def test_http_collector(
         assert (await client.get(f"{service.url}/healthz")).status_code == 200
         assert (await client.get(f"{service.url}/readyz")).status_code == 200
     async with TopicReader(kafka, topics.events.name) as events:
-        await events.until(lambda r: len(r) >= 2, 60, "2 HTTP events forwarded")
-    assert {EVENTS.decode(r.value)["event_id"] for r in events.records} == {"http-1", "http-3"}
-    samples = await service.metrics()
-    assert sum_metric(samples, "admuse_ingestion_http_events_total", outcome="accepted") == 2
-    assert sum_metric(samples, "admuse_ingestion_event_latency_seconds_count") == 2
-    assert sum_metric(samples, "admuse_ingestion_dead_letters_total") == 0  # rejected at the door
+        mine = _mine("http-")
+        await events.until(lambda r: sum(map(mine, r)) >= 2, 60, "2 HTTP events forwarded")
+    got = {EVENTS.decode(r.value)["event_id"] for r in events.records if mine(r)}
+    assert got == {"http-1", "http-3"}
+    after = await service.metrics()
+
+    def grew(name: str, **labels: str) -> float:
+        return sum_metric(after, name, **labels) - sum_metric(before, name, **labels)
+
+    assert grew("admuse_ingestion_http_events_total", outcome="accepted") == 2
+    assert grew("admuse_ingestion_http_events_total", outcome="rejected") == 2
+    assert grew("admuse_ingestion_event_latency_seconds_count") == 2
+    assert grew("admuse_ingestion_dead_letters_total") == 0  # rejected at the door
 
 
 @pytest.mark.slow

@@ -119,3 +119,51 @@ async def test_kill_minus_nine_loses_nothing_duplicates_nothing(
         f"{len(twice)} events forwarded more than once, e.g. {list(twice.items())[:5]}"
     )
     assert set(counts) == set(sent)
+
+
+async def test_scale_out_and_in_rebalances_lose_nothing_duplicate_nothing(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    """A second instance joins mid-stream (partitions move to it), then the first stops (its
+    partitions move to the second once its session times out): every event exactly once."""
+    first = IngestionProcess(kafka, tmp_path / "a.log", ADMUSE_INGESTION_INSTANCE_ID="a")
+    second = IngestionProcess(kafka, tmp_path / "b.log", ADMUSE_INGESTION_INSTANCE_ID="b")
+    sent: list[str] = []
+    feeding = asyncio.Event()
+    feeder = asyncio.create_task(_produce(kafka, topics.events_raw.name, sent, feeding))
+
+    async def consumed(svc: IngestionProcess, at_least: int) -> None:
+        async def check() -> bool:
+            return sum_metric(await svc.metrics(), "admuse_ingestion_events_in_total") >= at_least
+
+        await eventually(check, 90, f"{svc.log_path.name} to consume {at_least} records")
+
+    try:
+        first.start()
+        await first.wait_ready()
+        await consumed(first, 100)
+        second.start()
+        await second.wait_ready()
+        await consumed(second, 100)  # it got partitions and works
+        assert first.stop() == 0, first.log_tail()
+        now = sum_metric(await second.metrics(), "admuse_ingestion_events_in_total")
+        await consumed(second, int(now) + 300)  # still streaming; the first's share moves over
+        feeding.set()
+        await asyncio.wait_for(feeder, 60)
+
+        async def drained() -> bool:
+            return await _lag(kafka, topics, f"{kafka.topic_prefix}admuse-ingestion") == 0
+
+        # Zero lag with the first instance gone: the second took over all its partitions.
+        await eventually(drained, 120, "every raw record committed", 0.5)
+        async with TopicReader(kafka, topics.events.name) as events:
+            await events.poll()
+        counts = Counter(EVENTS.decode(r.value)["event_id"] for r in events.records)
+    finally:
+        feeding.set()
+        feeder.cancel()
+        first.stop()
+        assert second.stop() == 0, second.log_tail()
+    assert not set(sent) - set(counts), "events lost"
+    assert not {e: n for e, n in counts.items() if n > 1}, "events forwarded twice"
+    assert set(counts) == set(sent)

@@ -149,14 +149,17 @@ def test_jsonl_columns_can_be_nested_paths(tmp_path: Path) -> None:
 
 
 def test_fast_and_line_exact_csv_readers_agree(tmp_path: Path) -> None:
-    from services.analysis.replay import _load
+    from services.analysis.replay import _load, _read_csv_arrow
 
     path = tmp_path / "logs.csv"
     _write_csv(path, 5_000, {})
-    path.write_text(path.read_text().replace(",DE,", ', "DE" ,', 3))  # quoting and spaces
+    text = path.read_text().replace(",DE,", ',"DE",', 50).replace(",FR,", ", FR ,", 50)
+    path.write_text(text)  # quoted fields and padded values
+    assert _read_csv_arrow(path, list(MAPPING.columns())) is not None  # the fast path reads it
     fast = read_logs(path, MAPPING).data
     exact = _load(path, MAPPING, "csv", "fail", fast=False).data
     assert fast.contexts == exact.contexts and fast.actions == exact.actions
     for col in ("context", "action", "reward", "propensity", "timestamp_ms"):
         assert np.array_equal(getattr(fast, col), getattr(exact, col)), col
     assert np.array_equal(fast.extra["row"], exact.extra["row"])
+    assert "country=FR|device=mobile" in fast.contexts  # padding stripped

@@ -8,6 +8,7 @@ import pytest
 
 from services.inference.curator import Curator
 from services.inference.metrics import Metrics
+from services.inference.models import ModelBundle
 from services.inference.policy import Policy
 from services.inference.settings import Settings
 from services.inference.state import State
@@ -69,3 +70,36 @@ async def test_catalog_creatives_stay_unless_the_campaign_allows_retiring_them(
     for _ in range(2):
         await curator.review_retirement()
     assert [r["creative_id"] for r in published] == ["bad"]
+
+
+@pytest.mark.parametrize(("clicks", "replaced"), [(0, 2), (950, 0)])
+async def test_a_new_model_replaces_weak_generated_creatives_when_the_segment_is_full(
+    settings: Settings, clicks: int, replaced: int
+) -> None:
+    from tests.unit.inference import onnx_fixtures as fx
+
+    seg = fx.SEGMENTS[0]
+    state = State()
+    state.apply_campaign("spring", fx.campaign(max_generated=2))
+    catalog = {"headline": "New in", "cta": "Shop", "font_scale": 1.0,
+               "background": "#ffffff", "text_color": "#000000"}  # fmt: skip
+    state.apply_creative("cat", {**_creative("cat", attributes=catalog), "campaign_id": "spring"})
+    for cid in ("old1", "old2"):
+        old = {**_creative(cid, "generated", segment=seg, model_version="m0"),
+               "campaign_id": "spring"}  # fmt: skip
+        state.apply_creative(cid, old)
+        state.apply_stats(f"spring/{seg}/{cid}", {**_stats(cid, seg, 1000, clicks),
+                                                  "campaign_id": "spring"})  # fmt: skip
+    curator, published = _curator(settings, state)
+    curator.following = True
+    bundle = ModelBundle.load(fx.metadata("m1"), fx.generator(0), fx.reward_model(),
+                              ["CPUExecutionProvider"])  # fmt: skip
+    curator.models["spring"] = bundle
+    await curator._add_candidates("spring", bundle)
+    retired = [r["creative_id"] for r in published if r["status"] == "retired"]
+    added = [r for r in published if r["status"] == "live" and r.get("segment") == seg]
+    assert sorted(retired) == ["old1", "old2"][:replaced]
+    assert len(added) == replaced and all(r["model_version"] == "m1" for r in added)
+    own = [c for c in state.live_creatives("spring", seg) if c["origin"] == "generated"
+           and c.get("segment") == seg]  # fmt: skip
+    assert len(own) == 2  # never more than max_generated

@@ -68,3 +68,15 @@ async def test_a_torn_last_frame_is_dropped_and_the_rest_kept(tmp_path: Path) ->
     await third.start()
     assert _spooled_ids(third, 10) == ["d0000", "d0001", "d0002", "d0003"]
     await third.close(flush_timeout_s=0.1)
+
+
+async def test_an_unwritable_spool_keeps_decisions_in_memory(tmp_path: Path) -> None:
+    folder = tmp_path / "gone"
+    log = _log(folder / "d.spool", buffer_size=2)
+    await log.start()
+    folder.rmdir()  # the spool folder vanished (a lost volume, say)
+    for i in range(5):
+        log.submit(_decision(i))  # never raises for the spool's sake
+    assert log.pending == 5
+    assert log._metrics.decision_spool_errors._value.get() == 3
+    await log.close(flush_timeout_s=0.1)  # nowhere to save them: logged, not raised

@@ -34,7 +34,7 @@ def test_json_object() -> None:
 
 
 def test_json_with_bom_and_unicode() -> None:
-    out = decode("\ufeff{\"a\": \"Grüße 👋\"}".encode())
+    out = decode('\ufeff{"a": "Grüße 👋"}'.encode())
     assert isinstance(out, Decoded) and out.value == {"a": "Grüße 👋"}
 
 

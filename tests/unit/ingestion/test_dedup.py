@@ -44,10 +44,15 @@ def test_memory_cap_forgets_oldest() -> None:
 
 @given(st.text(max_size=300).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)))
 def test_event_id_of_reads_first_field(event_id: str) -> None:
-    data = CODEC.encode({
-        "event_id": event_id, "type": "view", "occurred_at": 1_795_000_000_000,
-        "campaign_id": "c", "user_id": "p",
-    })
+    data = CODEC.encode(
+        {
+            "event_id": event_id,
+            "type": "view",
+            "occurred_at": 1_795_000_000_000,
+            "campaign_id": "c",
+            "user_id": "p",
+        }
+    )
     assert event_id_of(data) == event_id
 
 

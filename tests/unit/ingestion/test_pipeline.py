@@ -46,10 +46,17 @@ def processor(dlq_max: int = 10_000) -> Processor:
     )
 
 
-def raw(event_id: str = "e1", user: str = "app-user-42", consent: object = True, **kw: object) -> bytes:
+def raw(
+    event_id: str = "e1", user: str = "app-user-42", consent: object = True, **kw: object
+) -> bytes:
     ev = {
-        "event_id": event_id, "type": "click", "occurred_at": NOW - 1000, "campaign_id": "c",
-        "user_id": user, "consent": {"personalization": consent}, **kw,
+        "event_id": event_id,
+        "type": "click",
+        "occurred_at": NOW - 1000,
+        "campaign_id": "c",
+        "user_id": user,
+        "consent": {"personalization": consent},
+        **kw,
     }
     return json.dumps(ev).encode()
 
@@ -73,7 +80,9 @@ def test_forwarded_event_is_pseudonymized_avro_keyed_by_pseudonym() -> None:
 
 def test_dead_letter_keeps_original_bytes_headers_and_source() -> None:
     value = raw(type="purchase")
-    r = processor().process([Rec(value, offset=77, key=b"k", headers=[("h", b"v"), ("n", None)])], NOW)
+    r = processor().process(
+        [Rec(value, offset=77, key=b"k", headers=[("h", b"v"), ("n", None)])], NOW
+    )
     assert dict(r.dead_letters) == {"schema_violation": 1}
     out = r.outgoing[0]
     assert out.topic == "dlq" and out.key == b"k"
@@ -117,10 +126,17 @@ def test_consent_dropped_id_may_come_back_with_consent() -> None:
 
 
 def test_avro_input_forwarded() -> None:
-    value = REGISTRY.codec("AdEvent", 1).encode({
-        "event_id": "av", "type": "conversion", "occurred_at": NOW - 5, "campaign_id": "c",
-        "user_id": "app-user-7", "consent": {"personalization": True}, "value": 9.5,
-    })
+    value = REGISTRY.codec("AdEvent", 1).encode(
+        {
+            "event_id": "av",
+            "type": "conversion",
+            "occurred_at": NOW - 5,
+            "campaign_id": "c",
+            "user_id": "app-user-7",
+            "consent": {"personalization": True},
+            "value": 9.5,
+        }
+    )
     r = processor().process([Rec(value)], NOW)
     assert r.forwarded_ids == ["av"] and dict(r.formats) == {"avro": 1}
     assert EVENTS.decode(r.outgoing[0].value)["value"] == 9.5

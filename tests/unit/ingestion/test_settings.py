@@ -52,3 +52,9 @@ def test_every_variable_documented_and_compose_sets_the_secret() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     env = compose["services"]["ingestion"]["environment"]
     assert "ADMUSE_PSEUDONYM_SECRET" in env and "ADMUSE_INGESTION_API_KEYS" in env
+
+
+def test_empty_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMUSE_PSEUDONYM_SECRET", "")
+    with pytest.raises(ValidationError, match="empty"):
+        Settings()

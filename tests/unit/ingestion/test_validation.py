@@ -183,12 +183,26 @@ def test_not_an_object() -> None:
 _scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
 _json = st.recursive(
     _scalars,
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4)
+    ),
     max_leaves=12,
 )
 _field_names = st.sampled_from(
-    ["event_id", "type", "occurred_at", "campaign_id", "creative_id", "decision_id", "user_id",
-     "consent", "context", "value", "sentiment", "source"]
+    [
+        "event_id",
+        "type",
+        "occurred_at",
+        "campaign_id",
+        "creative_id",
+        "decision_id",
+        "user_id",
+        "consent",
+        "context",
+        "value",
+        "sentiment",
+        "source",
+    ]
 )
 
 

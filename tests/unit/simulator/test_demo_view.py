@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -82,5 +83,9 @@ def test_stack_sets_only_variables_the_services_read(tmp_path: Path) -> None:
     for name in ("ingestion", "features", "trainer", "inference"):
         settings = importlib.import_module(f"services.{name}.settings").Settings
         known = env_vars(settings)
-        ours = {k for k in stack.env_for(name) if k.startswith(f"ADMUSE_{name.upper()}_")}
+        ours = {
+            k
+            for k in stack.env_for(name)
+            if k.startswith(f"ADMUSE_{name.upper()}_") and k not in os.environ
+        }
         assert ours <= known, f"{name} does not read {sorted(ours - known)}"

@@ -222,3 +222,27 @@ def test_settings_pick_the_training_profile(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ADMUSE_TRAINER_PROFILE", "huge")
     with pytest.raises(ValueError, match="profile"):
         Settings()
+
+
+def test_a_campaign_without_segment_keys_trains_one_segment() -> None:
+    from services.trainer.publisher import build_model
+
+    catalog = synthetic_catalog(n=6)
+    rows = [
+        RewardRow.from_record(r | {"segment": "*"}) for r in synthetic_rewards(catalog, 400, seed=5)
+    ]
+    cfg = TrainConfig.small().with_overrides(gan_steps=5, reward_epochs=1)
+    campaign = synthetic_campaign() | {"segment_keys": []}
+    built = build_model(campaign, {c["creative_id"]: c for c in catalog}, rows, cfg)
+    assert built.metadata["segments"] == ["*"]
+    assert "condition_fidelity" not in built.metrics
+    assert np.isfinite(built.metrics["fidelity_mean"])
+
+
+def test_rewards_without_known_creatives_are_a_clear_error() -> None:
+    from services.trainer.publisher import build_model
+
+    catalog = synthetic_catalog(n=6)
+    rows = [RewardRow.from_record(r) for r in synthetic_rewards(catalog, 100, seed=5)]
+    with pytest.raises(TrainingError, match=r"none of 100 rewards has a known creative"):
+        build_model(synthetic_campaign(), {}, rows, TrainConfig.small())

@@ -1,0 +1,28 @@
+"""Inference settings: keys, required values, and the start-up message when they are wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.inference.app import main
+from services.inference.settings import Settings
+
+
+def test_api_keys_are_split_and_trimmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMUSE_INFERENCE_API_KEYS", " k1 , k2,,")
+    monkeypatch.setenv("ADMUSE_PSEUDONYM_SECRET", "s")
+    settings = Settings()  # type: ignore[call-arg]
+    assert settings.api_key_set() == {"k1", "k2"}
+    assert "k1" not in repr(settings)  # secrets stay out of logs and tracebacks
+
+
+def test_start_up_names_every_missing_or_bad_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ADMUSE_PSEUDONYM_SECRET", raising=False)
+    monkeypatch.setenv("ADMUSE_INFERENCE_API_KEYS", " , ")
+    monkeypatch.setenv("ADMUSE_INFERENCE_GRPC_PORT", "fifty")
+    with pytest.raises(SystemExit) as exc:
+        main()
+    message = str(exc.value)
+    for name in ("ADMUSE_PSEUDONYM_SECRET", "ADMUSE_INFERENCE_API_KEYS",
+                 "ADMUSE_INFERENCE_GRPC_PORT"):  # fmt: skip
+        assert name in message
