@@ -1,6 +1,6 @@
 """The faust worker: topics, tables, agents and pages, wired to the plain logic modules.
 
-Data flow (one worker or many, scaled by partitions):
+Data flow:
 
     admuse.events ──events agent──▶ <app>-events-by-decision (key decision_id) ─┐
     timer (ticks), erasure agent ──▶ <app>-events-by-decision (every partition) ─┤
@@ -12,6 +12,12 @@ The join agent reads decisions and events-by-decision together (same partition c
 a decision and its events meet in the same partition) and keeps its state in the ``join``
 table; the stats agent sums the join partitions' partial counters in the ``stats`` table.
 Both tables are in memory with changelog topics that faust creates and replays on start.
+Processing is at-least-once; the replay guards in `join` and the absolute partials in
+`stats` make its effect exactly-once (tests/integration/test_features_kill.py).
+
+Several workers share the partitions, but each closes windows by the watermark of the events
+partitions *it* reads (`watermark`): run one worker, or accept that a worker lagging on
+events can see a window closed by another's ticks.
 """
 
 from __future__ import annotations
@@ -246,7 +252,7 @@ def build_app(settings: Settings) -> faust.App:
                 metrics.events.labels(event["type"], "unjoinable").inc()
             else:
                 await by_decision.send(
-                    key=event["decision_id"].encode(), value=ev.value
+                    key=event["decision_id"].encode(), value=ev.value, timestamp=msg.timestamp
                 )
             clock.observe(msg.tp, msg.offset, int(msg.timestamp * 1000))
 

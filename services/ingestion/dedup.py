@@ -4,6 +4,11 @@ State lives in Kafka: on start (and on every partition assignment) ingestion rea
 admuse.events back from `now - horizon` to the last stable offset and records the event_id of
 each committed event (see `events_tail.py`). Local memory is only a cache of that topic, so a
 restart — or a kill -9 — rebuilds exactly the set of events that were committed.
+
+Scope: one instance sees the duplicates among the raw partitions it owns, plus everything
+committed before its last assignment. With several instances, copies of one event that land on
+partitions owned by different instances at the same moment can both pass: key raw records by
+event_id (the HTTP collector does) so that copies share a partition.
 """
 
 from __future__ import annotations

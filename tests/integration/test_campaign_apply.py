@@ -41,3 +41,9 @@ async def test_apply_publishes_campaign_and_seeds_and_retires_dropped_seeds(
     assert creatives["spring-classic"]["status"] == "live"
     campaigns = await _read_compacted(kafka, topics.campaigns.name, registry.codec("Campaign"))
     assert campaigns["spring"]["revision"] == 2
+
+
+async def test_demo_warm_up_settles_the_coordinators(kafka: KafkaSettings, topics: Topics) -> None:
+    from services.cli.stack import warm_up_coordinators
+
+    await warm_up_coordinators(kafka, timeout_s=30)  # commits an offset, runs a transaction

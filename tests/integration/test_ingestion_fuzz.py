@@ -210,7 +210,7 @@ def bad_msg(draw: st.DrawFn) -> Msg:
     return Msg(MAGIC + good[2:cut] if cut > 2 else MAGIC, "dlq", reasons=ANY_BAD)
 
 
-messages = st.lists(st.one_of(valid_msg(), valid_msg(), bad_msg()), min_size=220, max_size=280)
+messages = st.lists(st.one_of(valid_msg(), valid_msg(), bad_msg()), min_size=230, max_size=280)
 
 
 @pytest.fixture
