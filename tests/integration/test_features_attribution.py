@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from services.common.codec import SchemaRegistry
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from tests.integration.features_worker import (
@@ -301,3 +301,19 @@ async def test_effects_report_ctr_interval_and_lift_per_attribute_value(h: Harne
     assert (shop["ctr"], learn["ctr"], learn["segment_ctr"]) == (0.0, 1.0, 0.5)
     assert learn["lift"] == pytest.approx(1.0) and shop["lift"] == pytest.approx(-1.0)
     assert 0.0 < learn["ctr_low"] < 1.0 == learn["ctr_high"]
+
+
+async def test_bad_records_are_counted_and_skipped_not_fatal(h: Harness) -> None:
+    bad = await h.worker.metric("admuse_features_bad_records_total")
+    producer = make_producer(h.kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(h.topics.decisions.name, key=b"x", value=b"not avro")
+        await producer.send_and_wait(h.topics.events.name, key=b"u", value=b"\xc3\x01garbage!!")
+    finally:
+        await producer.stop()
+    await h.metric_reaches("admuse_features_bad_records_total", bad + 2)
+    d = decision("c-after-bad", "cr1", window_ms=10_000)  # still joining afterwards
+    await h.decide(d)
+    await h.send(event(d, "click"))
+    assert (await h.reward_of(d))["reward"] == 1.0
