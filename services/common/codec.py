@@ -191,7 +191,7 @@ class RecordCodec:
         buf = io.BytesIO()
         buf.write(self.reader.header)
         try:
-            fastavro.schemaless_writer(buf, self.reader.parsed, value, strict_allow_default=True)
+            fastavro.schemaless_writer(buf, self.reader.parsed, value)
         except (ValidationError, ValueError, TypeError, KeyError, AttributeError,
                 OverflowError, struct.error) as exc:
             raise EncodeError(

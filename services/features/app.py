@@ -23,6 +23,7 @@ events can see a window closed by another's ticks.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from time import monotonic
 from typing import Any
@@ -54,6 +55,8 @@ from services.features.watermark import EventClock
 __all__ = ["build_app", "main"]
 
 log = get_logger(__name__)
+
+STATS_BATCH = 1000  # partials folded together at most (see `stats_agent`)
 
 
 def _now_ms() -> int:
@@ -145,7 +148,8 @@ def build_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
-        producer_linger=0.002,
+        producer_linger=settings.producer_linger_s,
+        producer_max_batch_size=262_144,
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
@@ -207,11 +211,24 @@ def build_app(settings: Settings) -> faust.App:
     )
 
     async def start_hook() -> None:
+        # The changelogs are created here too, before faust's consumer first asks for metadata:
+        # on a broker that is still creating its own internal topics, faust's declaration can
+        # lose that race, the consumer then ignores the "missing" changelog for minutes and the
+        # stats agent fails with PartitionsMismatch.
+        changelogs = [
+            TopicSpec(table.changelog_topic.get_topic_name(), table.partitions, "compact",
+                      "table key", None)
+            for table in (join_table, stats_table)
+        ]
         await ensure_topics(
             kafka,
-            [*topics, by_decision_spec, partials_spec],
+            [*topics, by_decision_spec, partials_spec, *changelogs],
             replication_factor=settings.replication_factor,
         )
+        # The worker's own logging setup leaves the libraries' loggers at DEBUG, so every
+        # produced record built a log record (a few % of the CPU per click) only to drop it.
+        for name in ("aiokafka", "faust", "mode"):
+            logging.getLogger(name).setLevel(settings.log.level)
         await campaigns.start()
         await creatives.start()
         log.info("features_starting", app_id=app.conf.id, join_partitions=n_join)
@@ -338,19 +355,32 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.agent(partials_topic)
     async def stats_agent(stream: faust.StreamT) -> None:
-        """Sum the join partitions' partials (published by `flush`)."""
-        async for ev in stream.events():
-            try:
-                body = json.loads(ev.value)
-                group = StatsKey.from_json(body["key"])
-                partial = Partial.from_json(body["c"])
-                partition = int(body["p"])
-            except (ValueError, KeyError, TypeError):
-                metrics.bad_records.labels("stats-partials", "decode_error").inc()
-                continue
-            folded = fold_partial(stats_table.get(group.key), group, partition, partial)
-            if folded is not None:
-                stats_table[group.key] = folded
+        """Sum the join partitions' partials (published by `flush`), a batch at a time: in a
+        burst many partials of one group arrive together, and the group's entry is written
+        and its stats published once per batch, not once per partial. A batch is acked after
+        it is processed; partials are absolute, so one processed again changes nothing."""
+        async for events in stream.take_events(STATS_BATCH, within=settings.stats_batch_s):
+            changed: dict[str, dict[str, Any]] = {}
+            source: dict[str, faust.EventT] = {}
+            for ev in events:
+                try:
+                    body = json.loads(ev.value)
+                    group = StatsKey.from_json(body["key"])
+                    partial = Partial.from_json(body["c"])
+                    partition = int(body["p"])
+                except (ValueError, KeyError, TypeError):
+                    metrics.bad_records.labels("stats-partials", "decode_error").inc()
+                    continue
+                current = changed.get(group.key) or stats_table.get(group.key)
+                folded = fold_partial(current, group, partition, partial)
+                if folded is not None:
+                    changed[group.key] = folded
+                    source[group.key] = ev
+            for key, folded in changed.items():
+                # faust writes a table change to the changelog partition of the current event:
+                # make that a partial of this key (partials are partitioned by key).
+                stream._set_current_event(source[key])
+                stats_table[key] = folded
                 await _publish_stats(folded)
 
     async def _publish_stats(entry: dict[str, Any]) -> None:

@@ -42,6 +42,12 @@ class Settings(ServiceSettings):
     flush_interval_s: float = Field(
         0.1, gt=0, le=10, description="How often changed stats are published (coalesced)."
     )
+    stats_batch_s: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="The stats agent folds the partials that arrive within this long together.",
+    )
     late_retention_s: float = Field(
         3600.0,
         ge=60,
@@ -64,5 +70,14 @@ class Settings(ServiceSettings):
     replication_factor: int = Field(1, ge=1, description="Replication of faust's own topics.")
     session_timeout_s: float = Field(
         10.0, ge=6, description="Consumer session timeout (how fast a dead worker is replaced)."
+    )
+    producer_linger_s: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description=(
+            "Producer linger: records produced within this long share one request (each "
+            "request costs the worker and the broker far more than a record)."
+        ),
     )
     commit_interval_s: float = Field(1.0, gt=0, description="How often offsets are committed.")

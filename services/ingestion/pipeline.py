@@ -8,6 +8,7 @@ balance: consumed = forwarded + dead-lettered + consent-dropped + duplicates.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections import Counter
@@ -20,6 +21,7 @@ import structlog
 from services.common.codec import CodecError, RecordCodec
 from services.ingestion.decoding import decode_raw
 from services.ingestion.dedup import DedupWindow
+from services.ingestion.encoding import AdEventEncoder
 from services.ingestion.rejection import Rejection
 from services.ingestion.validation import Event, Limits, consent_verdict, validate_event
 
@@ -27,6 +29,7 @@ __all__ = ["BatchResult", "Outgoing", "Processor", "RawRecord"]
 
 SERVICE = "ingestion"
 _MAX_DLQ_HEADER_BYTES = 64 * 1024  # keeps a dead letter under the broker's record size limit
+_PSEUDONYM_CACHE = 100_000  # user_id → pseudonym, least recently used go first
 _log = structlog.get_logger(__name__)
 
 
@@ -91,9 +94,12 @@ class Processor:
         self._max_event_bytes = max_event_bytes
         self._dlq_max = dlq_max_value_bytes
         self._limits = limits
+        self._encoder = AdEventEncoder(event_codec)
         self._hmac = hmac.new(secret, digestmod=hashlib.sha256)
+        # Users recur: remember their pseudonyms (in memory only, like the secret itself).
+        self._pseudonymize = functools.lru_cache(maxsize=_PSEUDONYM_CACHE)(self._pseudonym)
 
-    def _pseudonymize(self, user_id: str) -> str:
+    def _pseudonym(self, user_id: str) -> str:
         """`services.common.privacy.pseudonymize`, from a keyed HMAC state made once."""
         mac = self._hmac.copy()
         mac.update(user_id.encode("utf-8", "surrogatepass"))
@@ -160,7 +166,7 @@ class Processor:
         fields["user_id"] = pseudonym
         fields["ingested_at"] = now_ms
         try:
-            value = self._event_codec.encode(fields)
+            value = self._encoder.encode(fields)
         except CodecError as exc:
             return Rejection(exc.reason, f"valid event does not encode as AdEvent: {exc}")
         return Outgoing(self._events_topic, pseudonym.encode(), value, now_ms)

@@ -38,6 +38,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _EPOCH_DIGITS = re.compile(r"^-?\d{1,19}$")
+_NO_MAP: dict[str, Any] = {}  # an absent consent/context (never handed out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,15 @@ class _Reject(Exception):  # internal control flow; never escapes this module
 
 def validate_event(obj: object, *, now_ms: int, limits: Limits = Limits()) -> Event | Rejection:
     """Check one decoded raw event; return the typed AdEvent v2 fields or the reason it fails."""
+    if type(obj) is dict:
+        fast = _well_formed(obj, now_ms, limits)
+        if fast is not None:
+            return fast
+    return _validate_full(obj, now_ms, limits)
+
+
+def _validate_full(obj: object, now_ms: int, limits: Limits) -> Event | Rejection:
+    """Every rule, field by field; names the first problem."""
     if type(obj) is not dict and not isinstance(obj, Mapping):
         return Rejection(
             "schema_violation",
@@ -88,6 +98,85 @@ def validate_event(obj: object, *, now_ms: int, limits: Limits = Limits()) -> Ev
     except _Reject as rej:
         return rej.rejection
     return Event(fields)
+
+
+_ID_FIELDS = ("event_id", "campaign_id", "user_id", "creative_id", "decision_id", "source")
+_REQUIRED_IDS = 3  # the first three of _ID_FIELDS
+
+
+def _well_formed(obj: dict[str, Any], now_ms: int, limits: Limits) -> Event | None:
+    """The common case checked in one go: every id a clean string, occurred_at epoch-ms (or
+    an Avro timestamp) in range, consent and context plain maps of clean strings and booleans, no sentiment.
+
+    Returns exactly the `Event` the full checks below would return, or None when anything is
+    unusual; then the full checks decide (and name the problem). One regex search over all
+    ids and map keys replaces a search per field; context values may hold control characters,
+    so one with any goes the full way too.
+    """
+    get = obj.get
+    etype = get("type")
+    occurred = get("occurred_at")
+    consent = get("consent", _NO_MAP)
+    context = get("context", _NO_MAP)
+    value = get("value")
+    if type(occurred) is datetime:  # Avro's timestamp-millis
+        occurred = _datetime_ms(occurred)
+    if not (
+        type(etype) is str
+        and etype in EVENT_TYPES
+        and type(occurred) is int
+        and MIN_OCCURRED_AT_MS <= occurred <= now_ms + limits.max_future_skew_ms
+        and get("sentiment") is None
+        and (value is None or (type(value) is float and math.isfinite(value)))
+        and type(consent) is dict
+        and type(context) is dict
+        and len(consent) <= _MAX_MAP_ENTRIES
+        and len(context) <= _MAX_MAP_ENTRIES
+    ):
+        return None
+    ids = [get(name) for name in _ID_FIELDS]
+    for i, text in enumerate(ids):
+        if type(text) is not str or len(text) > _MAX_ID or text.isspace():
+            if i >= _REQUIRED_IDS and text is None:
+                continue
+            return None
+        if not text:
+            if i < _REQUIRED_IDS:
+                return None
+            ids[i] = None
+    checked = [text for text in ids if text]
+    for key, flag in consent.items():
+        if type(key) is not str or not 0 < len(key) <= _MAX_MAP_KEY or type(flag) is not bool:
+            return None
+        checked.append(key)
+    for key, text in context.items():
+        if (
+            type(key) is not str
+            or not 0 < len(key) <= _MAX_MAP_KEY
+            or type(text) is not str
+            or len(text) > _MAX_CONTEXT_VALUE
+        ):
+            return None
+        checked.append(key)
+        checked.append(text)
+    if _BAD_CHARS.search("".join(checked)):
+        return None
+    event_id, campaign_id, user_id, creative_id, decision_id, source = ids
+    return Event({
+        "event_id": event_id,
+        "type": etype,
+        "occurred_at": occurred,
+        "campaign_id": campaign_id,
+        "creative_id": creative_id,
+        "decision_id": decision_id,
+        "user_id": user_id,
+        "consent": consent if consent is not _NO_MAP else {},
+        "context": context if context is not _NO_MAP else {},
+        "value": value,
+        "sentiment": None,
+        "source": source,
+        "ingested_at": None,
+    })
 
 
 def consent_verdict(consent: Mapping[str, bool]) -> str | None:

@@ -75,4 +75,6 @@ def test_admuse_help_lists_commands() -> None:
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "COLUMNS": "120"})
     assert out.returncode == 0, out.stderr
-    assert "topics" in out.stdout
+    for command in ("topics", "campaign", "demo", "simulate", "train", "report", "ope", "replay",
+                    "erase"):
+        assert f" {command} " in out.stdout, command

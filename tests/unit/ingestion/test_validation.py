@@ -228,3 +228,55 @@ def test_never_raises_always_typed(
 @given(_json)
 def test_arbitrary_json_never_raises(obj: object) -> None:
     assert isinstance(check(obj), Event | Rejection)
+
+
+def _fast_case(**over: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "occurred_at": NOW_MS - 5,
+        "context": {"country": "DE", "device": "mobile"},
+    }
+    return good(**{**base, **over})
+
+
+def test_common_event_takes_the_fast_path_with_the_same_fields() -> None:
+    from services.ingestion.validation import _validate_full, _well_formed
+
+    for obj in (
+        _fast_case(),
+        _fast_case(creative_id="", decision_id=..., source=None, value=2.5),
+        _fast_case(occurred_at=datetime(2026, 11, 16, 10, tzinfo=UTC), consent=...),
+    ):
+        fast = _well_formed(obj, NOW_MS, Limits())
+        assert fast is not None
+        assert fast == _validate_full(obj, NOW_MS, Limits())
+
+
+_tricky_text = st.sampled_from(
+    ["", " ", "\t", "ok", "a\x00b", "x\x1f", "\x7f", "\ud800", "x\udfff", "é✓", "a" * 256, "a" * 257]
+) | st.text(max_size=8)
+_tricky = (
+    _tricky_text
+    | st.none()
+    | st.booleans()
+    | st.integers(MIN_OCCURRED_AT_MS - 2, MIN_OCCURRED_AT_MS + 2)
+    | st.integers(NOW_MS + 299_998, NOW_MS + 300_002)
+    | st.integers()
+    | st.floats()
+    | st.sampled_from(["impression", "comment", "Click", 0.5, -1.5])
+    | st.datetimes(timezones=st.just(UTC))
+    | st.dictionaries(_tricky_text, _tricky_text | st.booleans() | st.none() | st.integers(), max_size=3)
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    overrides=st.dictionaries(_field_names | st.just("sentiment"), _tricky, max_size=4),
+    drops=st.sets(_field_names, max_size=2),
+)
+def test_fast_path_never_differs_from_the_full_checks(
+    overrides: dict[str, object], drops: set[str]
+) -> None:
+    from services.ingestion.validation import _validate_full
+
+    obj = {k: v for k, v in {**_fast_case(), **overrides}.items() if k not in drops}
+    assert check(obj) == _validate_full(obj, NOW_MS, Limits())
