@@ -11,6 +11,7 @@ The join does that hop twice (events → events-by-decision → join) plus its t
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -35,6 +36,20 @@ from tests.integration.features_worker import (
 N = 400  # clicks per repeat
 REPEATS = 3
 PACED_RATE = 20.0  # clicks/s for the latency rounds (below the join's capacity here)
+
+
+def _sched(pid: int | None) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process, all threads;
+    Linux only (zeros elsewhere). On a shared machine the second one says how starved it was."""
+    run = wait = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                a, b, _ = f.read().split()
+            run, wait = run + int(a), wait + int(b)
+    except (OSError, ValueError):
+        pass
+    return run / 1e9, wait / 1e9
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -91,12 +106,17 @@ async def _join_round(
     while await worker.metric("admuse_features_decisions_total") < opened + n:
         assert time.monotonic() < deadline, "decisions not consumed in 120 s"
         await asyncio.sleep(0.2)
+    pid = worker.proc.pid if worker.proc else None
+    cpu0 = _sched(pid)
     sent = await _clicks(kafka, topics, registry, decisions, rate)
     await rewards.until(lambda r: set(sent) <= {k for k, _, _ in r.records}, timeout_s=300)
+    cpu1 = _sched(pid)
     got = {k: ts for k, _, ts in rewards.records if k in sent}
     delays = [(got[k] - sent[k]) / 1000 for k in sent]
     span = (max(got.values()) - min(sent.values())) / 1000
-    return n / span, _pct(delays, 0.5), _pct(delays, 0.95)
+    cpu_ms = (cpu1[0] - cpu0[0]) * 1000 / n  # worker CPU per click (+ the ticks meanwhile)
+    starved = (cpu1[1] - cpu0[1]) / max(1e-9, cpu1[0] - cpu0[0])
+    return n / span, _pct(delays, 0.5), _pct(delays, 0.95), cpu_ms, starved
 
 
 async def _relay_round(
@@ -172,20 +192,25 @@ async def main() -> None:
                 base.append(await _relay_round(kafka, topics, registry, relay_topic.name))
                 print(
                     f"round {rnd}: burst {join[-1][0]:.0f} rewards/s (p50 "
-                    f"{join[-1][1] * 1000:.0f} ms) | paced {PACED_RATE:.0f}/s: p50 "
+                    f"{join[-1][1] * 1000:.0f} ms, worker {join[-1][3]:.1f} ms CPU/click, "
+                    f"waited {join[-1][4]:.1f}x that for a CPU) | paced {PACED_RATE:.0f}/s: p50 "
                     f"{paced[-1][1] * 1000:.0f} ms p95 {paced[-1][2] * 1000:.0f} ms | relay "
                     f"{base[-1][0]:.0f}/s p50 {base[-1][1] * 1000:.0f} ms",
                     flush=True,
                 )
     finally:
         worker.stop()
-    med = [statistics.median(x[i] for x in join) for i in range(3)]
+    med = [statistics.median(x[i] for x in join) for i in range(5)]
     pmed = [statistics.median(x[i] for x in paced) for i in range(3)]
     bmed = [statistics.median(x[i] for x in base) for i in range(3)]
     print(f"\nfeatures join, one worker, medians of {REPEATS}:")
     print(
         f"  burst of {N} clicks: {med[0]:.0f} rewards/s "
         f"(click->Reward p50 {med[1] * 1000:.0f} ms, p95 {med[2] * 1000:.0f} ms, queueing)"
+    )
+    print(
+        f"  worker CPU {med[3]:.1f} ms per click; it waited {med[4]:.1f}x as long for a CPU "
+        f"(machine load: {os.getloadavg()[0]:.1f})"
     )
     print(
         f"  paced {PACED_RATE:.0f} clicks/s: click->Reward p50 {pmed[1] * 1000:.0f} ms, "

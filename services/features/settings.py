@@ -40,7 +40,7 @@ class Settings(ServiceSettings):
         0.25, gt=0, le=60, description="How often expired windows are closed."
     )
     flush_interval_s: float = Field(
-        0.1, gt=0, le=10, description="How often changed stats are published (coalesced)."
+        0.2, gt=0, le=10, description="How often changed stats are published (coalesced)."
     )
     stats_batch_s: float = Field(
         0.05,

@@ -21,6 +21,7 @@ from services.ingestion.rejection import Rejection, show
 __all__ = ["Decoded", "decode_json", "decode_raw"]
 
 _BOM = "\ufeff"
+_scan_json = json.JSONDecoder().scan_once  # json.loads without its whitespace handling
 _AVRO_HEADER = len(MAGIC) + 8
 _AVRO_BODY_ERRORS = (
     EOFError,
@@ -36,7 +37,7 @@ _AVRO_BODY_ERRORS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decoded:
     """A decoded raw value and the wire format it came in."""
 
@@ -104,6 +105,13 @@ def decode_json(data: bytes) -> Decoded | Rejection:
         )
     if text.startswith(_BOM):
         text = text[1:]
+    if text[:1] == "{":  # the usual case: one object, nothing around it
+        try:
+            value, end = _scan_json(text, 0)
+            if end == len(text):
+                return Decoded(value, "json")
+        except (ValueError, RecursionError, StopIteration):
+            pass  # json.loads below says what is wrong
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

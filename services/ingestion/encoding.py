@@ -115,10 +115,14 @@ class AdEventEncoder:
             found = self._remember(s, _string(s))
         return found
 
-    def _map(self, items: Mapping[str, Any], value: Any) -> bytes:
-        """A consent or context map's encoding; the same few maps recur, so remember them."""
+    def _map(self, items: Mapping[str, Any], kind: type, value: Any) -> bytes:
+        """A consent or context map's encoding; the same few maps recur, so remember them.
+        Values are type-checked first: True == 1 would otherwise share a cache entry."""
         if not items:
             return _NULL
+        for v in items.values():
+            if type(v) is not kind:
+                raise TypeError(f"map values are {kind.__name__}")
         key = tuple(items.items())
         found = self._maps.get(key)
         if found is None:
@@ -153,8 +157,8 @@ class AdEventEncoder:
             _optional(f["creative_id"], cached),
             _optional(f["decision_id"], _str),
             _str(f["user_id"]),
-            self._map(f["consent"], _boolean),
-            self._map(f["context"], _str),
+            self._map(f["consent"], bool, _boolean),
+            self._map(f["context"], str, _str),
             _double(f["value"]),
             _double(f["sentiment"]),
             _optional(f["source"], cached),

@@ -45,7 +45,7 @@ class RawRecord(Protocol):
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per event, and frozen init costs 3x
 class Outgoing:
     topic: str
     key: bytes | None
@@ -63,6 +63,7 @@ class BatchResult:
     duplicates: int = 0
     formats: Counter[str] = field(default_factory=Counter)
     source_timestamps_ms: list[int] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set, repr=False)  # forwarded or committing ids
 
     @property
     def forwarded(self) -> int:
@@ -105,11 +106,19 @@ class Processor:
         mac.update(user_id.encode("utf-8", "surrogatepass"))
         return mac.hexdigest()
 
-    def process(self, records: Iterable[RawRecord], now_ms: int) -> BatchResult:
+    def process(
+        self,
+        records: Iterable[RawRecord],
+        now_ms: int,
+        already: Iterable[str] = (),
+        into: BatchResult | None = None,
+    ) -> BatchResult:
         """Decide every record of a batch. The dedup window is NOT updated here: call
-        `commit(result, now_ms)` once the batch's transaction committed."""
-        result = BatchResult()
-        in_batch: set[str] = set()
+        `commit(result, now_ms)` once the batch's transaction committed. `already`: event_ids
+        forwarded by a batch still committing, counted as seen. `into`: a result to extend
+        (a batch processed in slices)."""
+        result = into if into is not None else BatchResult(seen=set(already))
+        in_batch = result.seen
         for rec in records:
             result.consumed += 1
             try:

@@ -60,7 +60,7 @@ class Settings(ServiceSettings):
         2_000_000, ge=1000, description="Memory cap of the de-duplication window (oldest go)."
     )
     max_batch: int = Field(
-        2000, ge=1, le=100_000, description="Raw records per transaction at most."
+        5000, ge=1, le=100_000, description="Raw records per transaction at most."
     )
     http_host: str = Field("0.0.0.0", description="Address the HTTP collector binds.")
     http_port: int = Field(8081, ge=0, le=65535, description="HTTP collector port (0: none).")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import structlog
@@ -37,6 +37,8 @@ __all__ = ["IngestionStream"]
 _log = structlog.get_logger(__name__)
 _SUMMARY_EVERY_S = 10.0
 _PARTITION_CACHE = 200_000
+_SLICE = 250  # records transformed between two turns of the event loop while committing
+_CHAIN_S = 3.0  # pipelined batches per hold of the rebalance lock, at most this long
 
 
 def _now_ms() -> int:
@@ -113,7 +115,7 @@ class IngestionStream:
                         # the group's committed offsets of the partitions still ours.
                         await self._rewind(consumer, batches)
                         continue
-                    await self._transact(consumer, batches)
+                    await self._transact_chain(consumer, batches, stop)
                 self._maybe_summary(force=False)
         finally:
             self.ready.clear()
@@ -129,13 +131,79 @@ class IngestionStream:
                 committed = await consumer.committed(tp)
                 consumer.seek(tp, committed if committed is not None else recs[0].offset)
 
-    async def _transact(
-        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[RawRecord]]
+    async def _transact_chain(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[RawRecord]],
+        stop: asyncio.Event,
     ) -> None:
+        """Transact `batches`, then — still under the rebalance lock, for up to
+        `_CHAIN_S` — the batches fetched meanwhile, one transaction each.
+
+        While a batch's commit is in flight (the broker acknowledging its records, then
+        EndTxn) the next batch is already transformed, so the CPU is not idle during the
+        round trips. Its transaction only begins once the previous one committed, and it
+        holds that batch's own output and offsets, as before. Its dedup check counts the
+        committing batch's event_ids as seen; if that commit fails the service stops (see
+        `_finish`) and the next batch is read again after the restart.
+        """
+        started = time.perf_counter()
+        prepared = self._prepare(batches, already=())
+        while True:
+            committing = await self._begin(consumer, *prepared)
+            if committing is None:  # aborted and rewound: retry from the committed offsets
+                return
+            following = None
+            if not stop.is_set() and time.perf_counter() - started < _CHAIN_S:
+                following = await self._fetch_now(consumer)
+            if following:
+                next_prepared = await self._prepare_sliced(
+                    following, already=prepared[1].forwarded_ids
+                )
+            await self._finish(committing, *prepared[1:])
+            if not following:
+                return
+            prepared = next_prepared
+
+    def _prepare(
+        self, batches: dict[TopicPartition, list[RawRecord]], already: Collection[str]
+    ) -> tuple[dict[TopicPartition, list[RawRecord]], BatchResult, float, int]:
         started = time.perf_counter()
         now_ms = _now_ms()
         records = [rec for recs in batches.values() for rec in recs]
-        result = self._processor.process(records, now_ms)
+        return batches, self._processor.process(records, now_ms, already), started, now_ms
+
+    async def _prepare_sliced(
+        self, batches: dict[TopicPartition, list[RawRecord]], already: Collection[str]
+    ) -> tuple[dict[TopicPartition, list[RawRecord]], BatchResult, float, int]:
+        """`_prepare`, yielding to the event loop between slices so the producer's sender
+        moves the committing transaction along (acks, then EndTxn) meanwhile."""
+        started = time.perf_counter()
+        now_ms = _now_ms()
+        records = [rec for recs in batches.values() for rec in recs]
+        result = BatchResult(seen=set(already))
+        for i in range(0, len(records), _SLICE):
+            await asyncio.sleep(0)
+            self._processor.process(records[i : i + _SLICE], now_ms, into=result)
+        return batches, result, started, now_ms
+
+    async def _fetch_now(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[RawRecord]] | None:
+        try:
+            return await consumer.getmany(timeout_ms=0, max_records=self._max_batch)
+        except KafkaError:  # the main loop's fetch reports and retries
+            return None
+
+    async def _begin(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[RawRecord]],
+        result: BatchResult,
+        started: float,
+        now_ms: int,
+    ) -> asyncio.Task[list[asyncio.Future[Any]]] | None:
+        """Open the batch's transaction, produce its records and offsets, start the commit."""
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
         producer = self._producer
         await producer.begin_transaction()
@@ -152,11 +220,25 @@ class IngestionStream:
             await producer.abort_transaction()
             await self._rewind(consumer, batches)
             await asyncio.sleep(0.5)
-            return
+            return None
+
+        async def commit() -> list[asyncio.Future[Any]]:
+            await producer.commit_transaction()
+            return futures
+
+        return asyncio.ensure_future(commit())
+
+    async def _finish(
+        self,
+        committing: asyncio.Task[list[asyncio.Future[Any]]],
+        result: BatchResult,
+        started: float,
+        now_ms: int,
+    ) -> None:
         # A failed commit leaves the outcome unknown: let it raise and the service stop. A
         # restart re-registers the transactional id, which settles the transaction, and
         # rebuilds offsets and the dedup window from Kafka (what the kill test proves).
-        await producer.commit_transaction()
+        futures = await committing
         if futures:
             await asyncio.gather(*futures)
         self._processor.commit(result, now_ms)
@@ -170,14 +252,16 @@ class IngestionStream:
         producer = self._producer
         builders: dict[tuple[str, int], Any] = {}
         futures: list[asyncio.Future[Any]] = []
+        for topic in {out.topic for out in outgoing} - self._partitions.keys():
+            self._partitions[topic] = sorted(await producer.partitions_for(topic))
+        partition_of = self._partition_of
         for out in outgoing:
-            partition = await self._partition_of(out.topic, out.key)
-            slot = (out.topic, partition)
+            slot = (out.topic, partition_of(out.topic, out.key))
             builder = builders.get(slot)
             if builder is None:
                 builder = builders[slot] = producer.create_batch()
             if builder.append(timestamp=out.timestamp_ms, key=out.key, value=out.value) is None:
-                futures.append(await producer.send_batch(builder, out.topic, partition=partition))
+                futures.append(await producer.send_batch(builder, slot[0], partition=slot[1]))
                 builder = builders[slot] = producer.create_batch()
                 if builder.append(timestamp=out.timestamp_ms, key=out.key, value=out.value) is None:
                     raise RuntimeError(f"an empty batch refused {len(out.value)} bytes for {slot}")
@@ -185,12 +269,8 @@ class IngestionStream:
             futures.append(await producer.send_batch(builder, topic, partition=partition))
         return futures
 
-    async def _partition_of(self, topic: str, key: bytes | None) -> int:
-        partitions = self._partitions.get(topic)
-        if partitions is None:
-            partitions = self._partitions[topic] = sorted(
-                await self._producer.partitions_for(topic)
-            )
+    def _partition_of(self, topic: str, key: bytes | None) -> int:
+        partitions = self._partitions[topic]
         if key is None:
             return partitions[0]
         cache = self._partition_cache

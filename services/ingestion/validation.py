@@ -106,7 +106,8 @@ _REQUIRED_IDS = 3  # the first three of _ID_FIELDS
 
 def _well_formed(obj: dict[str, Any], now_ms: int, limits: Limits) -> Event | None:
     """The common case checked in one go: every id a clean string, occurred_at epoch-ms (or
-    an Avro timestamp) in range, consent and context plain maps of clean strings and booleans, no sentiment.
+    an Avro timestamp) in range, consent and context plain maps of clean strings and
+    booleans, no sentiment.
 
     Returns exactly the `Event` the full checks below would return, or None when anything is
     unusual; then the full checks decide (and name the problem). One regex search over all
@@ -162,21 +163,23 @@ def _well_formed(obj: dict[str, Any], now_ms: int, limits: Limits) -> Event | No
     if _BAD_CHARS.search("".join(checked)):
         return None
     event_id, campaign_id, user_id, creative_id, decision_id, source = ids
-    return Event({
-        "event_id": event_id,
-        "type": etype,
-        "occurred_at": occurred,
-        "campaign_id": campaign_id,
-        "creative_id": creative_id,
-        "decision_id": decision_id,
-        "user_id": user_id,
-        "consent": consent if consent is not _NO_MAP else {},
-        "context": context if context is not _NO_MAP else {},
-        "value": value,
-        "sentiment": None,
-        "source": source,
-        "ingested_at": None,
-    })
+    return Event(
+        {
+            "event_id": event_id,
+            "type": etype,
+            "occurred_at": occurred,
+            "campaign_id": campaign_id,
+            "creative_id": creative_id,
+            "decision_id": decision_id,
+            "user_id": user_id,
+            "consent": consent if consent is not _NO_MAP else {},
+            "context": context if context is not _NO_MAP else {},
+            "value": value,
+            "sentiment": None,
+            "source": source,
+            "ingested_at": None,
+        }
+    )
 
 
 def consent_verdict(consent: Mapping[str, bool]) -> str | None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.codec import MAGIC, SchemaRegistry
-from services.ingestion.decoding import Decoded, decode_raw
+from services.ingestion.decoding import Decoded, decode_json, decode_raw
 from services.ingestion.rejection import REASONS, Rejection
 
 REGISTRY = SchemaRegistry.load()
@@ -93,3 +93,25 @@ def test_truncated_or_corrupted_avro_never_raises(cut: int, noise: bytes) -> Non
     data = CODEC.encode({**EVENT, "context": {"country": "DE"}, "source": "sdk"})
     for mutated in (data[:cut], data[:cut] + noise + data[cut + len(noise) :]):
         assert isinstance(decode(mutated), Decoded | Rejection)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids),
+        max_leaves=8,
+    ),
+    st.sampled_from(["", " ", "\n", " x", "}", "\ufeff"]),
+    st.sampled_from(["", " ", "\ufeff", "\ufeff "]),
+)
+def test_json_decodes_like_json_loads(value: object, tail: str, head: str) -> None:
+    text = head + json.dumps({"v": value}) + tail
+    out = decode_json(text.encode("utf-8", "surrogatepass"))
+    try:
+        expected = json.loads(text[1:] if text.startswith("\ufeff") else text)
+    except ValueError:
+        assert isinstance(out, Rejection)
+    else:
+        assert isinstance(out, Decoded)
+        assert json.dumps(out.value) == json.dumps(expected)  # NaN-safe equality

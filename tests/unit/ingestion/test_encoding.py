@@ -85,11 +85,13 @@ def test_direct_bytes_equal_the_codec_bytes(**kw: object) -> None:
         {"value": 3},
         {"value": math.nan},
         {"consent": {"p": 1}},
+        {"consent": {"p": 1.0}},
         {"context": {"k": 5}},
         {"creative_id": 7},
     ],
 )
 def test_unusual_values_get_the_codec_result(over: dict[str, object]) -> None:
+    _ENCODER.encode(_fields(consent={"p": True}, context={"k": "5"}))  # cached look-alikes
     fields = _fields(**over)
     try:
         expected: bytes | type[CodecError] = _CODEC.encode(fields)

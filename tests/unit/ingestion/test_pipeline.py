@@ -160,3 +160,22 @@ def test_books_balance_on_anything(values: list[bytes | None]) -> None:
     assert len(r.outgoing) == r.forwarded + sum(r.dead_letters.values())
     for out in r.outgoing:
         (EVENTS if out.topic == "events" else DLQ).decode(out.value)
+
+
+def test_ids_of_a_batch_still_committing_count_as_seen() -> None:
+    p = processor()
+    first = p.process([Rec(raw("e1")), Rec(raw("e2"))], NOW)
+    second = p.process([Rec(raw("e2")), Rec(raw("e3"))], NOW, already=first.forwarded_ids)
+    assert first.forwarded_ids == ["e1", "e2"]
+    assert second.forwarded_ids == ["e3"] and second.duplicates == 1 and balanced(second)
+
+
+def test_a_batch_processed_in_slices_equals_one_pass() -> None:
+    recs = [Rec(raw(f"e{i % 7}", user=f"u{i % 3}"), offset=i) for i in range(20)]
+    recs.insert(5, Rec(b"not json", offset=99))
+    whole = processor().process(recs, NOW, already=["e6"])
+    p = processor()
+    sliced = BatchResult(seen={"e6"})
+    for i in range(0, len(recs), 4):
+        p.process(recs[i : i + 4], NOW, into=sliced)
+    assert sliced == whole and balanced(sliced) and sliced.duplicates == 14

@@ -252,7 +252,20 @@ def test_common_event_takes_the_fast_path_with_the_same_fields() -> None:
 
 
 _tricky_text = st.sampled_from(
-    ["", " ", "\t", "ok", "a\x00b", "x\x1f", "\x7f", "\ud800", "x\udfff", "é✓", "a" * 256, "a" * 257]
+    [
+        "",
+        " ",
+        "\t",
+        "ok",
+        "a\x00b",
+        "x\x1f",
+        "\x7f",
+        "\ud800",
+        "x\udfff",
+        "é✓",
+        "a" * 256,
+        "a" * 257,
+    ]
 ) | st.text(max_size=8)
 _tricky = (
     _tricky_text
@@ -264,7 +277,9 @@ _tricky = (
     | st.floats()
     | st.sampled_from(["impression", "comment", "Click", 0.5, -1.5])
     | st.datetimes(timezones=st.just(UTC))
-    | st.dictionaries(_tricky_text, _tricky_text | st.booleans() | st.none() | st.integers(), max_size=3)
+    | st.dictionaries(
+        _tricky_text, _tricky_text | st.booleans() | st.none() | st.integers(), max_size=3
+    )
 )
 
 
