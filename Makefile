@@ -25,7 +25,8 @@ proto: ## Generate gRPC code from proto/ (never edited by hand)
 demo: install ## The main job: broker, services, simulator, report
 	@PATH=$(VENV)/bin:$$PATH $(VENV)/bin/admuse demo $(DEMO_ARGS)
 
-test: install ## Run every test (unit, integration, e2e) against a fresh real Kafka broker
+test: install ## Lint, then every test (unit, integration, e2e) against a fresh real Kafka broker
+	@$(MAKE) --no-print-directory lint
 	@deploy/test.sh $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only (no broker)

@@ -22,8 +22,13 @@ REPEATS = int(os.environ.get("REPEATS", "3"))
 
 
 def _env(data: Path) -> dict[str, str]:
-    return {**os.environ, "ADMUSE_KAFKA_PORT": "29092", "ADMUSE_KAFKA_CONTROLLER_PORT": "29093",
-            "ADMUSE_KAFKA_DATA_DIR": str(data), "PYTHON": sys.executable}
+    return {
+        **os.environ,
+        "ADMUSE_KAFKA_PORT": "29092",
+        "ADMUSE_KAFKA_CONTROLLER_PORT": "29093",
+        "ADMUSE_KAFKA_DATA_DIR": str(data),
+        "PYTHON": sys.executable,
+    }
 
 
 def _timed(*cmd: str, env: dict[str, str]) -> float:
@@ -36,13 +41,17 @@ def main() -> None:
     subprocess.run([str(KAFKA), "fetch"], check=True)
     version = next(
         line.split(">")[1].split("<")[0]
-        for line in (KAFKA.parent / "pom.xml").read_text().splitlines() if "<kafka.version>" in line
+        for line in (KAFKA.parent / "pom.xml").read_text().splitlines()
+        if "<kafka.version>" in line
     )
     cp = str(Path.home() / ".cache" / "admuse" / f"kafka-{version}" / "*")
     baseline, cold, warm = [], [], []
     for _ in range(REPEATS):
-        baseline.append(_timed("java", "-cp", cp, "kafka.tools.StorageTool", "random-uuid",
-                               env=dict(os.environ)))
+        baseline.append(
+            _timed(
+                "java", "-cp", cp, "kafka.tools.StorageTool", "random-uuid", env=dict(os.environ)
+            )
+        )
         data = Path(tempfile.mkdtemp(prefix="admuse-kafka-bench-"))
         env = _env(data)
         try:
@@ -55,7 +64,9 @@ def main() -> None:
     b, c, w = (statistics.median(x) for x in (baseline, cold, warm))
     print(f"Kafka {version}, {REPEATS} runs, medians:")
     print(f"  bare JVM start (baseline)      {b:6.2f} s")
-    print(f"  cold start (format+start+ready) {c:6.2f} s  = {c / b:4.1f}x baseline  (target < 30 s)")
+    print(
+        f"  cold start (format+start+ready) {c:6.2f} s  = {c / b:4.1f}x baseline  (target < 30 s)"
+    )
     print(f"  warm restart (formatted folder) {w:6.2f} s  = {w / b:4.1f}x baseline")
 
 

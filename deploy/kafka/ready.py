@@ -14,7 +14,7 @@ async def _probe(bootstrap: str) -> bool:
     try:
         await asyncio.wait_for(client.bootstrap(), timeout=4)
         return bool(client.cluster.brokers())
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+    except Exception:
         return False
     finally:
         await client.close()

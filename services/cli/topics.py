@@ -39,6 +39,11 @@ def list_() -> None:
 
     table = Table("topic", "partitions", "cleanup", "key", "value")
     for spec in Topics.from_settings(KafkaSettings()):
-        table.add_row(spec.name, str(spec.partitions), spec.cleanup_policy, spec.key,
-                      spec.value or "JSON or Avro")
+        table.add_row(
+            spec.name,
+            str(spec.partitions),
+            spec.cleanup_policy,
+            spec.key,
+            spec.value or "JSON or Avro",
+        )
     Console().print(table)

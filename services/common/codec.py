@@ -192,8 +192,15 @@ class RecordCodec:
         buf.write(self.reader.header)
         try:
             fastavro.schemaless_writer(buf, self.reader.parsed, value)
-        except (ValidationError, ValueError, TypeError, KeyError, AttributeError,
-                OverflowError, struct.error) as exc:
+        except (
+            ValidationError,
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            OverflowError,
+            struct.error,
+        ) as exc:
             raise EncodeError(
                 f"value does not fit {self.name} v{self.reader.version}: {exc}"
             ) from exc
@@ -217,8 +224,14 @@ class RecordCodec:
             raise ResolutionError(
                 f"cannot read {writer.name} v{writer.version} as v{self.reader.version}: {exc}"
             ) from exc
-        except (UnicodeDecodeError, ValueError, TypeError, KeyError, OverflowError,
-                MemoryError) as exc:
+        except (
+            UnicodeDecodeError,
+            ValueError,
+            TypeError,
+            KeyError,
+            OverflowError,
+            MemoryError,
+        ) as exc:
             raise TruncatedError(f"{self.name} v{writer.version} body is corrupt: {exc}") from exc
         if body.tell() != len(body.getbuffer()):
             extra = len(body.getbuffer()) - body.tell()

@@ -84,17 +84,20 @@ async def wait_for_broker(kafka: KafkaSettings, timeout_s: float = 60.0) -> None
     while time.monotonic() < deadline:
         client = AIOKafkaClient(**kafka.client_kwargs())
         try:
-            await asyncio.wait_for(client.bootstrap(), timeout=max(0.5, deadline - time.monotonic()))
+            await asyncio.wait_for(
+                client.bootstrap(), timeout=max(0.5, deadline - time.monotonic())
+            )
             if client.cluster.brokers():
                 return
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             last = exc
         finally:
             await client.close()
         await asyncio.sleep(0.25)
     raise TimeoutError(
         f"Kafka at {kafka.bootstrap_servers} did not answer within {timeout_s:.0f}s "
-        f"(last error: {last!r}); start it with `make kafka-up` or set ADMUSE_KAFKA_BOOTSTRAP_SERVERS"
+        f"(last error: {last!r}); start it with `make kafka-up` or set "
+        "ADMUSE_KAFKA_BOOTSTRAP_SERVERS"
     )
 
 
@@ -115,10 +118,12 @@ async def ensure_topics(
         created: list[str] = []
         raced: set[str] = set()
         if missing:
-            resp = await admin.create_topics([
-                NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.configs())
-                for s in missing
-            ])
+            resp = await admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.configs())
+                    for s in missing
+                ]
+            )
             for topic, code, *rest in resp.topic_errors:
                 if code == 0:
                     created.append(topic)
@@ -155,7 +160,9 @@ async def _check_existing(admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec]
             )
 
 
-async def describe_topic_configs(kafka: KafkaSettings, names: Sequence[str]) -> dict[str, dict[str, str]]:
+async def describe_topic_configs(
+    kafka: KafkaSettings, names: Sequence[str]
+) -> dict[str, dict[str, str]]:
     """Topic configs as the broker reports them: {topic: {config: value}}."""
     admin = make_admin(kafka)
     await admin.start()

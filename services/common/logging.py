@@ -33,8 +33,12 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", service: str | Non
         cache_logger_on_first_use=True,
     )
     # Libraries (aiokafka, uvicorn, faust) log through stdlib logging: route them to stdout too.
-    logging.basicConfig(level=max(logging.getLevelName(level), logging.WARNING), stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level=max(logging.getLevelName(level), logging.WARNING),
+        stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
     if service:
         structlog.contextvars.bind_contextvars(service=service)
 

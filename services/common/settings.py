@@ -21,7 +21,9 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADMUSE_KAFKA_", frozen=True, extra="ignore")
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
-    topic_prefix: str = Field("", description="Prepended to every topic name (isolates tests/tenants).")
+    topic_prefix: str = Field(
+        "", description="Prepended to every topic name (isolates tests/tenants)."
+    )
     client_id: str = Field("admuse", description="Client id sent to the broker.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

@@ -50,25 +50,35 @@ class Topics:
     """The topic registry. Attribute names are stable; `.name` carries any prefix."""
 
     events_raw: TopicSpec = TopicSpec(
-        "admuse.events.raw", 4, "delete", "anything", None, retention_ms=7 * DAY_MS)
+        "admuse.events.raw", 4, "delete", "anything", None, retention_ms=7 * DAY_MS
+    )
     events: TopicSpec = TopicSpec(
-        "admuse.events", 4, "delete", "user pseudonym", "AdEvent", retention_ms=7 * DAY_MS)
+        "admuse.events", 4, "delete", "user pseudonym", "AdEvent", retention_ms=7 * DAY_MS
+    )
     events_dlq: TopicSpec = TopicSpec(
-        "admuse.events.dlq", 1, "delete", "original key", "DeadLetter", retention_ms=30 * DAY_MS)
+        "admuse.events.dlq", 1, "delete", "original key", "DeadLetter", retention_ms=30 * DAY_MS
+    )
     decisions: TopicSpec = TopicSpec(
-        "admuse.decisions", 4, "delete", "decision_id", "Decision", retention_ms=30 * DAY_MS)
+        "admuse.decisions", 4, "delete", "decision_id", "Decision", retention_ms=30 * DAY_MS
+    )
     rewards: TopicSpec = TopicSpec(
-        "admuse.rewards", 4, "delete", "decision_id", "Reward", retention_ms=30 * DAY_MS)
+        "admuse.rewards", 4, "delete", "decision_id", "Reward", retention_ms=30 * DAY_MS
+    )
     stats: TopicSpec = TopicSpec(
-        "admuse.stats", 3, "compact", "campaign/segment/creative", "CreativeStats", extra=_COMPACT)
+        "admuse.stats", 3, "compact", "campaign/segment/creative", "CreativeStats", extra=_COMPACT
+    )
     campaigns: TopicSpec = TopicSpec(
-        "admuse.campaigns", 1, "compact", "campaign_id", "Campaign", extra=_COMPACT)
+        "admuse.campaigns", 1, "compact", "campaign_id", "Campaign", extra=_COMPACT
+    )
     creatives: TopicSpec = TopicSpec(
-        "admuse.creatives", 1, "compact", "creative_id", "Creative", extra=_COMPACT)
+        "admuse.creatives", 1, "compact", "creative_id", "Creative", extra=_COMPACT
+    )
     models: TopicSpec = TopicSpec(
-        "admuse.models", 1, "compact", "model name", "ModelPublished", extra=_COMPACT)
+        "admuse.models", 1, "compact", "model name", "ModelPublished", extra=_COMPACT
+    )
     erasure: TopicSpec = TopicSpec(
-        "admuse.erasure", 1, "delete", "user pseudonym", "ErasureRequest", retention_ms=30 * DAY_MS)
+        "admuse.erasure", 1, "delete", "user pseudonym", "ErasureRequest", retention_ms=30 * DAY_MS
+    )
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> Topics:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import signal
 import time
@@ -226,6 +227,10 @@ async def become_ready(svc: Inference) -> None:
     await svc.follower.restored.wait()
     await svc.curator.idle()
     svc.curator.following = True
+    # Everything loaded so far (libraries, models, restored state) lives as long as the process:
+    # move it out of the collector's reach so a full collection never walks it mid-request.
+    gc.collect()
+    gc.freeze()
     svc.ready = True
     svc.ready_event.set()
     _log.info(

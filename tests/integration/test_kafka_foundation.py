@@ -24,7 +24,9 @@ from services.common.topics import Topics
 pytestmark = pytest.mark.integration
 
 
-async def _consume(kafka: KafkaSettings, topic: str, group_id: str, n: int, timeout_s: float = 20.0):
+async def _consume(
+    kafka: KafkaSettings, topic: str, group_id: str, n: int, timeout_s: float = 20.0
+):
     consumer = make_consumer(kafka, topic, group_id=group_id)
     await consumer.start()
     out = []
@@ -63,11 +65,12 @@ async def test_existing_topic_with_other_policy_is_reported(kafka: KafkaSettings
     admin = make_admin(kafka)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(spec.name, spec.partitions, 1,
-                                            topic_configs={"cleanup.policy": "delete"})])
+        await admin.create_topics(
+            [NewTopic(spec.name, spec.partitions, 1, topic_configs={"cleanup.policy": "delete"})]
+        )
     finally:
         await admin.close()
-    with pytest.raises(TopicConfigMismatch, match="cleanup.policy=delete"):
+    with pytest.raises(TopicConfigMismatch, match=r"cleanup\.policy=delete"):
         await ensure_topics(kafka, [spec])
 
 
@@ -75,15 +78,23 @@ async def test_avro_records_round_trip_through_the_broker(
     kafka: KafkaSettings, topics: Topics, group_id: str, registry: SchemaRegistry
 ) -> None:
     codec = registry.codec("ErasureRequest")
-    sent = [{"request_id": f"r{i}", "user_id": f"p{i}", "requested_at": 1_764_000_000_000 + i,
-             "reason": None} for i in range(50)]
+    sent = [
+        {
+            "request_id": f"r{i}",
+            "user_id": f"p{i}",
+            "requested_at": 1_764_000_000_000 + i,
+            "reason": None,
+        }
+        for i in range(50)
+    ]
     producer = make_producer(kafka, transactional_id=f"{group_id}-tx")
     await producer.start()
     try:
         async with producer.transaction():
             for value in sent:
-                await producer.send(topics.erasure.name, codec.encode(value),
-                                    key=value["user_id"].encode())
+                await producer.send(
+                    topics.erasure.name, codec.encode(value), key=value["user_id"].encode()
+                )
     finally:
         await producer.stop()
     records = await _consume(kafka, topics.erasure.name, group_id, len(sent))
@@ -98,18 +109,23 @@ async def test_reads_batches_compressed_by_librdkafka(
 ) -> None:
     codec = registry.codec("ErasureRequest")
     topic = topics.erasure.name
-    producer = confluent_kafka.Producer({
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "compression.type": compression,
-        "linger.ms": 50,
-        "batch.num.messages": 1000,
-    })
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "compression.type": compression,
+            "linger.ms": 50,
+            "batch.num.messages": 1000,
+        }
+    )
     n = 200
     for i in range(n):
-        value = {"request_id": f"{compression}-{i}", "user_id": "p" * 40, "requested_at": i,
-                 "reason": "x" * 100}
-        producer.produce(topic, codec.encode(value), key=b"k",
-                         headers=[("origin", b"librdkafka")])
+        value = {
+            "request_id": f"{compression}-{i}",
+            "user_id": "p" * 40,
+            "requested_at": i,
+            "reason": "x" * 100,
+        }
+        producer.produce(topic, codec.encode(value), key=b"k", headers=[("origin", b"librdkafka")])
     assert await asyncio.to_thread(producer.flush, 20) == 0
     records = await _consume(kafka, topic, group_id, n)
     assert len(records) == n

@@ -20,8 +20,13 @@ def _run(cmd: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def _env(tmp_path: Path, port: int) -> dict[str, str]:
-    return {**os.environ, "PYTHON": sys.executable, "ADMUSE_KAFKA_DATA_DIR": str(tmp_path),
-            "ADMUSE_KAFKA_PORT": str(port), "ADMUSE_KAFKA_CONTROLLER_PORT": str(port + 1)}
+    return {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "ADMUSE_KAFKA_DATA_DIR": str(tmp_path),
+        "ADMUSE_KAFKA_PORT": str(port),
+        "ADMUSE_KAFKA_CONTROLLER_PORT": str(port + 1),
+    }
 
 
 def test_busy_port_is_reported_clearly(tmp_path: Path, kafka_base: KafkaSettings) -> None:

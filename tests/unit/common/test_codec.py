@@ -31,8 +31,15 @@ ALL_VERSIONS = [v for n in REGISTRY.names() for v in REGISTRY.versions(n)]
 
 def test_every_design_record_has_a_schema() -> None:
     assert set(REGISTRY.names()) >= {
-        "AdEvent", "DeadLetter", "Decision", "Reward", "CreativeStats",
-        "Campaign", "Creative", "ModelPublished", "ErasureRequest",
+        "AdEvent",
+        "DeadLetter",
+        "Decision",
+        "Reward",
+        "CreativeStats",
+        "Campaign",
+        "Creative",
+        "ModelPublished",
+        "ErasureRequest",
     }
 
 
@@ -56,9 +63,14 @@ def test_fingerprints_are_distinct_and_stable() -> None:
 
 def _adevent_v1() -> dict:
     return {
-        "event_id": "e-1", "type": "click", "occurred_at": 1_764_000_000_000,
-        "campaign_id": "spring", "user_id": "u-1", "consent": {"personalization": True},
-        "context": {"country": "DE"}, "value": 3.5,
+        "event_id": "e-1",
+        "type": "click",
+        "occurred_at": 1_764_000_000_000,
+        "campaign_id": "spring",
+        "user_id": "u-1",
+        "consent": {"personalization": True},
+        "context": {"country": "DE"},
+        "value": 3.5,
     }
 
 
@@ -76,7 +88,9 @@ def test_v2_writer_read_by_v1_reader_drops_new_field() -> None:
 
 
 def test_default_codec_writes_newest_version() -> None:
-    assert REGISTRY.codec("AdEvent").reader.version == max(v.version for v in REGISTRY.versions("AdEvent"))
+    assert REGISTRY.codec("AdEvent").reader.version == max(
+        v.version for v in REGISTRY.versions("AdEvent")
+    )
 
 
 GOOD = REGISTRY.codec("AdEvent").encode(_adevent_v1())
@@ -135,6 +149,7 @@ def test_garbage_never_escapes_as_anything_but_codec_error(junk: bytes) -> None:
 
 
 # --- interop with Apache Avro's own Python library (a reader and writer we did not write) ---
+
 
 def _apache_schema(name: str, version: int):
     return avro.schema.parse(json.dumps(REGISTRY.get(name, version).schema))

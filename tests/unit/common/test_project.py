@@ -72,9 +72,23 @@ def test_every_topic_is_declared_once_with_a_schema() -> None:
 
 def test_admuse_help_lists_commands() -> None:
     exe = Path(sys.executable).with_name("admuse")
-    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "COLUMNS": "120"})
+    out = subprocess.run(
+        [str(exe), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "120"},
+    )
     assert out.returncode == 0, out.stderr
-    for command in ("topics", "campaign", "demo", "simulate", "train", "report", "ope", "replay",
-                    "erase"):
+    for command in (
+        "topics",
+        "campaign",
+        "demo",
+        "simulate",
+        "train",
+        "report",
+        "ope",
+        "replay",
+        "erase",
+    ):
         assert f" {command} " in out.stdout, command
