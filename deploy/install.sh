@@ -18,7 +18,7 @@ done
 [ -n "$py" ] || { echo "install.sh: Python 3.11 or newer is required (python3 --version)" >&2; exit 1; }
 
 if [ ! -x "$venv/bin/python" ]; then
-  echo "install.sh: creating $venv with $py"
+  echo "install.sh: creating $venv with $py (once per machine; torch is a large download: several minutes)"
   "$py" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip wheel setuptools
 fi
@@ -32,7 +32,7 @@ fi
 stamp="$venv/.admuse-installed"
 want="$(cat "$repo/pyproject.toml" | sha256sum | cut -c1-16) $repo $extras,$ort"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "install.sh: installing admuse[$extras,$ort] from $repo into $venv (a new environment takes several minutes: torch is large)"
+  echo "install.sh: installing admuse[$extras,$ort] from $repo into $venv"
   log="$(mktemp)"
   if ! "$venv/bin/pip" install -q -e "$repo[$extras,$ort]" >"$log" 2>&1; then
     cat "$log" >&2; echo "install.sh: pip install failed (output above)" >&2; exit 1

@@ -456,7 +456,10 @@ def build_app(settings: Settings) -> faust.App:
     @app.timer(settings.tick_interval_s)
     async def tick() -> None:
         """Close expired windows: a tick into every join partition, processed in order."""
-        mark = clock.watermark(_now_ms(), monotonic(), app.consumer.highwater)
+        # faust keeps the committed offsets it resumed from (its seek after assignment) only
+        # in a private map; without it a backlog could not be told from an idle partition.
+        resumed = getattr(app.consumer, "_committed_offset", {})
+        mark = clock.watermark(_now_ms(), monotonic(), app.consumer.highwater, resumed.get)
         if mark is None:
             return
         command = json.dumps({"tick": mark}).encode()

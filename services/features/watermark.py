@@ -6,8 +6,13 @@ agent has caught up with the backlog, and the clicks would count as late. Ticks 
 carry a watermark instead of the wall clock: *now* for a partition that has been read to
 its high watermark, else the timestamp of the last event read from it; the minimum over
 the assigned partitions. A partition that delivered nothing since it was assigned counts
-as caught up once ``idle_s`` has passed since the clock was first asked (nothing to read,
-or others are behind it); the clock is first asked when ticks start, after table recovery.
+as caught up when it is empty or its committed offset (where this worker resumes) is at its
+high watermark — nothing to read. One with a backlog holds every window until its first
+event is handled: a worker restarted after a crash may take seconds to be delivered a
+partition's backlog, and closing windows meanwhile would turn its clicks into late events.
+When the high watermark or the committed offset is not known yet, the partition counts as
+caught up once ``idle_s`` has passed since the clock was first asked; a backlog that is never
+delivered (its records expired) stops holding windows after ``backlog_s``.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ class _Progress:
 
 
 class EventClock:
-    def __init__(self, idle_s: float = 1.0) -> None:
+    def __init__(self, idle_s: float = 1.0, backlog_s: float = 60.0) -> None:
         self.idle_s = idle_s
+        self.backlog_s = backlog_s
         self._assigned: dict[Hashable, float | None] = {}  # partition -> first asked (monotonic)
         self._progress: dict[Hashable, _Progress] = {}
 
@@ -48,8 +54,11 @@ class EventClock:
         now_ms: int,
         now_mono: float,
         highwater: Callable[[Hashable], int | None],
+        committed: Callable[[Hashable], int | None] = lambda tp: None,
     ) -> int | None:
-        """Time up to which the events have been read; None while that is unknown."""
+        """Time up to which the events have been read; None while that is unknown.
+
+        `committed(tp)`: the offset this worker resumed `tp` from (None when unknown)."""
         mark = now_ms
         waiting = False
         for tp, since in self._assigned.items():
@@ -58,7 +67,11 @@ class EventClock:
             if progress is None:
                 if since is None:
                     self._assigned[tp] = since = now_mono
-                waiting = waiting or now_mono - since < self.idle_s
+                start = committed(tp)
+                if hw is not None and (hw == 0 or (start is not None and start >= hw)):
+                    continue  # nothing to read
+                limit = self.idle_s if hw is None else self.backlog_s
+                waiting = waiting or now_mono - since < limit
                 continue
             if hw is not None and progress.next_offset >= hw:
                 continue

@@ -10,11 +10,43 @@ NOW = 1_800_000_000_000
 def test_waits_for_partitions_that_delivered_nothing_for_idle_seconds() -> None:
     clock = EventClock(idle_s=1.0)
     clock.assigned(["p0", "p1"])
-    hw = {"p0": 10, "p1": 0}.get
+    hw = {"p0": 10}.get  # p1's high watermark not known yet
     assert clock.watermark(NOW, 100.0, hw) is None  # first asked: give the agent time
     clock.observe("p0", 9, NOW - 5000)  # p0 read to its end
     assert clock.watermark(NOW, 100.5, hw) is None
     assert clock.watermark(NOW, 101.0, hw) == NOW  # p1 idle for 1 s: nothing to read
+
+
+def test_empty_or_caught_up_partitions_do_not_hold_windows() -> None:
+    clock = EventClock(idle_s=1.0)
+    clock.assigned(["p0", "p1"])
+    hw = {"p0": 0, "p1": 7}.get
+    committed = {"p1": 7}.get  # resumed at its end
+    assert clock.watermark(NOW, 100.0, hw, committed) == NOW
+
+
+def test_a_backlog_not_yet_delivered_holds_every_window() -> None:
+    # After a crash the worker resumes p1 at offset 3 of 7: its clicks may still close windows
+    # on time only if no window closes before they are read, however long delivery takes.
+    clock = EventClock(idle_s=1.0, backlog_s=60.0)
+    clock.assigned(["p0", "p1"])
+    clock.observe("p0", 4, NOW - 10)
+    hw = {"p0": 5, "p1": 7}.get
+    committed = {"p0": 2, "p1": 3}.get
+    assert clock.watermark(NOW, 100.0, hw, committed) is None
+    assert clock.watermark(NOW, 130.0, hw, committed) is None  # 30 s later: still held
+    clock.observe("p1", 3, NOW - 4000)  # first backlog event handled
+    assert clock.watermark(NOW, 130.5, hw, committed) == NOW - 4000
+    clock.observe("p1", 6, NOW - 20)
+    assert clock.watermark(NOW, 131.0, hw, committed) == NOW
+
+
+def test_a_backlog_never_delivered_stops_holding_after_backlog_s() -> None:
+    clock = EventClock(idle_s=1.0, backlog_s=60.0)
+    clock.assigned(["p0"])
+    hw = {"p0": 9}.get
+    assert clock.watermark(NOW, 100.0, hw) is None
+    assert clock.watermark(NOW, 160.0, hw) == NOW
 
 
 def test_lagging_partition_holds_the_watermark_at_its_last_event() -> None:
