@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 RATE = int(os.environ.get("RATE", "500"))
 SECONDS = float(os.environ.get("SECONDS", "5"))
 REPEATS = int(os.environ.get("REPEATS", "3"))
+APIS = tuple(os.environ.get("APIS", "http,grpc").split(","))
 CONNECTIONS = 32
 API_KEY = "bench-key"
 WARMUP = 300
@@ -81,11 +82,23 @@ async def _http_load(
     return latencies, failures
 
 
+def _decide_requests() -> list:
+    """64 gRPC Decide requests over two segments, reused round-robin by the load generators."""
+    from services.inference.generated.admuse.v1 import decide_pb2
+
+    return [
+        decide_pb2.DecideRequest(
+            campaign_id="bench", user_id=f"u{i}", context={"country": "DE" if i % 2 else "FR"}
+        )
+        for i in range(64)
+    ]
+
+
 async def _grpc_load(port: int, kind: str, n: int, rate: int) -> tuple[list[float], dict[str, int]]:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from services.inference.generated.admuse.v1 import decide_pb2, decide_pb2_grpc
+    from services.inference.generated.admuse.v1 import decide_pb2_grpc
 
     latencies: list[float] = []
     failures: dict[str, int] = {}
@@ -93,14 +106,7 @@ async def _grpc_load(port: int, kind: str, n: int, rate: int) -> tuple[list[floa
         if kind == "decide":
             stub = decide_pb2_grpc.DecideServiceStub(channel)
             md = (("x-api-key", API_KEY),)
-            reqs = [
-                decide_pb2.DecideRequest(
-                    campaign_id="bench",
-                    user_id=f"u{i}",
-                    context={"country": "DE" if i % 2 else "FR"},
-                )
-                for i in range(64)
-            ]
+            reqs = _decide_requests()
 
             async def call(i: int) -> None:
                 await stub.Decide(reqs[i % 64], metadata=md, timeout=30)
@@ -122,6 +128,55 @@ async def _grpc_load(port: int, kind: str, n: int, rate: int) -> tuple[list[floa
             latencies.append(time.perf_counter() - due)
 
         await _open_loop(one, n, rate)
+    return latencies, failures
+
+
+def _grpc_load_threads(
+    port: int, kind: str, n: int, rate: int
+) -> tuple[list[float], dict[str, int]]:
+    """gRPC load from the synchronous client: each call is a C-core future started at its due
+    time by one pacing thread; completions are timed in their callbacks."""
+    import threading
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from services.inference.generated.admuse.v1 import decide_pb2_grpc
+
+    latencies: list[float] = []
+    failures: dict[str, int] = {}
+    finished = threading.Semaphore(0)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        if kind == "decide":
+            method = decide_pb2_grpc.DecideServiceStub(channel).Decide
+            md: tuple[tuple[str, str], ...] | None = (("x-api-key", API_KEY),)
+            reqs = _decide_requests()
+        else:
+            method = health_pb2_grpc.HealthStub(channel).Check
+            md = None
+            reqs = [health_pb2.HealthCheckRequest(service="")]
+        grpc.channel_ready_future(channel).result(timeout=10)
+
+        def done(fut: grpc.Future, due: float) -> None:
+            now = time.perf_counter()
+            exc = fut.exception()
+            if exc is None:
+                latencies.append(now - due)
+            else:
+                code = exc.code().name if isinstance(exc, grpc.Call) else type(exc).__name__
+                failures[code] = failures.get(code, 0) + 1
+            finished.release()
+
+        start = time.perf_counter() + 0.05
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            fut = method.future(reqs[i % len(reqs)], metadata=md, timeout=30)
+            fut.add_done_callback(lambda f, due=due: done(f, due))
+        for _ in range(n):
+            finished.acquire(timeout=60)
     return latencies, failures
 
 
@@ -150,6 +205,8 @@ def loadgen_main(spec: dict) -> None:
         )
         path = "/healthz" if spec["kind"] == "baseline" else "/v1/decide"
         lat, failures = asyncio.run(_http_load(spec["port"], path, body, n, spec["rate"]))
+    elif os.environ.get("GRPC_CLIENT", "aio") == "threads":
+        lat, failures = _grpc_load_threads(spec["port"], spec["kind"], n, spec["rate"])
     else:
         lat, failures = asyncio.run(_grpc_load(spec["port"], spec["kind"], n, spec["rate"]))
     print(json.dumps({"latencies": lat[WARMUP:], "failures": failures}))
@@ -307,6 +364,8 @@ def main() -> None:
             failures: dict[tuple[str, str, str], int] = {}
             for _ in range(REPEATS):
                 for api, port in (("http", http_port), ("grpc", grpc_port)):
+                    if api not in APIS:
+                        continue
                     for kind in ("baseline", "decide"):
                         cpu0 = _cpu_s(proc.pid)
                         lat, failed = _run_load(api, kind, port)
@@ -323,7 +382,7 @@ def main() -> None:
         f"rate {RATE} req/s, {SECONDS:.0f} s per run (+{WARMUP} warm-up requests), "
         f"medians over {REPEATS} runs, latency from due time (ms)"
     )
-    for api in ("http", "grpc"):
+    for api in APIS:
         base = results[(api, "baseline")]
         dec = results[(api, "decide")]
         b50, b99, bcpu = (statistics.median(x[i] for x in base) for i in (0, 1, 2))

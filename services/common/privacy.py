@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 
-__all__ = ["pseudonymize", "stable_unit"]
+__all__ = ["ApiKeys", "pseudonymize", "stable_unit"]
 
 
 def pseudonymize(secret: bytes, user_id: str) -> str:
@@ -19,3 +20,23 @@ def stable_unit(pseudonym: str, salt: str = "") -> float:
     """A uniform number in [0, 1) fixed by the pseudonym (and salt): for holdout assignment."""
     digest = hashlib.sha256(f"{salt}:{pseudonym}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class ApiKeys:
+    """The API keys a service accepts (`ADMUSE_*_API_KEYS`), checked in constant time."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._keys = tuple(k.encode("utf-8", "surrogateescape") for k in keys)
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def matches(self, given: str | None) -> bool:
+        """Whether `given` is one of the keys. Every key is compared, each in constant time,
+        so the timing tells neither which key nor how much of one matched."""
+        if not given:
+            return False
+        raw = given.encode("utf-8", "surrogateescape")
+        return sum(hmac.compare_digest(raw, k) for k in self._keys) > 0

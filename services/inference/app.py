@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hmac
 import signal
 import time
 import uuid
@@ -23,7 +22,7 @@ from pydantic import ValidationError
 from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
 from services.common.logging import configure_logging, get_logger
-from services.common.privacy import pseudonymize
+from services.common.privacy import ApiKeys, pseudonymize
 from services.common.segment import segment_of
 from services.common.topics import Topics
 from services.inference.curator import Curator
@@ -101,15 +100,11 @@ class Inference:
     ready_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self._keys = tuple(k.encode() for k in self.settings.api_key_set())
+        self._keys = ApiKeys(self.settings.api_key_set())
         self._secret = self.settings.pseudonym_secret.get_secret_value().encode()
 
     def key_ok(self, key: str | None) -> bool:
-        if not key:
-            return False
-        given = key.encode()
-        # compare against every key so timing does not reveal which prefix matched
-        return sum(hmac.compare_digest(given, k) for k in self._keys) > 0
+        return self._keys.matches(key)
 
     def decide(
         self, campaign_id: str, user_id: str, context: Mapping[str, str], *, api: str = "http"

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
 from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from services.common.stall import watch_shutdown
 from services.common.topics import Topics
 from services.ingestion.collector import build_http_app
 from services.ingestion.dedup import DedupWindow
@@ -145,6 +146,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             http_port=settings.http_port or None,
         )
         stopper = asyncio.create_task(stop.wait(), name="ingestion-stop")
+        watchdog = asyncio.create_task(watch_shutdown(stop, 10.0), name="ingestion-watchdog")
         try:
             await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -152,6 +154,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             if settings.http_port:
                 server.should_exit = True
             results = await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            watchdog.cancel()
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result

@@ -9,7 +9,6 @@ written: the answer says why, per event. Also /healthz, /readyz and /metrics.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.common.privacy import ApiKeys
 from services.ingestion.decoding import decode_json
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.rejection import Rejection
@@ -46,16 +46,12 @@ def build_http_app(
 ) -> FastAPI:
     """The collector's FastAPI app; the caller owns the producer's lifecycle."""
     app = FastAPI(title="admuse ingestion", docs_url=None, redoc_url=None)
-    keys = [k.encode() for k in api_keys]
+    keys = ApiKeys(api_keys)
 
     def authorized(request: Request) -> bool:
-        given = request.headers.get("x-api-key")
         if not keys:
             return allow_without_key
-        if given is None:
-            return False
-        raw = given.encode("utf-8", "surrogateescape")
-        return any(hmac.compare_digest(raw, k) for k in keys)
+        return keys.matches(request.headers.get("x-api-key"))
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -52,10 +52,15 @@ class _Rebalance(ConsumerRebalanceListener):
         self._stream = stream
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        # Set before waiting for the lock: from here until the assignment, aiokafka's getmany
+        # waits for the assignment even with timeout 0, and the assignment waits for this
+        # callback, so the batch chain holding the lock must not fetch (see `_fetch_now`).
+        self._stream.rebalancing = True
         async with self._stream.lock:
             self._stream.generation += 1
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self._stream.rebalancing = False
         async with self._stream.lock:
             self._stream.generation += 1
             await self._stream.tail.catch_up()
@@ -84,6 +89,7 @@ class IngestionStream:
         self._max_batch = max_batch
         self.lock = asyncio.Lock()
         self.generation = 0
+        self.rebalancing = True  # until the first assignment
         self.ready = asyncio.Event()
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = DefaultPartitioner()
@@ -190,6 +196,12 @@ class IngestionStream:
     async def _fetch_now(
         self, consumer: AIOKafkaConsumer
     ) -> dict[TopicPartition, list[RawRecord]] | None:
+        """Records already fetched, without waiting. Called under the rebalance lock, so never
+        while a rebalance runs: getmany would then wait for the new assignment, which waits
+        for `on_partitions_revoked`, which waits for the lock — a deadlock that froze an
+        instance (and its shutdown) when a second one joined the group."""
+        if self.rebalancing:
+            return None
         try:
             return await consumer.getmany(timeout_ms=0, max_records=self._max_batch)
         except KafkaError:  # the main loop's fetch reports and retries
