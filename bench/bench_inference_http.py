@@ -5,8 +5,10 @@ with 2 segments x 8 catalog creatives and stats for each), then drives it from a
 load-generator process, open loop: request i is due at t0 + i/RATE whatever happened before,
 and its latency is measured from that due time (so queueing counts; no coordinated omission).
 HTTP uses keep-alive connections with pre-built requests; gRPC one channel with concurrent
-calls. Each Decide is a full decision: pseudonymize, segment, bandit choice, Decision record
-queued to admuse.decisions.
+calls, started by one pacing thread as futures of the synchronous client (its C core does the
+I/O; GRPC_CLIENT=aio uses the asyncio client instead, which costs the 2-core machine more CPU
+beside the server and shows it in the tail). Each Decide is a full decision: pseudonymize,
+segment, bandit choice, Decision record queued to admuse.decisions.
 
 Baselines, same server, same run: GET /healthz (HTTP) and grpc.health.v1 Check (gRPC) — the
 cost of the transport and framework alone. Prints p50/p99 medians over REPEATS runs and the
@@ -14,7 +16,8 @@ ratios, and the server's CPU time per request (from /proc, all its threads), whi
 the service costs whatever else the machine is doing.
 
 Run: python bench/bench_inference_http.py  (broker from ADMUSE_KAFKA_BOOTSTRAP_SERVERS,
-default 127.0.0.1:9092; RATE, SECONDS, REPEATS from the environment).
+default 127.0.0.1:9092; RATE, SECONDS, REPEATS, APIS=http,grpc, GRPC_CLIENT=threads|aio from
+the environment).
 """
 
 from __future__ import annotations
@@ -205,7 +208,7 @@ def loadgen_main(spec: dict) -> None:
         )
         path = "/healthz" if spec["kind"] == "baseline" else "/v1/decide"
         lat, failures = asyncio.run(_http_load(spec["port"], path, body, n, spec["rate"]))
-    elif os.environ.get("GRPC_CLIENT", "aio") == "threads":
+    elif os.environ.get("GRPC_CLIENT", "threads") == "threads":
         lat, failures = _grpc_load_threads(spec["port"], spec["kind"], n, spec["rate"])
     else:
         lat, failures = asyncio.run(_grpc_load(spec["port"], spec["kind"], n, spec["rate"]))
@@ -380,7 +383,8 @@ def main() -> None:
             proc.wait(30)
     print(
         f"rate {RATE} req/s, {SECONDS:.0f} s per run (+{WARMUP} warm-up requests), "
-        f"medians over {REPEATS} runs, latency from due time (ms)"
+        f"medians over {REPEATS} runs, latency from due time (ms), gRPC client "
+        f"{os.environ.get('GRPC_CLIENT', 'threads')}"
     )
     for api in APIS:
         base = results[(api, "baseline")]

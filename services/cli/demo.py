@@ -58,10 +58,11 @@ def demo(
             help="Topic prefix of this run (default demo-<time>.: each run starts clean)."
         ),
     ] = None,
-    stop_kafka: Annotated[
+    keep_kafka: Annotated[
         bool,
         typer.Option(
-            help="Stop the broker at the end if this demo started it (default: leave it)."
+            help="Leave running a broker this demo started (default: stop it at the end; "
+            "a broker that was already running is always left alone)."
         ),
     ] = False,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the services.")] = 240.0,
@@ -90,7 +91,7 @@ def demo(
     prefix = topic_prefix if topic_prefix is not None else f"demo-{stamp}."
     code = asyncio.run(
         _demo(
-            console, scen, run, budget, seed, rate, prefix, stop_kafka, ready_timeout, extra, live
+            console, scen, run, budget, seed, rate, prefix, keep_kafka, ready_timeout, extra, live
         )
     )
     raise typer.Exit(code)
@@ -111,7 +112,7 @@ async def _demo(
     seed: int,
     rate: float | None,
     prefix: str,
-    stop_kafka: bool,
+    keep_kafka: bool,
     ready_timeout: float,
     extra: dict[str, str],
     live: bool,
@@ -194,7 +195,8 @@ async def _demo(
         console.print("stopping the services…")
         codes = await asyncio.to_thread(stack.stop)
         console.print("stopped: " + ", ".join(f"{k} ({v})" for k, v in codes.items()))
-        if started_kafka and stop_kafka:
+        if started_kafka and not keep_kafka:
+            console.print("stopping the broker this demo started (--keep-kafka leaves it)")
             port = int(kafka.bootstrap_servers.split(",")[0].rpartition(":")[2])
             await asyncio.to_thread(_kafka_script, "down", port)
     if interrupts["n"] >= 2:

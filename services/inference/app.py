@@ -175,6 +175,7 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         metrics,
         buffer_size=settings.decision_buffer,
         batch_size=settings.decision_batch,
+        linger_s=settings.decision_linger_ms / 1000,
     )
     creatives_codec = registry.codec("Creative")
     producer = make_producer(settings.kafka)

@@ -51,6 +51,7 @@ class DecisionLog:
         *,
         buffer_size: int = 10_000,
         batch_size: int = 500,
+        linger_s: float = 0.0,
         send_timeout_s: float = 15.0,
         retry_backoff_s: tuple[float, float] = (0.2, 5.0),
     ) -> None:
@@ -62,6 +63,7 @@ class DecisionLog:
         self._metrics = metrics
         self._buffer_size = buffer_size
         self._batch_size = batch_size
+        self._linger_s = linger_s
         self._send_timeout_s = send_timeout_s
         self._backoff = retry_backoff_s
         self._mem: deque[Record] = deque()
@@ -160,10 +162,13 @@ class DecisionLog:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                await self._linger()
                 continue
             if await self._send(batch):
                 failures = 0
                 self._commit(len(batch), from_spool, new_pos)
+                if len(batch) < self._batch_size:
+                    await self._linger()
                 continue
             failures += 1
             self._metrics.decision_send_failures.inc()
@@ -171,6 +176,13 @@ class DecisionLog:
                 return
             delay = min(self._backoff[1], self._backoff[0] * 2 ** min(failures, 10))
             await asyncio.sleep(delay)
+
+    async def _linger(self) -> None:
+        """Let decisions gather before the next send, so one produce request carries many
+        instead of one or two (at 500 decisions/s: ~40 requests/s instead of ~200, less CPU
+        for this service and the broker). Skipped when closing."""
+        if self._linger_s and not self._closing:
+            await asyncio.sleep(self._linger_s)
 
     def _next_batch(self) -> tuple[list[Record], bool, int]:
         if self._mem:
