@@ -1,6 +1,7 @@
 """Say where a service is stuck when it does not stop in time.
 
-`watch_shutdown(stop, after_s)` is started next to a service's main tasks: once `stop` is set,
+`async with watching_shutdown(stop):` around a service's run (or `watch_shutdown(stop, after_s)`
+as a task next to its main tasks): once `stop` is set,
 it waits `after_s` seconds and, if the service is still running, logs the stack of every
 pending asyncio task ("shutdown stalled"). The service keeps its own shutdown logic; this only
 turns a silent hang into a log line that names the await it hangs on.
@@ -9,11 +10,13 @@ turns a silent hang into a log line that names the await it hangs on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 
-__all__ = ["task_stacks", "watch_shutdown"]
+__all__ = ["task_stacks", "watch_shutdown", "watching_shutdown"]
 
 _log = structlog.get_logger(__name__)
 
@@ -52,3 +55,15 @@ async def watch_shutdown(stop: asyncio.Event, after_s: float) -> None:
     while True:
         await asyncio.sleep(after_s)
         _log.warning("shutdown stalled", after_s=after_s, tasks=task_stacks())
+
+
+@contextlib.asynccontextmanager
+async def watching_shutdown(stop: asyncio.Event, after_s: float = 10.0) -> AsyncIterator[None]:
+    """`watch_shutdown` as a task for the duration of the block."""
+    task = asyncio.create_task(watch_shutdown(stop, after_s), name="shutdown-watchdog")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

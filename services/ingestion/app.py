@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
 from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
-from services.common.stall import watch_shutdown
+from services.common.stall import watching_shutdown
 from services.common.topics import Topics
 from services.ingestion.collector import build_http_app
 from services.ingestion.dedup import DedupWindow
@@ -89,6 +89,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         return consumer
 
     async with contextlib.AsyncExitStack() as stack:
+        # First in, last out: a stalled stop, clients' included, logs where it waits.
+        await stack.enter_async_context(watching_shutdown(stop))
         producer = make_producer(
             kafka, transactional_id=settings.transactional_id(), max_request_size=4 * 1024 * 1024
         )
@@ -146,7 +148,6 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             http_port=settings.http_port or None,
         )
         stopper = asyncio.create_task(stop.wait(), name="ingestion-stop")
-        watchdog = asyncio.create_task(watch_shutdown(stop, 10.0), name="ingestion-watchdog")
         try:
             await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -154,7 +155,6 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             if settings.http_port:
                 server.should_exit = True
             results = await asyncio.gather(*tasks, stopper, return_exceptions=True)
-            watchdog.cancel()
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result

@@ -20,6 +20,7 @@ from services.cli.campaign_spec import SpecError
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
 from services.common.logging import configure_logging, get_logger
 from services.common.settings import KafkaSettings
+from services.common.stall import watching_shutdown
 from services.common.topics import Topics
 from services.simulator.player import LiveStats, Player
 from services.simulator.scenario import Scenario, load_scenario
@@ -140,20 +141,21 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await simulate(
-            scenario,
-            kafka=settings.kafka,
-            decide_url=settings.decide_url,
-            api_key=settings.api_key.get_secret_value(),
-            run_dir=settings.run_dir,
-            seed=settings.seed,
-            duration_s=settings.duration_s,
-            rate=settings.rate,
-            max_in_flight=settings.max_in_flight,
-            drain_s=settings.drain_s,
-            apply_campaign=settings.apply_campaign,
-            source=settings.source,
-            stop=stop,
-        )
+        async with watching_shutdown(stop):
+            await simulate(
+                scenario,
+                kafka=settings.kafka,
+                decide_url=settings.decide_url,
+                api_key=settings.api_key.get_secret_value(),
+                run_dir=settings.run_dir,
+                seed=settings.seed,
+                duration_s=settings.duration_s,
+                rate=settings.rate,
+                max_in_flight=settings.max_in_flight,
+                drain_s=settings.drain_s,
+                apply_campaign=settings.apply_campaign,
+                source=settings.source,
+                stop=stop,
+            )
 
     asyncio.run(run())

@@ -25,6 +25,7 @@ from services.common.codec import RecordCodec, SchemaRegistry
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from services.common.logging import configure_logging
 from services.common.model_store import ModelStore
+from services.common.stall import watching_shutdown
 from services.common.topics import Topics
 from services.trainer.buffer import BufferFileError, TrainingBuffer
 from services.trainer.export import ExportError
@@ -205,6 +206,7 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
+        async with watching_shutdown(stop):
+            await run(settings, stop)
 
     asyncio.run(_main())
