@@ -292,18 +292,24 @@ def _occurred_at(obj: Mapping[str, Any], now_ms: int, limits: Limits) -> int:
     return ms
 
 
-def _consent(obj: Mapping[str, Any]) -> dict[str, bool]:
-    value = obj.get("consent")
+def _map_field(obj: Mapping[str, Any], name: str, of: str) -> Mapping[Any, Any]:
+    """Field `name` as a mapping of at most `_MAX_MAP_ENTRIES` (absent or null: empty)."""
+    value = obj.get(name)
     if value is None:
         return {}
     if type(value) is not dict and not isinstance(value, Mapping):
         raise _Reject(
             "schema_violation",
-            "consent",
-            f"field 'consent' must be an object of booleans, got {type(value).__name__} "
+            name,
+            f"field '{name}' must be an object of {of}, got {type(value).__name__} "
             f"{show(value)}",
         )
-    _check_map_size("consent", value)
+    _check_map_size(name, value)
+    return value
+
+
+def _consent(obj: Mapping[str, Any]) -> dict[str, bool]:
+    value = _map_field(obj, "consent", "booleans")
     out: dict[str, bool] = {}
     for key, flag in value.items():
         _check_key("consent", key)
@@ -320,17 +326,7 @@ def _consent(obj: Mapping[str, Any]) -> dict[str, bool]:
 
 
 def _context(obj: Mapping[str, Any]) -> dict[str, str]:
-    value = obj.get("context")
-    if value is None:
-        return {}
-    if type(value) is not dict and not isinstance(value, Mapping):
-        raise _Reject(
-            "schema_violation",
-            "context",
-            f"field 'context' must be an object of strings, got {type(value).__name__} "
-            f"{show(value)}",
-        )
-    _check_map_size("context", value)
+    value = _map_field(obj, "context", "strings")
     out: dict[str, str] = {}
     for key, item in value.items():
         _check_key("context", key)

@@ -5,14 +5,12 @@ Used by tests/integration/test_ingestion*.py and bench/bench_ingestion.py.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.kafka import make_consumer
 from services.common.settings import KafkaSettings
+from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "integration-test-secret"
@@ -123,18 +122,6 @@ class IngestionProcess:
                 labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
                 out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
         return out
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout_s: float, what: str, every_s: float = 0.2
-) -> None:
-    """Poll `check` until it is true; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 def sum_metric(samples: dict[str, float], name: str, **labels: str) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from services.common.topics import Topics
 from services.inference.decisions import DecisionLog
 from services.inference.metrics import Metrics
 from tests.integration.inference_harness import DecisionReader, free_port
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -68,13 +68,6 @@ def _log(broker: _Broker, topics: Topics, spool: Path, metrics: Metrics, **kw: A
     )
 
 
-async def _wait(cond: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 def _assert_in_order(reader: DecisionReader, n: int) -> None:
     ids = [r["decision_id"] for r in reader.records]
     assert set(ids) == {f"d{i:05d}" for i in range(n)}  # every one, none lost
@@ -99,10 +92,12 @@ async def test_buffer_spills_to_spool_and_replays_in_order_when_kafka_returns(
     assert log.pending == 120
     assert spool.stat().st_size > 0  # 70 decisions beyond the memory bound are on disk
     assert metrics.decisions_spooled._value.get() == 70
-    await _wait(lambda: metrics.decision_send_failures._value.get() >= 2)
+    await eventually(
+        lambda: metrics.decision_send_failures._value.get() >= 2, 30, "two failed sends", 0.05
+    )
     assert log.pending == 120  # nothing dropped while Kafka is away
     broker.up()
-    await _wait(lambda: log.pending == 0)
+    await eventually(lambda: log.pending == 0, 30, "every decision sent", 0.05)
     assert not spool.exists()  # drained spool is removed
     await log.close()
     async with DecisionReader(kafka, topics.decisions.name) as reader:
@@ -126,7 +121,7 @@ async def test_spooled_decisions_survive_a_restart(
     await second.start()
     for i in range(30, 35):
         second.submit(_decision(i))
-    await _wait(lambda: second.pending == 0)
+    await eventually(lambda: second.pending == 0, 30, "every decision sent", 0.05)
     await second.close()
     async with DecisionReader(kafka, topics.decisions.name) as reader:
         await reader.wait_for(lambda rs: len({r["decision_id"] for r in rs}) >= 35)
@@ -145,12 +140,12 @@ async def _trickle_batches(log: DecisionLog, first: int, n: int) -> list[int]:
     log._deliver = counting  # type: ignore[method-assign]
     await log.start()
     log.submit(_decision(first))  # warm-up: producer started, partition leaders known
-    await _wait(lambda: log.pending == 0)
+    await eventually(lambda: log.pending == 0, 30, "every decision sent", 0.05)
     sizes.clear()
     for i in range(first + 1, first + n):
         log.submit(_decision(i))
         await asyncio.sleep(0.002)
-    await _wait(lambda: log.pending == 0)
+    await eventually(lambda: log.pending == 0, 30, "every decision sent", 0.05)
     await log.close()
     return sizes
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tests.integration.inference_harness import (
     seed_campaign,
     write_model,
 )
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,13 +73,12 @@ class _Load:
 
 async def _wait_refused(url: str, reason: str) -> None:
     async with httpx.AsyncClient(base_url=url) as client:
-        deadline = time.monotonic() + 15
-        while True:
+
+        async def refused() -> bool:
             text = (await client.get("/metrics")).text
-            if _metric(text, "admuse_inference_models_refused_total", reason=reason) >= 1:
-                return
-            assert time.monotonic() < deadline, f"model was not refused for {reason}"
-            await asyncio.sleep(0.1)
+            return _metric(text, "admuse_inference_models_refused_total", reason=reason) >= 1
+
+        await eventually(refused, 15, f"the model to be refused for {reason}", 0.1)
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

@@ -28,9 +28,9 @@ from tests.integration.ingestion_harness import (
     SECRET,
     IngestionProcess,
     TopicReader,
-    eventually,
     sum_metric,
 )
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 

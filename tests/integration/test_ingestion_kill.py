@@ -20,9 +20,9 @@ from services.common.topics import Topics
 from tests.integration.ingestion_harness import (
     IngestionProcess,
     TopicReader,
-    eventually,
     sum_metric,
 )
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,0 +1,29 @@
+"""Waiting for a condition in tests: poll it with a deadline, never a bare sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
+__all__ = ["eventually"]
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]],
+    timeout_s: float,
+    what: str,
+    every_s: float = 0.2,
+) -> None:
+    """Poll `check` (plain or async) until it is true; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        await asyncio.sleep(every_s)
