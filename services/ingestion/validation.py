@@ -301,8 +301,7 @@ def _map_field(obj: Mapping[str, Any], name: str, of: str) -> Mapping[Any, Any]:
         raise _Reject(
             "schema_violation",
             name,
-            f"field '{name}' must be an object of {of}, got {type(value).__name__} "
-            f"{show(value)}",
+            f"field '{name}' must be an object of {of}, got {type(value).__name__} {show(value)}",
         )
     _check_map_size(name, value)
     return value
