@@ -125,7 +125,20 @@ async def test_sigkill_restarts_count_every_decision_exactly_once(
             TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards,
             TopicReader(kafka, topics.stats.name, "CreativeStats", registry) as stats,
         ):
-            await rewards.until(lambda r: len(r.by_key()) >= n, timeout_s=90)
+            try:
+                await rewards.until(lambda r: len(r.by_key()) >= n, timeout_s=90)
+            except AssertionError:
+                got = rewards.by_key()
+                missing = [d for d, _ in produced if d["decision_id"] not in got]
+                raise AssertionError(
+                    f"{len(got)} of {n} decisions have a reward after 90 s; missing e.g. "
+                    f"{[(d['decision_id'], d['decided_at']) for d in missing[:5]]}; "
+                    f"worker: pending decisions "
+                    f"{await worker.metric('admuse_features_pending_decisions')}, held events "
+                    f"{await worker.metric('admuse_features_held_events')}, join lag "
+                    f"{await worker.metric('admuse_features_join_lag_seconds')} s; "
+                    f"worker log: {worker.tail(3000)}"
+                ) from None
 
             def counts(seg: str) -> tuple[Counter, Counter]:
                 last = stats.by_key()
