@@ -146,31 +146,42 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-batch", type=int, help="ADMUSE_INGESTION_MAX_BATCH for the run")
+    parser.add_argument(
+        "--workers",
+        default="auto,0",
+        help="ADMUSE_INGESTION_TRANSFORM_WORKERS settings to run, comma-separated "
+        "(auto: the service's default; 0: all in the service's process)",
+    )
     args = parser.parse_args()
     base = KafkaSettings()
     await wait_for_broker(base, 30)
     data = {fmt: _events(args.events, fmt) for fmt in ("json", "avro")}
-    rates: dict[str, list[float]] = {"passthrough": [], "json": [], "avro": []}
     env = {"ADMUSE_INGESTION_MAX_BATCH": str(args.max_batch)} if args.max_batch else {}
+    variants = {}  # label -> (input format, environment)
+    for workers in args.workers.split(","):
+        for fmt in ("json", "avro"):
+            extra = {} if workers == "auto" else {"ADMUSE_INGESTION_TRANSFORM_WORKERS": workers}
+            variants[f"{fmt}, workers={workers}"] = (fmt, {**env, **extra})
+    rates: dict[str, list[float]] = {"passthrough": [], **{label: [] for label in variants}}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             rates["passthrough"].append(await passthrough(base, data["json"]))
-            for fmt in ("json", "avro"):
-                log = Path(tmp) / f"{fmt}{r}.log"
-                rates[fmt].append(await ingestion(base, data[fmt], log, **env))
+            for i, (label, (fmt, run_env)) in enumerate(variants.items()):
+                log = Path(tmp) / f"{r}-{i}.log"
+                rates[label].append(await ingestion(base, data[fmt], log, **run_env))
             print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()))
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"\n{args.events:,} events x {args.repeats} repeats, medians:")
     print(f"  passthrough (aiokafka consume->produce): {med['passthrough']:,.0f} events/s")
-    for fmt in ("json", "avro"):
-        ratio = med[fmt] / med["passthrough"]
+    for label in variants:
+        ratio = med[label] / med["passthrough"]
         paired = statistics.median(
-            r / p for r, p in zip(rates[fmt], rates["passthrough"], strict=True)
+            r / p for r, p in zip(rates[label], rates["passthrough"], strict=True)
         )
         verdict = "meets" if ratio >= 0.5 else "MISSES"
         print(
-            f"  ingestion, {fmt} input: {med[fmt]:,.0f} events/s = {ratio:.2f} x passthrough "
-            f"({verdict} the 0.5 target); median of per-repeat ratios {paired:.2f}"
+            f"  ingestion, {label} input: {med[label]:,.0f} events/s = {ratio:.2f} x "
+            f"passthrough ({verdict} the 0.5 target); median of per-repeat ratios {paired:.2f}"
         )
 
 

@@ -30,6 +30,7 @@ from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.pipeline import Processor
 from services.ingestion.settings import Settings
 from services.ingestion.stream import IngestionStream
+from services.ingestion.transform import TransformPool
 from services.ingestion.validation import Limits
 
 __all__ = ["run"]
@@ -104,6 +105,15 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         stack.push_async_callback(tail.stop)
         await tail.catch_up()
 
+        transforms = TransformPool(
+            processor.spec,
+            settings.worker_count(),
+            log_level=settings.log.level,
+            log_format=settings.log.format,
+        )
+        await transforms.start()
+        stack.callback(transforms.stop)
+
         stream = IngestionStream(
             consumer_factory=consumer_factory,
             producer=producer,
@@ -112,6 +122,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             metrics=metrics,
             group_id=settings.group(),
             max_batch=settings.max_batch,
+            transforms=transforms,
         )
         stream_task = asyncio.create_task(stream.run(stop), name="ingestion-stream")
         tasks = {stream_task}

@@ -8,6 +8,8 @@ production.
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -62,6 +64,15 @@ class Settings(ServiceSettings):
     max_batch: int = Field(
         5000, ge=1, le=100_000, description="Raw records per transaction at most."
     )
+    transform_workers: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description=(
+            "Worker processes that decode, validate, pseudonymize and encode (0: all in the "
+            "service's process). Unset: one per CPU beyond the first, at most 4."
+        ),
+    )
     http_host: str = Field("0.0.0.0", description="Address the HTTP collector binds.")
     http_port: int = Field(8081, ge=0, le=65535, description="HTTP collector port (0: none).")
     http_max_body_bytes: int = Field(
@@ -100,6 +111,13 @@ class Settings(ServiceSettings):
         return frozenset(
             k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()
         )
+
+    def worker_count(self) -> int:
+        """Transform worker processes: as set, else one per CPU beyond the first (at most
+        4). One core stays with the service's own process (Kafka I/O)."""
+        if self.transform_workers is not None:
+            return self.transform_workers
+        return max(0, min(4, (os.cpu_count() or 1) - 1))
 
     def group(self) -> str:
         """Consumer group id, with the topic prefix so tenants and tests stay apart."""

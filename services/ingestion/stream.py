@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -31,18 +32,39 @@ from aiokafka.partitioner import DefaultPartitioner
 from services.ingestion.events_tail import EventsTail
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.pipeline import BatchResult, Outgoing, Processor, RawRecord
+from services.ingestion.transform import Transformed, TransformPool
 
 __all__ = ["IngestionStream"]
 
 _log = structlog.get_logger(__name__)
 _SUMMARY_EVERY_S = 10.0
 _PARTITION_CACHE = 200_000
-_SLICE = 250  # records transformed between two turns of the event loop while committing
 _CHAIN_S = 3.0  # pipelined batches per hold of the rebalance lock, at most this long
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A fetched batch on its way through the transform."""
+
+    batches: dict[TopicPartition, list[RawRecord]]
+    records: list[RawRecord]
+    transformed: asyncio.Future[Transformed]
+    started: float
+    now_ms: int
+
+
+@dataclass(slots=True)
+class _Committing:
+    """A batch whose transaction is committing."""
+
+    task: asyncio.Future[list[asyncio.Future[Any]]]
+    result: BatchResult
+    started: float
+    now_ms: int
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -79,11 +101,16 @@ class IngestionStream:
         metrics: IngestionMetrics,
         group_id: str,
         max_batch: int,
+        transforms: TransformPool,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._producer = producer
         self.tail = tail
         self._processor = processor
+        self._transforms = transforms
+        # Batches being transformed at once: workers + 1 keeps every worker busy while this
+        # process settles and produces; in-process, one (the next batch) is all there is.
+        self._depth = transforms.workers + 1 if transforms is not None and transforms.workers else 1
         self._metrics = metrics
         self._group_id = group_id
         self._max_batch = max_batch
@@ -144,54 +171,62 @@ class IngestionStream:
         stop: asyncio.Event,
     ) -> None:
         """Transact `batches`, then — still under the rebalance lock, for up to
-        `_CHAIN_S` — the batches fetched meanwhile, one transaction each.
+        `_CHAIN_S` — the batches fetched meanwhile, one transaction each, in order.
 
-        While a batch's commit is in flight (the broker acknowledging its records, then
-        EndTxn) the next batch is already transformed, so the CPU is not idle during the
-        round trips. Its transaction only begins once the previous one committed, and it
-        holds that batch's own output and offsets, as before. Its dedup check counts the
-        committing batch's event_ids as seen; if that commit fails the service stops (see
-        `_finish`) and the next batch is read again after the restart.
+        A pipeline: while one batch's transaction commits (the broker acknowledging its
+        records, then EndTxn), the next batches are already being transformed — by the
+        worker processes, `depth` batches ahead, so they are never idle while this process
+        does the Kafka work; in-process, one batch ahead between turns of the event loop. A
+        transaction only begins once the previous one committed, and holds that batch's own
+        output and offsets. A batch is settled (de-duplicated) just before its transaction,
+        counting the committing batch's event_ids as seen; if that commit fails the service
+        stops (see `_finish`) and everything after it is read again after the restart. If a
+        transaction aborts, the batches fetched after it are dropped too and every partition
+        involved goes back to its committed offset.
         """
         started = time.perf_counter()
-        prepared = self._prepare(batches, already=())
-        while True:
-            committing = await self._begin(consumer, *prepared)
-            if committing is None:  # aborted and rewound: retry from the committed offsets
-                return
-            following = None
-            if not stop.is_set() and time.perf_counter() - started < _CHAIN_S:
-                following = await self._fetch_now(consumer)
-            if following:
-                next_prepared = await self._prepare_sliced(
-                    following, already=prepared[1].forwarded_ids
+        queue: deque[_Pending] = deque([self._submit(batches)])
+        committing: _Committing | None = None
+        try:
+            while queue:
+                while (
+                    len(queue) < self._depth
+                    and not stop.is_set()
+                    and time.perf_counter() - started < _CHAIN_S
+                ):
+                    following = await self._fetch_now(consumer)
+                    if not following:
+                        break
+                    queue.append(self._submit(following))
+                pending = queue.popleft()
+                done = await pending.transformed
+                result = self._processor.settle(
+                    pending.records,
+                    done,
+                    pending.now_ms,
+                    already=committing.result.forwarded_ids if committing else (),
                 )
-            await self._finish(committing, *prepared[1:])
-            if not following:
-                return
-            prepared = next_prepared
+                if committing is not None:
+                    await self._finish(committing)
+                    committing = None
+                task = await self._begin(consumer, pending.batches, result)
+                if task is None:  # aborted and rewound: retry from the committed offsets
+                    for later in queue:
+                        await self._rewind(consumer, later.batches)
+                    return
+                committing = _Committing(task, result, pending.started, pending.now_ms)
+            if committing is not None:
+                await self._finish(committing)
+        finally:
+            for later in queue:  # left only when failing: nothing of them was produced
+                later.transformed.cancel()
 
-    def _prepare(
-        self, batches: dict[TopicPartition, list[RawRecord]], already: Collection[str]
-    ) -> tuple[dict[TopicPartition, list[RawRecord]], BatchResult, float, int]:
-        started = time.perf_counter()
-        now_ms = _now_ms()
+    def _submit(self, batches: dict[TopicPartition, list[RawRecord]]) -> _Pending:
+        """Start transforming a fetched batch (in the workers, or in this process)."""
         records = [rec for recs in batches.values() for rec in recs]
-        return batches, self._processor.process(records, now_ms, already), started, now_ms
-
-    async def _prepare_sliced(
-        self, batches: dict[TopicPartition, list[RawRecord]], already: Collection[str]
-    ) -> tuple[dict[TopicPartition, list[RawRecord]], BatchResult, float, int]:
-        """`_prepare`, yielding to the event loop between slices so the producer's sender
-        moves the committing transaction along (acks, then EndTxn) meanwhile."""
-        started = time.perf_counter()
         now_ms = _now_ms()
-        records = [rec for recs in batches.values() for rec in recs]
-        result = BatchResult(seen=set(already))
-        for i in range(0, len(records), _SLICE):
-            await asyncio.sleep(0)
-            self._processor.process(records[i : i + _SLICE], now_ms, into=result)
-        return batches, result, started, now_ms
+        run = self._transforms.run([rec.value for rec in records], now_ms)
+        return _Pending(batches, records, asyncio.ensure_future(run), time.perf_counter(), now_ms)
 
     async def _fetch_now(
         self, consumer: AIOKafkaConsumer
@@ -212,9 +247,7 @@ class IngestionStream:
         consumer: AIOKafkaConsumer,
         batches: dict[TopicPartition, list[RawRecord]],
         result: BatchResult,
-        started: float,
-        now_ms: int,
-    ) -> asyncio.Task[list[asyncio.Future[Any]]] | None:
+    ) -> asyncio.Future[list[asyncio.Future[Any]]] | None:
         """Open the batch's transaction, produce its records and offsets, start the commit."""
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
         producer = self._producer
@@ -240,21 +273,16 @@ class IngestionStream:
 
         return asyncio.ensure_future(commit())
 
-    async def _finish(
-        self,
-        committing: asyncio.Task[list[asyncio.Future[Any]]],
-        result: BatchResult,
-        started: float,
-        now_ms: int,
-    ) -> None:
+    async def _finish(self, committing: _Committing) -> None:
         # A failed commit leaves the outcome unknown: let it raise and the service stop. A
         # restart re-registers the transactional id, which settles the transaction, and
         # rebuilds offsets and the dedup window from Kafka (what the kill test proves).
-        futures = await committing
+        futures = await committing.task
         if futures:
             await asyncio.gather(*futures)
-        self._processor.commit(result, now_ms)
-        self._metrics.record_batch(result, time.perf_counter() - started, _now_ms())
+        result = committing.result
+        self._processor.commit(result, committing.now_ms)
+        self._metrics.record_batch(result, time.perf_counter() - committing.started, _now_ms())
         self._add_to_totals(result)
 
     async def _send_all(self, outgoing: Sequence[Outgoing]) -> list[asyncio.Future[Any]]:

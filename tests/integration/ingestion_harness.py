@@ -5,6 +5,7 @@ Used by tests/integration/test_ingestion*.py and bench/bench_ingestion.py.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -111,6 +112,14 @@ class IngestionProcess:
             return self.log_path.read_text(errors="replace")[-n:]
         except OSError:
             return ""
+
+    def worker_pids(self) -> list[int]:
+        """The transform worker processes of the latest start (from its log)."""
+        pids: list[int] = []
+        for line in self.log_tail(200_000).splitlines():
+            if '"transform workers running"' in line:
+                pids = json.loads(line)["pids"]
+        return pids
 
     async def metrics(self) -> dict[str, float]:
         """Prometheus samples by 'name{label="v",...}' (labels sorted), counters as _total."""

@@ -23,6 +23,7 @@ from tests.integration.ingestion_harness import (
     sum_metric,
 )
 from tests.polling import eventually
+from tests.procs import alive_pids
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,7 +79,13 @@ async def test_kill_minus_nine_loses_nothing_duplicates_nothing(
     kafka: KafkaSettings, topics: Topics, tmp_path: Path
 ) -> None:
     rng = random.Random()
-    svc = IngestionProcess(kafka, tmp_path / "ingestion.log", ADMUSE_INGESTION_MAX_BATCH="200")
+    svc = IngestionProcess(
+        kafka,
+        tmp_path / "ingestion.log",
+        ADMUSE_INGESTION_MAX_BATCH="200",
+        ADMUSE_INGESTION_TRANSFORM_WORKERS="1",
+    )
+    workers: list[int] = []  # of the killed incarnations
     sent: list[str] = []
     feeding = asyncio.Event()
     feeder = asyncio.create_task(_produce(kafka, topics.events_raw.name, sent, feeding))
@@ -86,6 +93,7 @@ async def test_kill_minus_nine_loses_nothing_duplicates_nothing(
         for _ in range(KILLS):
             svc.start()
             await svc.wait_ready()
+            workers.extend(svc.worker_pids())
             target = rng.randint(1, 300)
 
             async def progressed(target: int = target) -> bool:
@@ -104,6 +112,10 @@ async def test_kill_minus_nine_loses_nothing_duplicates_nothing(
             return await _lag(kafka, topics, f"{kafka.topic_prefix}admuse-ingestion") == 0
 
         await eventually(drained, 120, "ingestion to commit every raw record", 0.5)
+        assert len(workers) == KILLS, f"one transform worker per incarnation, got {workers}"
+        await eventually(
+            lambda: not alive_pids(workers), 10, f"killed instances' workers {workers} to exit"
+        )
         async with TopicReader(kafka, topics.events.name) as events:
             await events.poll()
         counts = Counter(EVENTS.decode(r.value)["event_id"] for r in events.records)
@@ -127,7 +139,13 @@ async def test_scale_out_and_in_rebalances_lose_nothing_duplicate_nothing(
     """A second instance joins mid-stream (partitions move to it), then the first stops (its
     partitions move to the second once its session times out): every event exactly once."""
     first = IngestionProcess(kafka, tmp_path / "a.log", ADMUSE_INGESTION_INSTANCE_ID="a")
-    second = IngestionProcess(kafka, tmp_path / "b.log", ADMUSE_INGESTION_INSTANCE_ID="b")
+    # The second transforms in its own process: both modes share one group.
+    second = IngestionProcess(
+        kafka,
+        tmp_path / "b.log",
+        ADMUSE_INGESTION_INSTANCE_ID="b",
+        ADMUSE_INGESTION_TRANSFORM_WORKERS="0",
+    )
     sent: list[str] = []
     feeding = asyncio.Event()
     feeder = asyncio.create_task(_produce(kafka, topics.events_raw.name, sent, feeding))

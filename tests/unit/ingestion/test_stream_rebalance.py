@@ -43,6 +43,7 @@ def _stream(tail: _Tail) -> IngestionStream:
         metrics=None,  # type: ignore[arg-type]
         group_id="g",
         max_batch=10,
+        transforms=None,  # type: ignore[arg-type]
     )
 
 
