@@ -15,7 +15,7 @@ from typing import Any
 
 import fastavro
 
-from services.common.codec import MAGIC, CodecError, RecordCodec
+from services.common.codec import MAGIC, CodecError, RecordCodec, SchemaVersion
 from services.ingestion.rejection import Rejection, show
 
 __all__ = ["Decoded", "decode_json", "decode_raw"]
@@ -23,6 +23,7 @@ __all__ = ["Decoded", "decode_json", "decode_raw"]
 _BOM = "\ufeff"
 _scan_json = json.JSONDecoder().scan_once  # json.loads without its whitespace handling
 _AVRO_HEADER = len(MAGIC) + 8
+_PLAIN: dict[bytes, Any] = {}  # writer fingerprint -> its schema without logical types
 _AVRO_BODY_ERRORS = (
     EOFError,
     IndexError,
@@ -60,11 +61,32 @@ def decode_raw(data: bytes | None, *, codec: RecordCodec, max_bytes: int) -> Dec
     return decode_json(data)
 
 
+def _plain(raw: Any) -> Any:
+    """A schema without its logical types: timestamp-millis stays the long it is."""
+    if isinstance(raw, dict):
+        return {k: _plain(v) for k, v in raw.items() if k != "logicalType"}
+    if isinstance(raw, list):
+        return [_plain(v) for v in raw]
+    return raw
+
+
+def _reader_schema(writer: SchemaVersion) -> Any:
+    """The writer's schema as we read it: without logical types (cached per fingerprint)."""
+    schema = _PLAIN.get(writer.fingerprint)
+    if schema is None:
+        schema = _PLAIN[writer.fingerprint] = fastavro.parse_schema(
+            _plain(writer.schema), _write_hint=True, _force=True
+        )
+    return schema
+
+
 def _decode_avro(data: bytes, codec: RecordCodec) -> Decoded | Rejection:
     """Read an AdEvent single object with its writer's own schema (any version).
 
     No resolution to the newest version: validation fills what older versions lack
-    (ingested_at), and skipping resolution and the codec's copies halves the cost. Errors
+    (ingested_at), and skipping resolution and the codec's copies halves the cost. Logical
+    types are not applied either: timestamps stay epoch-millis longs, which is what
+    validation checks and the encoder writes (a datetime there and back costs ~10 %). Errors
     map to the codec's reason codes.
     """
     try:
@@ -79,7 +101,7 @@ def _decode_avro(data: bytes, codec: RecordCodec) -> Decoded | Rejection:
     body = io.BytesIO(data)
     body.seek(_AVRO_HEADER)
     try:
-        value = fastavro.schemaless_reader(body, writer.parsed, None)
+        value = fastavro.schemaless_reader(body, _reader_schema(writer), None)
     except _AVRO_BODY_ERRORS as exc:
         return Rejection(
             "decode_error",

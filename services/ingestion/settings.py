@@ -70,7 +70,7 @@ class Settings(ServiceSettings):
         le=64,
         description=(
             "Worker processes that decode, validate, pseudonymize and encode (0: all in the "
-            "service's process). Unset: one per CPU beyond the first, at most 4."
+            "service's process). Unset: one per CPU, at most 4; none on a single CPU."
         ),
     )
     http_host: str = Field("0.0.0.0", description="Address the HTTP collector binds.")
@@ -113,11 +113,13 @@ class Settings(ServiceSettings):
         )
 
     def worker_count(self) -> int:
-        """Transform worker processes: as set, else one per CPU beyond the first (at most
-        4). One core stays with the service's own process (Kafka I/O)."""
+        """Transform worker processes: as set, else one per CPU (at most 4), none on a
+        single CPU. The service's own process mostly waits on Kafka (about a third of a core
+        at full speed), so it needs no core of its own (bench/RESULTS.md)."""
         if self.transform_workers is not None:
             return self.transform_workers
-        return max(0, min(4, (os.cpu_count() or 1) - 1))
+        cpus = os.cpu_count() or 1
+        return 0 if cpus < 2 else min(4, cpus)
 
     def group(self) -> str:
         """Consumer group id, with the topic prefix so tenants and tests stay apart."""

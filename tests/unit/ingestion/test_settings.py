@@ -58,3 +58,17 @@ def test_empty_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADMUSE_PSEUDONYM_SECRET", "")
     with pytest.raises(ValidationError, match="empty"):
         Settings()
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(None, 0), (1, 0), (2, 2), (3, 3), (16, 4)])
+def test_transform_workers_follow_the_cpus_unless_set(
+    monkeypatch: pytest.MonkeyPatch, cpus: int | None, workers: int
+) -> None:
+    monkeypatch.setenv("ADMUSE_INGESTION_DEV_MODE", "true")
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    assert Settings().worker_count() == workers
+    monkeypatch.setenv("ADMUSE_INGESTION_TRANSFORM_WORKERS", "0")
+    assert Settings().worker_count() == 0
+    monkeypatch.setenv("ADMUSE_INGESTION_TRANSFORM_WORKERS", "-1")
+    with pytest.raises(ValidationError, match="transform_workers"):
+        Settings()
