@@ -8,13 +8,15 @@ Each repeat fills a fresh raw topic (own topic prefix) with N valid, consenting 
   the last acknowledged send;
 - ingestion: `python -m services.ingestion` (a real process, transactions, dedup, Avro
   encoding) consumes the same kind of topic; rate from its /metrics `events_in` counter
-  between the first committed batch and the last (process start-up is not counted).
+  between the first committed batch and the last (process start-up is not counted), once per
+  `--workers` setting (ADMUSE_INGESTION_TRANSFORM_WORKERS; `auto` is the service's default,
+  `0` transforms in the service's own process).
 
 Target: ingestion >= 0.5 x passthrough. Quotes medians over repeats, and the median of the
 per-repeat ratios (each ingestion run against the passthrough run just before it: on a shared
 machine the load drifts between repeats more than within one).
 
-    python bench/bench_ingestion.py [--events 30000] [--repeats 3]
+    python bench/bench_ingestion.py [--events 30000] [--repeats 3] [--workers auto,0]
 """
 
 from __future__ import annotations
