@@ -9,8 +9,10 @@ that takes ingestion from one core to two (bench/RESULTS.md). With `workers=0` e
 in-process, in slices between turns of the event loop.
 
 Workers are spawned (not forked: the parent runs an event loop and client threads), get the
-pseudonym secret through their start-up arguments (never the environment or a file), and exit
-when the service's process is gone — kill -9 included — so no orphan outlives a crash. A worker
+pseudonym secret through their start-up arguments (never the environment or a file), ignore
+SIGINT/SIGTERM (a Ctrl-C reaches the whole process group; the service's own shutdown stops
+them after the batch in hand), and exit when the service's process is gone — kill -9 included
+— so no orphan outlives a crash. A worker
 that dies (OOM killer, a crash in a C extension) breaks the pool: the batch in hand is then
 transformed in-process, the pool is rebuilt and the error logged. No outcome is lost: nothing
 of a batch is produced before its transform has returned.
@@ -25,6 +27,7 @@ import hashlib
 import hmac
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -140,6 +143,10 @@ def _exit_with_parent(parent: int) -> None:
 
 def _start_worker(spec: TransformSpec, parent: int, log_level: str, log_format: str) -> None:
     global _worker
+    # Ctrl-C in a terminal signals the whole process group: the service stops cleanly and
+    # its workers with it (pool shutdown, or the parent watch below), not mid-batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(log_level, log_format, service="ingestion")
     _worker = Transform(spec)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()

@@ -106,6 +106,20 @@ async def test_a_dead_worker_costs_no_batch_and_is_replaced() -> None:
         pool.stop()
 
 
+async def test_ctrl_c_to_the_process_group_does_not_break_the_workers() -> None:
+    values = _mixed(30)
+    pool = TransformPool(SPEC, workers=1)
+    await pool.start()
+    try:
+        (worker,) = pool.pids
+        os.kill(worker, signal.SIGINT)
+        os.kill(worker, signal.SIGTERM)
+        assert (await pool.run(values, NOW)).outcomes == Transform(SPEC)(values, NOW).outcomes
+        assert pool.rebuilt == 0 and alive_pids([worker]) == [worker]
+    finally:
+        pool.stop()
+
+
 def test_workers_exit_when_the_service_is_killed(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
