@@ -22,6 +22,7 @@ events can see a window closed by another's ticks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from time import monotonic
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
@@ -37,6 +39,7 @@ from services.common.kafka import ensure_topics
 from services.common.logging import configure_logging, get_logger
 from services.common.topics import DAY_MS, Topics, TopicSpec
 from services.features.attribution import JOIN_TYPES, RewardSpec
+from services.features.backlog import nothing_to_read
 from services.features.catalog import CompactedView
 from services.features.effects import attribute_effects
 from services.features.join import JoinConfig, JoinTable, Outputs
@@ -262,9 +265,26 @@ def build_app(settings: Settings) -> faust.App:
         join.forget({tp.partition for tp in revoked if tp.topic == by_decision_spec.name})
         clock.revoked(revoked)
 
+    probes: set[asyncio.Task[None]] = set()
+
     @app.on_partitions_assigned.connect
     async def _assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
-        clock.assigned([tp for tp in assigned if tp.topic == topics.events.name])
+        events_tps = [tp for tp in assigned if tp.topic == topics.events.name]
+        clock.assigned(events_tps)
+        # Ask Kafka, off the rebalance path, which of them have nothing to read.
+        probe = asyncio.create_task(_settle(events_tps), name="features-backlog-probe")
+        probes.add(probe)
+        probe.add_done_callback(probes.discard)
+
+    async def _settle(events_tps: list[Any]) -> None:
+        partitions = [TopicPartition(tp.topic, tp.partition) for tp in events_tps]
+        try:
+            empty = await nothing_to_read(kafka, app.conf.id, partitions)
+        except Exception as exc:  # the clock's backlog limit still applies
+            log.warning("backlog_probe_failed", error=repr(exc))
+            return
+        clock.settled(tp for tp in events_tps if TopicPartition(tp.topic, tp.partition) in empty)
+        log.info("events_partitions_probed", assigned=len(partitions), nothing_to_read=len(empty))
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -456,10 +476,7 @@ def build_app(settings: Settings) -> faust.App:
     @app.timer(settings.tick_interval_s)
     async def tick() -> None:
         """Close expired windows: a tick into every join partition, processed in order."""
-        # faust keeps the committed offsets it resumed from (its seek after assignment) only
-        # in a private map; without it a backlog could not be told from an idle partition.
-        resumed = getattr(app.consumer, "_committed_offset", {})
-        mark = clock.watermark(_now_ms(), monotonic(), app.consumer.highwater, resumed.get)
+        mark = clock.watermark(_now_ms(), monotonic(), app.consumer.highwater)
         if mark is None:
             return
         command = json.dumps({"tick": mark}).encode()

@@ -6,13 +6,15 @@ agent has caught up with the backlog, and the clicks would count as late. Ticks 
 carry a watermark instead of the wall clock: *now* for a partition that has been read to
 its high watermark, else the timestamp of the last event read from it; the minimum over
 the assigned partitions. A partition that delivered nothing since it was assigned counts
-as caught up when it is empty or its committed offset (where this worker resumes) is at its
-high watermark — nothing to read. One with a backlog holds every window until its first
-event is handled: a worker restarted after a crash may take seconds to be delivered a
-partition's backlog, and closing windows meanwhile would turn its clicks into late events.
-When the high watermark or the committed offset is not known yet, the partition counts as
-caught up once ``idle_s`` has passed since the clock was first asked; a backlog that is never
-delivered (its records expired) stops holding windows after ``backlog_s``.
+as caught up when it is empty or Kafka says there is nothing to read (`settled`: the
+`backlog` probe found no record between the group's committed offset and the end of the
+log — a transactional writer's commit markers take offsets but are never delivered). Any
+other holds every window until its first event is handled: a worker restarted after a crash
+may take seconds to be delivered a partition's backlog, and closing windows meanwhile would
+turn its clicks into late events. When the high watermark is not known yet, the partition
+counts as caught up once ``idle_s`` has passed since the clock was first asked; a partition
+neither settled nor delivering (the probe failed, or its records expired) stops holding
+windows after ``backlog_s``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class EventClock:
         self.backlog_s = backlog_s
         self._assigned: dict[Hashable, float | None] = {}  # partition -> first asked (monotonic)
         self._progress: dict[Hashable, _Progress] = {}
+        self._settled: set[Hashable] = set()  # nothing to read since assigned (Kafka says)
 
     def assigned(self, partitions: Iterable[Hashable]) -> None:
         for tp in partitions:
@@ -44,6 +47,11 @@ class EventClock:
         for tp in partitions:
             self._assigned.pop(tp, None)
             self._progress.pop(tp, None)
+            self._settled.discard(tp)
+
+    def settled(self, partitions: Iterable[Hashable]) -> None:
+        """Kafka says these assigned partitions had nothing to read when they were assigned."""
+        self._settled.update(tp for tp in partitions if tp in self._assigned)
 
     def observe(self, tp: Hashable, offset: int, timestamp_ms: int) -> None:
         """An event at `offset` of `tp` (record timestamp `timestamp_ms`) has been handled."""
@@ -54,11 +62,8 @@ class EventClock:
         now_ms: int,
         now_mono: float,
         highwater: Callable[[Hashable], int | None],
-        committed: Callable[[Hashable], int | None] = lambda tp: None,
     ) -> int | None:
-        """Time up to which the events have been read; None while that is unknown.
-
-        `committed(tp)`: the offset this worker resumed `tp` from (None when unknown)."""
+        """Time up to which the events have been read; None while that is unknown."""
         mark = now_ms
         waiting = False
         for tp, since in self._assigned.items():
@@ -67,8 +72,7 @@ class EventClock:
             if progress is None:
                 if since is None:
                     self._assigned[tp] = since = now_mono
-                start = committed(tp)
-                if hw is not None and (hw == 0 or (start is not None and start >= hw)):
+                if hw == 0 or tp in self._settled:
                     continue  # nothing to read
                 limit = self.idle_s if hw is None else self.backlog_s
                 waiting = waiting or now_mono - since < limit

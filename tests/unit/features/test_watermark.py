@@ -17,12 +17,16 @@ def test_waits_for_partitions_that_delivered_nothing_for_idle_seconds() -> None:
     assert clock.watermark(NOW, 101.0, hw) == NOW  # p1 idle for 1 s: nothing to read
 
 
-def test_empty_or_caught_up_partitions_do_not_hold_windows() -> None:
+def test_empty_or_settled_partitions_do_not_hold_windows() -> None:
     clock = EventClock(idle_s=1.0)
     clock.assigned(["p0", "p1"])
     hw = {"p0": 0, "p1": 7}.get
-    committed = {"p1": 7}.get  # resumed at its end
-    assert clock.watermark(NOW, 100.0, hw, committed) == NOW
+    assert clock.watermark(NOW, 100.0, hw) is None  # p1: a backlog, as far as anyone knows
+    clock.settled(["p1", "p9"])  # Kafka: nothing to read on p1 (p9 is not ours)
+    assert clock.watermark(NOW, 100.1, hw) == NOW
+    clock.revoked(["p1"])
+    clock.assigned(["p1"])  # settled again only when asked again
+    assert clock.watermark(NOW, 100.2, hw) is None
 
 
 def test_a_backlog_not_yet_delivered_holds_every_window() -> None:
@@ -32,13 +36,13 @@ def test_a_backlog_not_yet_delivered_holds_every_window() -> None:
     clock.assigned(["p0", "p1"])
     clock.observe("p0", 4, NOW - 10)
     hw = {"p0": 5, "p1": 7}.get
-    committed = {"p0": 2, "p1": 3}.get
-    assert clock.watermark(NOW, 100.0, hw, committed) is None
-    assert clock.watermark(NOW, 130.0, hw, committed) is None  # 30 s later: still held
+    clock.settled(["p0"])  # p0 has progress anyway; p1 has a backlog (not settled)
+    assert clock.watermark(NOW, 100.0, hw) is None
+    assert clock.watermark(NOW, 130.0, hw) is None  # 30 s later: still held
     clock.observe("p1", 3, NOW - 4000)  # first backlog event handled
-    assert clock.watermark(NOW, 130.5, hw, committed) == NOW - 4000
+    assert clock.watermark(NOW, 130.5, hw) == NOW - 4000
     clock.observe("p1", 6, NOW - 20)
-    assert clock.watermark(NOW, 131.0, hw, committed) == NOW
+    assert clock.watermark(NOW, 131.0, hw) == NOW
 
 
 def test_a_backlog_never_delivered_stops_holding_after_backlog_s() -> None:
