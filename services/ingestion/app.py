@@ -110,8 +110,10 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             settings.worker_count(),
             log_level=settings.log.level,
             log_format=settings.log.format,
+            on_failure=metrics.worker_failures.inc,
         )
         await transforms.start()
+        metrics.transform_workers.set(transforms.workers)
         stack.callback(transforms.stop)
 
         stream = IngestionStream(

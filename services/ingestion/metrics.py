@@ -66,6 +66,16 @@ class IngestionMetrics:
             "event_ids held in the de-duplication window.",
             registry=r,
         )
+        self.transform_workers = Gauge(
+            "admuse_ingestion_transform_workers",
+            "Worker processes transforming events (0: in the service's process).",
+            registry=r,
+        )
+        self.worker_failures = Counter(
+            "admuse_ingestion_transform_worker_failures",
+            "Times a transform worker died; its batch was transformed in-process.",
+            registry=r,
+        )
         self.http_events = Counter(
             "admuse_ingestion_http_events",
             "Events received by POST /v1/events, by outcome.",

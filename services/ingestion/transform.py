@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
@@ -171,7 +171,9 @@ class TransformPool:
         *,
         log_level: str = "INFO",
         log_format: str = "json",
+        on_failure: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_failure`: called when a worker died (the batch is then done in-process)."""
         self._spec = spec
         self.workers = workers
         self._log_args = (log_level, log_format)
@@ -179,6 +181,7 @@ class TransformPool:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.pids: list[int] = []
         self.rebuilt = 0
+        self._on_failure = on_failure
 
     async def start(self) -> None:
         """Spawn the workers and wait until each has built its transform."""
@@ -222,6 +225,7 @@ class TransformPool:
             )
         except BrokenProcessPool as exc:
             self.rebuilt += 1
+            self._on_failure()
             _log.error(
                 "a transform worker died; this batch is transformed in-process and the "
                 "workers restarted",

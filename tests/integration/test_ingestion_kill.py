@@ -94,6 +94,8 @@ async def test_kill_minus_nine_loses_nothing_duplicates_nothing(
             svc.start()
             await svc.wait_ready()
             workers.extend(svc.worker_pids())
+            samples = await svc.metrics()
+            assert sum_metric(samples, "admuse_ingestion_transform_workers") == 1
             target = rng.randint(1, 300)
 
             async def progressed(target: int = target) -> bool:

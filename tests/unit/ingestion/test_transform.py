@@ -92,14 +92,15 @@ def test_in_process_pool_slices_equal_one_pass(values: list[bytes | None]) -> No
 async def test_a_dead_worker_costs_no_batch_and_is_replaced() -> None:
     values = _mixed(60)
     expected = Transform(SPEC)(values, NOW).outcomes
-    pool = TransformPool(SPEC, workers=1)
+    failures: list[int] = []
+    pool = TransformPool(SPEC, workers=1, on_failure=lambda: failures.append(1))
     await pool.start()
     try:
         (victim,) = pool.pids
         os.kill(victim, signal.SIGKILL)
         await eventually(lambda: not alive_pids([victim]), timeout_s=10, what="the worker to die")
         assert (await pool.run(values, NOW)).outcomes == expected  # done in-process
-        assert pool.rebuilt == 1
+        assert pool.rebuilt == 1 and failures == [1]
         assert pool.pids and pool.pids != [victim]
         assert (await pool.run(values, NOW)).outcomes == expected  # by the new worker
     finally:
