@@ -15,9 +15,17 @@ from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
 
-__all__ = ["DEV_PSEUDONYM_SECRET", "Settings"]
+__all__ = ["DEV_PSEUDONYM_SECRET", "Settings", "usable_cpus"]
 
 DEV_PSEUDONYM_SECRET = "admuse-dev-only-pseudonym-secret"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, e.g. a container's cpuset), else all."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on every platform
+        return os.cpu_count() or 1
 
 
 class Settings(ServiceSettings):
@@ -118,7 +126,7 @@ class Settings(ServiceSettings):
         at full speed), so it needs no core of its own (bench/RESULTS.md)."""
         if self.transform_workers is not None:
             return self.transform_workers
-        cpus = os.cpu_count() or 1
+        cpus = usable_cpus()
         return 0 if cpus < 2 else min(4, cpus)
 
     def group(self) -> str:

@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from services.common.settings import env_vars
-from services.ingestion.settings import DEV_PSEUDONYM_SECRET, Settings
+from services.ingestion.settings import DEV_PSEUDONYM_SECRET, Settings, usable_cpus
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -60,15 +60,24 @@ def test_empty_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-@pytest.mark.parametrize(("cpus", "workers"), [(None, 0), (1, 0), (2, 2), (3, 3), (16, 4)])
-def test_transform_workers_follow_the_cpus_unless_set(
-    monkeypatch: pytest.MonkeyPatch, cpus: int | None, workers: int
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 0), (2, 2), (3, 3), (16, 4)])
+def test_transform_workers_follow_the_usable_cpus_unless_set(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, workers: int
 ) -> None:
     monkeypatch.setenv("ADMUSE_INGESTION_DEV_MODE", "true")
-    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(cpus)))
+    monkeypatch.setattr("os.cpu_count", lambda: 64)  # the machine's, not this process's
     assert Settings().worker_count() == workers
     monkeypatch.setenv("ADMUSE_INGESTION_TRANSFORM_WORKERS", "0")
     assert Settings().worker_count() == 0
     monkeypatch.setenv("ADMUSE_INGESTION_TRANSFORM_WORKERS", "-1")
     with pytest.raises(ValidationError, match="transform_workers"):
         Settings()
+
+
+def test_usable_cpus_falls_back_to_the_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr("os.sched_getaffinity")
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert usable_cpus() == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    assert usable_cpus() == 6
