@@ -222,3 +222,69 @@ async def produce(
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def trace_decision(kafka: KafkaSettings, decision_id: str, app_id: str) -> str:
+    """Where one decision went, read back from Kafka: its record on the decisions topic, its
+    events on the repartition topic, its join-table changelog records (in order) and the
+    worker group's committed offsets of those partitions. For kill-test failures."""
+    from services.common.kafka import make_admin
+
+    prefix = kafka.topic_prefix
+    group = f"{prefix}{app_id}"
+    topics = {
+        "decisions": f"{prefix}admuse.decisions",
+        "by-decision": f"{prefix}{app_id}-events-by-decision",
+        "changelog": f"{prefix}{app_id}-join-changelog",
+    }
+    wanted = decision_id.encode()
+    found: list[str] = []
+    tps: list[TopicPartition] = []
+    consumer = make_consumer(kafka, group_id=None, isolation_level="read_uncommitted")
+    await consumer.start()
+    try:
+        for label, topic in topics.items():
+            meta = await consumer._client.fetch_all_metadata()
+            parts = meta.partitions_for_topic(topic) or set()
+            topic_tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not topic_tps:
+                found.append(f"{label}: no such topic {topic}")
+                continue
+            consumer.assign(topic_tps)
+            await consumer.seek_to_beginning(*topic_tps)
+            ends = await consumer.end_offsets(topic_tps)
+            while [tp for tp in topic_tps if await consumer.position(tp) < ends[tp]]:
+                batch = await consumer.getmany(timeout_ms=500)
+                if not batch:
+                    break
+                for tp, recs in batch.items():
+                    for r in recs:
+                        if r.key is not None and wanted in r.key:
+                            if r.value is None:
+                                value = "tombstone"
+                            elif label == "changelog":
+                                text = r.value.decode(errors="replace")
+                                value = text if len(text) < 400 else f"{text[:150]} … {text[-250:]}"
+                            else:
+                                value = f"{len(r.value)} bytes"
+                            found.append(
+                                f"{label}[{tp.partition}]@{r.offset} ts={r.timestamp} "
+                                f"key={r.key.decode(errors='replace')} {value}"
+                            )
+                            tps.append(tp)
+    finally:
+        await consumer.stop()
+    admin = make_admin(kafka)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=sorted(set(tps)))
+    finally:
+        await admin.close()
+    found.append(
+        "committed: "
+        + ", ".join(
+            f"{tp.topic.rsplit('.', 1)[-1]}[{tp.partition}]={m.offset}"
+            for tp, m in committed.items()
+        )
+    )
+    return "\n".join(found)

@@ -16,10 +16,17 @@ from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
-from tests.integration.features_worker import FeaturesWorker, TopicReader, decision, event
+from tests.integration.features_worker import (
+    FeaturesWorker,
+    TopicReader,
+    decision,
+    event,
+    trace_decision,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
 
+APP_ID = "admuse-features"  # the worker's default
 WINDOW_MS = 2000
 KILLS = 5
 CREATIVES = [f"cr{i}" for i in range(6)]
@@ -130,6 +137,7 @@ async def test_sigkill_restarts_count_every_decision_exactly_once(
             except AssertionError:
                 got = rewards.by_key()
                 missing = [d for d, _ in produced if d["decision_id"] not in got]
+                trace = await trace_decision(kafka, missing[0]["decision_id"], APP_ID)
                 raise AssertionError(
                     f"{len(got)} of {n} decisions have a reward after 90 s; missing e.g. "
                     f"{[(d['decision_id'], d['decided_at']) for d in missing[:5]]}; "
@@ -137,6 +145,7 @@ async def test_sigkill_restarts_count_every_decision_exactly_once(
                     f"{await worker.metric('admuse_features_pending_decisions')}, held events "
                     f"{await worker.metric('admuse_features_held_events')}, join lag "
                     f"{await worker.metric('admuse_features_join_lag_seconds')} s; "
+                    f"trace of the first:\n{trace}\n"
                     f"worker log: {worker.tail(3000)}"
                 ) from None
 
