@@ -258,7 +258,9 @@ def build_app(settings: Settings) -> faust.App:
     app.admuse_start = start_hook
     app.admuse_stop = stop_hook
 
-    clock = EventClock(idle_s=max(1.0, 4 * settings.tick_interval_s))
+    clock = EventClock(
+        idle_s=max(1.0, 4 * settings.tick_interval_s), partitions=topics.events.partitions
+    )
 
     @app.on_partitions_revoked.connect
     async def _revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:

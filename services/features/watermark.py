@@ -15,6 +15,13 @@ turn its clicks into late events. When the high watermark is not known yet, the 
 counts as caught up once ``idle_s`` has passed since the clock was first asked; a partition
 neither settled nor delivering (the probe failed, or its records expired) stops holding
 windows after ``backlog_s``.
+
+Every window needs every events partition (events are partitioned by user, decisions by
+decision), so while this worker owns fewer than all of them, it closes none: after a crash the
+dead worker keeps its partitions until its session times out, and their clicks are read by
+nobody meanwhile. With several workers sharing the partitions for good, that hold ends after
+``backlog_s`` and each closes windows by its own partitions (one worker is the supported
+setup).
 """
 
 from __future__ import annotations
@@ -32,9 +39,13 @@ class _Progress:
 
 
 class EventClock:
-    def __init__(self, idle_s: float = 1.0, backlog_s: float = 60.0) -> None:
+    def __init__(
+        self, idle_s: float = 1.0, backlog_s: float = 60.0, partitions: int | None = None
+    ) -> None:
         self.idle_s = idle_s
         self.backlog_s = backlog_s
+        self.partitions = partitions  # of the events topic; None: do not check
+        self._partial_since: float | None = None  # when this worker last owned fewer
         self._assigned: dict[Hashable, float | None] = {}  # partition -> first asked (monotonic)
         self._progress: dict[Hashable, _Progress] = {}
         self._settled: set[Hashable] = set()  # nothing to read since assigned (Kafka says)
@@ -42,6 +53,8 @@ class EventClock:
     def assigned(self, partitions: Iterable[Hashable]) -> None:
         for tp in partitions:
             self._assigned.setdefault(tp, None)
+        if self.partitions is not None and len(self._assigned) >= self.partitions:
+            self._partial_since = None
 
     def revoked(self, partitions: Iterable[Hashable]) -> None:
         for tp in partitions:
@@ -64,6 +77,16 @@ class EventClock:
         highwater: Callable[[Hashable], int | None],
     ) -> int | None:
         """Time up to which the events have been read; None while that is unknown."""
+        if self.partitions is not None and len(self._assigned) < self.partitions:
+            # Some events partitions are not ours: right after a crash, the dead worker still
+            # holds them until its session times out, and nobody reads their clicks. Events
+            # are partitioned by user, not by decision, so any window may wait for them.
+            if self._partial_since is None:
+                self._partial_since = now_mono
+            if now_mono - self._partial_since < self.backlog_s:
+                return None
+        else:
+            self._partial_since = None
         mark = now_ms
         waiting = False
         for tp, since in self._assigned.items():

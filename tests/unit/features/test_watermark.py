@@ -71,3 +71,22 @@ def test_unknown_highwater_counts_as_lagging_and_revoked_partitions_are_forgotte
     assert clock.watermark(NOW, 0.0, lambda _tp: None) == NOW - 300
     clock.revoked(["p0"])
     assert clock.watermark(NOW, 0.0, lambda _tp: None) == NOW
+
+
+def test_no_window_closes_while_some_events_partitions_are_not_ours() -> None:
+    # After a crash the dead worker keeps half the partitions until its session times out;
+    # clicks there are read by nobody, and any window may be waiting for one of them.
+    clock = EventClock(idle_s=1.0, backlog_s=60.0, partitions=4)
+    hw = {"p0": 0, "p1": 0, "p2": 0, "p3": 0}.get
+    assert clock.watermark(NOW, 100.0, hw) is None  # nothing assigned yet
+    clock.assigned(["p0", "p1"])
+    assert clock.watermark(NOW, 105.0, hw) is None
+    clock.assigned(["p2", "p3"])  # the dead member's session ended: all ours
+    assert clock.watermark(NOW, 106.0, hw) == NOW
+    clock.revoked(["p3"])  # shared for good (several workers): held for backlog_s, then on
+    assert clock.watermark(NOW, 107.0, hw) is None
+    assert clock.watermark(NOW, 166.9, hw) is None
+    assert clock.watermark(NOW, 167.0, hw) == NOW
+    clock.assigned(["p3"])
+    clock.revoked(["p3"])  # a new partial spell (even between two ticks) holds again
+    assert clock.watermark(NOW, 168.0, hw) is None
