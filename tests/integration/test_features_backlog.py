@@ -4,7 +4,6 @@ writer committed has nothing to read, though its committed offset is below the e
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -13,11 +12,12 @@ from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from services.common.codec import SchemaRegistry
-from services.common.kafka import make_consumer, make_producer
+from services.common.kafka import make_admin, make_consumer, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.features.backlog import nothing_to_read
 from tests.integration.features_worker import FeaturesWorker, TopicReader, decision, event
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(200)]
 
@@ -134,7 +134,23 @@ async def test_restarted_worker_closes_windows_on_time_after_transactional_event
             await events.stop()
         async with TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards:
             await rewards.until(lambda r: clicked["decision_id"] in r.by_key(), timeout_s=30)
-            await asyncio.sleep(1.5)  # pacing: the worker commits its offsets (every 0.5 s)
+
+            async def click_committed() -> bool:  # the worker's group is past the click
+                admin = make_admin(kafka)
+                await admin.start()
+                try:
+                    offsets = await admin.list_consumer_group_offsets(
+                        f"{kafka.topic_prefix}admuse-features",
+                        partitions=[
+                            TopicPartition(topics.events.name, p)
+                            for p in range(topics.events.partitions)
+                        ],
+                    )
+                finally:
+                    await admin.close()
+                return sum(max(m.offset, 0) for m in offsets.values()) >= 1
+
+            await eventually(click_committed, 30, "the worker to commit past the click")
             worker.kill()
             worker.start()
             await worker.wait_ready()
