@@ -110,7 +110,7 @@ class IngestionStream:
         self._transforms = transforms
         # Batches being transformed at once: workers + 1 keeps every worker busy while this
         # process settles and produces; in-process, one (the next batch) is all there is.
-        self._depth = transforms.workers + 1 if transforms is not None and transforms.workers else 1
+        self._depth = transforms.workers + 1 if transforms.workers else 1
         self._metrics = metrics
         self._group_id = group_id
         self._max_batch = max_batch

@@ -144,7 +144,7 @@ async def _trickle_batches(log: DecisionLog, first: int, n: int) -> list[int]:
     sizes.clear()
     for i in range(first + 1, first + n):
         log.submit(_decision(i))
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(0.002)  # pacing: a request stream of ~500/s, not a wait
     await eventually(lambda: log.pending == 0, 30, "every decision sent", 0.05)
     await log.close()
     return sizes

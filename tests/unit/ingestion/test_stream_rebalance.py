@@ -10,6 +10,8 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from services.ingestion.stream import IngestionStream, _Rebalance
+from services.ingestion.transform import TransformPool, TransformSpec
+from services.ingestion.validation import Limits
 
 
 class _Tail:
@@ -43,7 +45,7 @@ def _stream(tail: _Tail) -> IngestionStream:
         metrics=None,  # type: ignore[arg-type]
         group_id="g",
         max_batch=10,
-        transforms=None,  # type: ignore[arg-type]
+        transforms=TransformPool(TransformSpec(b"s", 4096, Limits()), workers=0),
     )
 
 
