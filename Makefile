@@ -1,19 +1,25 @@
 # admuse — run `make help` for the targets.
 SHELL := /bin/bash
-VENV ?= $(HOME)/.cache/admuse/venv
+VENV ?= $(CURDIR)/.venv
 export ADMUSE_VENV := $(VENV)
 PY := $(VENV)/bin/python
 KAFKA := PYTHON=$(PY) deploy/kafka/kafka.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto demo test test-unit lint format kafka-up kafka-down kafka-logs kafka-status bench clean
+.PHONY: help install lock proto demo test test-unit lint format kafka-up kafka-down kafka-logs kafka-status bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install: ## Create the environment (~/.cache/admuse/venv, once per machine) and install admuse
+install: ## Create this checkout's environment (.venv, from deploy/lock/) and install admuse
 	@deploy/install.sh
 	@$(MAKE) --no-print-directory proto
+
+EXTRAS := --extra ingestion --extra features --extra trainer --extra inference --extra simulator \
+  --extra report --extra dev
+lock: ## Re-resolve deploy/lock/{cpu,gpu}.txt from pyproject.toml's ranges (then commit them)
+	@for v in cpu gpu; do uv pip compile pyproject.toml $(EXTRAS) --extra onnx-$$v --generate-hashes \
+	  --universal --python-version 3.11 --no-header -q -o deploy/lock/$$v.txt || exit 1; done
 
 proto: ## Generate gRPC code from proto/ (never edited by hand)
 	@# -I<virtual>=<dir>: modules land in services/inference/generated/admuse/v1 and import

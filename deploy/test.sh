@@ -4,7 +4,7 @@
 # (pytest exits 5 when it collected no tests: that fails too).
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${ADMUSE_VENV:-$HOME/.cache/admuse/venv}"
+venv="${ADMUSE_VENV:-$repo/.venv}"
 cd "$repo"
 
 export ADMUSE_KAFKA_PORT="${ADMUSE_TEST_KAFKA_PORT:-19092}"
