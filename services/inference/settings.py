@@ -46,9 +46,6 @@ class Settings(ServiceSettings):
     backoff_impressions: int = Field(
         200, ge=0, description="Segment impressions below which stats shrink toward '*'."
     )
-    decay_half_life_s: float | None = Field(
-        None, gt=0.0, description="Half-life discounting old evidence (unset: no decay)."
-    )
     # Candidates and retirement
     curate: bool = Field(
         True, description="Generate and retire creatives (enable on one replica only)."
