@@ -143,7 +143,12 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         if training is not None:  # a torch run cannot be interrupted: let it finish
             await asyncio.wait([training])
             _report_crash(training)
-        log.info("trainer stopped", buffered=len(state.buffer), rejected=dict(state.rejected))
+        log.info(
+            "trainer stopped",
+            buffered=len(state.buffer),
+            rejected=dict(state.rejected),
+            unshown=dict(state.unshown),
+        )
 
 
 async def _train_and_publish(
