@@ -27,6 +27,7 @@ import asyncio
 import bisect
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,7 @@ class Policy:
         refresh_ms: int,
         backoff_impressions: int,
         seed: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._state = state
         self._rng = np.random.default_rng(seed)
@@ -106,6 +108,7 @@ class Policy:
         )
         self._refresh_s = refresh_ms / 1000.0
         self._backoff = backoff_impressions
+        self._clock = clock  # reads decayed evidence as of now (a simulated clock in benches)
         self._cache: dict[tuple[str, str], _Snapshot] = {}
         self._stale: set[tuple[str, str]] = set()
         self._instance = uuid.uuid4().hex[:6]
@@ -220,7 +223,7 @@ class Policy:
             if segment != ALL_SEGMENTS
             else None
         )
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self._clock() * 1000)
         own = seg.evidence(now_ms) if seg else None
         s, n = (own.successes, own.total) if own else (0.0, 0.0)
         if top is not None:

@@ -43,7 +43,12 @@ _SAVE_EVERY_S = 5.0
 
 def train_config(settings: Settings) -> TrainConfig:
     base = TrainConfig.small() if settings.profile == "small" else TrainConfig()
-    return base.with_overrides(gan_steps=settings.gan_steps)
+    return base.with_overrides(
+        gan_steps=settings.gan_steps,
+        reward_epochs=settings.reward_epochs,
+        max_reward_steps=settings.reward_max_steps,
+        reward_bends=settings.reward_bends,
+    )
 
 
 async def _assign(consumer: AIOKafkaConsumer, state: TrainerState) -> None:

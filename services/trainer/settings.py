@@ -39,6 +39,19 @@ class Settings(ServiceSettings):
         "full", description="Network/step sizes: full, or small for tests and demos."
     )
     gan_steps: int | None = Field(None, ge=1, description="Override the profile's GAN steps.")
+    reward_epochs: int | None = Field(
+        None, ge=1, description="Override the profile's reward-model epochs over the data."
+    )
+    reward_max_steps: int | None = Field(
+        None, ge=1, description="Override the profile's cap on reward-model optimizer steps."
+    )
+    reward_bends: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="Radial-basis bumps per numeric/color column in the reward model "
+        "(0: linear, monotone per segment); default 8.",
+    )
 
     @property
     def buffer_max_age_ms(self) -> int:
