@@ -10,11 +10,15 @@ campaign's seed creatives, and a click is drawn from the ground truth (drift inc
 scenario's arrival rate). Feedback reaches every policy in batches of `--batch` rounds, as it
 reaches inference through features. Policies:
 
-- admuse: inference's `Policy` (Thompson sampling with its exploration floor, back-off of sparse
-  segments to the campaign roll-up), fed `CreativeStats` built by features' counters
-  (`--half-life-s` sets features' decay; the policy reads it on a simulated clock);
+- admuse: inference's `Policy` with the service's defaults (Thompson sampling with its
+  exploration floor, back-off of sparse segments to the campaign roll-up), fed
+  `CreativeStats` built by features' counters (`--half-life-s` sets features' decay; the
+  policy reads it on a simulated clock); ablations vary the floor and the back-off;
 - mabwiser-ts: MABWiser's Thompson sampling, one model per segment;
-- mabwiser-lints: MABWiser's LinTS, one model with the segment one-hot as context.
+- mabwiser-lints: MABWiser's LinTS (its defaults), one model with the segment one-hot as
+  context.
+
+Both MABWiser policies use the library's defaults, as someone reaching for it would.
 
 Every policy starts from the same uniform warm-up batch (MABWiser cannot predict unfitted).
 Regret per round is the best seed's true click probability in that segment (at that time) minus
@@ -43,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from services.common.segment import ALL_SEGMENTS
 from services.features.stats import Counters, StatsKey, stats_record
 from services.inference.policy import Policy
+from services.inference.settings import Settings
 from services.inference.state import State
 from services.simulator.groundtruth import GroundTruth
 from services.simulator.scenario import Scenario, load_scenario
@@ -58,9 +63,12 @@ class _Admuse:
         scenario: Scenario,
         seed: int,
         half_life_s: float | None,
-        floor: float = 0.02,
-        backoff: int = 200,
+        floor: float | None = None,
+        backoff: int | None = None,
     ) -> None:
+        defaults = Settings.model_fields  # the service's defaults unless an ablation says
+        floor = defaults["exploration_floor"].default if floor is None else floor
+        backoff = defaults["backoff_impressions"].default if backoff is None else backoff
         self.cid = scenario.campaign.campaign_id
         self.half_life_s = half_life_s
         self.now_s = T0_S
@@ -186,15 +194,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--half-life-s", type=float, default=None)
-    ap.add_argument("--only", default=None, help="comma-separated policy names to run")
+    ap.add_argument(
+        "--only",
+        default="admuse,admuse-floor-0.02,mabwiser-ts,mabwiser-lints",
+        help="comma-separated policy names to run (ablations: admuse-floor-0, admuse-no-backoff)",
+    )
     args = ap.parse_args()
     scenario = load_scenario(args.scenario)
     n_arms = len(scenario.campaign.seeds)
     segments = [scenario.segment_key(s) for s in scenario.audience.segments]
     policies: dict[str, Callable[[int], object]] = {
         "admuse": lambda sd: _Admuse(scenario, sd, args.half_life_s),
-        "admuse-floor-0.01": lambda sd: _Admuse(scenario, sd, args.half_life_s, floor=0.01),
-        "admuse-floor-0.005": lambda sd: _Admuse(scenario, sd, args.half_life_s, floor=0.005),
+        # ablations: the floor before #19, no floor, no back-off to the campaign roll-up
+        "admuse-floor-0.02": lambda sd: _Admuse(scenario, sd, args.half_life_s, floor=0.02),
         "admuse-floor-0": lambda sd: _Admuse(scenario, sd, args.half_life_s, floor=0.0),
         "admuse-no-backoff": lambda sd: _Admuse(scenario, sd, args.half_life_s, backoff=0),
         "mabwiser-ts": lambda sd: _MabTs(n_arms, segments, sd),

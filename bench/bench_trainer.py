@@ -155,6 +155,7 @@ def bench_bends(name: str, rows: int, profile: str, seeds: int) -> None:
         f"profile {profile}, top {k} of 256 generated candidates by the reward model"
     )
     results: dict[str, list] = {"today (bends 0)": [], "bending (default)": []}
+    build_model(campaign, creatives, reward_rows[:2000], base, seed=0)  # warm-up, untimed
     for seed in range(1, seeds + 1):
         for label, cfg in (
             ("today (bends 0)", base.with_overrides(reward_bends=0)),

@@ -31,7 +31,7 @@ class ModelConfig:
     reward_hidden: int = 64
     # Radial basis bumps per numeric/color column in the reward model (0: those columns enter
     # linearly, so each segment's response to them is monotone)
-    reward_bends: int = 8
+    reward_bends: int = 4
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -50,7 +50,7 @@ class Settings(ServiceSettings):
         ge=0,
         le=64,
         description="Radial-basis bumps per numeric/color column in the reward model "
-        "(0: linear, monotone per segment); default 8.",
+        "(0: linear, monotone per segment); default 4.",
     )
 
     @property
