@@ -1,10 +1,11 @@
 """Per campaign × segment × creative counters and their Beta posterior.
 
-Each Reward counts once: one impression (the decision was served and its join finished), a
-click and/or conversion when attributed, its reward in ``reward_sum``, and a Beta update with
-success ``clip(reward, 0, 1)``. With a decay half-life the Beta evidence fades exponentially
-(``2 ** (-Δt / half_life)``) so a creative whose appeal changes is re-learned; the plain
-counters never decay.
+Each Reward counts once: one impression (the decision was shown and its join finished), a
+click and/or conversion when attributed, its reward in ``reward_sum``, and Beta evidence with
+success ``clip(reward, 0, 1)``. A Reward whose decision was never shown (campaign
+``impressions: event``) counts only in ``unshown``. With a decay half-life the evidence fades
+per observation, each weighted by the age of its decision (`services.common.decay`), so a
+creative whose appeal changes is re-learned; the plain counters never decay.
 
 Counters are kept as *partials*, one per source partition of the join, and published whole
 (never as deltas): the aggregator replaces a partition's partial by a newer one (higher ``n``)
