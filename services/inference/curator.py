@@ -1,6 +1,7 @@
 """Models and the creative pool: hot swap on ModelPublished, new candidates, retirement.
 
-Swap: the artifacts are fetched from the model store (sha256 verified), `ModelBundle.load`
+Swap: the artifacts are fetched from the model store — confined to it, signature and sha256
+verified, quality verdict checked (`artifacts.fetch_verified`) — `ModelBundle.load`
 checks signatures and warms the sessions up — all in a worker thread, so requests keep being
 served by the old model — and only then the campaign's entry in `models` is replaced by one
 assignment. A model that fails any check is logged, counted (`models_refused`) and dropped;
@@ -35,8 +36,15 @@ from typing import Any
 import numpy as np
 
 from services.common.logging import get_logger
-from services.common.model_store import ChecksumMismatch, ModelStore
+from services.common.model_store import (
+    ArtifactTooLarge,
+    ChecksumMismatch,
+    ModelStore,
+    OutsideStore,
+)
 from services.common.segment import ALL_SEGMENTS
+from services.common.signing import SignatureError
+from services.inference.artifacts import fetch_verified
 from services.inference.bandit import Retirement
 from services.inference.candidates import propose
 from services.inference.metrics import Metrics
@@ -48,7 +56,6 @@ from services.inference.state import State
 __all__ = ["Curator"]
 
 _log = get_logger(__name__)
-_ROLES = ("generator", "reward_model", "metadata")
 
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -73,6 +80,7 @@ class Curator:
         self._publish = publish_creative
         self._providers = providers
         self._store = ModelStore(settings.model_store_url)
+        self._keys = settings.trusted_key_set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused: set[tuple[str, str]] = set()
@@ -161,14 +169,9 @@ class Curator:
         return bundle
 
     def _fetch_and_load(self, record: dict[str, Any]) -> ModelBundle:
-        artifacts = {a["name"]: a for a in record["artifacts"]}
-        missing = [r for r in _ROLES if r not in artifacts]
-        if missing:
-            raise ModelRejected("missing_artifact", f"ModelPublished lacks {', '.join(missing)}")
-        blobs = {r: self._store.get(artifacts[r]["uri"], artifacts[r]["sha256"]) for r in _ROLES}
-        metadata = json.loads(blobs["metadata"])
-        if not isinstance(metadata, dict):
-            raise ValueError("metadata.json is not a JSON object")
+        metadata, blobs = fetch_verified(
+            self._store, self._keys, record, self._settings.max_artifact_bytes
+        )
         bundle = ModelBundle.load(
             metadata, blobs["generator"], blobs["reward_model"], self._providers
         )
@@ -352,6 +355,12 @@ def _creative_record(
 def _reason_of(exc: BaseException) -> str:
     if isinstance(exc, ChecksumMismatch):
         return "bad_sha256"
+    if isinstance(exc, SignatureError):
+        return exc.reason
+    if isinstance(exc, OutsideStore):
+        return "outside_store"
+    if isinstance(exc, ArtifactTooLarge):
+        return "too_large"
     if isinstance(exc, ModelRejected):
         return exc.reason
     if isinstance(exc, (FileNotFoundError, OSError)):

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.common.signing import TrustedKeys
 
 __all__ = ["Settings"]
 
@@ -84,8 +85,34 @@ class Settings(ServiceSettings):
         Path(".run/inference-spool"), description="Folder of the append-only decision spool."
     )
     metrics_require_key: bool = Field(
-        False, description="Require an API key on /metrics (off: scrapers reach it freely)."
+        False,
+        description="Require an API key on /metrics and /readyz details (they list campaign "
+        "ids and model versions; off: scrapers reach them freely).",
     )
+    # Model trust (docs/contracts.md "Model artifacts")
+    trusted_keys: str = Field(
+        "",
+        description="Ed25519 public keys (base64, comma-separated) whose signed models may "
+        "serve; unsigned or otherwise signed models are refused.",
+    )
+    trusted_keys_file: Path | None = Field(
+        None, description="File with more trusted public keys (base64 per line, or PEM)."
+    )
+    max_artifact_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest model artifact file that is read."
+    )
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys_parse(cls, v: str) -> str:
+        TrustedKeys.parse(v)  # a malformed key is a start-up error, not a silent refusal
+        return v
+
+    def trusted_key_set(self) -> TrustedKeys:
+        text = self.trusted_keys
+        if self.trusted_keys_file is not None:
+            text += "\n" + self.trusted_keys_file.read_text()
+        return TrustedKeys.parse(text)
 
     @field_validator("api_keys")
     @classmethod
