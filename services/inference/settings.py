@@ -86,8 +86,8 @@ class Settings(ServiceSettings):
     )
     metrics_require_key: bool = Field(
         False,
-        description="Require an API key on /metrics and /readyz details (they list campaign "
-        "ids and model versions; off: scrapers reach them freely).",
+        description="Require an API key on /metrics (its labels list campaign ids and model "
+        "versions; off: scrapers on the internal network reach it freely).",
     )
     # Model trust (docs/contracts.md "Model artifacts")
     trusted_keys: str = Field(
