@@ -1,9 +1,10 @@
 """HTTP/JSON API (FastAPI): Decide, creatives and their SVG, health, readiness, metrics.
 
 Authentication: `X-API-Key` on every route except /healthz, /readyz (without a key it says
-only ready or not; the details — campaigns, model versions — need a key), /openapi.json (the
+only whether it is ready; campaigns and model versions need a key), /openapi.json (the
 contract is public; it holds no data) and, unless `metrics_require_key`, /metrics (for
-scrapers on the internal network; it lists campaign ids and model versions in its labels). Bad bodies get 422 with a `message` naming the field.
+scrapers on the internal network; its labels list campaign ids and model versions). Bad
+bodies get 422 with a `message` naming the field.
 """
 
 import asyncio
