@@ -85,9 +85,13 @@ def test_dead_letter_keeps_original_bytes_headers_and_source() -> None:
     )
     assert dict(r.dead_letters) == {"schema_violation": 1}
     out = r.outgoing[0]
-    assert out.topic == "dlq" and out.key == b"k"
+    key = pseudonymize(SECRET, "k").encode()  # keys are pseudonymized (often a raw user id)
+    assert out.topic == "dlq" and out.key == key
     dl = DLQ.decode(out.value)
-    assert dl["original_value"] == value and dl["original_key"] == b"k"
+    user = pseudonymize(SECRET, "app-user-42")
+    assert dl["original_value"] == value.replace(b"app-user-42", user.encode())
+    assert dl["original_key"] == key and b"app-user-42" not in out.value
+    assert "user_id pseudonymized" in dl["message"]
     assert dl["original_headers"] == [{"key": "h", "value": b"v"}, {"key": "n", "value": None}]
     assert (dl["source_topic"], dl["source_partition"], dl["source_offset"]) == ("raw", 2, 77)
     assert dl["field"] == "type" and "purchase" in dl["message"]
