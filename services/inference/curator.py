@@ -85,6 +85,11 @@ class Curator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused: set[tuple[str, str]] = set()
         self._curating: dict[str, asyncio.Lock] = {}
+        # Rollback (services/inference/rollback.py): the bundle each swap replaced, versions
+        # rolled back (never loaded again by this process), and who to tell about a swap.
+        self.previous: dict[str, ModelBundle] = {}
+        self.rolled_back: set[tuple[str, str]] = set()
+        self.on_swap: Callable[[str, str, str | None], None] | None = None
         # False while restoring: models read then were curated when they were published.
         self.following = False
         patience = max(1, round(settings.retire_after_s / settings.retire_check_s))
@@ -121,6 +126,8 @@ class Curator:
                 return  # overtaken by a newer publication
             if self.model_version(campaign_id) == version:
                 return
+            if (campaign_id, version) in self.rolled_back:
+                return
             bundle = await self._try_load(record)
             if bundle is None and campaign_id not in self.models:
                 # Nothing serves yet (a restart whose newest model is bad): fall back to the
@@ -133,7 +140,11 @@ class Curator:
             if bundle is None:
                 return
             old = self.model_version(campaign_id)
+            if campaign_id in self.models:
+                self.previous[campaign_id] = self.models[campaign_id]
             self.models[campaign_id] = bundle  # the swap: one reference assignment
+            if self.on_swap is not None:
+                self.on_swap(campaign_id, bundle.version, old)
             self._metrics.swaps.labels(campaign_id).inc()
             self._metrics.set_model(campaign_id, old, bundle.version)
             _log.info(
@@ -181,6 +192,25 @@ class Curator:
                 f"metadata is for {bundle.campaign_id!r}, published for {record['campaign_id']!r}",
             )
         return bundle
+
+    async def revert(self, campaign_id: str, bad_version: str) -> str | None:
+        """Serve the bundle `bad_version` replaced again and retire `bad_version`'s creatives;
+        the restored version, or None when `bad_version` no longer serves."""
+        async with self._locks.setdefault(campaign_id, asyncio.Lock()):
+            previous = self.previous.get(campaign_id)
+            if self.model_version(campaign_id) != bad_version or previous is None:
+                return None
+            self.rolled_back.add((campaign_id, bad_version))
+            self.models[campaign_id] = previous
+            self._metrics.set_model(campaign_id, bad_version, previous.version)
+        for creative in list(self._state.creatives.values()):
+            if (
+                creative["campaign_id"] == campaign_id
+                and creative.get("model_version") == bad_version
+                and creative["status"] == "live"
+            ):
+                await self._retire(creative)
+        return previous.version
 
     # -- candidates ---------------------------------------------------------------------
 

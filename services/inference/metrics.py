@@ -43,6 +43,12 @@ class Metrics:
         self.swaps = Counter(
             "admuse_inference_model_swaps", "Models swapped in.", ["campaign_id"], registry=r
         )
+        self.rollbacks = Counter(
+            "admuse_inference_model_rollbacks",
+            "Models rolled back because their creatives did significantly worse.",
+            ["campaign_id"],
+            registry=r,
+        )
         self.refused = Counter(
             "admuse_inference_models_refused",
             "Models refused (old one kept), by reason.",

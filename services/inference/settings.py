@@ -89,6 +89,23 @@ class Settings(ServiceSettings):
         description="Require an API key on /metrics (its labels list campaign ids and model "
         "versions; off: scrapers on the internal network reach it freely).",
     )
+    # Rollback (services/inference/rollback.py)
+    rollback: bool = Field(
+        True, description="Roll back a new model whose creatives do significantly worse."
+    )
+    rollback_alpha: float = Field(
+        0.05, gt=0.0, lt=0.5, description="False-alarm bound of the sequential rollback test."
+    )
+    rollback_rho: float = Field(
+        10_000.0, gt=0.0, description="Mixture scale of the test (information units, 1/var)."
+    )
+    rollback_min_impressions: int = Field(
+        100, ge=1, description="Impressions per side before the rollback test first looks."
+    )
+    rollback_horizon_impressions: int = Field(
+        20_000, ge=1, description="New-model impressions after which the model is kept."
+    )
+    rollback_check_s: float = Field(5.0, gt=0.0, description="How often the test looks.")
     # Model trust (docs/contracts.md "Model artifacts")
     trusted_keys: str = Field(
         "",
