@@ -94,11 +94,13 @@ async def _serving(settings: Any, campaign: str) -> str | None:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        pending = {tp for tp in tps if end[tp] > 0}
+        while pending:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for rec in records:
                     if rec.key == campaign.encode() and rec.value is not None:
                         latest = codec.decode(rec.value)["version"]
+            pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
     finally:
         await consumer.stop()
     return latest

@@ -169,3 +169,57 @@ async def test_bad_model_is_rolled_back_under_traffic(
             assert (await c.get("/readyz")).json()["models"] == {"spring": "m1"}
     finally:
         again.stop()
+
+
+async def test_admuse_models_list_pin_and_rollback(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import sys
+
+    from services.common.model_store import ModelStore
+    from services.common.signing import TrustedKeys
+    from tests.integration.inference_harness import PUBLIC_KEY, REPO
+    from tests.integration.test_trainer import _models
+
+    store_url = f"file://{tmp_path / 'store'}"
+    old, new = "20261201T000000000Z-aaaaaa", "20261202T000000000Z-bbbbbb"
+    for version in (old, new):
+        write_model(store_url, "spring", version)
+    await publish_model(kafka, topics, write_model(store_url, "spring", new))
+    env = {
+        **os.environ,
+        "ADMUSE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "ADMUSE_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "ADMUSE_MODEL_STORE_URL": store_url,
+        "COLUMNS": "200",
+    }
+
+    async def admuse(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from services.cli import app; app()", "models", *args,
+            cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 120)
+        return proc.returncode or 0, out.decode()
+
+    code, out = await admuse("list", "spring")
+    assert code == 0, out
+    lines = {line.split()[1]: line for line in out.splitlines() if "Z-" in line}
+    assert set(lines) == {old, new} and "serving" in lines[new] and "serving" not in lines[old]
+    code, out = await admuse("rollback", "spring")
+    assert code == 0 and old in out, out
+    registry = SchemaRegistry.load()
+    records = await _models(kafka, registry, topics.models.name, 2, 30)
+    pinned = records[-1]
+    assert pinned["version"] == old
+    store = ModelStore(store_url)
+    arts = {a["name"]: a for a in pinned["artifacts"]}
+    signed = TrustedKeys.parse(PUBLIC_KEY).verify(
+        store.get(arts["signature"]["uri"]), "spring", old
+    )
+    assert all(signed[r]["sha256"] == arts[r]["sha256"] for r in signed)
+    assert json.loads(store.get(arts["metadata"]["uri"]))["version"] == old
+    code, out = await admuse("pin", "spring", "no-such-version")
+    assert code == 2 and "no signed version" in out
