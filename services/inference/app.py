@@ -130,7 +130,7 @@ class Inference:
                 "campaign_id": campaign_id,
                 "segment": segment,
                 "context": dict(context),
-                "user_id": pseudonym,
+                "user_id": "",  # no user identity in the 30-day decision log (erasure)
                 "creative_id": creative["creative_id"],
                 "propensity": choice.propensity,
                 "arm": choice.arm,

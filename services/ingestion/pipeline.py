@@ -17,7 +17,7 @@ from typing import Protocol
 
 from services.common.codec import CodecError, RecordCodec
 from services.ingestion.dedup import DedupWindow
-from services.ingestion.dlq_identity import protect_key, protect_value
+from services.ingestion.dlq_identity import protect_key, protect_value, redaction_token
 from services.ingestion.rejection import Rejection
 from services.ingestion.transform import Transform, Transformed, TransformSpec
 from services.ingestion.validation import Limits
@@ -149,16 +149,14 @@ class Processor:
         self.dedup.expire(now_ms)
 
     def _dead_letter(self, rec: RawRecord, why: Rejection, now_ms: int) -> Outgoing:
-        # No raw user id in a dead letter (dlq_identity): value and key pseudonymized.
-        pseudonymize = self.transform.pseudonymize
-        original, note = protect_value(rec.value, pseudonymize, self._event_codec)
+        # No user identity in a dead letter (dlq_identity): user ids redacted, key not kept.
+        original, note = protect_value(rec.value, redaction_token, self._event_codec)
+        key, key_note = protect_key(rec.key)
+        note += key_note
         truncated = original is not None and len(original) > self._dlq_max
         headers = [{"key": k, "value": v} for k, v in (rec.headers or ())]
-        key = protect_key(rec.key, pseudonymize)
         if sum(len(h["key"]) + len(h["value"] or b"") for h in headers) > _MAX_DLQ_HEADER_BYTES:
-            headers, note = [], " (original headers over 64 KiB were not kept)"
-        if key is not None and len(key) > _MAX_DLQ_HEADER_BYTES:
-            key, note = None, note + " (original key over 64 KiB was not kept)"
+            headers, note = [], note + " (original headers over 64 KiB were not kept)"
         record = {
             "original_key": key,
             "original_value": original[: self._dlq_max] if truncated else original,

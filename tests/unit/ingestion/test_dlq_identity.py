@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from services.common.codec import MAGIC, SchemaRegistry
 from services.common.privacy import pseudonymize
-from services.ingestion.dlq_identity import protect_key, protect_value
+from services.ingestion.dlq_identity import protect_key, protect_value, redaction_token
 
 EVENTS = SchemaRegistry.load().codec("AdEvent")
 SECRET = b"dlq-secret"
@@ -23,7 +23,7 @@ def test_json_user_id_is_replaced_in_place_and_the_rest_kept() -> None:
     value = b'{"event_id": "e1", "user_id": "alice@example.com", "type": "purchase" , }'
     out, note = protect_value(value, pseud, EVENTS)
     assert out == value.replace(b"alice@example.com", pseud("alice@example.com").encode())
-    assert b"alice" not in out and "pseudonymized in 1" in note
+    assert b"alice" not in out and "redacted in 1" in note
 
 
 def test_escaped_numeric_nested_and_truncated_ids() -> None:
@@ -52,7 +52,7 @@ def test_avro_body_is_reencoded_with_the_writers_schema() -> None:
     value = EVENTS.encode(event)
     out, note = protect_value(value, pseud, EVENTS)
     assert out[:10] == value[:10] and b"bob-raw-id" not in out
-    assert EVENTS.decode(out)["user_id"] == pseud("bob-raw-id") and "pseudonymized" in note
+    assert EVENTS.decode(out)["user_id"] == pseud("bob-raw-id") and "redacted" in note
 
 
 def test_undecodable_avro_keeps_only_its_header() -> None:
@@ -64,9 +64,11 @@ def test_undecodable_avro_keeps_only_its_header() -> None:
     assert out == value[:10] and out[:2] == MAGIC and "not kept" in note
 
 
-def test_key_becomes_the_users_pseudonym() -> None:
-    assert protect_key(b"dave", pseud) == pseud("dave").encode()
-    assert protect_key(None, pseud) is None
+def test_key_is_not_kept_and_tokens_link_to_nothing() -> None:
+    assert protect_key(b"dave") == (None, " (record key of 4 bytes not kept)")
+    assert protect_key(None) == (None, "")
+    tokens = {redaction_token("same-user") for _ in range(100)}
+    assert len(tokens) == 100 and all(t.startswith("redacted-") for t in tokens)
 
 
 @given(user=st.text(min_size=1, max_size=40), junk=st.binary(max_size=40))
