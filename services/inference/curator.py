@@ -81,6 +81,13 @@ class Curator:
         self._providers = providers
         self._store = ModelStore(settings.model_store_url)
         self._keys = settings.trusted_key_set()
+        if not self._keys:
+            _log.warning(
+                "no trusted model-signing keys (ADMUSE_INFERENCE_TRUSTED_KEYS): every published "
+                "model will be refused; only catalog creatives serve"
+            )
+        else:
+            _log.info("trusting model-signing keys", key_ids=self._keys.key_ids)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused: set[tuple[str, str]] = set()

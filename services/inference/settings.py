@@ -128,7 +128,10 @@ class Settings(ServiceSettings):
     def trusted_key_set(self) -> TrustedKeys:
         text = self.trusted_keys
         if self.trusted_keys_file is not None:
-            text += "\n" + self.trusted_keys_file.read_text()
+            try:
+                text += "\n" + self.trusted_keys_file.read_text()
+            except OSError as exc:
+                raise ValueError(f"cannot read ADMUSE_INFERENCE_TRUSTED_KEYS_FILE: {exc}") from exc
         return TrustedKeys.parse(text)
 
     @field_validator("api_keys")
