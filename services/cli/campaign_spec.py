@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -371,6 +372,12 @@ def read_spec_file(path: Path | str) -> Any:
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise SpecError(
             f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}"
+        ) from None
+    except RecursionError:
+        raise SpecError(f"{path}: nested too deeply") from None
+    except ValueError:  # the parsers' only other ValueError: an integer with too many digits
+        raise SpecError(
+            f"{path}: a number has more than {sys.get_int_max_str_digits()} digits"
         ) from None
 
 

@@ -193,3 +193,14 @@ def test_control_characters_are_refused_everywhere(where: str, bad: str) -> None
         data["segment_keys"] = [f"coun{bad}try"]
     message = error_of(data)
     assert f"U+{ord(bad[0]):04X}" in message and bad not in message
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_huge_numbers_get_our_words_not_pythons(tmp_path: Path, suffix: str) -> None:
+    from services.cli.campaign_spec import load_spec
+
+    path = tmp_path / f"spec{suffix}"
+    path.write_text('{"campaign_id": "x", "attribution_window": ' + "9" * 5000 + "}")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert "more than 4300 digits" in str(err.value) and "sys." not in str(err.value)
