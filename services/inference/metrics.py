@@ -49,6 +49,18 @@ class Metrics:
             ["campaign_id"],
             registry=r,
         )
+        self.watch_impressions = Gauge(
+            "admuse_inference_rollback_watch_impressions",
+            "Impressions since the last swap: the new model's creatives vs those before it.",
+            ["campaign_id", "arm"],
+            registry=r,
+        )
+        self.watch_reward_rate = Gauge(
+            "admuse_inference_rollback_watch_reward_rate",
+            "Reward rate since the last swap: the new model's creatives vs those before it.",
+            ["campaign_id", "arm"],
+            registry=r,
+        )
         self.refused = Counter(
             "admuse_inference_models_refused",
             "Models refused (old one kept), by reason.",

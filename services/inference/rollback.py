@@ -125,6 +125,9 @@ class RollbackWatch:
         rolled = []
         for campaign_id, watch in list(self.watches.items()):
             n_new, r_new, n_base, r_base = self.arms(watch)
+            for arm, n, r in (("new", n_new, r_new), ("baseline", n_base, r_base)):
+                self._metrics.watch_impressions.labels(campaign_id, arm).set(n)
+                self._metrics.watch_reward_rate.labels(campaign_id, arm).set(r / n if n else 0.0)
             verdict = self.test.verdict(n_new, r_new, n_base, r_base)
             if verdict == "wait":
                 continue

@@ -158,6 +158,11 @@ async def test_bad_model_is_rolled_back_under_traffic(
         assert ready["models"] == {"spring": "m1"}
         log = proc.log_tail(400)
         assert "model rolled back" in log
+        async with httpx.AsyncClient(base_url=proc.url) as c:
+            text = (await c.get("/metrics")).text
+        watched = "admuse_inference_rollback_watch_reward_rate"
+        assert _metric(text, watched, arm="new") < _metric(text, watched, arm="baseline")
+        assert _metric(text, "admuse_inference_rollback_watch_impressions", arm="new") >= 30
     finally:
         proc.stop()
     # The previous record was published again: a restart serves m1, not the bad model.
