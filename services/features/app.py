@@ -393,6 +393,8 @@ def build_app(settings: Settings) -> faust.App:
                 key=reward["decision_id"].encode(), value=reward_codec.encode(reward)
             )
             metrics.rewards.labels(reward["outcome"]).inc()
+            if not reward["shown"]:
+                metrics.unshown.inc()
 
     @app.agent(partials_topic)
     async def stats_agent(stream: faust.StreamT) -> None:

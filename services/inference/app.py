@@ -192,7 +192,6 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         n_draws=settings.thompson_draws,
         refresh_ms=settings.policy_refresh_ms,
         backoff_impressions=settings.backoff_impressions,
-        decay_half_life_s=settings.decay_half_life_s,
     )
     providers = _providers(settings.providers)
     curator = Curator(settings, state, policy, metrics, publish_creative, providers)

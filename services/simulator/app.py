@@ -104,6 +104,7 @@ def summary_of(stats: LiveStats) -> dict[str, Any]:
         "arms": {
             arm: {
                 "impressions": a.impressions,
+                "never_shown": a.unshown,
                 "clicks": a.clicks,
                 "ctr": a.ctr,
                 "conversions": a.conversions,

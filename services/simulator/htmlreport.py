@@ -142,13 +142,15 @@ def write_html(
         f"<h1>admuse run — {e(result['campaign_id'])}</h1>",
         f"<p class='muted'>{result['requests']:,} requests over {result['duration_s']:.0f} s, "
         f"{result['failed']:,} failed.</p>",
-        "<h2>Control vs optimized</h2><table><tr><th>arm</th><th>impressions</th><th>clicks</th>"
+        "<h2>Control vs optimized</h2><table><tr><th>arm</th><th>impressions</th>"
+        "<th>never shown</th><th>clicks</th>"
         "<th>CTR</th><th>95% interval</th><th>true CTR</th><th>regret / impression</th></tr>",
     ]
     for a in ARMS:
         s = arms[a]
         parts.append(
-            f"<tr><td>{a}</td><td>{s['impressions']:,}</td><td>{s['clicks']:,}</td>"
+            f"<tr><td>{a}</td><td>{s['impressions']:,}</td><td>{s.get('never_shown', 0):,}</td>"
+            f"<td>{s['clicks']:,}</td>"
             f"<td>{_pct(s.get('ctr'))}</td><td>{_pct(s.get('ctr_low'))} – "
             f"{_pct(s.get('ctr_high'))}</td><td>{_pct(s['true_ctr'])}</td>"
             f"<td>{s['regret_per_impression']:.4f}</td></tr>"

@@ -46,6 +46,7 @@ def lognormal_delay(rng: random.Random, delay: Delay) -> float:
 @dataclass
 class ArmStats:
     impressions: int = 0
+    unshown: int = 0  # decisions the app did not show (scenario audience.shown_share)
     clicks: int = 0
     conversions: int = 0
     expected_reward: float = 0.0
@@ -239,8 +240,10 @@ class Player:
         latency_ms: float,
     ) -> None:
         truth = self.truth
-        p = truth.p_click(segment, attributes)
-        clicked = rng.random() < p
+        at_s = time.time() - self._t0_wall  # scenario time: drift changes the truth with it
+        p = truth.p_click(segment, attributes, at_s)
+        shown = rng.random() < self.scenario.audience.shown_share
+        clicked = shown and rng.random() < p
         converted = clicked and rng.random() < truth.conversion_rate
         conv = self.scenario.truth.conversion
         value = max(0.0, rng.gauss(conv.value_mean, conv.value_sd)) if converted and conv else None
@@ -248,8 +251,9 @@ class Player:
         conv_delay = (
             lognormal_delay(rng, self.scenario.truth.conversion_delay) if converted else None
         )
-        expected = truth.expected_reward(segment, attributes)
-        oracle = truth.optimum(segment).reward
+        # a decision never shown could earn nothing, whatever was chosen: no regret either
+        expected = truth.expected_reward(segment, attributes, at_s) if shown else 0.0
+        oracle = truth.optimum(segment, at_s).reward if shown else 0.0
         origin = "catalog" if creative_id in self._seed_ids else "generated"
 
         base = {
@@ -261,7 +265,8 @@ class Player:
             "context": dict(context),
             "source": self.source,
         }
-        await self._emit(n, "impression", base, 0.0)
+        if shown:
+            await self._emit(n, "impression", base, 0.0)
         if click_delay is not None:
             self._later(n, "click", base, click_delay)
         if conv_delay is not None and click_delay is not None:
@@ -269,7 +274,8 @@ class Player:
 
         s = self.stats
         a = s.arm(arm)
-        a.impressions += 1
+        a.impressions += shown
+        a.unshown += not shown
         a.clicks += clicked
         a.conversions += converted
         a.expected_reward += expected
@@ -294,8 +300,9 @@ class Player:
                 "attributes": attributes,
                 "p_click": round(p, 6),
                 "expected_reward": round(expected, 6),
-                "best_catalog_reward": round(truth.best_catalog(segment).reward, 6),
+                "best_catalog_reward": round(truth.best_catalog(segment, at_s).reward, 6),
                 "oracle_reward": round(oracle, 6),
+                "shown": shown,
                 "clicked": clicked,
                 "converted": converted,
                 "value": value,

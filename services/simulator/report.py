@@ -48,12 +48,14 @@ def analyze(
     """Every number the result table and the report show, JSON-ready."""
     creatives = dict(creatives or {})
     truth = GroundTruth(scenario)
-    arm_rows = {a: [r for r in rows if r["arm"] == a] for a in ARMS}
+    arm_rows = {a: [r for r in rows if r["arm"] == a and r.get("shown", True)] for a in ARMS}
+    unshown = Counter(r["arm"] for r in rows if "arm" in r and not r.get("shown", True))
     arms = {}
     for a, rs in arm_rows.items():
         n = len(rs)
         arms[a] = {
             "impressions": n,
+            "never_shown": unshown[a],
             "clicks": sum(r["clicked"] for r in rs),
             "true_ctr": _mean(r["p_click"] for r in rs),
             "expected_reward": sum(r["expected_reward"] for r in rs),
@@ -216,6 +218,7 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
     for col in (
         "arm",
         "impressions",
+        "never shown",
         "clicks",
         "CTR",
         "95% interval",
@@ -228,6 +231,7 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
         table.add_row(
             a,
             f"{s['impressions']:,}",
+            f"{s.get('never_shown', 0):,}",
             f"{s['clicks']:,}",
             _pct(s.get("ctr")),
             f"{_pct(s.get('ctr_low'))} – {_pct(s.get('ctr_high'))}",

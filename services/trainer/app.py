@@ -45,7 +45,12 @@ _SAVE_EVERY_S = 5.0
 
 def train_config(settings: Settings) -> TrainConfig:
     base = TrainConfig.small() if settings.profile == "small" else TrainConfig()
-    return base.with_overrides(gan_steps=settings.gan_steps)
+    return base.with_overrides(
+        gan_steps=settings.gan_steps,
+        reward_epochs=settings.reward_epochs,
+        max_reward_steps=settings.reward_max_steps,
+        reward_bends=settings.reward_bends,
+    )
 
 
 async def _assign(consumer: AIOKafkaConsumer, state: TrainerState) -> None:
@@ -155,7 +160,12 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         if training is not None:  # a torch run cannot be interrupted: let it finish
             await asyncio.wait([training])
             _report_crash(training)
-        log.info("trainer stopped", buffered=len(state.buffer), rejected=dict(state.rejected))
+        log.info(
+            "trainer stopped",
+            buffered=len(state.buffer),
+            rejected=dict(state.rejected),
+            unshown=dict(state.unshown),
+        )
 
 
 class _Publish:

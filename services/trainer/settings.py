@@ -41,6 +41,19 @@ class Settings(ServiceSettings):
         "full", description="Network/step sizes: full, or small for tests and demos."
     )
     gan_steps: int | None = Field(None, ge=1, description="Override the profile's GAN steps.")
+    reward_epochs: int | None = Field(
+        None, ge=1, description="Override the profile's reward-model epochs over the data."
+    )
+    reward_max_steps: int | None = Field(
+        None, ge=1, description="Override the profile's cap on reward-model optimizer steps."
+    )
+    reward_bends: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="Radial-basis bumps per numeric/color column in the reward model "
+        "(0: linear, monotone per segment); default 4.",
+    )
     # Signing and the quality gate (docs/contracts.md "Model artifacts")
     signing_key: SecretStr | None = Field(
         None, description="Ed25519 private key signing every model (`admuse keys generate`)."

@@ -34,6 +34,7 @@ class TrainerState:
         self.new_rewards: Counter[str] = Counter()
         self.last_trained: dict[str, float] = {}
         self.rejected: Counter[str] = Counter()
+        self.unshown: Counter[str] = Counter()  # per campaign: rewards of decisions never shown
         self._codecs: dict[str, RecordCodec] = {
             topics.campaigns.name: registry.codec("Campaign"),
             topics.creatives.name: registry.codec("Creative"),
@@ -52,7 +53,9 @@ class TrainerState:
         try:
             rec = self._codecs[msg.topic].decode(msg.value)
             if msg.topic == self.topics.rewards.name:
-                if self.buffer.add(rec["campaign_id"], RewardRow.from_record(rec)):
+                if not rec.get("shown", True):  # never shown: not an impression, no row
+                    self.unshown[rec["campaign_id"]] += 1
+                elif self.buffer.add(rec["campaign_id"], RewardRow.from_record(rec)):
                     self.new_rewards[rec["campaign_id"]] += 1
             elif msg.topic == self.topics.campaigns.name:
                 CreativeSpace.from_attributes(rec["attributes"])  # refuse unusable spaces

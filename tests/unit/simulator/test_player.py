@@ -44,8 +44,13 @@ def decide_api(scenario_name: str = "e2e") -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-async def play(tmp_path: Path, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+async def play(
+    tmp_path: Path, seed: int, shown_share: float = 1.0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     scenario = load_scenario("e2e")
+    scenario = scenario.model_copy(
+        update={"audience": scenario.audience.model_copy(update={"shown_share": shown_share})}
+    )
     quick = Delay(median_s=0.05, sigma=0.5, max_s=0.2)  # clicks arrive fast: short test
     scenario = scenario.model_copy(
         update={"truth": scenario.truth.model_copy(update={"click_delay": quick})}
@@ -121,3 +126,15 @@ async def test_same_seed_same_users_and_outcomes(tmp_path: Path) -> None:
     assert len(common) > 100
     assert all(ka[n] == kb[n] for n in common)
     assert key(c) != ka
+
+
+async def test_decisions_the_app_does_not_show_send_no_impression_and_no_click(
+    tmp_path: Path,
+) -> None:
+    rows, events = await play(tmp_path, seed=2, shown_share=0.6)
+    answered = [r for r in rows if "error" not in r]
+    shown = [r for r in answered if r["shown"]]
+    assert 0.4 * len(answered) < len(shown) < 0.8 * len(answered)
+    assert len([e for e in events if e["type"] == "impression"]) == len(shown)
+    assert not any(r["clicked"] for r in answered if not r["shown"])
+    assert len({e["decision_id"] for e in events}) == len(shown)  # nothing for the others
