@@ -517,13 +517,13 @@ def main() -> None:
     configure_logging(settings.log.level, settings.log.format, service="features")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings)
+    # Keep configure_logging's structured handler: faust would install a plain-text one.
+    app.conf.loghandlers = stdlib_handlers()
     worker = faust.Worker(
         app,
         loglevel=settings.log.level,
         quiet=True,
         redirect_stdouts=False,
-        # keep configure_logging's structured handler (faust would install a plain-text one)
-        loghandlers=stdlib_handlers(),
         logging_config={"version": 1, "disable_existing_loggers": False},
     )
     worker.execute_from_commandline()

@@ -366,5 +366,6 @@ class Player:
         )
 
     def _write(self, record: dict[str, Any]) -> None:
+        record["at"] = round(time.time(), 3)  # wall clock: lines results up with outside events
         if self._out is not None and not self._out.closed:
             self._out.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -25,6 +25,7 @@ from services.common.codec import RecordCodec, SchemaRegistry
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from services.common.logging import configure_logging
 from services.common.model_store import ModelStore
+from services.common.producer import NotDelivered, ResilientProducer
 from services.common.stall import watching_shutdown
 from services.common.topics import Topics
 from services.trainer.buffer import BufferFileError, TrainingBuffer
@@ -108,7 +109,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         consumer = make_consumer(settings.kafka, group_id=None)
         await consumer.start()
         stack.push_async_callback(consumer.stop)
-        producer = make_producer(settings.kafka)
+        producer = ResilientProducer(lambda: make_producer(settings.kafka), name="trainer")
         await producer.start()
         stack.push_async_callback(producer.stop)
         await _assign(consumer, state)
@@ -170,7 +171,11 @@ async def _train_and_publish(
     except (TrainingError, ExportError, EncodingError) as exc:
         log.warning("model not published", campaign_id=cid, error=str(exc))
         return
-    await producer.send_and_wait(state.topics.models.name, codec.encode(record), key=cid.encode())
+    try:
+        await producer.send(state.topics.models.name, codec.encode(record), key=cid.encode())
+    except NotDelivered as exc:  # stored but not announced: the next retrain publishes again
+        log.error("model not published: Kafka did not take it", campaign_id=cid, error=str(exc))
+        return
     m = built.metrics
     log.info(
         "model published",

@@ -1,0 +1,63 @@
+"""The short fault suite CI runs: two cycles of every fault kind (SIGKILL of each service, a
+paused features worker, a broker stop/start) under simulator load, on the suite's own broker,
+then the books read back from the topics (services/chaos; `make chaos` runs longer ones).
+
+What this branch guarantees is asserted strictly: every raw record accounted for, nothing the
+simulator wrote lost, every answered Decide logged, no click lost, services up at the end,
+Decide back within 10 s of an inference kill, and the suite's exit code saying whether the
+books balance. Three books depend on work outside this issue and are reported, not asserted:
+duplicate Decision records (the decision log resends a batch after a timeout: at least once),
+decisions rewarded twice and clicks turned into timeouts (window closing in features, #12).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.chaos.books import problems
+from services.chaos.faults import KINDS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(540)]
+
+REPORTED_ONLY = ("Decision records are duplicates", "rewarded twice", "became timeout rewards")
+
+
+def test_short_fault_suite_books_balance(tmp_path: Path) -> None:
+    port = int(os.environ.get("ADMUSE_KAFKA_PORT", "19092")) + 50
+    run = tmp_path / "chaos"
+    cmd = [sys.executable, "-m", "services.chaos", "--cycles", "2", "--port", str(port)]
+    cmd += ["--run-dir", str(run), "--rate", "10", "--gap", "2", "--pause", "5"]
+    cmd += ["--broker-down", "5"]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=520, env={**os.environ, "COLUMNS": "160"}
+    )
+    out = done.stdout + done.stderr
+    assert (run / "chaos.json").exists(), out[-4000:]
+    books = json.loads((run / "chaos.json").read_text())
+    found = problems(books)
+    assert done.returncode == (1 if found else 0), out[-4000:]
+
+    kinds = [f["kind"] for f in books["faults"]]
+    assert all(kinds.count(k) == 2 for k in KINDS), kinds
+    assert all(f["recovered"] for f in books["faults"]), books["faults"]
+    raw, sim = books["raw"], books["simulator"]
+    assert raw["raw"] > 500 and raw["imbalance"] == 0, raw
+    assert raw["missing"] == raw["forwarded_twice"] == raw["forwarded_not_sent"] == 0, raw
+    assert sim["lost"] == 0 and sim["written"] > 500, sim
+    assert books["decisions"]["without_decision"] == 0, books["decisions"]
+    assert books["rewards"]["clicks_without_reward"] == 0, books["rewards"]
+    assert books["rewards"]["clicks_written"] > 20, books["rewards"]
+    assert books["models"]["served_without_model_after_first"] == 0, books["models"]
+    services = books["services"]
+    assert all(s["state"] == "up" and s["restarts"] >= 2 for s in services.values()), services
+    assert books["availability"]["kill-inference"]["worst_s"] < 10, books["availability"]
+    unexpected = [p for p in found if not any(r in p for r in REPORTED_ONLY)]
+    assert not unexpected, (unexpected, out[-4000:])
+    for p in found:  # shown in the test log: known, tracked outside this issue
+        print(f"reported: {p}")
