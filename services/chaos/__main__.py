@@ -85,6 +85,13 @@ def print_books(console: Console, books: dict[str, Any]) -> None:
             f"{a['worst_s']:.0f}",
         )
     console.print(faults)
+    shares = [f["cpu_share_while_down"] for f in books["faults"] if "cpu_share_while_down" in f]
+    if shares:
+        worst = {n: max(s.get(n, 0.0) for s in shares) for n in shares[0]}
+        console.print(
+            "CPU while the broker was away (share of a core, worst of "
+            f"{len(shares)}): " + ", ".join(f"{n} {v:.0%}" for n, v in worst.items())
+        )
     svc = Table(title="services")
     for col in ("service", "state", "restarts", "down (s)"):
         svc.add_column(col)

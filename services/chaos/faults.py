@@ -7,7 +7,8 @@
   then started again on the same data.
 
 `inject` returns the fault's record: kind, start and end (epoch seconds; end = the moment the
-fault was lifted), and `recovered_s` (from the start until every service answered ready).
+fault was lifted), `recovered_s` (from the start until every service answered ready) and, for
+the broker, the share of a core each service used while it was away.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ async def inject(
 ) -> dict[str, Any]:
     """Inject one fault, lift it, wait until every service is ready again."""
     start = time.time()
+    extra: dict[str, Any] = {}
     action, _, target = kind.partition("-")
     if action == "kill":
         _signal_group(stack.processes[target], signal.SIGKILL)
@@ -111,10 +113,18 @@ async def inject(
             _signal_group(proc, signal.SIGCONT)
     elif kind == "broker":
         await broker.down()
+        before = _cpu_seconds(stack)
+        t0 = time.monotonic()
         try:
             await asyncio.sleep(broker_down_s)
         finally:
+            used = _cpu_seconds(stack)
+            spent = time.monotonic() - t0
             await broker.up()
+        # share of one core each service used while the broker was away (no busy loop: ~0)
+        extra["cpu_share_while_down"] = {
+            n: round((used[n] - before[n]) / spent, 3) for n in used if n in before
+        }
     else:
         raise ValueError(f"unknown fault {kind!r}; one of {', '.join(KINDS)}")
     end = time.time()
@@ -127,4 +137,20 @@ async def inject(
         "end": end,
         "recovered": ok,
         "recovered_s": round(time.time() - start, 1),
+        **extra,
     }
+
+
+def _cpu_seconds(stack: Any) -> dict[str, float]:
+    """CPU seconds (user + system) of each service's main process, from /proc."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for name, proc in stack.processes.items():
+        if proc.proc is None:
+            continue
+        try:
+            fields = Path(f"/proc/{proc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
