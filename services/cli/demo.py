@@ -181,7 +181,12 @@ async def _demo(
         f"{applied.campaign_id} revision {applied.revision} with "
         f"{len(applied.creatives)} catalog creatives"
     )
-    supervisor = Supervisor(stack, _REPO, on_event=lambda m: console.print(f"[yellow]{m}[/yellow]"))
+    supervisor = Supervisor(
+        stack,
+        _REPO,
+        on_event=lambda m: console.print(f"[yellow]{m}[/yellow]"),
+        status_path=run / "services.json",
+    )
     sup_stop = asyncio.Event()
     sup_task: asyncio.Task[None] | None = None
     watch = CreativeWatch(kafka, scen.campaign.campaign_id)

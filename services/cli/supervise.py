@@ -6,11 +6,14 @@ jittered; reset once it has run a minute); each restart is counted. A service th
 `max_crashes` times within `window_s` is left down ("gave up"): restarting it again would only
 hide a bug. `status()` is what the live view, the status lines and the final report show, and
 `healthy()` decides the command's exit code: false when a service gave up or is down at the end.
+With `status_path`, each change is also written there as JSON (state, restarts, exit codes,
+pid per service): `<run>/services.json` of `admuse demo` and `admuse up`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import deque
@@ -62,6 +65,7 @@ class Supervisor:
         stable_after_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[str], None] | None = None,
+        status_path: Path | None = None,
     ) -> None:
         self.stack = stack
         self.cwd = cwd
@@ -75,6 +79,8 @@ class Supervisor:
         self.health: dict[str, ServiceHealth] = {}
         self._rng = random.Random()
         self.stopping = False
+        self.status_path = status_path
+        self._written: str | None = None
 
     def _h(self, name: str) -> ServiceHealth:
         if name not in self.health:
@@ -127,10 +133,27 @@ class Supervisor:
         _log.warning("service_supervision", message=msg)
         self.on_event(msg)
 
+    def write_status(self) -> None:
+        """`status()` plus each process id, as JSON in `status_path` (when it changed)."""
+        if self.status_path is None:
+            return
+        status = self.status()
+        for name, proc in self.stack.processes.items():
+            popen = getattr(proc, "proc", None)
+            status[name]["pid"] = popen.pid if popen is not None and proc.alive else None
+            status[name].pop("down_s")  # changes every pass; the rest changes on events
+        text = json.dumps(status, indent=2)
+        if text != self._written:
+            tmp = self.status_path.with_name(self.status_path.name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(self.status_path)
+            self._written = text
+
     async def run(self, stop: asyncio.Event, every_s: float = 0.5) -> None:
         """`check` every `every_s` until `stop` is set."""
         while not stop.is_set():
             self.check()
+            self.write_status()
             try:
                 await asyncio.wait_for(stop.wait(), every_s)
             except TimeoutError:

@@ -85,7 +85,12 @@ async def _up(
     created = await ensure_topics(kafka, Topics.from_settings(kafka))
     await wait_for_leaders(kafka, created)
     await warm_up_coordinators(kafka)
-    supervisor = Supervisor(stack, _REPO, on_event=lambda m: console.print(f"[yellow]{m}[/yellow]"))
+    supervisor = Supervisor(
+        stack,
+        _REPO,
+        on_event=lambda m: console.print(f"[yellow]{m}[/yellow]"),
+        status_path=run / "services.json",
+    )
     code = 0
     try:
         stack.start(_REPO)
