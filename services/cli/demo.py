@@ -240,6 +240,7 @@ async def _demo(
         await watch.stop()
         console.print("stopping the services…")
         codes = await asyncio.to_thread(stack.stop)
+        supervisor.write_status()  # services.json: stopped
         console.print("stopped: " + ", ".join(f"{k} ({v})" for k, v in codes.items()))
         if started_kafka and not keep_kafka:
             console.print("stopping the broker this demo started (--keep-kafka leaves it)")

@@ -166,8 +166,9 @@ class Supervisor:
         for name, proc in self.stack.processes.items():
             h = self._h(name)
             down = h.down_s + (now - h.down_since if h.down_since is not None else 0.0)
+            state = "stopped" if self.stopping and not proc.alive else h.state(proc.alive)
             out[name] = {
-                "state": h.state(proc.alive),
+                "state": state,
                 "restarts": h.restarts,
                 "exits": list(h.exits),
                 "down_s": round(down, 1),

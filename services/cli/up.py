@@ -120,6 +120,7 @@ async def _up(
         healthy = supervisor.healthy()
         console.print("stopping the services…")
         await asyncio.to_thread(stack.stop)
+        supervisor.write_status()  # services.json: stopped
     print_services(console, services)
     if code == 0 and not healthy:
         console.print("[red]a service was down at the end or kept crashing: exit 1[/red]")
