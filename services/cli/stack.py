@@ -4,8 +4,8 @@ Each service runs as `python -m services.<name>` in its own session (a terminal 
 only the demo, which then stops them in order), with its log in `<run>/logs/<name>.log`.
 Readiness is a real call: GET /readyz (or the service's web port) answering 200.
 
-A run's secrets (pseudonym secret, API key), topic prefix and ports are saved in
-`<run>/run.env` (mode 0600, KEY=VALUE lines): `Stack.resume(run)` starts the same run again
+A run's secrets (pseudonym secret, API key, model-signing keys), topic prefix and ports are
+saved in `<run>/run.env` (mode 0600, KEY=VALUE lines): `Stack.resume(run)` starts the same run again
 (`admuse demo/up --resume <run>`), and `env $(cat <run>/run.env) admuse erase --user …`
 erases a user of that run with the pseudonyms its services computed.
 """
@@ -111,6 +111,21 @@ class ServiceProcess:
         return self.proc.returncode
 
 
+def _signing_keys() -> tuple[str, str, str]:
+    from services.common.signing import generate_key_pair
+
+    return generate_key_pair()
+
+
+def _signing_env(name: str, keys: tuple[str, str, str]) -> dict[str, str]:
+    """The private key only to the trainer, the public one only to inference."""
+    if name == "trainer":
+        return {"ADMUSE_TRAINER_SIGNING_KEY": keys[0]}
+    if name == "inference":
+        return {"ADMUSE_INFERENCE_TRUSTED_KEYS": keys[1]}
+    return {}
+
+
 @dataclass
 class Stack:
     """The four services of one run, configured for `run_dir` and one topic prefix."""
@@ -121,6 +136,8 @@ class Stack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     pseudonym_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # A model-signing key pair for this run: the trainer signs, inference trusts the public key.
+    signing_keys: tuple[str, str, str] = field(default_factory=_signing_keys)
     inference_port: int = field(default_factory=free_port)
     ingestion_port: int = field(default_factory=free_port)
     features_port: int = field(default_factory=free_port)
@@ -149,6 +166,7 @@ class Stack:
             }
         )
         env.update(_service_env(name, self, run, tag))
+        env.update(_signing_env(name, self.signing_keys))
         for key, value in _DEMO_PACE.get(name, {}).items():
             env.setdefault(key, value)  # the caller's environment may set its own pace
         env.update(self.extra_env)
@@ -211,6 +229,9 @@ class Stack:
             "ADMUSE_INFERENCE_API_KEYS": self.api_key,
             "ADMUSE_INGESTION_API_KEYS": self.api_key,
             "ADMUSE_SIMULATOR_API_KEY": self.api_key,
+            "ADMUSE_TRAINER_SIGNING_KEY": self.signing_keys[0],
+            "ADMUSE_INFERENCE_TRUSTED_KEYS": self.signing_keys[1],
+            "ADMUSE_RUN_SIGNING_KEY_ID": self.signing_keys[2],
             "ADMUSE_SIMULATOR_DECIDE_URL": self.decide_url,
             "ADMUSE_INFERENCE_HTTP_PORT": str(self.inference_port),
             "ADMUSE_INGESTION_HTTP_PORT": str(self.ingestion_port),
@@ -243,6 +264,11 @@ class Stack:
                 values["ADMUSE_KAFKA_TOPIC_PREFIX"],
                 dict(extra_env or {}),
                 api_key=values["ADMUSE_INFERENCE_API_KEYS"],
+                signing_keys=(
+                    values["ADMUSE_TRAINER_SIGNING_KEY"],
+                    values["ADMUSE_INFERENCE_TRUSTED_KEYS"],
+                    values["ADMUSE_RUN_SIGNING_KEY_ID"],
+                ),
                 pseudonym_secret=values["ADMUSE_PSEUDONYM_SECRET"],
             )
         except KeyError as exc:

@@ -118,6 +118,7 @@ def test_run_secrets_are_saved_private_and_resumed(tmp_path: Path) -> None:
     again = Stack.resume(tmp_path, {"K": "V"})
     assert again.api_key == stack.api_key
     assert again.pseudonym_secret == stack.pseudonym_secret
+    assert again.signing_keys == stack.signing_keys  # models signed before still verify
     assert (again.topic_prefix, again.bootstrap) == ("demo-x.", "127.0.0.1:19999")
     assert again.inference_port == stack.inference_port
     assert again.env_for("ingestion")["ADMUSE_PSEUDONYM_SECRET"] == stack.pseudonym_secret
