@@ -14,6 +14,7 @@ from services.cli import ope as ope_cmd
 from services.cli import replay as replay_cmd
 from services.cli import report as report_cmd
 from services.cli import train as train_cmd
+from services.cli import up as up_cmd
 
 __all__ = ["app"]
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 topics.register(app)
 campaign.register(app)
 demo.register(app)
+up_cmd.register(app)
 ope_cmd.register(app)
 replay_cmd.register(app)
 report_cmd.register(app)

@@ -37,7 +37,7 @@ from prometheus_client import generate_latest
 
 from services.common.codec import MAGIC, CodecError, SchemaRegistry
 from services.common.kafka import ensure_topics
-from services.common.logging import configure_logging, get_logger
+from services.common.logging import configure_logging, get_logger, stdlib_handlers
 from services.common.topics import DAY_MS, USER_DATA_RETENTION_MS, Topics, TopicSpec
 from services.features.attribution import JOIN_TYPES, RewardSpec
 from services.features.backlog import nothing_to_read
@@ -523,5 +523,13 @@ def main() -> None:
     configure_logging(settings.log.level, settings.log.format, service="features")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log.level, quiet=True, redirect_stdouts=False)
+    # Keep configure_logging's structured handler: faust would install a plain-text one.
+    app.conf.loghandlers = stdlib_handlers()
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log.level,
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config={"version": 1, "disable_existing_loggers": False},
+    )
     worker.execute_from_commandline()

@@ -3,7 +3,10 @@
 Each event of a request is checked with the same rules the stream applies; valid ones are
 written to the raw topic (keyed by event_id, so retries of one event share a partition) and
 acknowledged by Kafka before the 202 answer lists what was accepted. Invalid ones are not
-written: the answer says why, per event. Also /healthz, /readyz and /metrics.
+written: the answer says why, per event. When Kafka does not acknowledge every valid event
+within `kafka_timeout_s` (broker away, producer being replaced) the answer is 503 with
+`Retry-After` and the per-event results (those `accepted` were written): the app sends the
+request again and ingestion drops the copies by event_id. Also /healthz, /readyz, /metrics.
 """
 
 from __future__ import annotations
@@ -14,13 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.privacy import ApiKeys
+from services.common.producer import NotDelivered, ResilientProducer
 from services.ingestion.decoding import decode_json
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.rejection import Rejection
@@ -33,7 +35,7 @@ _VIA_HEADER = ("admuse-via", b"http")
 
 def build_http_app(
     *,
-    producer: AIOKafkaProducer,
+    producer: ResilientProducer,
     raw_topic: str,
     metrics: IngestionMetrics,
     api_keys: frozenset[str],
@@ -43,6 +45,8 @@ def build_http_app(
     limits: Limits,
     is_ready: Callable[[], bool],
     is_alive: Callable[[], bool],
+    kafka_timeout_s: float = 1.5,
+    retry_after_s: int = 5,
 ) -> FastAPI:
     """The collector's FastAPI app; the caller owns the producer's lifecycle."""
     app = FastAPI(title="admuse ingestion", docs_url=None, redoc_url=None)
@@ -89,7 +93,7 @@ def build_http_app(
     async def _accept(items: list[Any]) -> Response:
         now_ms = time.time_ns() // 1_000_000
         results: list[dict[str, Any]] = []
-        pending: list[tuple[int, asyncio.Future[Any]]] = []
+        sends: dict[int, Any] = {}
         for index, item in enumerate(items):
             checked = validate_event(item, now_ms=now_ms, limits=limits)
             if isinstance(checked, Rejection):
@@ -98,28 +102,32 @@ def build_http_app(
                 )
                 continue
             results.append({"index": index, "event_id": checked.event_id, "accepted": True})
-            try:
-                fut = await producer.send(
-                    raw_topic,
-                    _raw_bytes(item),
-                    key=checked.event_id.encode(),
-                    headers=[_VIA_HEADER],
+            sends[index] = producer.send(
+                raw_topic,
+                _raw_bytes(item),
+                key=checked.event_id.encode(),
+                headers=[_VIA_HEADER],
+                timeout_s=kafka_timeout_s,
+            )
+        outcomes = await asyncio.gather(*sends.values(), return_exceptions=True)
+        unavailable = 0
+        for index, outcome in zip(sends, outcomes, strict=True):
+            if isinstance(outcome, NotDelivered):
+                unavailable += 1
+                results[index] = _rejected(
+                    index, items[index], "unavailable", None, f"not written to Kafka: {outcome}"
                 )
-                pending.append((index, fut))
-            except KafkaError as exc:
-                results[index] = _rejected(index, item, "unavailable", None, f"Kafka: {exc!r}")
-        for index, fut in pending:
-            try:
-                await fut
-            except KafkaError as exc:
-                results[index] = _rejected(index, items[index], "unavailable", None, f"{exc!r}")
+            elif isinstance(outcome, BaseException):
+                raise outcome
         accepted = sum(1 for r in results if r["accepted"])
         metrics.http_events.labels("accepted").inc(accepted)
-        metrics.http_events.labels("rejected").inc(len(results) - accepted)
-        return JSONResponse(
-            {"accepted": accepted, "rejected": len(results) - accepted, "results": results},
-            status_code=202,
-        )
+        metrics.http_events.labels("unavailable").inc(unavailable)
+        metrics.http_events.labels("rejected").inc(len(results) - accepted - unavailable)
+        body = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+        if unavailable:
+            body["error"] = f"Kafka is unavailable: {unavailable} event(s) not written; retry"
+            return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry_after_s)})
+        return JSONResponse(body, status_code=202)
 
     return app
 

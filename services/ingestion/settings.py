@@ -87,6 +87,16 @@ class Settings(ServiceSettings):
         1024 * 1024, ge=1024, description="POST /v1/events bodies larger than this get 413."
     )
     http_max_batch: int = Field(1000, ge=1, description="Events per POST /v1/events at most.")
+    http_kafka_timeout_s: float = Field(
+        1.5,
+        gt=0,
+        le=30,
+        description="POST /v1/events answers 503 when Kafka has not acknowledged its events "
+        "within this many seconds.",
+    )
+    http_retry_after_s: int = Field(
+        5, ge=1, description="Retry-After (seconds) of the collector's 503 answers."
+    )
     api_keys: SecretStr | None = Field(
         None,
         description=(

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from services.cli.campaign_spec import SpecError
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
 from services.common.logging import configure_logging, get_logger
+from services.common.producer import ResilientProducer
 from services.common.settings import KafkaSettings
 from services.common.stall import watching_shutdown
 from services.common.topics import Topics
@@ -45,6 +46,7 @@ async def simulate(
     source: str = "admuse-simulator",
     stop: asyncio.Event | None = None,
     on_start: Callable[[Player], None] | None = None,
+    send_timeout_s: float = 60.0,
 ) -> LiveStats:
     """Play `scenario` against the Decide API at `decide_url`; results land in `run_dir`."""
     log = get_logger("simulator")
@@ -56,7 +58,11 @@ async def simulate(
 
         applied = await apply_spec(kafka, scenario.campaign)
         log.info("campaign applied", campaign_id=applied.campaign_id, revision=applied.revision)
-    producer = make_producer(kafka, linger_ms=20)
+    producer = ResilientProducer(
+        lambda: make_producer(kafka, linger_ms=20),
+        name="simulator",
+        delivery_timeout_s=send_timeout_s,
+    )
     await producer.start()
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     try:
@@ -65,7 +71,7 @@ async def simulate(
         ) as client:
 
             async def send(key: bytes, value: bytes) -> None:
-                await producer.send(topics.events_raw.name, value, key=key)
+                await producer.send(topics.events_raw.name, value, key=key)  # acked or raises
 
             player = Player(
                 scenario,
@@ -80,7 +86,6 @@ async def simulate(
             if on_start:
                 on_start(player)
             stats = await player.run(duration_s, stop, drain_s=drain_s)
-        await producer.flush()
     finally:
         await producer.stop()
     summary = summary_of(stats)
@@ -99,6 +104,8 @@ def summary_of(stats: LiveStats) -> dict[str, Any]:
         "skipped": stats.skipped,
         "errors": dict(stats.errors),
         "events_sent": stats.events_sent,
+        "events_unsent": stats.events_unsent,
+        "clicks_unsent": stats.clicks_unsent,
         "generated_served": stats.generated_served,
         "model_versions": sorted(stats.model_versions),
         "arms": {
@@ -157,6 +164,7 @@ def main() -> None:
                 apply_campaign=settings.apply_campaign,
                 source=settings.source,
                 stop=stop,
+                send_timeout_s=settings.send_timeout_s,
             )
 
     asyncio.run(run())

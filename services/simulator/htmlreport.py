@@ -141,7 +141,7 @@ def write_html(
         ".card img{width:100%}.muted{color:#6b7280;font-size:0.9em}</style></head><body>",
         f"<h1>admuse run — {e(result['campaign_id'])}</h1>",
         f"<p class='muted'>{result['requests']:,} requests over {result['duration_s']:.0f} s, "
-        f"{result['failed']:,} failed.</p>",
+        f"{result['failed']:,} failed{_events_note(result)}.</p>",
         "<h2>Control vs optimized</h2><table><tr><th>arm</th><th>impressions</th>"
         "<th>never shown</th><th>clicks</th>"
         "<th>CTR</th><th>95% interval</th><th>true CTR</th><th>regret / impression</th></tr>",
@@ -229,3 +229,14 @@ def _label(cid: str, creative: Mapping[str, Any]) -> str:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2%}"
+
+
+def _events_note(result: dict[str, Any]) -> str:
+    """`; events: N written, M not written` when the run counted its events (escaped ints)."""
+    ev = result.get("events")
+    if not ev:
+        return ""
+    return (
+        f"; events: {int(ev['events_sent']):,} written to Kafka, "
+        f"{int(ev['events_unsent']):,} not written ({int(ev['clicks_unsent']):,} clicks)"
+    )

@@ -282,6 +282,14 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
             + (" (outside catalog)" if b["optimum_outside_catalog"] else ""),
         )
     console.print(best)
+    ev = result.get("events")
+    if ev is not None:
+        style = "red" if ev["events_unsent"] else "green"
+        console.print(
+            f"[{style}]events: {ev['events_sent']:,} written to Kafka, {ev['events_unsent']:,} "
+            f"not written ({ev['clicks_unsent']:,} of them clicks)[/{style}]; "
+            f"{result['failed']:,} Decide request(s) failed"
+        )
     if report_path:
         console.print(f"report: [bold]{report_path}[/bold]")
 

@@ -25,6 +25,7 @@ from services.common.codec import RecordCodec, SchemaRegistry
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from services.common.logging import configure_logging
 from services.common.model_store import ModelStore
+from services.common.producer import NotDelivered, ResilientProducer
 from services.common.signing import Signer
 from services.common.stall import watching_shutdown
 from services.common.topics import Topics
@@ -124,7 +125,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         consumer = make_consumer(settings.kafka, group_id=None)
         await consumer.start()
         stack.push_async_callback(consumer.stop)
-        producer = make_producer(settings.kafka)
+        producer = ResilientProducer(lambda: make_producer(settings.kafka), name="trainer")
         await producer.start()
         stack.push_async_callback(producer.stop)
         publish.producer = producer
@@ -219,9 +220,14 @@ async def _train_and_publish(
         publish.metrics.not_published.labels(cid, reason).inc()
         log.warning("model not published", campaign_id=cid, reason=reason, error=str(exc))
         return
-    await publish.producer.send_and_wait(
-        state.topics.models.name, publish.codec.encode(record), key=cid.encode()
-    )
+    try:
+        await publish.producer.send(
+            state.topics.models.name, publish.codec.encode(record), key=cid.encode()
+        )
+    except NotDelivered as exc:  # stored but not announced: the next retrain publishes again
+        publish.metrics.not_published.labels(cid, "kafka_unavailable").inc()
+        log.error("model not published: Kafka did not take it", campaign_id=cid, error=str(exc))
+        return
     publish.metrics.published.labels(cid).inc()
     m = built.metrics
     log.info(
