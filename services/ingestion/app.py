@@ -76,7 +76,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         dlq_max_value_bytes=settings.dlq_max_value_bytes,
         limits=limits,
     )
-    fingerprints = {v.fingerprint for v in schemas.versions("AdEvent")}
+    # both byte orders: the events topic still holds records written before the fix
+    fingerprints = {fp for v in schemas.versions("AdEvent") for fp in v.fingerprints}
 
     def consumer_factory(listener: ConsumerRebalanceListener) -> AIOKafkaConsumer:
         consumer = make_consumer(
