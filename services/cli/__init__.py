@@ -4,6 +4,8 @@ heavy imports (torch, onnxruntime, faust) inside the command body, so `admuse --
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from services.cli import campaign, demo, topics
@@ -13,7 +15,7 @@ from services.cli import replay as replay_cmd
 from services.cli import report as report_cmd
 from services.cli import train as train_cmd
 
-__all__ = ["app"]
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="admuse",
@@ -31,3 +33,14 @@ replay_cmd.register(app)
 report_cmd.register(app)
 train_cmd.register(app)
 erase_cmd.register(app)
+
+
+def main() -> None:
+    """The `admuse` entry point: refused Kafka credentials are one clear line, not a traceback."""
+    from services.common.security import KafkaSecurityError, TLSConfigError
+
+    try:
+        app()
+    except (KafkaSecurityError, TLSConfigError) as exc:
+        print(f"admuse: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
