@@ -75,6 +75,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         max_event_bytes=settings.max_event_bytes,
         dlq_max_value_bytes=settings.dlq_max_value_bytes,
         limits=limits,
+        carry_headers=settings.carried_headers(),
     )
     # both byte orders: the events topic still holds records written before the fix
     fingerprints = {fp for v in schemas.versions("AdEvent") for fp in v.fingerprints}

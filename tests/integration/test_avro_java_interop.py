@@ -136,3 +136,4 @@ async def test_java_producer_adevents_pass_ingestion(
         ev = events_codec.decode(rec.value)
         assert ev["ingested_at"] is not None and ev["source"].startswith("java-AdEvent")
         assert ev["user_id"] != sent[ev["event_id"]]["user_id"]  # pseudonymized
+        assert dict(rec.headers) == {"trace-id": f"trace-{ev['event_id']}".encode()}
