@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from services.cli import campaign, demo, topics
+from services.cli import campaign, demo, tail, topics
 from services.cli import erase as erase_cmd
 from services.cli import ope as ope_cmd
 from services.cli import replay as replay_cmd
@@ -33,6 +33,7 @@ replay_cmd.register(app)
 report_cmd.register(app)
 train_cmd.register(app)
 erase_cmd.register(app)
+tail.register(app)
 
 
 def main() -> None:
