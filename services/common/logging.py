@@ -11,6 +11,8 @@ import sys
 
 import structlog
 
+from services.common.kafka_logs import install_startup_retry_filter
+
 __all__ = ["configure_logging", "get_logger"]
 
 
@@ -39,6 +41,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", service: str | Non
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    install_startup_retry_filter()  # a fresh broker's expected retries are not faults
     if service:
         structlog.contextvars.bind_contextvars(service=service)
 

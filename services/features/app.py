@@ -36,6 +36,7 @@ from prometheus_client import generate_latest
 
 from services.common.codec import MAGIC, CodecError, SchemaRegistry
 from services.common.kafka import ensure_topics, wait_for_broker
+from services.common.kafka_logs import install_startup_retry_filter
 from services.common.logging import configure_logging, get_logger
 from services.common.security import build_ssl_context
 from services.common.topics import DAY_MS, Topics, TopicSpec
@@ -252,6 +253,8 @@ def build_app(settings: Settings) -> faust.App:
         # produced record built a log record (a few % of the CPU per click) only to drop it.
         for name in ("aiokafka", "faust", "mode"):
             logging.getLogger(name).setLevel(settings.log.level)
+        install_startup_retry_filter()  # on the worker's own handlers too
+
         await campaigns.start()
         await creatives.start()
         log.info("features_starting", app_id=app.conf.id, join_partitions=n_join)
