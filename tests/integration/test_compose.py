@@ -57,9 +57,22 @@ def _load(checker: Path, *args: str, env: dict[str, str] | None = None) -> Any:
 
 
 @pytest.fixture(scope="module")
-def project(compose_check: Path) -> dict[str, Any]:
-    """The project as `docker compose --env-file .env.example --profile '*'` resolves it."""
-    return _load(compose_check, "-env-file", str(ROOT / ".env.example"))
+def project(compose_check: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The project as `docker compose --profile '*'` resolves it with the .env a user makes:
+    .env.example with a real signing key pair from `admuse keys generate`."""
+    from services.common.signing import generate_key_pair
+
+    private, public, _ = generate_key_pair()
+    text = (ROOT / ".env.example").read_text()
+    text = re.sub(
+        r"(?m)^ADMUSE_TRAINER_SIGNING_KEY=.*$", f"ADMUSE_TRAINER_SIGNING_KEY={private}", text
+    )
+    text = re.sub(
+        r"(?m)^ADMUSE_INFERENCE_TRUSTED_KEYS=.*$", f"ADMUSE_INFERENCE_TRUSTED_KEYS={public}", text
+    )
+    env_file = tmp_path_factory.mktemp("compose") / ".env"
+    env_file.write_text(text)
+    return _load(compose_check, "-env-file", str(env_file))
 
 
 def test_without_env_compose_names_the_missing_secret_and_readme_says_create_it(
