@@ -21,6 +21,8 @@ from typing import Any
 
 import structlog
 
+from services.common.kafka_logs import install_startup_retry_filter
+
 __all__ = ["RepeatFilter", "configure_logging", "get_logger", "rate_limited", "stdlib_handlers"]
 
 # Loggers whose repeats are folded (third-party clients that log per retry).
@@ -68,6 +70,7 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(max(logging.getLevelName(level), logging.WARNING))
+    install_startup_retry_filter()  # a fresh broker's expected retries are not faults
     if service:
         structlog.contextvars.bind_contextvars(service=service)
 

@@ -76,8 +76,10 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         max_event_bytes=settings.max_event_bytes,
         dlq_max_value_bytes=settings.dlq_max_value_bytes,
         limits=limits,
+        carry_headers=settings.carried_headers(),
     )
-    fingerprints = {v.fingerprint for v in schemas.versions("AdEvent")}
+    # both byte orders: the events topic still holds records written before the fix
+    fingerprints = {fp for v in schemas.versions("AdEvent") for fp in v.fingerprints}
 
     def consumer_factory(listener: ConsumerRebalanceListener) -> AIOKafkaConsumer:
         consumer = make_consumer(

@@ -17,6 +17,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.cli.campaign_spec import SpecError
+from services.common.health import HealthServer
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
 from services.common.logging import configure_logging, get_logger
 from services.common.producer import ResilientProducer
@@ -149,22 +150,32 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        playing = asyncio.Event()
+        health = None
+        if settings.health_port:
+            health = HealthServer(settings.health_host, settings.health_port, playing.is_set)
+            health.start()
         async with watching_shutdown(stop):
-            await simulate(
-                scenario,
-                kafka=settings.kafka,
-                decide_url=settings.decide_url,
-                api_key=settings.api_key.get_secret_value(),
-                run_dir=settings.run_dir,
-                seed=settings.seed,
-                duration_s=settings.duration_s,
-                rate=settings.rate,
-                max_in_flight=settings.max_in_flight,
-                drain_s=settings.drain_s,
-                apply_campaign=settings.apply_campaign,
-                source=settings.source,
-                stop=stop,
-                send_timeout_s=settings.send_timeout_s,
-            )
+            try:
+                await simulate(
+                    scenario,
+                    kafka=settings.kafka,
+                    decide_url=settings.decide_url,
+                    api_key=settings.api_key.get_secret_value(),
+                    run_dir=settings.run_dir,
+                    seed=settings.seed,
+                    duration_s=settings.duration_s,
+                    rate=settings.rate,
+                    max_in_flight=settings.max_in_flight,
+                    drain_s=settings.drain_s,
+                    apply_campaign=settings.apply_campaign,
+                    source=settings.source,
+                    stop=stop,
+                    on_start=lambda _player: playing.set(),
+                    send_timeout_s=settings.send_timeout_s,
+                )
+            finally:
+                if health is not None:
+                    health.stop()
 
     asyncio.run(run())

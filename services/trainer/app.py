@@ -22,6 +22,7 @@ import torch
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.codec import RecordCodec, SchemaRegistry
+from services.common.health import HealthServer
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from services.common.logging import configure_logging
 from services.common.model_store import ModelStore
@@ -121,7 +122,11 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     published = registry.codec("ModelPublished")
     cfg = train_config(settings)
     publish = _Publish(store, signer, producer=None, codec=published, metrics=metrics)
+    assigned = asyncio.Event()
     async with AsyncExitStack() as stack:
+        if settings.health_port:
+            health = HealthServer(settings.health_host, settings.health_port, assigned.is_set)
+            stack.callback(health.start().stop)
         consumer = make_consumer(settings.kafka, group_id=None)
         await consumer.start()
         stack.push_async_callback(consumer.stop)
@@ -130,6 +135,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         stack.push_async_callback(producer.stop)
         publish.producer = producer
         await _assign(consumer, state)
+        assigned.set()  # ready: reading rewards
         training: asyncio.Task[None] | None = None
         last_save = time.monotonic()
         dirty = False

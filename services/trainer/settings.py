@@ -33,6 +33,10 @@ class Settings(ServiceSettings):
     buffer_path: Path = Field(
         Path(".run/trainer/buffer.json.gz"), description="Persisted training buffer."
     )
+    health_host: str = Field("127.0.0.1", description="Address of /healthz, /readyz, /metrics.")
+    health_port: int = Field(
+        0, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics; 0: not served."
+    )
     seed: int = Field(7, description="Seed for every model (same seed, same data: same model).")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when torch sees a GPU, else CPU."
