@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common.watermark import WatermarkGauges
 from services.ingestion.pipeline import BatchResult
 from services.ingestion.rejection import REASONS
 
@@ -81,6 +82,9 @@ class IngestionMetrics:
             "Events received by POST /v1/events, by outcome.",
             ["outcome"],
             registry=r,
+        )
+        self.watermark = WatermarkGauges(
+            r, "admuse_ingestion", "the raw records worked off (claims written to admuse.events)"
         )
         for reason in REASONS:
             self.dead_letters.labels(reason)

@@ -45,6 +45,7 @@ class Outgoing:
     key: bytes | None
     value: bytes
     timestamp_ms: int
+    partition: int | None = None  # None: by key, as the producer's partitioner chooses
 
 
 @dataclass(slots=True)

@@ -29,10 +29,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 
+from services.common.watermark import WatermarkCodec
 from services.ingestion.events_tail import EventsTail
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.pipeline import BatchResult, Outgoing, Processor, RawRecord
 from services.ingestion.transform import Transformed, TransformPool
+from services.ingestion.watermarks import RawClock
 
 __all__ = ["IngestionStream"]
 
@@ -65,6 +67,18 @@ class _Committing:
     result: BatchResult
     started: float
     now_ms: int
+    claims: dict[int, int] | None  # watermark claims written in this transaction
+
+
+@dataclass(frozen=True)
+class WatermarkOut:
+    """Where and how often the stream states its watermarks (`watermarks`)."""
+
+    codec: WatermarkCodec
+    topic: str  # admuse.events: a record into each of its partitions
+    producer_name: str
+    interval_s: float
+    skew_ms: int
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -80,6 +94,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self._stream.rebalancing = True
         async with self._stream.lock:
             self._stream.generation += 1
+            self._stream.clock.revoked(tp.partition for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self._stream.rebalancing = False
@@ -102,6 +117,7 @@ class IngestionStream:
         group_id: str,
         max_batch: int,
         transforms: TransformPool,
+        watermarks: WatermarkOut,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._producer = producer
@@ -123,6 +139,9 @@ class IngestionStream:
         self._partition_cache: dict[tuple[str, bytes], int] = {}
         self._totals: Counter[str] = Counter()
         self._last_summary = time.monotonic()
+        self._wm = watermarks
+        self.clock = RawClock(watermarks.skew_ms)
+        self._wm_at = 0.0  # monotonic time watermarks were last written
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set. Kafka errors abort the batch and retry it; a fenced
@@ -140,6 +159,10 @@ class IngestionStream:
                     continue
                 self._metrics.dedup_entries.set(len(self._processor.dedup))
                 if not batches:
+                    if time.monotonic() - self._wm_at >= self._wm.interval_s:
+                        async with self.lock:
+                            if generation == self.generation and not self.rebalancing:
+                                await self._idle_watermarks(consumer)
                     self._maybe_summary(force=False)
                     continue
                 async with self.lock:
@@ -209,12 +232,13 @@ class IngestionStream:
                 if committing is not None:
                     await self._finish(committing)
                     committing = None
-                task = await self._begin(consumer, pending.batches, result)
-                if task is None:  # aborted and rewound: retry from the committed offsets
+                begun = await self._begin(consumer, pending.batches, result)
+                if begun is None:  # aborted and rewound: retry from the committed offsets
                     for later in queue:
                         await self._rewind(consumer, later.batches)
                     return
-                committing = _Committing(task, result, pending.started, pending.now_ms)
+                task, claims = begun
+                committing = _Committing(task, result, pending.started, pending.now_ms, claims)
             if committing is not None:
                 await self._finish(committing)
         finally:
@@ -247,13 +271,21 @@ class IngestionStream:
         consumer: AIOKafkaConsumer,
         batches: dict[TopicPartition, list[RawRecord]],
         result: BatchResult,
-    ) -> asyncio.Future[list[asyncio.Future[Any]]] | None:
-        """Open the batch's transaction, produce its records and offsets, start the commit."""
+    ) -> tuple[asyncio.Future[list[asyncio.Future[Any]]], dict[int, int] | None] | None:
+        """Open the batch's transaction, produce its records, the watermark claims now due
+        and the offsets, start the commit."""
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
+        self.clock.read({tp.partition: max(r.timestamp for r in rs) for tp, rs in batches.items()})
+        claims = None
+        outgoing = result.outgoing
+        if time.monotonic() - self._wm_at >= self._wm.interval_s:
+            claims = self.clock.claims()
+            outgoing = [*outgoing, *await self._watermark_records(consumer, claims)]
+            self._wm_at = time.monotonic()
         producer = self._producer
         await producer.begin_transaction()
         try:
-            futures = await self._send_all(result.outgoing)
+            futures = await self._send_all(outgoing)
             await producer.send_offsets_to_transaction(offsets, self._group_id)
         except ProducerFenced:
             _log.error("producer fenced: another process runs with this instance id; stopping")
@@ -271,7 +303,59 @@ class IngestionStream:
             await producer.commit_transaction()
             return futures
 
-        return asyncio.ensure_future(commit())
+        return asyncio.ensure_future(commit()), claims
+
+    async def _idle_watermarks(self, consumer: AIOKafkaConsumer) -> None:
+        """Nothing fetched: ask Kafka which owned raw partitions are read to their end and
+        let their claims advance to the wall clock (minus the skew); write the claims in a
+        transaction of their own if they moved."""
+        owned = sorted(consumer.assignment())
+        self._wm_at = time.monotonic()
+        if not owned:
+            return
+        asked_at = _now_ms()  # before asking: anything appended later is stamped later
+        try:
+            ends = await consumer.end_offsets(owned)
+            done = [tp.partition for tp in owned if await consumer.position(tp) >= ends[tp]]
+        except KafkaError as exc:
+            _log.warning("asking for raw end offsets failed; watermarks wait", error=repr(exc))
+            return
+        self.clock.caught_up(done, asked_at)
+        if not self.clock.changed():
+            return
+        claims = self.clock.claims()
+        records = await self._watermark_records(consumer, claims)
+        producer = self._producer
+        await producer.begin_transaction()
+        try:
+            futures = await self._send_all(records)
+        except KafkaError as exc:
+            self._metrics.aborted.inc()
+            _log.warning("writing watermarks failed; retrying later", error=repr(exc))
+            await producer.abort_transaction()
+            return
+        await producer.commit_transaction()
+        await asyncio.gather(*futures)
+        self._stated(claims)
+
+    async def _watermark_records(
+        self, consumer: AIOKafkaConsumer, claims: dict[int, int]
+    ) -> list[Outgoing]:
+        """One Watermark record per partition of admuse.events, all stating `claims`."""
+        wm = self._wm
+        if wm.topic not in self._partitions:
+            self._partitions[wm.topic] = sorted(await self._producer.partitions_for(wm.topic))
+        raw_topic = next(iter(consumer.subscription()), None)
+        inputs = len(consumer.partitions_for_topic(raw_topic) or ()) if raw_topic else 0
+        now = _now_ms()
+        value = wm.codec.encode(wm.producer_name, inputs, claims, now)
+        key = wm.producer_name.encode()
+        return [Outgoing(wm.topic, key, value, now, p) for p in self._partitions[wm.topic]]
+
+    def _stated(self, claims: dict[int, int]) -> None:
+        self.clock.stated(claims)
+        for r, mark in claims.items():
+            self._metrics.watermark.set(r, mark)
 
     async def _finish(self, committing: _Committing) -> None:
         # A failed commit leaves the outcome unknown: let it raise and the service stop. A
@@ -281,6 +365,8 @@ class IngestionStream:
         if futures:
             await asyncio.gather(*futures)
         result = committing.result
+        if committing.claims is not None:
+            self._stated(committing.claims)
         self._processor.commit(result, committing.now_ms)
         self._metrics.record_batch(result, time.perf_counter() - committing.started, _now_ms())
         self._add_to_totals(result)
@@ -296,7 +382,10 @@ class IngestionStream:
             self._partitions[topic] = sorted(await producer.partitions_for(topic))
         partition_of = self._partition_of
         for out in outgoing:
-            slot = (out.topic, partition_of(out.topic, out.key))
+            slot = (
+                out.topic,
+                partition_of(out.topic, out.key) if out.partition is None else out.partition,
+            )
             builder = builders.get(slot)
             if builder is None:
                 builder = builders[slot] = producer.create_batch()
