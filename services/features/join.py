@@ -191,8 +191,9 @@ class JoinTable:
         self.table[key] = state
         return out
 
-    def on_tick(self, partition: int, offset: int, now_ms: int) -> Outputs:
-        """Close windows that are due, drop finished joins and held events that expired."""
+    def on_tick(self, partition: int, offset: int, now_ms: int | None) -> Outputs:
+        """Close windows that are due by the watermark `now_ms` (event time; None: not known
+        yet, close nothing), drop finished joins and held events that expired."""
         out = Outputs()
         heap = self._heap(partition)
         cfg = self.config
@@ -200,6 +201,8 @@ class JoinTable:
             state = self.table.get(key)
             if state is not None:
                 self._replay(state, EVENTS, offset, out)
+        if now_ms is None:
+            return out
         while heap and heap[0][0] <= now_ms:
             _, key = heapq.heappop(heap)
             state = self.table.get(key)
