@@ -1,0 +1,203 @@
+"""Rewards you can trust, through the real ingestion and features processes on the real broker.
+
+- Kill -9 of ingestion and features (random order and moments, some mid-batch) while
+  admuse.events.raw holds a backlog of >= 2,000 events with >= 200 clicks inside their
+  windows, long enough for the windows to pass on the wall clock; after the restarts every
+  click is rewarded as a click, nothing is counted late, and every copy of a Reward a
+  de-duplicating reader sees is the same Reward. Five cycles.
+- A quiet spell: after the last input, every pending decision is rewarded within
+  window + grace + 3 s, with nothing more sent (the watermarks advance on their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common.codec import SchemaRegistry
+from services.common.kafka import ensure_topics, make_producer
+from services.common.settings import KafkaSettings
+from services.common.topics import Topics
+from tests.integration.features_worker import FeaturesWorker, TopicReader, decision
+from tests.integration.ingestion_harness import IngestionProcess
+from tests.polling import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
+
+WINDOW_MS = 2000
+GRACE_MS = 300
+SKEW_MS = 300
+CYCLES = 5
+CLICKS = 220  # per cycle, each inside its decision's window
+NOISE = 1800  # other raw events per cycle (impressions, views, dismissals: not joined)
+
+
+@dataclass
+class Loop:
+    kafka: KafkaSettings
+    topics: Topics
+    registry: SchemaRegistry
+    ingestion: IngestionProcess
+    features: FeaturesWorker
+    rewards: TopicReader
+    producer: Any
+
+    async def decide(self, n: int, tag: str) -> list[dict[str, Any]]:
+        codec = self.registry.codec("Decision")
+        out = []
+        for i in range(n):
+            d = decision(tag, f"cr{i % 5}", user=f"u{i}", window_ms=WINDOW_MS)
+            await self.producer.send(
+                self.topics.decisions.name, codec.encode(d), key=d["decision_id"].encode()
+            )
+            out.append(d)
+        await self.producer.flush()
+        return out
+
+    async def raw(self, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            key = ev["user_id"].encode()
+            await self.producer.send(self.topics.events_raw.name, json.dumps(ev).encode(), key=key)
+        await self.producer.flush()
+
+    async def rewarded(self, decisions: list[dict[str, Any]], timeout_s: float, what: str) -> None:
+        ids = {d["decision_id"] for d in decisions}
+
+        async def done() -> bool:
+            await self.rewards.poll()
+            return ids <= self.rewards.by_key().keys()
+
+        await eventually(done, timeout_s, what)
+
+
+def raw_event(d: dict[str, Any], kind: str, occurred_at: int, n: int = 0) -> dict[str, Any]:
+    return {
+        "event_id": f"{d['decision_id']}:{kind}:{n}",
+        "type": kind,
+        "occurred_at": occurred_at,
+        "campaign_id": d["campaign_id"],
+        "creative_id": d["creative_id"],
+        "decision_id": d["decision_id"],
+        "user_id": d["user_id"],
+        "consent": {"personalization": True},
+    }
+
+
+def backlog(decisions: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """One click per decision inside its window, and NOISE other events, shuffled per user."""
+    events = []
+    for d in decisions:
+        events.append(raw_event(d, "impression", d["decided_at"]))
+        events.append(raw_event(d, "click", d["decided_at"] + rng.randrange(0, WINDOW_MS // 2)))
+    for n in range(NOISE - len(decisions)):
+        d = rng.choice(decisions)
+        kind = rng.choice(["impression", "view", "dismiss"])
+        events.append(raw_event(d, kind, d["decided_at"] + rng.randrange(0, WINDOW_MS), n + 1))
+    rng.shuffle(events)
+    return events
+
+
+@pytest.fixture
+async def loop(
+    kafka_base: KafkaSettings, registry: SchemaRegistry, tmp_path: Path
+) -> AsyncIterator[Loop]:
+    kafka = kafka_base.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}."})
+    topics = Topics.from_settings(kafka)
+    await ensure_topics(kafka, topics)
+    ingestion = IngestionProcess(
+        kafka,
+        tmp_path / "ingestion.log",
+        ADMUSE_INGESTION_WATERMARK_SKEW_MS=str(SKEW_MS),
+        ADMUSE_INGESTION_WATERMARK_INTERVAL_S="0.1",
+        ADMUSE_INGESTION_TRANSFORM_WORKERS="0",
+        ADMUSE_INGESTION_MAX_BATCH="200",
+    )
+    features = FeaturesWorker(
+        kafka,
+        tmp_path,
+        ADMUSE_FEATURES_SESSION_TIMEOUT_S="6",
+        ADMUSE_FEATURES_TICK_INTERVAL_S="0.1",
+        ADMUSE_FEATURES_CLOSE_GRACE_MS=str(GRACE_MS),
+    )
+    ingestion.start()
+    features.start()
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        await ingestion.wait_ready()
+        await features.wait_ready()
+        async with TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards:
+            yield Loop(kafka, topics, registry, ingestion, features, rewards, producer)
+    finally:
+        await producer.stop()
+        features.stop()
+        ingestion.stop()
+
+
+async def test_kills_with_a_raw_backlog_turn_no_click_into_a_timeout(loop: Loop) -> None:
+    rng = random.Random(uuid.uuid4().int)
+    everything: list[dict[str, Any]] = []
+    for cycle in range(CYCLES):
+        decisions = await loop.decide(CLICKS, f"kill{cycle}")
+        everything += decisions
+        events = backlog(decisions, rng)
+        head = rng.randrange(0, len(events) // 3)  # some read before the kill, mid-batch
+        await loop.raw(events[:head])
+        await asyncio.sleep(rng.uniform(0.0, 0.4))  # a random kill point, not a wait
+        victims = [loop.ingestion.kill, loop.features.kill]
+        rng.shuffle(victims)
+        for kill in victims:
+            kill()
+        await loop.raw(events[head:])  # the backlog, >= 2,000 events with the rest
+        # Let the windows pass on the wall clock while nothing runs: a service that closed
+        # windows by the clock would now time out every click of the backlog.
+        deadline_ms = max(d["decided_at"] for d in decisions) + WINDOW_MS + GRACE_MS + 500
+        await eventually(lambda t=deadline_ms: time.time() * 1000 > t, 10, "windows past")
+        starts = [loop.ingestion.start, loop.features.start]
+        rng.shuffle(starts)
+        for start in starts:
+            start()
+            await asyncio.sleep(rng.uniform(0.0, 1.0))  # random restart order and gap
+        await loop.ingestion.wait_ready()
+        await loop.features.wait_ready()
+        await loop.rewarded(decisions, 120, f"cycle {cycle}: a reward for every decision")
+        late = await loop.features.metric("admuse_features_late_events_total")
+        assert late == 0, f"cycle {cycle}: {late} events late\n{loop.features.tail()}"
+
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for key, reward, _ in loop.rewards.records:
+        by_id.setdefault(key, []).append(reward)
+    assert set(by_id) >= {d["decision_id"] for d in everything}
+    timed_out = [k for k in by_id if by_id[k][0]["outcome"] != "click"]
+    assert not timed_out, f"{len(timed_out)} clicks rewarded as {by_id[timed_out[0]][0]}"
+    for key, copies in by_id.items():  # a de-duplicating reader may keep any copy
+        assert all(c == copies[0] for c in copies), (key, copies)
+    assert all(c[0]["reward"] == 1.0 and c[0]["clicked"] for c in by_id.values())
+
+
+async def test_a_quiet_spell_closes_every_window_without_more_input(loop: Loop) -> None:
+    decisions = await loop.decide(60, "quiet")
+    clicked = decisions[::3]
+    await loop.raw([raw_event(d, "click", d["decided_at"] + 100) for d in clicked])
+    last_deadline = max(d["decided_at"] for d in decisions) + WINDOW_MS
+    # nothing else is sent from here on
+    await loop.rewarded(decisions, 60, "a reward for every decision")
+    by_id = loop.rewards.by_key()
+    ids = {d["decision_id"] for d in clicked}
+    for d in decisions:
+        r = by_id[d["decision_id"]]
+        assert r["outcome"] == ("click" if d["decision_id"] in ids else "timeout"), r
+    all_ids = {d["decision_id"] for d in decisions}
+    arrived = max(ts for k, _, ts in loop.rewards.records if k in all_ids)
+    assert arrived <= last_deadline + GRACE_MS + 3000, (
+        f"last reward {arrived - last_deadline} ms after the last window ended"
+    )
