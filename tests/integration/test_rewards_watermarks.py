@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from services.common.codec import SchemaRegistry
-from services.common.kafka import ensure_topics, make_producer
+from services.common.kafka import ensure_topics, make_admin, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from tests.integration.features_worker import FeaturesWorker, TopicReader, decision
@@ -68,6 +68,17 @@ class Loop:
             key = ev["user_id"].encode()
             await self.producer.send(self.topics.events_raw.name, json.dumps(ev).encode(), key=key)
         await self.producer.flush()
+
+    async def features_stable(self) -> bool:
+        admin = make_admin(self.kafka)
+        await admin.start()
+        try:
+            group = f"{self.kafka.topic_prefix}admuse-features"
+            (described,) = await admin.describe_consumer_groups([group])
+            (state,) = described.groups
+            return state[2] == "Stable" and len(state[5]) == 1
+        finally:
+            await admin.close()
 
     async def rewarded(self, decisions: list[dict[str, Any]], timeout_s: float, what: str) -> None:
         ids = {d["decision_id"] for d in decisions}
@@ -119,7 +130,7 @@ async def loop(
         ADMUSE_INGESTION_WATERMARK_SKEW_MS=str(SKEW_MS),
         ADMUSE_INGESTION_WATERMARK_INTERVAL_S="0.1",
         ADMUSE_INGESTION_TRANSFORM_WORKERS="0",
-        ADMUSE_INGESTION_MAX_BATCH="200",
+        ADMUSE_INGESTION_MAX_BATCH="20",  # the backlog takes 100+ transactions
     )
     features = FeaturesWorker(
         kafka,
@@ -162,13 +173,14 @@ async def test_kills_with_a_raw_backlog_turn_no_click_into_a_timeout(loop: Loop)
         # windows by the clock would now time out every click of the backlog.
         deadline_ms = max(d["decided_at"] for d in decisions) + WINDOW_MS + GRACE_MS + 500
         await eventually(lambda t=deadline_ms: time.time() * 1000 > t, 10, "windows past")
-        starts = [loop.ingestion.start, loop.features.start]
-        rng.shuffle(starts)
-        for start in starts:
-            start()
-            await asyncio.sleep(rng.uniform(0.0, 1.0))  # random restart order and gap
-        await loop.ingestion.wait_ready()
+        # Features first, and running (its dead predecessor gone from the group), so that it
+        # reads ingestion's output while ingestion works off the backlog in small batches:
+        # a watermark that ran ahead of the backlog would close the windows in between.
+        loop.features.start()
         await loop.features.wait_ready()
+        await eventually(loop.features_stable, 60, "features group stable with one member")
+        loop.ingestion.start()
+        await loop.ingestion.wait_ready()
         await loop.rewarded(decisions, 120, f"cycle {cycle}: a reward for every decision")
         late = await loop.features.metric("admuse_features_late_events_total")
         assert late == 0, f"cycle {cycle}: {late} events late\n{loop.features.tail()}"
