@@ -28,6 +28,7 @@ from services.common.kafka import make_admin, make_consumer, make_producer
 from services.common.privacy import pseudonymize
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
+from services.common.watermark import END_OF_TIME, REPLAY_POLICY, WatermarkCodec, clock_of
 
 __all__ = [
     "ALL_PARTITIONS",
@@ -290,7 +291,7 @@ async def write_replay(
                 "creative_id": creative,
                 "propensity": float(data.propensity[i]),
                 "arm": arm if arm in ("optimized", "control") else "optimized",
-                "policy": "replay",
+                "policy": REPLAY_POLICY,
                 "policy_version": source,
                 "model_version": None,
                 "attribution_window_ms": attribution_window_ms,
@@ -320,9 +321,28 @@ async def write_replay(
                 await out.add(topics.events_raw.name, user.encode(), json.dumps(event).encode())
                 n_events += 1
         await out.flush()
+        await _end_of_source(producer, registry, topics.events_raw.name, source)
     finally:
         await producer.stop()
     return ReplayWrite(data.n, n_events)
+
+
+async def _end_of_source(
+    producer: Any, registry: SchemaRegistry, raw_topic: str, source: str
+) -> None:
+    """The replay is a source with a clock of its own (its decisions carry policy "replay"
+    and policy_version `source`): once everything it had is written, say so in every raw
+    partition, after its events; ingestion carries it to features in order with them, and
+    features closes the replayed windows by it — in the log's time, not the wall clock."""
+    codec = WatermarkCodec(registry)
+    clock = clock_of(REPLAY_POLICY, source)
+    now = int(time.time() * 1000)
+    value = codec.encode(f"admuse-replay:{source}", 1, {0: END_OF_TIME}, now, source=clock)
+    sent = [
+        await producer.send(raw_topic, value, key=clock.encode(), partition=p)
+        for p in sorted(await producer.partitions_for(raw_topic))
+    ]
+    await asyncio.gather(*sent)
 
 
 class _Batches:

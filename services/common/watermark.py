@@ -25,14 +25,26 @@ from prometheus_client import CollectorRegistry, Gauge
 from services.common.codec import MAGIC, RecordCodec, SchemaRegistry
 
 __all__ = [
+    "END_OF_TIME",
+    "LIVE",
+    "REPLAY_POLICY",
     "WATERMARK",
     "PartitionWatermark",
     "WatermarkCodec",
     "WatermarkGauges",
+    "clock_of",
     "least",
 ]
 
 WATERMARK = "Watermark"  # record name in schemas/
+LIVE = "ingestion"  # the clock of live events (ingestion's own claims)
+END_OF_TIME = 2**62  # what a finished source claims: everything it had is written
+REPLAY_POLICY = "replay"  # Decision.policy of replayed decisions; their clock is named below
+
+
+def clock_of(policy: str, policy_version: str) -> str:
+    """The clock a decision's window closes by: a replayed log's own, else the live one."""
+    return f"replay:{policy_version}" if policy == REPLAY_POLICY else LIVE
 
 
 class WatermarkCodec:
@@ -47,10 +59,16 @@ class WatermarkCodec:
         return value is not None and bytes(value[:10]) in self._headers
 
     def encode(
-        self, producer: str, inputs: int, claims: Mapping[int, int], emitted_at_ms: int
+        self,
+        producer: str,
+        inputs: int,
+        claims: Mapping[int, int],
+        emitted_at_ms: int,
+        source: str = LIVE,
     ) -> bytes:
         return self.codec.encode(
             {
+                "source": source,
                 "producer": producer,
                 "inputs": inputs,
                 "claims": [{"input": i, "watermark_ms": int(w)} for i, w in sorted(claims.items())],

@@ -37,7 +37,7 @@ from services.common.codec import MAGIC, CodecError, SchemaRegistry
 from services.common.kafka import ensure_topics
 from services.common.logging import configure_logging, get_logger
 from services.common.topics import DAY_MS, Topics, TopicSpec
-from services.common.watermark import WatermarkCodec, WatermarkGauges
+from services.common.watermark import LIVE, WatermarkCodec, WatermarkGauges
 from services.features.attribution import JOIN_TYPES, RewardSpec
 from services.features.catalog import CompactedView
 from services.features.effects import attribute_effects
@@ -304,7 +304,7 @@ def build_app(settings: Settings) -> faust.App:
             _bad("events", exc)
             return
         mark = events_marks.merge(partition, record)
-        if mark is not None:
+        if mark is not None and record["source"] == LIVE:
             events_gauges.set(partition, mark)
 
     @app.agent(decisions_and_events)
@@ -357,11 +357,20 @@ def build_app(settings: Settings) -> faust.App:
             metrics.bad_records.labels("events-by-decision", "decode_error").inc()
             return None
         if "tick" in command:
-            marks = command["tick"] if isinstance(command["tick"], dict) else {}
-            mark = join_marks.advance(partition, {int(p): int(w) for p, w in marks.items()})
-            if mark is not None:
-                close_gauges.set(partition, mark)
-            out = join.on_tick(partition, offset, mark)
+            try:
+                marks = {
+                    str(clock): {int(p): int(w) for p, w in by_partition.items()}
+                    for clock, by_partition in command["tick"].items()
+                }
+                wall = int(command["at"])
+            except (AttributeError, KeyError, TypeError, ValueError):
+                metrics.bad_records.labels("events-by-decision", "bad_tick").inc()
+                return None
+            clocks = join_marks.advance(partition, marks)
+            live = clocks.pop(LIVE, None)
+            if live is not None:
+                close_gauges.set(partition, live)
+            out = join.on_tick(partition, offset, live, sources=clocks, wall_ms=wall)
             metrics.unmatched_events.inc(out.unmatched)
             for due in out.closed_due:
                 metrics.join_lag.labels("timeout").observe(max(0.0, (now - due) / 1000))
@@ -483,7 +492,7 @@ def build_app(settings: Settings) -> faust.App:
         marks = events_marks.marks()
         if not marks:
             return
-        command = json.dumps({"tick": {str(p): w for p, w in marks.items()}}).encode()
+        command = json.dumps({"tick": marks, "at": _now_ms()}).encode()
         for p in range(n_join):
             await by_decision.send(value=command, partition=p)
 

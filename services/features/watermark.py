@@ -13,6 +13,9 @@ partitioned by user, decisions by decision: any window may wait on any events pa
 An events partition without a mark yet holds every window — after a restart, after a
 rebalance, while ingestion works off a raw backlog: nothing guesses from a wall clock.
 Several workers may share the partitions: each forwards the marks of what it reads.
+
+Marks are kept per clock (the Watermark's ``source``): the live clock of ingestion, and the
+clock of each replayed log, whose decisions close by their own log's time (`join`).
 """
 
 from __future__ import annotations
@@ -20,56 +23,67 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from services.common.watermark import PartitionWatermark, least
+from services.common.watermark import LIVE, PartitionWatermark, least
 
 __all__ = ["EventsMarks", "JoinMarks"]
 
 
 class EventsMarks:
-    """The watermark of each events partition this worker reads (route side)."""
+    """The watermark of each events partition this worker reads, per clock (route side)."""
 
     def __init__(self) -> None:
-        self._parts: dict[int, PartitionWatermark] = {}
+        self._parts: dict[tuple[str, int], PartitionWatermark] = {}
 
     def merge(self, partition: int, record: Mapping[str, Any]) -> int | None:
-        """A Watermark record read at this point of `partition`; its watermark now."""
-        return self._parts.setdefault(partition, PartitionWatermark()).merge(record)
+        """A Watermark record read at this point of `partition`; its clock's watermark now."""
+        slot = (str(record.get("source", LIVE)), partition)
+        return self._parts.setdefault(slot, PartitionWatermark()).merge(record)
 
     def revoked(self, partitions: Iterable[int]) -> None:
-        for p in partitions:
-            self._parts.pop(p, None)
+        gone = set(partitions)
+        for slot in [s for s in self._parts if s[1] in gone]:
+            del self._parts[slot]
 
-    def marks(self) -> dict[int, int]:
-        """Known watermarks by events partition (partitions still unknown left out)."""
-        out = {}
-        for p, part in self._parts.items():
+    def marks(self) -> dict[str, dict[int, int]]:
+        """Known watermarks by clock and events partition (unknown ones left out)."""
+        out: dict[str, dict[int, int]] = {}
+        for (clock, p), part in self._parts.items():
             value = part.value
             if value is not None:
-                out[p] = value
+                out.setdefault(clock, {})[p] = value
         return out
-
-    def emitted_at(self, partition: int) -> int | None:
-        part = self._parts.get(partition)
-        return part.emitted_at_ms if part is not None else None
 
 
 class JoinMarks:
-    """Per join partition: the largest mark forwarded per events partition (join side)."""
+    """Per join partition and clock: the largest mark forwarded per events partition."""
 
     def __init__(self, events_partitions: int) -> None:
         self.events_partitions = events_partitions
-        self._marks: dict[int, dict[int, int]] = {}
+        self._marks: dict[int, dict[str, dict[int, int]]] = {}
 
-    def advance(self, join_partition: int, marks: Mapping[int, int]) -> int | None:
-        """Fold a tick's marks in; the time up to which this join partition may close."""
-        known = self._marks.setdefault(join_partition, {})
-        for p, w in marks.items():
-            if w > known.get(p, w - 1):
-                known[p] = w
-        return least(known, self.events_partitions)
+    def advance(
+        self, join_partition: int, marks: Mapping[str, Mapping[int, int]]
+    ) -> dict[str, int]:
+        """Fold a tick's marks in; per clock, the time up to which this join partition may
+        close windows (clocks not known on every events partition left out)."""
+        clocks = self._marks.setdefault(join_partition, {})
+        for clock, by_partition in marks.items():
+            known = clocks.setdefault(clock, {})
+            for p, w in by_partition.items():
+                if w > known.get(p, w - 1):
+                    known[p] = w
+        return self.values(join_partition)
 
-    def value(self, join_partition: int) -> int | None:
-        return least(self._marks.get(join_partition, {}), self.events_partitions)
+    def values(self, join_partition: int) -> dict[str, int]:
+        out = {}
+        for clock, known in self._marks.get(join_partition, {}).items():
+            value = least(known, self.events_partitions)
+            if value is not None:
+                out[clock] = value
+        return out
+
+    def value(self, join_partition: int, clock: str = LIVE) -> int | None:
+        return self.values(join_partition).get(clock)
 
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:

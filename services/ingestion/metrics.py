@@ -86,6 +86,11 @@ class IngestionMetrics:
         self.watermark = WatermarkGauges(
             r, "admuse_ingestion", "the raw records worked off (claims written to admuse.events)"
         )
+        self.bad_source_watermarks = Counter(
+            "admuse_ingestion_bad_source_watermarks",
+            "Watermark records in the raw topic that did not decode (ignored).",
+            registry=r,
+        )
         for reason in REASONS:
             self.dead_letters.labels(reason)
         for reason in ("consent_missing", "consent_denied"):

@@ -29,7 +29,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 
-from services.common.watermark import WatermarkCodec
+from services.common.codec import CodecError
+from services.common.watermark import LIVE, WatermarkCodec
 from services.ingestion.events_tail import EventsTail
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.pipeline import BatchResult, Outgoing, Processor, RawRecord
@@ -53,7 +54,8 @@ class _Pending:
     """A fetched batch on its way through the transform."""
 
     batches: dict[TopicPartition, list[RawRecord]]
-    records: list[RawRecord]
+    records: list[RawRecord]  # the source's Watermarks left out (`markers`)
+    markers: list[tuple[int, str, int]]  # (raw partition, clock, watermark) in order
     transformed: asyncio.Future[Transformed]
     started: float
     now_ms: int
@@ -67,7 +69,8 @@ class _Committing:
     result: BatchResult
     started: float
     now_ms: int
-    claims: dict[int, int] | None  # watermark claims written in this transaction
+    clock: RawClock  # the claims once this commits
+    claims: dict[str, dict[int, int]] | None  # watermark claims written in this transaction
 
 
 @dataclass(frozen=True)
@@ -232,13 +235,15 @@ class IngestionStream:
                 if committing is not None:
                     await self._finish(committing)
                     committing = None
-                begun = await self._begin(consumer, pending.batches, result)
+                begun = await self._begin(consumer, pending, result)
                 if begun is None:  # aborted and rewound: retry from the committed offsets
                     for later in queue:
                         await self._rewind(consumer, later.batches)
                     return
-                task, claims = begun
-                committing = _Committing(task, result, pending.started, pending.now_ms, claims)
+                task, clock, claims = begun
+                committing = _Committing(
+                    task, result, pending.started, pending.now_ms, clock, claims
+                )
             if committing is not None:
                 await self._finish(committing)
         finally:
@@ -247,10 +252,30 @@ class IngestionStream:
 
     def _submit(self, batches: dict[TopicPartition, list[RawRecord]]) -> _Pending:
         """Start transforming a fetched batch (in the workers, or in this process)."""
-        records = [rec for recs in batches.values() for rec in recs]
+        records = []
+        markers = []
+        is_watermark = self._wm.codec.is_watermark
+        for recs in batches.values():
+            for rec in recs:
+                if is_watermark(rec.value):
+                    markers.extend(self._marker(rec))
+                else:
+                    records.append(rec)
         now_ms = _now_ms()
         run = self._transforms.run([rec.value for rec in records], now_ms)
-        return _Pending(batches, records, asyncio.ensure_future(run), time.perf_counter(), now_ms)
+        future = asyncio.ensure_future(run)
+        return _Pending(batches, records, markers, future, time.perf_counter(), now_ms)
+
+    def _marker(self, rec: RawRecord) -> list[tuple[int, str, int]]:
+        """A source's Watermark in the raw topic: its clock's claim for this raw partition."""
+        try:
+            wm = self._wm.codec.decode(rec.value)  # type: ignore[arg-type]
+        except CodecError as exc:
+            _log.warning("bad watermark in the raw topic; ignored", error=str(exc))
+            self._metrics.bad_source_watermarks.inc()
+            return []
+        marks = [int(c["watermark_ms"]) for c in wm["claims"]]
+        return [(rec.partition, wm["source"], min(marks))] if marks else []
 
     async def _fetch_now(
         self, consumer: AIOKafkaConsumer
@@ -267,19 +292,23 @@ class IngestionStream:
             return None
 
     async def _begin(
-        self,
-        consumer: AIOKafkaConsumer,
-        batches: dict[TopicPartition, list[RawRecord]],
-        result: BatchResult,
-    ) -> tuple[asyncio.Future[list[asyncio.Future[Any]]], dict[int, int] | None] | None:
+        self, consumer: AIOKafkaConsumer, pending: _Pending, result: BatchResult
+    ) -> (
+        tuple[asyncio.Future[list[asyncio.Future[Any]]], RawClock, dict[str, dict[int, int]] | None]
+        | None
+    ):
         """Open the batch's transaction, produce its records, the watermark claims now due
         and the offsets, start the commit."""
+        batches = pending.batches
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
-        self.clock.read({tp.partition: max(r.timestamp for r in rs) for tp, rs in batches.items()})
+        clock = self.clock.copy()
+        clock.read({tp.partition: max(r.timestamp for r in rs) for tp, rs in batches.items()})
+        for r, source, mark in pending.markers:
+            clock.source(source, r, mark)
         claims = None
         outgoing = result.outgoing
         if time.monotonic() - self._wm_at >= self._wm.interval_s:
-            claims = self.clock.claims()
+            claims = clock.claims()
             outgoing = [*outgoing, *await self._watermark_records(consumer, claims)]
             self._wm_at = time.monotonic()
         producer = self._producer
@@ -303,7 +332,7 @@ class IngestionStream:
             await producer.commit_transaction()
             return futures
 
-        return asyncio.ensure_future(commit()), claims
+        return asyncio.ensure_future(commit()), clock, claims
 
     async def _idle_watermarks(self, consumer: AIOKafkaConsumer) -> None:
         """Nothing fetched: ask Kafka which owned raw partitions are read to their end and
@@ -339,22 +368,25 @@ class IngestionStream:
         self._stated(claims)
 
     async def _watermark_records(
-        self, consumer: AIOKafkaConsumer, claims: dict[int, int]
+        self, consumer: AIOKafkaConsumer, claims: dict[str, dict[int, int]]
     ) -> list[Outgoing]:
-        """One Watermark record per partition of admuse.events, all stating `claims`."""
+        """Per clock, one Watermark record into each partition of admuse.events."""
         wm = self._wm
         if wm.topic not in self._partitions:
             self._partitions[wm.topic] = sorted(await self._producer.partitions_for(wm.topic))
         raw_topic = next(iter(consumer.subscription()), None)
         inputs = len(consumer.partitions_for_topic(raw_topic) or ()) if raw_topic else 0
         now = _now_ms()
-        value = wm.codec.encode(wm.producer_name, inputs, claims, now)
         key = wm.producer_name.encode()
-        return [Outgoing(wm.topic, key, value, now, p) for p in self._partitions[wm.topic]]
+        out = []
+        for clock, marks in claims.items():
+            value = wm.codec.encode(wm.producer_name, inputs, marks, now, source=clock)
+            out += [Outgoing(wm.topic, key, value, now, p) for p in self._partitions[wm.topic]]
+        return out
 
-    def _stated(self, claims: dict[int, int]) -> None:
+    def _stated(self, claims: dict[str, dict[int, int]]) -> None:
         self.clock.stated(claims)
-        for r, mark in claims.items():
+        for r, mark in claims.get(LIVE, {}).items():
             self._metrics.watermark.set(r, mark)
 
     async def _finish(self, committing: _Committing) -> None:
@@ -365,6 +397,7 @@ class IngestionStream:
         if futures:
             await asyncio.gather(*futures)
         result = committing.result
+        self.clock = committing.clock
         if committing.claims is not None:
             self._stated(committing.claims)
         self._processor.commit(result, committing.now_ms)

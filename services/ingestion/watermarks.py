@@ -19,11 +19,18 @@ that arrives later than that is late by definition (counted, and still forwarded
 
 Claims only grow; a partition that changes hands starts without a claim in the new owner
 (readers keep the largest claim they saw, which stays true).
+
+A source with a clock of its own (a replay of history, whose events are far older than the
+wall clock) writes Watermark records into every raw partition after its records; ingestion
+keeps them out of the transform and forwards them as claims of that clock (`source`),
+again after the output of the raw records before them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+
+from services.common.watermark import LIVE
 
 __all__ = ["RawClock"]
 
@@ -33,13 +40,25 @@ class RawClock:
         if skew_ms < 0:
             raise ValueError(f"skew_ms must be >= 0, got {skew_ms}")
         self.skew_ms = skew_ms
-        self._claims: dict[int, int] = {}
-        self._stated: dict[int, int] = {}  # claims last written out
+        self._claims: dict[str, dict[int, int]] = {LIVE: {}}  # clock -> raw partition -> W
+        self._stated: dict[str, dict[int, int]] = {LIVE: {}}  # claims last written out
+
+    def copy(self) -> RawClock:
+        """A clock to advance for a transaction; it replaces this one once that commits."""
+        other = RawClock(self.skew_ms)
+        other._claims = {clock: dict(c) for clock, c in self._claims.items()}
+        other._stated = {clock: dict(c) for clock, c in self._stated.items()}
+        return other
 
     def revoked(self, partitions: Iterable[int]) -> None:
         for r in partitions:
-            self._claims.pop(r, None)
-            self._stated.pop(r, None)
+            for claims in (*self._claims.values(), *self._stated.values()):
+                claims.pop(r, None)
+
+    def source(self, clock: str, r: int, mark: int) -> None:
+        """A source's Watermark read at this point of raw partition r (its own clock)."""
+        if clock != LIVE:  # the live clock is ingestion's to state
+            self._raise(r, mark, clock)
 
     def read(self, newest: Mapping[int, int]) -> None:
         """A batch read raw partitions up to records stamped `newest[r]` (ms)."""
@@ -51,18 +70,20 @@ class RawClock:
         for r in partitions:
             self._raise(r, asked_at_ms - self.skew_ms - 1)
 
-    def claims(self) -> dict[int, int]:
-        return dict(self._claims)
+    def claims(self) -> dict[str, dict[int, int]]:
+        """Claims by clock (the live clock first), then by raw partition."""
+        return {clock: dict(claims) for clock, claims in self._claims.items() if claims}
 
     def changed(self) -> bool:
         """Whether any claim moved since `stated()` was last called."""
-        return self._claims != self._stated
+        return self.claims() != self._stated
 
-    def stated(self, claims: Mapping[int, int]) -> None:
+    def stated(self, claims: Mapping[str, Mapping[int, int]]) -> None:
         """These claims were committed (in a transaction's output)."""
-        self._stated = dict(claims)
+        self._stated = {clock: dict(c) for clock, c in claims.items()}
 
-    def _raise(self, r: int, mark: int) -> None:
-        current = self._claims.get(r)
+    def _raise(self, r: int, mark: int, clock: str = LIVE) -> None:
+        claims = self._claims.setdefault(clock, {})
+        current = claims.get(r)
         if current is None or mark > current:
-            self._claims[r] = mark
+            claims[r] = mark

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.codec import SchemaRegistry
-from services.common.watermark import PartitionWatermark, WatermarkCodec
+from services.common.watermark import LIVE, PartitionWatermark, WatermarkCodec
 from services.features.watermark import EventsMarks, JoinMarks
 from services.ingestion.watermarks import RawClock
 
@@ -71,7 +71,7 @@ def test_watermarks_are_safe_and_advance_when_idle(
     stated: dict[int, int] = {}  # brute force: largest claim ever written per raw partition
 
     def emit() -> None:
-        claims = clock.claims()
+        claims = clock.claims().get(LIVE, {})
         if not claims:
             return
         for r, w in claims.items():
@@ -79,10 +79,10 @@ def test_watermarks_are_safe_and_advance_when_idle(
         value = CODEC.encode("ingestion-0", raw_n, claims, now)
         for o in range(out_n):  # into every output partition, after the batch's output
             readers.merge(o, CODEC.decode(value))
-        marks = readers.marks()
+        marks = readers.marks().get(LIVE, {})
         for o, w in marks.items():
             seen.append((o, w, frozenset(forwarded[o])))
-        join.advance(0, marks)
+        join.advance(0, {LIVE: marks})
 
     for step in ops:
         kind = step[0]
@@ -122,7 +122,7 @@ def test_watermarks_are_safe_and_advance_when_idle(
     # The merged values are exactly the brute-force ones: per partition the least over raw
     # partitions of the largest claim written, unknown until each raw partition has one.
     expected = min(stated.values()) if len(stated) == raw_n else None
-    marks = readers.marks()
+    marks = readers.marks().get(LIVE, {})
     for o in range(out_n):
         assert marks.get(o) == expected
     assert join.value(0) == (expected if seen else None)
