@@ -7,17 +7,24 @@
   de-duplicating reader sees is the same Reward. Five cycles.
 - A quiet spell: after the last input, every pending decision is rewarded within
   window + grace + 3 s, with nothing more sent (the watermarks advance on their own).
+- A log from a year ago replayed with `admuse replay --to kafka` through the running
+  services: `admuse ope --campaign` equals `admuse ope --replay` on the file, and the
+  report's CTR equals the log's (the replay closes its windows by its own clock).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,7 @@ from services.common.kafka import ensure_topics, make_admin, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from tests.integration.features_worker import FeaturesWorker, TopicReader, decision
-from tests.integration.ingestion_harness import IngestionProcess
+from tests.integration.ingestion_harness import ROOT, SECRET, IngestionProcess
 from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -213,3 +220,74 @@ async def test_a_quiet_spell_closes_every_window_without_more_input(loop: Loop) 
     assert arrived <= last_deadline + GRACE_MS + 3000, (
         f"last reward {arrived - last_deadline} ms after the last window ended"
     )
+
+
+def _cli(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ADMUSE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "ADMUSE_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "ADMUSE_PSEUDONYM_SECRET": SECRET,
+    }
+    return subprocess.run(
+        [sys.executable, "-c", "from services.cli import app; app()", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+async def test_a_year_old_log_replayed_through_the_services_equals_the_file_route(
+    loop: Loop, tmp_path: Path
+) -> None:
+    rng = random.Random(12)
+    start = datetime(2025, 12, 5, 8, 0, tzinfo=UTC)  # a year before the test's "now"
+    rows = []
+    for i in range(400):
+        ts = start + timedelta(seconds=i * 7 + rng.randrange(7))  # windows overlap (60 s)
+        ad = rng.choice(["a", "b", "c"])
+        p = {"a": 0.5, "b": 0.3, "c": 0.2}[ad]
+        click = int(rng.random() < {"a": 0.1, "b": 0.2, "c": 0.3}[ad])
+        rows.append(f"{ts.isoformat()},user{i % 50},{rng.choice(['DE', 'FR'])},{ad},{p},{click}")
+    path = tmp_path / "history.csv"
+    path.write_text("ts,uid,country,ad,p,click\n" + "\n".join(rows) + "\n")
+    mapping = "action=ad,reward=click,propensity=p,context=country,timestamp=ts,user=uid"
+    clicks = sum(int(r.rsplit(",", 1)[1]) for r in rows)
+
+    res = _cli(
+        loop.kafka, "replay", str(path), "--mapping", mapping, "--to", "kafka",
+        "--campaign", "history", "--attribution-window-s", "60",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr + res.stdout
+
+    async def all_rewarded() -> bool:
+        await loop.rewards.poll()
+        return sum(r["campaign_id"] == "history" for r in loop.rewards.by_key().values()) == 400
+
+    await eventually(all_rewarded, 120, "a Reward for each of the 400 replayed decisions")
+    rewards = [r for r in loop.rewards.by_key().values() if r["campaign_id"] == "history"]
+    assert sum(r["clicked"] for r in rewards) == clicks  # no click of the log turned late
+    assert await loop.features.metric("admuse_features_late_events_total") == 0
+
+    estimates = {}
+    for source in (["--campaign", "history"], ["--replay", str(path), "--mapping", mapping]):
+        out = tmp_path / f"ope-{source[0][2:]}.json"
+        res = _cli(loop.kafka, "ope", *source, "--policy", "uniform", "--json", str(out))
+        assert res.returncode == 0, res.stderr + res.stdout
+        estimates[source[0]] = json.loads(out.read_text())["estimates"]
+    for name in ("IPS", "SNIPS"):
+        kafka_value = estimates["--campaign"][name]["value"]
+        file_value = estimates["--replay"][name]["value"]
+        assert abs(kafka_value - file_value) <= 1e-12, (name, kafka_value, file_value)
+
+    out = tmp_path / "report.json"
+    res = _cli(loop.kafka, "report", "--campaign", "history", "--json", str(out))
+    assert res.returncode == 0, res.stderr + res.stdout
+    report = json.loads(out.read_text())
+    arms = report["arms"]
+    assert sum(a["pending"] for a in arms) == 0
+    ctr = sum(a["rewarded"]["successes"] for a in arms) / sum(a["outcomes"] for a in arms)
+    assert abs(ctr - clicks / 400) <= 1e-12, (ctr, clicks / 400, arms)
