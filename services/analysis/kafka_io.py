@@ -395,6 +395,7 @@ class CampaignLogs:
     campaign: dict[str, Any] | None
     attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
     stats: dict[str, ReadStats] = field(default_factory=dict)
+    pending: int | None = None  # decisions read that have no Reward yet (None: not read)
 
 
 async def load_campaign(
@@ -419,6 +420,7 @@ async def load_campaign(
     )
     stats = {"rewards": reward_stats}
     arms = None
+    pending = None
     if decisions is not None:
         decision_rows, stats["decisions"] = await read_topic(
             kafka,
@@ -428,6 +430,8 @@ async def load_campaign(
             keep=in_window(decisions),
         )
         arms = decisions_summary(decision_rows)["arm"]
+        rewarded = {r["decision_id"] for r in reward_rows}
+        pending = len({d["decision_id"] for d in decision_rows} - rewarded)
     campaign = None
     attributes: dict[str, dict[str, Any]] = {}
     if with_catalog:
@@ -447,7 +451,9 @@ async def load_campaign(
             keep=lambda r: r["campaign_id"] == campaign_id,
         )
         attributes = {cid: dict(c["attributes"]) for cid, c in creatives.items()}
-    return CampaignLogs(rewards_to_data(reward_rows), arms, campaign, attributes, stats)
+    return CampaignLogs(
+        rewards_to_data(reward_rows), arms, campaign, attributes, stats, pending=pending
+    )
 
 
 async def read_bandit_state(
