@@ -5,6 +5,10 @@ Baseline, measured in the same run on the same broker: a bare aiokafka relay (co
 admuse.events, produce one record per event, no state) — the cost of one Kafka hop in Python.
 The join does that hop twice (events → events-by-decision → join) plus its table writes.
 
+Windows close by watermarks: a source writes one into every events partition every 0.2 s, as
+ingestion does (ADMUSE_INGESTION_WATERMARK_INTERVAL_S), so the mechanism's cost (the records,
+the ticks carrying them to the join, the windows they close) is part of what is measured.
+
     python bench/bench_features.py            # broker from ADMUSE_KAFKA_BOOTSTRAP_SERVERS
 """
 
@@ -28,6 +32,7 @@ from services.common.topics import Topics, TopicSpec
 from tests.integration.features_worker import (
     FeaturesWorker,
     TopicReader,
+    WatermarkSource,
     decision,
     event,
     produce,
@@ -183,7 +188,10 @@ async def main() -> None:
     try:
         await worker.wait_ready(180)
         join, paced, base = [], [], []
-        async with TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards:
+        async with (
+            WatermarkSource(kafka, topics.events.name, skew_ms=1000, interval_s=0.2),
+            TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards,
+        ):
             for rnd in range(REPEATS):
                 join.append(await _join_round(kafka, topics, registry, worker, rewards))
                 paced.append(
