@@ -124,6 +124,7 @@ async def read_topic(
     """Decoded records of `topic` inside the window, up to the end offsets seen at the start."""
     consumer = make_consumer(kafka, group_id=None, enable_auto_commit=False)
     await consumer.start()
+    control = WatermarkCodec(SchemaRegistry.load())
     stats = ReadStats()
     out: list[dict[str, Any]] = []
     try:
@@ -162,6 +163,8 @@ async def read_topic(
                 for msg in messages:
                     if msg.offset >= stop[tp]:
                         break
+                    if control.is_watermark(msg.value):
+                        continue  # time, not data (docs/contracts.md, Watermarks)
                     stats.records += 1
                     try:
                         value = decode(msg.value)

@@ -312,6 +312,8 @@ def build_app(settings: Settings) -> faust.App:
         async for ev in stream.events():
             msg = ev.message
             now = _now_ms()
+            if wm_codec.is_watermark(ev.value):
+                continue  # decisions need no watermark to close windows (docs/contracts.md)
             if msg.topic == topics.decisions.name:
                 out = _on_decision(ev.value, msg.partition, msg.offset, now)
             elif ev.value[:2] == MAGIC:
