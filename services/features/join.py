@@ -232,6 +232,7 @@ class JoinTable:
         out: Outputs,
     ) -> None:
         cfg = self.config
+        keep: list[tuple[dict[str, Any], str]] = []  # closed by this very tick: kept for now
         while heap and heap[0][0] <= now_ms:
             _, key = heapq.heappop(heap)
             state = self.table.get(key)
@@ -243,7 +244,10 @@ class JoinTable:
                     del self.table[key]
                 continue
             if state["status"] == "done":
-                if state["expires"] <= now_ms and state.get("done_by") != [EVENTS, offset]:
+                if state.get("done_by") == [EVENTS, offset]:
+                    # its Reward may be re-sent if this tick is processed again after a crash
+                    keep.append((state, key))
+                elif state["expires"] <= now_ms:
                     del self.table[key]
                 else:
                     self._push(partition, state, key)
@@ -267,7 +271,9 @@ class JoinTable:
             out.closed_due.append(int(state["deadline"]) + cfg.close_grace_ms)
             done = self._settle(_mark(step.state, EVENTS, offset), partition, EVENTS, offset, out)
             self.table[key] = done
-            self._push(partition, done, key)
+            keep.append((done, key))
+        for state, key in keep:
+            self._push(partition, state, key)
 
     def on_erase(self, user_id: str, partition: int) -> int:
         """Delete every pending, done or held join of this user in this partition."""
