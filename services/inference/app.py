@@ -242,7 +242,7 @@ def _rollback_watch(
             (r for r in state.history.get(campaign_id, []) if r["version"] == restored), None
         )
         if record is not None:
-            await producer.send_and_wait(
+            await producer.send(
                 topics.models.name, codec.encode(record), key=record["model_name"].encode()
             )
         return restored
