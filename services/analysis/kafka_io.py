@@ -289,7 +289,7 @@ async def write_replay(
                 "user_id": pseudonymize(pseudonym_secret, user),
                 "creative_id": creative,
                 "propensity": float(data.propensity[i]),
-                "arm": arm if arm in ("optimized", "control") else "optimized",
+                "arm": arm if arm in ("optimized", "catalog", "control") else "optimized",
                 "policy": "replay",
                 "policy_version": source,
                 "model_version": None,

@@ -192,6 +192,7 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         refresh_ms=settings.policy_refresh_ms,
         backoff_impressions=settings.backoff_impressions,
         decay_half_life_s=settings.decay_half_life_s,
+        challenger_share=settings.challenger_share,
     )
     providers = _providers(settings.providers)
     curator = Curator(settings, state, policy, metrics, publish_creative, providers)
