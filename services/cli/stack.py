@@ -231,13 +231,16 @@ def _service_env(name: str, stack: Stack, run: Path, tag: str) -> dict[str, str]
     return {}
 
 
-# Demo pace: small networks, retrain after a few hundred rewards or every 30 s (CPU or GPU,
-# whichever torch finds).
+# Demo pace: small networks; retrain on 20 new positives (and a quarter more than the last
+# version saw), a shifted CTR or a grown error, at most every 10 s (or 1000 rewards' time),
+# and at least every 2 minutes with new positives (CPU or GPU, whichever torch finds).
 _DEMO_PACE = {
     "trainer": {
         "ADMUSE_TRAINER_PROFILE": "small",
-        "ADMUSE_TRAINER_RETRAIN_EVERY_REWARDS": "400",
-        "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.5",
+        "ADMUSE_TRAINER_RETRAIN_MIN_NEW_POSITIVES": "20",
+        "ADMUSE_TRAINER_RETRAIN_FLOOR_REWARDS": "1000",
+        "ADMUSE_TRAINER_RETRAIN_FLOOR_MIN_S": "10",
+        "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "2",
         "ADMUSE_TRAINER_MIN_ROWS": "200",
         "ADMUSE_TRAINER_MIN_POSITIVES": "20",
     },

@@ -3,14 +3,19 @@
 One consumer, partitions assigned by hand (no group): campaigns and creatives (compacted) are
 read from the beginning into memory; rewards resume from the offsets saved with the training
 buffer, or — when the buffer file is missing — from the start of the buffer's time window.
-A campaign retrains after `retrain_every_rewards` new rewards, or after
-`retrain_every_minutes` with any new reward. Training runs in a worker thread so consumption
-goes on; one model trains at a time.
+A campaign retrains when its data carry new information (`TrainerState.due`: new positives, a
+shifted CTR, the last model's error on new rewards — checked every `_CHECK_EVERY_S` by
+`freshness.prequential_logloss` — or the clock), never sooner than a floor that follows the
+traffic. Training runs in a worker thread so consumption goes on; one model trains at a time.
+A model whose exported networks are byte-identical to the last one published for the campaign
+is not published again (logged as `model unchanged`; inference would only swap it for
+itself).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import time
 from collections.abc import Mapping
@@ -29,7 +34,8 @@ from services.common.stall import watching_shutdown
 from services.common.topics import Topics
 from services.trainer.buffer import BufferFileError, TrainingBuffer
 from services.trainer.export import ExportError
-from services.trainer.publisher import build_model, store_model
+from services.trainer.freshness import prequential_logloss
+from services.trainer.publisher import BuiltModel, build_model, store_model
 from services.trainer.settings import Settings
 from services.trainer.space import EncodingError
 from services.trainer.state import TrainerState
@@ -39,6 +45,7 @@ __all__ = ["main", "run", "train_config"]
 
 log = structlog.get_logger("trainer")
 _SAVE_EVERY_S = 5.0
+_CHECK_EVERY_S = 10.0
 
 
 def train_config(settings: Settings) -> TrainConfig:
@@ -113,6 +120,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         stack.push_async_callback(producer.stop)
         await _assign(consumer, state)
         training: asyncio.Task[None] | None = None
+        checking: asyncio.Task[None] | None = None
+        last_check = time.monotonic()
         last_save = time.monotonic()
         dirty = False
         while not stop.is_set():
@@ -139,6 +148,16 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                     training = asyncio.create_task(
                         _train_and_publish(state, cid, cfg, device, store, producer, published)
                     )
+            if checking is not None and checking.done():
+                _report_crash(checking)
+                checking = None
+            if (
+                training is None
+                and checking is None
+                and (time.monotonic() - last_check > _CHECK_EVERY_S)
+            ):
+                last_check = time.monotonic()
+                checking = asyncio.create_task(_check_freshness(state))
         state.buffer.save()
         if training is not None:  # a torch run cannot be interrupted: let it finish
             await asyncio.wait([training])
@@ -158,24 +177,32 @@ async def _train_and_publish(
     rows = state.buffer.rows(cid)
     campaign = state.campaigns[cid]
     creatives: Mapping[str, Any] = dict(state.creatives)
-    state.new_rewards[cid] = 0
-    state.last_trained[cid] = time.monotonic()
+    reason = state.reasons.get(cid)
+    state.mark_trained(cid, time.monotonic())
     started = time.perf_counter()
-    log.info("training", campaign_id=cid, rows=len(rows), device=str(device))
+    log.info("training", campaign_id=cid, rows=len(rows), device=str(device), reason=reason)
     try:
         built = await asyncio.to_thread(
             build_model, campaign, creatives, rows, cfg, seed=state.settings.seed, device=device
         )
+        digest = _digest(built)
+        if state.last_model.get(cid, (None,))[0] == digest:
+            state.last_model[cid] = (digest, built)
+            log.info("model unchanged; not published", campaign_id=cid, reason=reason,
+                     seconds=round(time.perf_counter() - started, 2))  # fmt: skip
+            return
         record = await asyncio.to_thread(store_model, store, built)
     except (TrainingError, ExportError, EncodingError) as exc:
         log.warning("model not published", campaign_id=cid, error=str(exc))
         return
     await producer.send_and_wait(state.topics.models.name, codec.encode(record), key=cid.encode())
+    state.last_model[cid] = (digest, built)
     m = built.metrics
     log.info(
         "model published",
         campaign_id=cid,
         version=built.version,
+        reason=reason,
         seconds=round(time.perf_counter() - started, 2),
         rows=built.training_rows,
         reward_auc=m.get("reward_auc"),
@@ -188,6 +215,28 @@ async def _train_and_publish(
         predicted_reward_generated=m.get("predicted_reward_generated"),
         predicted_reward_catalog=m.get("predicted_reward_catalog"),
     )
+
+
+def _digest(built: BuiltModel) -> str:
+    return hashlib.sha256(built.exported.generator + built.exported.reward_model).hexdigest()
+
+
+async def _check_freshness(state: TrainerState) -> None:
+    """Mark campaigns whose last model predicts the new rewards worse than its held-out data."""
+    for cid, (_, built) in list(state.last_model.items()):
+        campaign = state.campaigns.get(cid)
+        held_out = built.metrics.get("reward_logloss")
+        if campaign is None or held_out is None or cid in state.stale:
+            continue
+        rows = state.since_trained(cid)
+        loss = await asyncio.to_thread(
+            prequential_logloss, built, campaign, dict(state.creatives), rows
+        )
+        if loss is not None and loss > held_out * (1 + state.settings.retrain_loss_increase):
+            log.info("model error grew on new rewards", campaign_id=cid, version=built.version,
+                     logloss_new=round(loss, 5), logloss_held_out=round(held_out, 5),
+                     rows=len(rows))  # fmt: skip
+            state.mark_stale(cid)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

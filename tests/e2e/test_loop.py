@@ -20,9 +20,9 @@ from services.common.settings import KafkaSettings
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(295)]
 
 BUDGET_S = 150
-# Demo pace for a short run: retrain after a few hundred rewards, fewer GAN steps.
+# Demo pace for a short run: a quick floor between versions, fewer GAN steps.
 TRAINER = {
-    "ADMUSE_TRAINER_RETRAIN_EVERY_REWARDS": "250",
+    "ADMUSE_TRAINER_RETRAIN_FLOOR_MIN_S": "5",
     "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.5",
     "ADMUSE_TRAINER_MIN_ROWS": "200",
     "ADMUSE_TRAINER_GAN_STEPS": "200",
