@@ -244,6 +244,15 @@ _DEMO_PACE = {
         "ADMUSE_TRAINER_MIN_ROWS": "200",
         "ADMUSE_TRAINER_MIN_POSITIVES": "20",
     },
+    # Challengers judged within 90 s (reviewed every 10 s) at a coarse precision (±100 %, two
+    # standard errors: enough to tell a creative twice as good), in 30 % of the full loop's
+    # traffic, so a few minutes decide several per segment at a few per cent CTR.
+    "inference": {
+        "ADMUSE_INFERENCE_CHALLENGER_SHARE": "0.3",
+        "ADMUSE_INFERENCE_CHALLENGER_DECIDE_S": "90",
+        "ADMUSE_INFERENCE_CHALLENGER_PRECISION": "1.0",
+        "ADMUSE_INFERENCE_RETIRE_CHECK_S": "10",
+    },
 }
 
 
