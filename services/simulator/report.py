@@ -99,6 +99,7 @@ def analyze(
         )
         / opt_n,
         "retired": sum(1 for cr in creatives.values() if cr.get("status") == "retired"),
+        "promoted": sum(1 for cr in creatives.values() if cr.get("stage") == "promoted"),
         "models": len(list(models)),
     }
     return {
@@ -358,7 +359,8 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
     console.print(
         f"creatives: {cr['catalog']} made by people; {cr['generated_admitted']} generated and "
         f"admitted, {cr['generated_served']} of them served "
-        f"({cr['generated_share_optimized']:.1%} of optimized traffic); {cr['retired']} retired; "
+        f"({cr['generated_share_optimized']:.1%} of optimized traffic), "
+        f"{cr.get('promoted', 0)} promoted; {cr['retired']} retired; "
         f"{cr['models']} model version(s) published"
     )
     best = Table(title="best generated vs best human creative, by true CTR")
