@@ -124,10 +124,8 @@ def mix_challengers(main: np.ndarray, n_challengers: int, share: float) -> np.nd
         return main / main.sum()
     if main.size == 0:
         return np.full(n_challengers, 1.0 / n_challengers)
-    p = np.concatenate(
-        [(1.0 - share) * main / main.sum(), np.full(n_challengers, share / n_challengers)]
-    )
-    return p / p.sum()
+    main = main / main.sum()
+    return np.concatenate([(1.0 - share) * main, np.full(n_challengers, share / n_challengers)])
 
 
 def prior_strength(metrics: Mapping[str, Any], max_strength: float) -> float:

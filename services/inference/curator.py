@@ -7,7 +7,7 @@ assignment. A model that fails any check is logged, counted (`models_refused`) a
 the old one keeps serving. Loads of one campaign run one at a time, and a load that is
 overtaken by a newer publication is skipped.
 
-After a swap (with `curate` on), and after each review that freed a challenger slot,
+After a swap (with `curate` on), and at each review while a challenger slot is free,
 candidates are generated per segment of the model, passed through the admission gate and
 scored (`candidates.propose`); the best are published to admuse.creatives as `generated`
 creatives at stage `challenger`, with the model version and an honest prior
@@ -255,7 +255,7 @@ class Curator:
             ]  # fmt: skip
             waiting = sum(1 for c in own if is_challenger(c))
             slots = self.challenger_slots(campaign_id, segment)
-            room = min(slots, int(campaign.get("max_generated", 4)) - len(own)) - waiting
+            room = min(slots - waiting, int(campaign.get("max_generated", 4)) - len(own))
             if self._settings.n_admit <= 0 or room <= 0:
                 continue
             tried = [
@@ -329,7 +329,7 @@ class Curator:
             decided = await self._judge_challengers(campaign_id)
             retired += decided.count("retire")
             bundle = self.models.get(campaign_id)
-            if decided and bundle is not None and self._settings.curate:
+            if bundle is not None and self._settings.curate:  # into slots freed or grown
                 await self._add_candidates(campaign_id, bundle, refill=True)
             live = self._state.live_creatives(campaign_id)
             scopes = sorted({c["segment"] for c in live if c.get("segment")})

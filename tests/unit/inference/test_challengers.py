@@ -48,7 +48,7 @@ def test_challengers_never_get_more_than_the_slice(main: list[float], k: int, sh
     if k:  # each challenger the same share: none starves on the model's or early clicks' word
         assert np.allclose(p[len(main) :], share / k)
         # the proven creatives keep the main bandit's proportions
-        assert np.allclose(p[: len(main)], (1 - share) * np.array(main) / sum(main))
+        assert np.allclose(p[: len(main)], (1 - share) * (np.array(main) / sum(main)))
 
 
 @settings(max_examples=200)
