@@ -229,13 +229,16 @@ async def _check_freshness(state: TrainerState) -> None:
         if campaign is None or held_out is None or cid in state.stale:
             continue
         rows = state.since_trained(cid)
-        loss = await asyncio.to_thread(
+        found = await asyncio.to_thread(
             prequential_logloss, built, campaign, dict(state.creatives), rows
         )
-        if loss is not None and loss > held_out * (1 + state.settings.retrain_loss_increase):
+        if found is None:
+            continue
+        loss, se = found
+        if loss - 2 * se > held_out * (1 + state.settings.retrain_loss_increase):
             log.info("model error grew on new rewards", campaign_id=cid, version=built.version,
-                     logloss_new=round(loss, 5), logloss_held_out=round(held_out, 5),
-                     rows=len(rows))  # fmt: skip
+                     logloss_new=round(loss, 5), logloss_se=round(se, 5),
+                     logloss_held_out=round(held_out, 5), rows=len(rows))  # fmt: skip
             state.mark_stale(cid)
 
 

@@ -3,7 +3,8 @@ since it was trained (prequential: data it never saw), against its own held-out 
 
 The service keeps its last built model per campaign, scores the rewards that arrived since
 (`TrainerState.since_trained`) every few seconds off the event loop, and marks the campaign
-stale (`TrainerState.mark_stale`) when the error grew by more than `retrain_loss_increase`.
+stale (`TrainerState.mark_stale`) when the error grew by more than `retrain_loss_increase`
+beyond two standard errors of the new rewards' mean loss (noise alone is no reason to retrain).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def prequential_logloss(
     campaign: Mapping[str, Any],
     creatives: Mapping[str, Mapping[str, Any]],
     rows: Sequence[RewardRow],
-) -> float | None:
-    """Log-loss of `built`'s reward model on `rows` (None: too few usable rows to say)."""
+) -> tuple[float, float] | None:
+    """Log-loss of `built`'s reward model on `rows` and its standard error (None: too few
+    usable rows to say)."""
     if built.reward_model is None or len(rows) < MIN_ROWS:
         return None
     try:
@@ -47,4 +49,7 @@ def prequential_logloss(
     onehot[np.arange(len(onehot)), seg_idx[keep]] = 1.0
     with torch.no_grad():
         p = built.reward_model(torch.from_numpy(onehot), torch.from_numpy(data.x[keep]))
-    return log_loss(data.label[keep], p.squeeze(1).numpy().astype(np.float64))
+    y = data.label[keep].astype(np.float64)
+    q = np.clip(p.squeeze(1).numpy().astype(np.float64), 1e-7, 1 - 1e-7)
+    losses = -(y * np.log(q) + (1 - y) * np.log(1 - q))
+    return log_loss(y, q), float(losses.std(ddof=1) / np.sqrt(len(losses)))
