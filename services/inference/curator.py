@@ -297,6 +297,8 @@ class Curator:
                 admitted += 1
         if admitted:
             self._metrics.creatives_admitted.labels(campaign_id).inc(admitted)
+        if refill and not admitted:
+            return  # a review found no free slot: nothing to say every few seconds
         _log.info(
             "generated creatives admitted",
             campaign_id=campaign_id,
