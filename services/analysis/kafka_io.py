@@ -25,7 +25,6 @@ from aiokafka.partitioner import DefaultPartitioner
 from services.analysis.dataset import LoggedData
 from services.common.codec import CodecError, SchemaRegistry
 from services.common.kafka import make_admin, make_consumer, make_producer
-from services.common.privacy import pseudonymize
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 
@@ -259,7 +258,8 @@ async def write_replay(
     Every row gives an impression event; a reward > 0 adds a click, and a reward other than 0/1
     adds a conversion with `value` = reward. Ids are derived from campaign, source and row
     number, so replaying the same file twice writes the same ids (downstream de-duplicates).
-    Decisions carry the user's pseudonym (the same HMAC ingestion applies to the raw events).
+    Decisions carry no user identity (as inference writes them: erasure needs none in the
+    30-day decision log); the events carry the raw user id, which ingestion pseudonymizes.
     """
     topics = Topics.from_settings(kafka)
     codec = registry.codec("Decision")
@@ -286,7 +286,7 @@ async def write_replay(
                 "campaign_id": campaign_id,
                 "segment": data.contexts[data.context[i]],
                 "context": context,
-                "user_id": pseudonymize(pseudonym_secret, user),
+                "user_id": "",
                 "creative_id": creative,
                 "propensity": float(data.propensity[i]),
                 "arm": arm if arm in ("optimized", "catalog", "control") else "optimized",

@@ -8,6 +8,8 @@ import typer
 
 from services.cli import campaign, demo, topics
 from services.cli import erase as erase_cmd
+from services.cli import keys as keys_cmd
+from services.cli import models as models_cmd
 from services.cli import ope as ope_cmd
 from services.cli import replay as replay_cmd
 from services.cli import report as report_cmd
@@ -31,3 +33,5 @@ replay_cmd.register(app)
 report_cmd.register(app)
 train_cmd.register(app)
 erase_cmd.register(app)
+keys_cmd.register(app)
+models_cmd.register(app)

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,8 +67,31 @@ class SpecError(ValueError):
     """A spec file that cannot be read or does not validate; the message names the field."""
 
 
+def _control_chars(value: Any, where: str = "") -> str | None:
+    """Where the first control character (NUL, newline, ESC, DEL, C1 ...) is in a value (keys
+    of dicts included) and which, as U+XXXX; None when there is none."""
+    if isinstance(value, str):
+        bad = next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
+        return None if bad is None else f"{where or 'value'} contains U+{ord(bad):04X}"
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            items += [(f"{where} key".strip(), k), (f"{where}.{k}".lstrip("."), v)]
+    elif isinstance(value, (list, tuple)):
+        items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    return next((found for w, v in items if (found := _control_chars(v, w))), None)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, v: Any) -> Any:
+        found = _control_chars(v)
+        if found:
+            raise ValueError(f"{found}, a control character; text must be printable")
+        return v
 
 
 class CategoricalAttribute(_Strict):
@@ -355,6 +380,12 @@ def read_spec_file(path: Path | str) -> Any:
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise SpecError(
             f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}"
+        ) from None
+    except RecursionError:
+        raise SpecError(f"{path}: nested too deeply") from None
+    except ValueError:  # the parsers' only other ValueError: an integer with too many digits
+        raise SpecError(
+            f"{path}: a number has more than {sys.get_int_max_str_digits()} digits"
         ) from None
 
 

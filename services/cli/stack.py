@@ -103,6 +103,21 @@ class ServiceProcess:
         return self.proc.returncode
 
 
+def _signing_keys() -> tuple[str, str, str]:
+    from services.common.signing import generate_key_pair
+
+    return generate_key_pair()
+
+
+def _signing_env(name: str, keys: tuple[str, str, str]) -> dict[str, str]:
+    """The private key only to the trainer, the public one only to inference."""
+    if name == "trainer":
+        return {"ADMUSE_TRAINER_SIGNING_KEY": keys[0]}
+    if name == "inference":
+        return {"ADMUSE_INFERENCE_TRUSTED_KEYS": keys[1]}
+    return {}
+
+
 @dataclass
 class Stack:
     """The four services of one run, configured for `run_dir` and one topic prefix."""
@@ -113,6 +128,8 @@ class Stack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     pseudonym_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # A model-signing key pair for this run: the trainer signs, inference trusts the public key.
+    signing_keys: tuple[str, str, str] = field(default_factory=_signing_keys)
     inference_port: int = field(default_factory=free_port)
     ingestion_port: int = field(default_factory=free_port)
     features_port: int = field(default_factory=free_port)
@@ -141,6 +158,7 @@ class Stack:
             }
         )
         env.update(_service_env(name, self, run, tag))
+        env.update(_signing_env(name, self.signing_keys))
         for key, value in _DEMO_PACE.get(name, {}).items():
             env.setdefault(key, value)  # the caller's environment may set its own pace
         env.update(self.extra_env)

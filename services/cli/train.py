@@ -41,6 +41,12 @@ def train(
         overrides["gan_steps"] = steps
     settings = Settings(**overrides)
     console = Console()
+    if publish:
+        try:
+            settings.signer()  # fail before training, not after
+        except ValueError as exc:
+            console.print(f"[red]not published:[/red] {exc}")
+            raise typer.Exit(1) from None
     try:
         record = asyncio.run(_run(settings, campaign, seed, publish, timeout, console))
     except (LookupError, ValueError, RuntimeError) as exc:
@@ -120,10 +126,15 @@ async def _run(
             seed=settings.seed if seed is None else seed,
             device=device,
             progress=progress,
+            gate=settings.gate(),
         )
+    quality = built.quality
     if not publish:
+        if not quality["passed"]:
+            reasons = "; ".join(quality["reasons"])
+            console.print(f"[yellow]fails the quality gate:[/yellow] {reasons}")
         return {"version": built.version, "metrics": built.metrics, "artifacts": []}
-    record = store_model(ModelStore(settings.model_store_url), built)
+    record = store_model(ModelStore(settings.model_store_url), built, settings.signer())
     producer = make_producer(settings.kafka)
     await producer.start()
     try:

@@ -1,5 +1,10 @@
 """Every Kafka topic of admuse, declared once (DESIGN.md §3).
 
+Erasure bound (README "Erasure"): the topics that carry a user's raw id or pseudonym —
+events.raw, events, erasure (and the features worker's events-by-decision repartition topic)
+— keep records for at most `USER_DATA_RETENTION_MS` (one day); long-lived topics (decisions,
+rewards, stats, dead letters) carry no user identity at all.
+
 Use `Topics.from_settings(kafka_settings)` to get the names with the configured prefix; never
 write a topic name as a string literal elsewhere.
 """
@@ -14,9 +19,10 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from services.common.settings import KafkaSettings
 
-__all__ = ["DAY_MS", "TopicSpec", "Topics"]
+__all__ = ["DAY_MS", "USER_DATA_RETENTION_MS", "TopicSpec", "Topics"]
 
 DAY_MS = 24 * 3600 * 1000
+USER_DATA_RETENTION_MS = DAY_MS  # the erasure bound: user-linked records live at most this long
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,15 @@ class Topics:
     """The topic registry. Attribute names are stable; `.name` carries any prefix."""
 
     events_raw: TopicSpec = TopicSpec(
-        "admuse.events.raw", 4, "delete", "anything", None, retention_ms=7 * DAY_MS
+        "admuse.events.raw", 4, "delete", "anything", None, retention_ms=USER_DATA_RETENTION_MS
     )
     events: TopicSpec = TopicSpec(
-        "admuse.events", 4, "delete", "user pseudonym", "AdEvent", retention_ms=7 * DAY_MS
+        "admuse.events",
+        4,
+        "delete",
+        "user pseudonym",
+        "AdEvent",
+        retention_ms=USER_DATA_RETENTION_MS,
     )
     events_dlq: TopicSpec = TopicSpec(
         "admuse.events.dlq", 1, "delete", "original key", "DeadLetter", retention_ms=30 * DAY_MS
@@ -77,7 +88,12 @@ class Topics:
         "admuse.models", 1, "compact", "model name", "ModelPublished", extra=_COMPACT
     )
     erasure: TopicSpec = TopicSpec(
-        "admuse.erasure", 1, "delete", "user pseudonym", "ErasureRequest", retention_ms=30 * DAY_MS
+        "admuse.erasure",
+        1,
+        "delete",
+        "user pseudonym",
+        "ErasureRequest",
+        retention_ms=USER_DATA_RETENTION_MS,
     )
 
     @classmethod

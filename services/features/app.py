@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from time import monotonic
+from types import MappingProxyType
 from typing import Any
 
 import faust
@@ -37,7 +38,7 @@ from prometheus_client import generate_latest
 from services.common.codec import MAGIC, CodecError, SchemaRegistry
 from services.common.kafka import ensure_topics
 from services.common.logging import configure_logging, get_logger
-from services.common.topics import DAY_MS, Topics, TopicSpec
+from services.common.topics import DAY_MS, USER_DATA_RETENTION_MS, Topics, TopicSpec
 from services.features.attribution import JOIN_TYPES, RewardSpec
 from services.features.backlog import nothing_to_read
 from services.features.catalog import CompactedView
@@ -75,7 +76,7 @@ def internal_topics(settings: Settings, topics: Topics) -> tuple[TopicSpec, Topi
         "delete",
         "decision_id",
         "AdEvent",
-        retention_ms=7 * DAY_MS,
+        retention_ms=USER_DATA_RETENTION_MS,  # events carry the user pseudonym
     )
     partials = TopicSpec(
         f"{app_id}-stats-partials",
@@ -235,6 +236,9 @@ def build_app(settings: Settings) -> faust.App:
                 "compact",
                 "table key",
                 None,
+                # held events carry the user pseudonym: an erased (deleted) entry's old
+                # values are compacted away within the erasure bound
+                extra=MappingProxyType({"max.compaction.lag.ms": str(USER_DATA_RETENTION_MS)}),
             )
             for table in (join_table, stats_table)
         ]

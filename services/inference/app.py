@@ -30,6 +30,7 @@ from services.inference.decisions import DecisionLog
 from services.inference.metrics import Metrics
 from services.inference.models import choose_providers
 from services.inference.policy import NoCreatives, Policy, UnknownCampaign
+from services.inference.rollback import RollbackWatch, SequentialTest
 from services.inference.settings import Settings
 from services.inference.state import State, StateFollower
 
@@ -129,7 +130,7 @@ class Inference:
                 "campaign_id": campaign_id,
                 "segment": segment,
                 "context": dict(context),
-                "user_id": pseudonym,
+                "user_id": "",  # no user identity in the 30-day decision log (erasure)
                 "creative_id": creative["creative_id"],
                 "propensity": choice.propensity,
                 "arm": choice.arm,
@@ -197,6 +198,7 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
     providers = _providers(settings.providers)
     curator = Curator(settings, state, policy, metrics, publish_creative, providers)
     follower = StateFollower(settings.kafka, registry, state, metrics, curator.on_model)
+    watch = _rollback_watch(settings, state, metrics, curator, producer, registry, topics)
     svc = Inference(settings, state, policy, curator, log, metrics, follower)
     background: list[asyncio.Task[None]] = []
     await producer.start()
@@ -207,6 +209,8 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
             background.append(asyncio.create_task(policy.run_refresh(), name="policy-refresh"))
         if settings.curate:
             background.append(asyncio.create_task(curator.run_retirement(), name="retirement"))
+        if watch is not None:
+            background.append(asyncio.create_task(watch.run(), name="rollback"))
         yield svc
     finally:
         for task in background:
@@ -216,6 +220,43 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         await curator.close()
         await log.close()
         await producer.stop()
+
+
+def _rollback_watch(
+    settings: Settings,
+    state: State,
+    metrics: Metrics,
+    curator: Curator,
+    producer: Any,
+    registry: SchemaRegistry,
+    topics: Topics,
+) -> RollbackWatch | None:
+    """The rollback watch (with `rollback` and `curate` on): a rolled-back model's previous
+    ModelPublished record is published again, so a restart serves the restored version."""
+    if not (settings.rollback and settings.curate):
+        return None
+    codec = registry.codec("ModelPublished")
+
+    async def revert(campaign_id: str, bad_version: str) -> str | None:
+        restored = await curator.revert(campaign_id, bad_version)
+        record = next(
+            (r for r in state.history.get(campaign_id, []) if r["version"] == restored), None
+        )
+        if record is not None:
+            await producer.send_and_wait(
+                topics.models.name, codec.encode(record), key=record["model_name"].encode()
+            )
+        return restored
+
+    test = SequentialTest(
+        settings.rollback_alpha,
+        settings.rollback_rho,
+        settings.rollback_min_impressions,
+        settings.rollback_horizon_impressions,
+    )
+    watch = RollbackWatch(test, state, metrics, revert, settings.rollback_check_s)
+    curator.on_swap = watch.on_swap
+    return watch
 
 
 async def become_ready(svc: Inference) -> None:

@@ -1,6 +1,7 @@
 """Models and the creative pool: hot swap on ModelPublished, new candidates, retirement.
 
-Swap: the artifacts are fetched from the model store (sha256 verified), `ModelBundle.load`
+Swap: the artifacts are fetched from the model store — confined to it, signature and sha256
+verified, quality verdict checked (`artifacts.fetch_verified`) — `ModelBundle.load`
 checks signatures and warms the sessions up — all in a worker thread, so requests keep being
 served by the old model — and only then the campaign's entry in `models` is replaced by one
 assignment. A model that fails any check is logged, counted (`models_refused`) and dropped;
@@ -41,8 +42,15 @@ from typing import Any
 import numpy as np
 
 from services.common.logging import get_logger
-from services.common.model_store import ChecksumMismatch, ModelStore
+from services.common.model_store import (
+    ArtifactTooLarge,
+    ChecksumMismatch,
+    ModelStore,
+    OutsideStore,
+)
 from services.common.segment import ALL_SEGMENTS
+from services.common.signing import SignatureError
+from services.inference.artifacts import fetch_verified
 from services.inference.bandit import Arm, Retirement
 from services.inference.candidates import propose
 from services.inference.challengers import (
@@ -63,7 +71,6 @@ from services.inference.state import State
 __all__ = ["Curator"]
 
 _log = get_logger(__name__)
-_ROLES = ("generator", "reward_model", "metadata")
 
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -88,10 +95,23 @@ class Curator:
         self._publish = publish_creative
         self._providers = providers
         self._store = ModelStore(settings.model_store_url)
+        self._keys = settings.trusted_key_set()
+        if not self._keys:
+            _log.warning(
+                "no trusted model-signing keys (ADMUSE_INFERENCE_TRUSTED_KEYS): every published "
+                "model will be refused; only catalog creatives serve"
+            )
+        else:
+            _log.info("trusting model-signing keys", key_ids=self._keys.key_ids)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused: set[tuple[str, str]] = set()
         self._curating: dict[str, asyncio.Lock] = {}
+        # Rollback (services/inference/rollback.py): the bundle each swap replaced, versions
+        # rolled back (never loaded again by this process), and who to tell about a swap.
+        self.previous: dict[str, ModelBundle] = {}
+        self.rolled_back: set[tuple[str, str]] = set()
+        self.on_swap: Callable[[str, str, str | None], None] | None = None
         # False while restoring: models read then were curated when they were published.
         self.following = False
         patience = max(1, round(settings.retire_after_s / settings.retire_check_s))
@@ -133,6 +153,8 @@ class Curator:
                 return  # overtaken by a newer publication
             if self.model_version(campaign_id) == version:
                 return
+            if (campaign_id, version) in self.rolled_back:
+                return
             bundle = await self._try_load(record)
             if bundle is None and campaign_id not in self.models:
                 # Nothing serves yet (a restart whose newest model is bad): fall back to the
@@ -145,7 +167,11 @@ class Curator:
             if bundle is None:
                 return
             old = self.model_version(campaign_id)
+            if campaign_id in self.models:
+                self.previous[campaign_id] = self.models[campaign_id]
             self.models[campaign_id] = bundle  # the swap: one reference assignment
+            if self.on_swap is not None:
+                self.on_swap(campaign_id, bundle.version, old)
             self._metrics.swaps.labels(campaign_id).inc()
             self._metrics.set_model(campaign_id, old, bundle.version)
             _log.info(
@@ -181,14 +207,9 @@ class Curator:
         return bundle
 
     def _fetch_and_load(self, record: dict[str, Any]) -> ModelBundle:
-        artifacts = {a["name"]: a for a in record["artifacts"]}
-        missing = [r for r in _ROLES if r not in artifacts]
-        if missing:
-            raise ModelRejected("missing_artifact", f"ModelPublished lacks {', '.join(missing)}")
-        blobs = {r: self._store.get(artifacts[r]["uri"], artifacts[r]["sha256"]) for r in _ROLES}
-        metadata = json.loads(blobs["metadata"])
-        if not isinstance(metadata, dict):
-            raise ValueError("metadata.json is not a JSON object")
+        metadata, blobs = fetch_verified(
+            self._store, self._keys, record, self._settings.max_artifact_bytes
+        )
         bundle = ModelBundle.load(
             metadata, blobs["generator"], blobs["reward_model"], self._providers
         )
@@ -198,6 +219,25 @@ class Curator:
                 f"metadata is for {bundle.campaign_id!r}, published for {record['campaign_id']!r}",
             )
         return bundle
+
+    async def revert(self, campaign_id: str, bad_version: str) -> str | None:
+        """Serve the bundle `bad_version` replaced again and retire `bad_version`'s creatives;
+        the restored version, or None when `bad_version` no longer serves."""
+        async with self._locks.setdefault(campaign_id, asyncio.Lock()):
+            previous = self.previous.get(campaign_id)
+            if self.model_version(campaign_id) != bad_version or previous is None:
+                return None
+            self.rolled_back.add((campaign_id, bad_version))
+            self.models[campaign_id] = previous
+            self._metrics.set_model(campaign_id, bad_version, previous.version)
+        for creative in list(self._state.creatives.values()):
+            if (
+                creative["campaign_id"] == campaign_id
+                and creative.get("model_version") == bad_version
+                and creative["status"] == "live"
+            ):
+                await self._retire(creative)
+        return previous.version
 
     # -- candidates ---------------------------------------------------------------------
 
@@ -453,6 +493,12 @@ def _ms(value: Any, default: float) -> float:
 def _reason_of(exc: BaseException) -> str:
     if isinstance(exc, ChecksumMismatch):
         return "bad_sha256"
+    if isinstance(exc, SignatureError):
+        return exc.reason
+    if isinstance(exc, OutsideStore):
+        return "outside_store"
+    if isinstance(exc, ArtifactTooLarge):
+        return "too_large"
     if isinstance(exc, ModelRejected):
         return exc.reason
     if isinstance(exc, (FileNotFoundError, OSError)):

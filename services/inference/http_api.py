@@ -1,8 +1,10 @@
 """HTTP/JSON API (FastAPI): Decide, creatives and their SVG, health, readiness, metrics.
 
-Authentication: `X-API-Key` on every route except /healthz, /readyz, /openapi.json (the
+Authentication: `X-API-Key` on every route except /healthz, /readyz (without a key it says
+only whether it is ready; campaigns and model versions need a key), /openapi.json (the
 contract is public; it holds no data) and, unless `metrics_require_key`, /metrics (for
-scrapers on the internal network). Bad bodies get 422 with a `message` naming the field.
+scrapers on the internal network; its labels list campaign ids and model versions). Bad
+bodies get 422 with a `message` naming the field.
 """
 
 import asyncio
@@ -234,12 +236,14 @@ def build_http_app(svc: Inference) -> FastAPI:
 
     @app.get(
         "/readyz",
-        summary="Readiness: state restored from Kafka (no key)",
+        summary="Readiness: state restored from Kafka (no key; details with a key)",
         responses={503: {"description": "Still restoring."}},
     )
-    async def readyz() -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
         if not svc.ready:
             return JSONResponse({"status": "restoring"}, status_code=503)
+        if not svc.key_ok(request.headers.get("x-api-key")):
+            return JSONResponse({"status": "ready"})  # campaign ids and versions need a key
         return JSONResponse(
             {
                 "status": "ready",

@@ -43,6 +43,24 @@ class Metrics:
         self.swaps = Counter(
             "admuse_inference_model_swaps", "Models swapped in.", ["campaign_id"], registry=r
         )
+        self.rollbacks = Counter(
+            "admuse_inference_model_rollbacks",
+            "Models rolled back because their creatives did significantly worse.",
+            ["campaign_id"],
+            registry=r,
+        )
+        self.watch_impressions = Gauge(
+            "admuse_inference_rollback_watch_impressions",
+            "Impressions since the last swap: the new model's creatives vs those before it.",
+            ["campaign_id", "arm"],
+            registry=r,
+        )
+        self.watch_reward_rate = Gauge(
+            "admuse_inference_rollback_watch_reward_rate",
+            "Reward rate since the last swap: the new model's creatives vs those before it.",
+            ["campaign_id", "arm"],
+            registry=r,
+        )
         self.refused = Counter(
             "admuse_inference_models_refused",
             "Models refused (old one kept), by reason.",

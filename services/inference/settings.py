@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.common.signing import TrustedKeys
 
 __all__ = ["Settings"]
 
@@ -106,8 +107,54 @@ class Settings(ServiceSettings):
         Path(".run/inference-spool"), description="Folder of the append-only decision spool."
     )
     metrics_require_key: bool = Field(
-        False, description="Require an API key on /metrics (off: scrapers reach it freely)."
+        False,
+        description="Require an API key on /metrics (its labels list campaign ids and model "
+        "versions; off: scrapers on the internal network reach it freely).",
     )
+    # Rollback (services/inference/rollback.py)
+    rollback: bool = Field(
+        True, description="Roll back a new model whose creatives do significantly worse."
+    )
+    rollback_alpha: float = Field(
+        0.05, gt=0.0, lt=0.5, description="False-alarm bound of the sequential rollback test."
+    )
+    rollback_rho: float = Field(
+        10_000.0, gt=0.0, description="Mixture scale of the test (information units, 1/var)."
+    )
+    rollback_min_impressions: int = Field(
+        100, ge=1, description="Impressions per side before the rollback test first looks."
+    )
+    rollback_horizon_impressions: int = Field(
+        20_000, ge=1, description="New-model impressions after which the model is kept."
+    )
+    rollback_check_s: float = Field(5.0, gt=0.0, description="How often the test looks.")
+    # Model trust (docs/contracts.md "Model artifacts")
+    trusted_keys: str = Field(
+        "",
+        description="Ed25519 public keys (base64, comma-separated) whose signed models may "
+        "serve; unsigned or otherwise signed models are refused.",
+    )
+    trusted_keys_file: Path | None = Field(
+        None, description="File with more trusted public keys (base64 per line, or PEM)."
+    )
+    max_artifact_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest model artifact file that is read."
+    )
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys_parse(cls, v: str) -> str:
+        TrustedKeys.parse(v)  # a malformed key is a start-up error, not a silent refusal
+        return v
+
+    def trusted_key_set(self) -> TrustedKeys:
+        text = self.trusted_keys
+        if self.trusted_keys_file is not None:
+            try:
+                text += "\n" + self.trusted_keys_file.read_text()
+            except OSError as exc:
+                raise ValueError(f"cannot read ADMUSE_INFERENCE_TRUSTED_KEYS_FILE: {exc}") from exc
+        return TrustedKeys.parse(text)
 
     @field_validator("api_keys")
     @classmethod

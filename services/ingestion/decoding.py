@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,10 +103,11 @@ def _decode_avro(data: bytes, codec: RecordCodec) -> Decoded | Rejection:
     body.seek(_AVRO_HEADER)
     try:
         value = fastavro.schemaless_reader(body, _reader_schema(writer), None)
-    except _AVRO_BODY_ERRORS as exc:
+    except _AVRO_BODY_ERRORS:  # the reader's own message would quote its internals
         return Rejection(
             "decode_error",
-            f"{writer.name} v{writer.version} body is truncated or corrupt: {show(str(exc), 120)}",
+            f"{writer.name} v{writer.version} body is truncated or corrupt "
+            f"(stopped at byte {body.tell()} of {len(data)})",
         )
     if body.tell() != len(data):
         return Rejection(
@@ -142,6 +144,12 @@ def decode_json(data: bytes) -> Decoded | Rejection:
             f"value is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
             f"(starts with {show(text[:40])})",
         )
-    except (ValueError, RecursionError) as exc:  # huge integers, deep nesting
-        return Rejection("decode_error", f"value is not acceptable JSON: {show(str(exc), 120)}")
+    except RecursionError:
+        return Rejection("decode_error", "value is not acceptable JSON: it is nested too deeply")
+    except ValueError:  # the one other ValueError json raises: an integer with too many digits
+        return Rejection(
+            "decode_error",
+            f"value is not acceptable JSON: a number has more than "
+            f"{sys.get_int_max_str_digits()} digits",
+        )
     return Decoded(value, "json")

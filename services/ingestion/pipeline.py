@@ -17,6 +17,7 @@ from typing import Protocol
 
 from services.common.codec import CodecError, RecordCodec
 from services.ingestion.dedup import DedupWindow
+from services.ingestion.dlq_identity import protect_key, protect_value, redaction_token
 from services.ingestion.rejection import Rejection
 from services.ingestion.transform import Transform, Transformed, TransformSpec
 from services.ingestion.validation import Limits
@@ -86,6 +87,7 @@ class Processor:
     ) -> None:
         self.spec = TransformSpec(secret, max_event_bytes, limits)
         self.transform = Transform(self.spec, event_codec)
+        self._event_codec = event_codec
         self._dlq_codec = dlq_codec
         self.dedup = dedup
         self._events_topic = events_topic
@@ -147,15 +149,14 @@ class Processor:
         self.dedup.expire(now_ms)
 
     def _dead_letter(self, rec: RawRecord, why: Rejection, now_ms: int) -> Outgoing:
-        original = rec.value
+        # No user identity in a dead letter (dlq_identity): user ids redacted, key not kept.
+        original, note = protect_value(rec.value, redaction_token, self._event_codec)
+        key, key_note = protect_key(rec.key)
+        note += key_note
         truncated = original is not None and len(original) > self._dlq_max
         headers = [{"key": k, "value": v} for k, v in (rec.headers or ())]
-        key = rec.key
-        note = ""
         if sum(len(h["key"]) + len(h["value"] or b"") for h in headers) > _MAX_DLQ_HEADER_BYTES:
-            headers, note = [], " (original headers over 64 KiB were not kept)"
-        if key is not None and len(key) > _MAX_DLQ_HEADER_BYTES:
-            key, note = None, note + " (original key over 64 KiB was not kept)"
+            headers, note = [], note + " (original headers over 64 KiB were not kept)"
         record = {
             "original_key": key,
             "original_value": original[: self._dlq_max] if truncated else original,

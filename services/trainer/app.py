@@ -30,12 +30,14 @@ from services.common.codec import RecordCodec, SchemaRegistry
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from services.common.logging import configure_logging
 from services.common.model_store import ModelStore
+from services.common.signing import Signer
 from services.common.stall import watching_shutdown
 from services.common.topics import Topics
 from services.trainer.buffer import BufferFileError, TrainingBuffer
 from services.trainer.export import ExportError
 from services.trainer.freshness import prequential_logloss
-from services.trainer.publisher import BuiltModel, build_model, store_model
+from services.trainer.metrics import Metrics
+from services.trainer.publisher import BuiltModel, QualityRefused, build_model, store_model
 from services.trainer.settings import Settings
 from services.trainer.space import EncodingError
 from services.trainer.state import TrainerState
@@ -95,6 +97,13 @@ def _load_buffer(settings: Settings) -> TrainingBuffer:
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
+    try:
+        signer = settings.signer()
+    except ValueError as exc:
+        raise SystemExit(f"trainer: {exc}") from None
+    metrics = Metrics()
+    if settings.metrics_port >= 0:
+        metrics.serve(settings.metrics_port)
     registry = SchemaRegistry.load()
     topics = Topics.from_settings(settings.kafka)
     device = pick_device(settings.device)
@@ -104,6 +113,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         cuda_available=torch.cuda.is_available(),
         profile=settings.profile,
         seed=settings.seed,
+        signing_key_id=signer.key_id,
     )
     await wait_for_broker(settings.kafka)
     await ensure_topics(settings.kafka, topics)
@@ -111,6 +121,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     store = ModelStore(settings.model_store_url)
     published = registry.codec("ModelPublished")
     cfg = train_config(settings)
+    publish = _Publish(store, signer, producer=None, codec=published, metrics=metrics)
     async with AsyncExitStack() as stack:
         consumer = make_consumer(settings.kafka, group_id=None)
         await consumer.start()
@@ -118,6 +129,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         producer = make_producer(settings.kafka)
         await producer.start()
         stack.push_async_callback(producer.stop)
+        publish.producer = producer
         await _assign(consumer, state)
         training: asyncio.Task[None] | None = None
         checking: asyncio.Task[None] | None = None
@@ -146,7 +158,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 if due:
                     cid = due[0]
                     training = asyncio.create_task(
-                        _train_and_publish(state, cid, cfg, device, store, producer, published)
+                        _train_and_publish(state, cid, cfg, device, publish)
                     )
             if checking is not None and checking.done():
                 _report_crash(checking)
@@ -165,14 +177,18 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         log.info("trainer stopped", buffered=len(state.buffer), rejected=dict(state.rejected))
 
 
+class _Publish:
+    """Where a trained model goes: store, signing key, producer, metrics."""
+
+    def __init__(
+        self, store: ModelStore, signer: Signer, producer: Any, codec: RecordCodec, metrics: Metrics
+    ) -> None:
+        self.store, self.signer, self.producer = store, signer, producer
+        self.codec, self.metrics = codec, metrics
+
+
 async def _train_and_publish(
-    state: TrainerState,
-    cid: str,
-    cfg: TrainConfig,
-    device: Any,
-    store: ModelStore,
-    producer: Any,
-    codec: RecordCodec,
+    state: TrainerState, cid: str, cfg: TrainConfig, device: Any, publish: _Publish
 ) -> None:
     rows = state.buffer.rows(cid)
     campaign = state.campaigns[cid]
@@ -181,21 +197,47 @@ async def _train_and_publish(
     state.mark_trained(cid, time.monotonic())
     started = time.perf_counter()
     log.info("training", campaign_id=cid, rows=len(rows), device=str(device), reason=reason)
+    built = None
     try:
         built = await asyncio.to_thread(
-            build_model, campaign, creatives, rows, cfg, seed=state.settings.seed, device=device
+            build_model,
+            campaign,
+            creatives,
+            rows,
+            cfg,
+            seed=state.settings.seed,
+            device=device,
+            gate=state.settings.gate(),
         )
         digest = _digest(built)
         if state.last_model.get(cid, (None,))[0] == digest:
-            state.last_model[cid] = (digest, built)
+            publish.metrics.not_published.labels(cid, "unchanged").inc()
             log.info("model unchanged; not published", campaign_id=cid, reason=reason,
                      seconds=round(time.perf_counter() - started, 2))  # fmt: skip
             return
-        record = await asyncio.to_thread(store_model, store, built)
-    except (TrainingError, ExportError, EncodingError) as exc:
-        log.warning("model not published", campaign_id=cid, error=str(exc))
+        record = await asyncio.to_thread(store_model, publish.store, built, publish.signer)
+    except QualityRefused as exc:
+        publish.metrics.not_published.labels(cid, exc.reason).inc()
+        quality = built.quality if built is not None else {}
+        log.warning(
+            "model refused by quality gate",
+            campaign_id=cid,
+            version=built.version if built is not None else None,
+            reasons=quality.get("reasons"),
+            metrics={k: round(v, 4) for k, v in (built.metrics if built else {}).items()},
+        )
         return
-    await producer.send_and_wait(state.topics.models.name, codec.encode(record), key=cid.encode())
+    except (TrainingError, ExportError, EncodingError) as exc:
+        why = getattr(exc, "reason", None) or (
+            "export_failed" if isinstance(exc, ExportError) else "bad_encoding"
+        )
+        publish.metrics.not_published.labels(cid, why).inc()
+        log.warning("model not published", campaign_id=cid, reason=why, error=str(exc))
+        return
+    await publish.producer.send_and_wait(
+        state.topics.models.name, publish.codec.encode(record), key=cid.encode()
+    )
+    publish.metrics.published.labels(cid).inc()
     state.last_model[cid] = (digest, built)
     m = built.metrics
     log.info(

@@ -1,7 +1,10 @@
 """From buffered rewards to a published model: dataset, train, export, quality, store.
 
-`build_model` is pure computation (no Kafka); `store_model` writes the artifacts to the model
-store and returns the `ModelPublished` record. The service and `admuse train` share both.
+`build_model` is pure computation (no Kafka) and ends with the quality gate's verdict in the
+metadata (`quality`: passed, reasons, thresholds); `store_model` refuses a model that failed
+the gate, writes the artifacts and their Ed25519 signature (`signature.json`, see
+services/common/signing.py) to the model store and returns the `ModelPublished` record. The
+service and `admuse train` share both.
 """
 
 from __future__ import annotations
@@ -17,16 +20,23 @@ import numpy as np
 import torch
 
 from services.common.model_store import ModelStore
+from services.common.signing import SIGNATURE_FILE, Signer
 from services.trainer.buffer import RewardRow
 from services.trainer.export import OPSET, ExportedModels, export_and_check, onnx_session
 from services.trainer.model import Generator, RewardModel
-from services.trainer.quality import quality_report
+from services.trainer.quality import QualityGate, quality_report
 from services.trainer.space import CreativeSpace, EncodingError
 from services.trainer.train import Progress, TrainConfig, TrainingData, TrainingError, train
 
-__all__ = ["BuiltModel", "build_dataset", "build_model", "store_model"]
+__all__ = ["BuiltModel", "QualityRefused", "build_dataset", "build_model", "store_model"]
 
 METADATA_FORMAT = 1
+
+
+class QualityRefused(TrainingError):
+    """The model does not beat the baselines on held-out data; it is not published."""
+
+    reason = "quality_gate"
 
 
 @dataclass
@@ -40,6 +50,10 @@ class BuiltModel:
     metrics: dict[str, float] = field(default_factory=dict)
     generator: Generator | None = None  # the torch modules that were exported (CPU, eval)
     reward_model: RewardModel | None = None
+
+    @property
+    def quality(self) -> dict[str, Any]:
+        return dict(self.metadata.get("quality") or {"passed": False, "reasons": ["no verdict"]})
 
     def files(self) -> dict[str, tuple[str, bytes]]:
         """Artifact role → (file name, bytes)."""
@@ -121,8 +135,10 @@ def build_model(
     device: torch.device | None = None,
     progress: Progress | None = None,
     now: datetime | None = None,
+    gate: QualityGate | None = None,
 ) -> BuiltModel:
-    """Train, export and verify; raises TrainingError or ExportError instead of a bad model."""
+    """Train, export, verify and judge; raises TrainingError or ExportError instead of an
+    unusable model (a model that fails the quality gate is returned with its verdict)."""
     data, skipped = build_dataset(campaign, creatives, rows)
     if not data.segments:
         raise TrainingError(
@@ -159,6 +175,7 @@ def build_model(
         },
         "outputs": {"generator": "creative", "reward_model": "p_reward"},
         "metrics": metrics,
+        "quality": (gate or QualityGate()).verdict(metrics, len(data.segments)),
         "seed": seed,
         "training_rows": len(data.x),
         "training_window": {
@@ -184,11 +201,20 @@ def build_model(
 
 
 def store_model(
-    store: ModelStore, built: BuiltModel, *, now: datetime | None = None
+    store: ModelStore, built: BuiltModel, signer: Signer, *, now: datetime | None = None
 ) -> dict[str, Any]:
-    """Write the three artifacts; return the ModelPublished record to produce."""
+    """Write the three artifacts and their signature; return the ModelPublished record.
+    Raises `QualityRefused` (writing nothing) when the model failed the quality gate."""
+    quality = built.quality
+    if not quality.get("passed"):
+        raise QualityRefused(
+            f"campaign {built.campaign_id} model {built.version} failed the quality gate: "
+            + "; ".join(quality.get("reasons", []))
+        )
+    files = built.files()
+    files["signature"] = (SIGNATURE_FILE, signer.sign(built.campaign_id, built.version, files))
     artifacts = []
-    for role, (name, data) in built.files().items():
+    for role, (name, data) in files.items():
         ref = store.put(f"{built.campaign_id}/{built.version}/{name}", data)
         artifacts.append({"name": role, "uri": ref.uri, "sha256": ref.sha256, "size": ref.size})
     return {

@@ -8,17 +8,25 @@
   creatives generated for a segment (accuracy; `condition_fidelity_real` is the same
   classifier on real held-out rows, `1 / n_segments` is chance);
 - mean predicted reward of generated vs catalog creatives.
+
+`QualityGate.check` turns the report into a verdict: a model is published (and served) only
+when its reward model beats the simple baselines on held-out rows — AUC above 0.5 by a
+margin, log-loss below the base-rate model's, calibration error bounded — and its generator
+conditions on the segment better than chance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from services.trainer.space import CreativeSpace
 
 __all__ = [
+    "QualityGate",
     "auc",
     "detection_auc",
     "diversity",
@@ -214,3 +222,46 @@ def quality_report(
                 (_predict(w, _features(generated)).argmax(1) == np.concatenate(gen_seg)).mean()
             )
     return out
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """Thresholds a model must meet on held-out data to be published (trainer settings)."""
+
+    min_auc_margin: float = 0.02  # reward_auc > 0.5 + margin
+    max_logloss_ratio: float = 1.0  # reward_logloss < ratio × base-rate model's log-loss
+    max_ece: float = 0.1  # expected calibration error on the held-out rows
+    min_condition_margin: float = 0.0  # condition_fidelity > 1 / segments + margin
+
+    def check(self, metrics: Mapping[str, float], n_segments: int) -> list[str]:
+        """Why the model fails the gate ([] when it passes); one sentence per failed check."""
+        reasons = []
+        auc_ = metrics.get("reward_auc", 0.5)
+        if not auc_ > 0.5 + self.min_auc_margin:
+            reasons.append(
+                f"reward_auc {auc_:.4f} is not above 0.5 + {self.min_auc_margin} "
+                "(the reward model ranks no better than chance)"
+            )
+        ll, base = metrics.get("reward_logloss"), metrics.get("reward_base_logloss")
+        if ll is None or base is None or not ll < base * self.max_logloss_ratio:
+            reasons.append(
+                f"reward_logloss {ll} is not below {self.max_logloss_ratio} × the base-rate "
+                f"model's {base}"
+            )
+        ece = metrics.get("reward_ece", 1.0)
+        if not ece <= self.max_ece:
+            reasons.append(f"reward_ece {ece:.4f} is above {self.max_ece}")
+        if n_segments > 1 and "condition_fidelity" in metrics:
+            chance = 1.0 / n_segments
+            cf = metrics["condition_fidelity"]
+            if not cf > chance + self.min_condition_margin:
+                reasons.append(
+                    f"condition_fidelity {cf:.4f} is not above chance {chance:.4f} + "
+                    f"{self.min_condition_margin} (the generator ignores the segment)"
+                )
+        return reasons
+
+    def verdict(self, metrics: Mapping[str, float], n_segments: int) -> dict[str, Any]:
+        """The `quality` entry of metadata.json: passed, reasons, thresholds."""
+        reasons = self.check(metrics, n_segments)
+        return {"passed": not reasons, "reasons": reasons, "thresholds": asdict(self)}

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.common.signing import Signer
+from services.trainer.quality import QualityGate
 
 __all__ = ["Settings"]
 
@@ -62,7 +64,54 @@ class Settings(ServiceSettings):
         "full", description="Network/step sizes: full, or small for tests and demos."
     )
     gan_steps: int | None = Field(None, ge=1, description="Override the profile's GAN steps.")
+    # Signing and the quality gate (docs/contracts.md "Model artifacts")
+    signing_key: SecretStr | None = Field(
+        None, description="Ed25519 private key signing every model (`admuse keys generate`)."
+    )
+    signing_key_file: Path | None = Field(
+        None, description="File holding the signing key (a mounted secret), instead of the env."
+    )
+    gate_min_auc_margin: float = Field(
+        0.02, ge=0.0, le=0.5, description="Publish only if reward AUC > 0.5 + this margin."
+    )
+    gate_max_logloss_ratio: float = Field(
+        1.0, gt=0.0, description="Publish only if log-loss < this × the base-rate model's."
+    )
+    gate_max_ece: float = Field(
+        0.1, gt=0.0, le=1.0, description="Publish only if the held-out calibration error ≤ this."
+    )
+    gate_min_condition_margin: float = Field(
+        0.0,
+        ge=-1.0,
+        le=1.0,
+        description="Publish only if condition fidelity > chance + this (-1: no check).",
+    )
+    metrics_port: int = Field(
+        -1, ge=-1, le=65535, description="Port of the Prometheus /metrics endpoint (-1: none)."
+    )
 
     @property
     def buffer_max_age_ms(self) -> int:
         return int(self.buffer_max_age_hours * 3600_000)
+
+    def gate(self) -> QualityGate:
+        return QualityGate(
+            self.gate_min_auc_margin,
+            self.gate_max_logloss_ratio,
+            self.gate_max_ece,
+            self.gate_min_condition_margin,
+        )
+
+    def signer(self) -> Signer:
+        """The signing key from ADMUSE_TRAINER_SIGNING_KEY or _FILE; ValueError when unset."""
+        if self.signing_key is not None and self.signing_key.get_secret_value().strip():
+            return Signer(self.signing_key.get_secret_value())
+        if self.signing_key_file is not None:
+            try:
+                return Signer(self.signing_key_file.read_text())
+            except OSError as exc:
+                raise ValueError(f"cannot read ADMUSE_TRAINER_SIGNING_KEY_FILE: {exc}") from exc
+        raise ValueError(
+            "no signing key: set ADMUSE_TRAINER_SIGNING_KEY or ADMUSE_TRAINER_SIGNING_KEY_FILE "
+            "(make a pair with `admuse keys generate`; inference trusts the public half)"
+        )

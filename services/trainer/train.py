@@ -30,6 +30,7 @@ from services.trainer.space import CreativeSpace
 
 __all__ = [
     "Progress",
+    "SingleClassError",
     "TrainConfig",
     "TrainResult",
     "TrainingData",
@@ -43,6 +44,14 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 class TrainingError(ValueError):
     """Not enough (or unusable) data to train; the message says what is missing."""
+
+    reason = "not_enough_data"
+
+
+class SingleClassError(TrainingError):
+    """Every reward has the same label: nothing to tell apart, so nothing to train."""
+
+    reason = "single_class"
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,12 @@ def train(
         raise TrainingError(f"only {len(data.x)} usable rewards; need at least 20 to train")
     if not (data.reward > 0).any():
         raise TrainingError("no decision in the window earned a reward; nothing to learn from")
+    if (data.label > 0.5).all() or (data.label <= 0.5).all():
+        raise SingleClassError(
+            f"all {len(data.x)} rewards have the same label ({float(data.label[0]):g}); a "
+            "reward model cannot learn from one class (a replayed click-only log or a "
+            "misconfigured reward?) — not training"
+        )
     if cfg.batch_size % cfg.model.pac:
         raise TrainingError(f"batch_size {cfg.batch_size} is not a multiple of pac {cfg.model.pac}")
     with _seeded(seed, cfg.threads):
@@ -209,8 +224,10 @@ def _fit_reward_model(
         h = torch.from_numpy(hold).to(device)
         p = model(seg[h], x[h]).squeeze(1).cpu().numpy().astype(np.float64)
     truth = data.label[hold]
+    base_rate = float(np.clip(data.label[fit].mean(), 1e-6, 1 - 1e-6))
     metrics = {
         "reward_logloss": log_loss(truth, p),
+        "reward_base_logloss": log_loss(truth, np.full(len(truth), base_rate)),
         "reward_ece": expected_calibration_error(truth, p),
         "reward_auc": auc((truth > 0.5).astype(np.float64), p),
         "reward_base_rate": float(truth.mean()),

@@ -25,6 +25,7 @@ from services.common.codec import SchemaRegistry
 from services.common.kafka import make_producer
 from services.common.model_store import ModelStore
 from services.common.settings import KafkaSettings
+from services.common.signing import Signer, generate_key_pair
 from services.common.topics import Topics
 from tests.unit.inference import onnx_fixtures
 
@@ -32,6 +33,9 @@ API_KEY = "test-key-1"
 OTHER_KEY = "test-key-2"
 SECRET = "test-pseudonym-secret"
 REPO = Path(__file__).resolve().parents[2]
+# A key pair per test run: models signed by SIGNER, inference trusts PUBLIC_KEY.
+PRIVATE_KEY, PUBLIC_KEY, KEY_ID = generate_key_pair()
+SIGNER = Signer(PRIVATE_KEY)
 
 
 def free_port() -> int:
@@ -103,27 +107,36 @@ def write_model(
     seed: int = 0,
     corrupt: bool = False,
     bad_signature: bool = False,
+    signer: Signer | None = SIGNER,
+    quality_passed: bool = True,
 ) -> dict[str, Any]:
-    """Put a model's three artifacts in the store; return its ModelPublished record.
+    """Put a model's three artifacts and their signature in the store; return its
+    ModelPublished record.
 
     `corrupt` overwrites the generator's bytes after the sha256 was recorded;
-    `bad_signature` names the reward model's output `score` instead of `p_reward`.
+    `bad_signature` names the reward model's output `score` instead of `p_reward`;
+    `signer=None` publishes no signature; `quality_passed=False` a failed gate verdict.
     """
     store = ModelStore(store_url)
     meta = onnx_fixtures.metadata(version, campaign_id=campaign_id)
+    meta["quality"] = {"passed": quality_passed, "reasons": [] if quality_passed else ["bad"]}
     out = "score" if bad_signature else "p_reward"
     blobs = {
         "generator": onnx_fixtures.generator(seed),
         "reward_model": onnx_fixtures.reward_model(out_name=out),
         "metadata": json.dumps(meta).encode(),
     }
+    names = {"generator": "generator.onnx", "reward_model": "reward_model.onnx",
+             "metadata": "metadata.json"}  # fmt: skip
+    files = {role: (names[role], data) for role, data in blobs.items()}
+    if signer is not None:
+        files["signature"] = ("signature.json", signer.sign(campaign_id, version, files))
     artifacts = []
-    for name, data in blobs.items():
-        ext = "json" if name == "metadata" else "onnx"
-        ref = store.put(f"{campaign_id}/{version}/{name}.{ext}", data)
-        artifacts.append({"name": name, "uri": ref.uri, "sha256": ref.sha256, "size": ref.size})
-        if corrupt and name == "generator":
-            store.put(f"{campaign_id}/{version}/{name}.{ext}", data[:-8] + b"\x00" * 8)
+    for role, (name, data) in files.items():
+        ref = store.put(f"{campaign_id}/{version}/{name}", data)
+        artifacts.append({"name": role, "uri": ref.uri, "sha256": ref.sha256, "size": ref.size})
+        if corrupt and role == "generator":
+            store.put(f"{campaign_id}/{version}/{name}", data[:-8] + b"\x00" * 8)
     return {"model_name": campaign_id, "campaign_id": campaign_id, "version": version,
             "artifacts": artifacts, "metrics": {}, "training_rows": 10, "seed": seed,
             "published_at": int(time.time() * 1000)}  # fmt: skip
@@ -202,6 +215,7 @@ class InferenceProcess:
             "ADMUSE_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
             "ADMUSE_INFERENCE_API_KEYS": f"{API_KEY}, {OTHER_KEY}",
             "ADMUSE_PSEUDONYM_SECRET": SECRET,
+            "ADMUSE_INFERENCE_TRUSTED_KEYS": PUBLIC_KEY,
             "ADMUSE_MODEL_STORE_URL": f"file://{workdir / 'store'}",
             "ADMUSE_INFERENCE_HTTP_HOST": "127.0.0.1",
             "ADMUSE_INFERENCE_HTTP_PORT": str(self.http_port),

@@ -97,8 +97,9 @@ async def test_decide_answers_per_contract_and_logs_the_decision(served: Served)
             lambda rs: any(r["decision_id"] == out["decision_id"] for r in rs)
         )
     (logged,) = [r for r in records if r["decision_id"] == out["decision_id"]]
-    assert logged["user_id"] == pseudonymize(SECRET.encode(), "app-user-42")
+    assert logged["user_id"] == ""  # no user identity in the decision log (erasure)
     assert "app-user-42" not in str(logged)
+    assert pseudonymize(SECRET.encode(), "app-user-42") not in str(logged)
     assert logged["propensity"] == pytest.approx(out["propensity"])
     assert logged["attribution_window_ms"] == 60_000
     assert logged["candidates"] == 3

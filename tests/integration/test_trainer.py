@@ -22,12 +22,14 @@ from services.common.codec import SchemaRegistry
 from services.common.kafka import make_consumer, make_producer
 from services.common.model_store import ModelStore
 from services.common.settings import KafkaSettings
+from services.common.signing import TrustedKeys, generate_key_pair
 from services.common.topics import Topics
 from services.trainer.synthetic import synthetic_campaign, synthetic_catalog, synthetic_rewards
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
+SIGNING_KEY, PUBLIC_KEY, _ = generate_key_pair()
 
 
 def _env(kafka: KafkaSettings, tmp: Path) -> dict[str, str]:
@@ -47,6 +49,10 @@ def _env(kafka: KafkaSettings, tmp: Path) -> dict[str, str]:
         "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.05",
         "ADMUSE_TRAINER_MIN_ROWS": "500",
         "ADMUSE_TRAINER_BUFFER_PATH": str(tmp / "buffer.json.gz"),
+        "ADMUSE_TRAINER_SIGNING_KEY": SIGNING_KEY,
+        # 40 GAN steps leave the generator untrained (condition fidelity at chance); this file
+        # tests the Kafka plumbing, tests/unit/trainer/test_gate.py tests the gate.
+        "ADMUSE_TRAINER_GATE_MIN_CONDITION_MARGIN": "-1",
     }
 
 
@@ -98,9 +104,15 @@ def _verify(record: dict[str, Any], store: ModelStore, rows: int) -> dict[str, A
     assert record["model_name"] == record["campaign_id"] == "spring"
     assert record["training_rows"] == rows and record["seed"] == 7
     arts = {a["name"]: a for a in record["artifacts"]}
-    assert set(arts) == {"generator", "reward_model", "metadata"}
+    assert set(arts) == {"generator", "reward_model", "metadata", "signature"}
     data = {n: store.get(a["uri"], a["sha256"]) for n, a in arts.items()}
     assert all(len(data[n]) == arts[n]["size"] for n in arts)
+    signed = TrustedKeys.parse(PUBLIC_KEY).verify(
+        data["signature"], record["campaign_id"], record["version"]
+    )
+    assert {n: e["sha256"] for n, e in signed.items()} == {
+        n: a["sha256"] for n, a in arts.items() if n != "signature"
+    }
     meta = json.loads(data["metadata"])
     assert meta["version"] == record["version"] and meta["training_rows"] == rows
     import onnxruntime as ort

@@ -38,6 +38,7 @@ def metadata(version: str = "v1", **overrides: Any) -> dict[str, Any]:
         "creative_dim": CREATIVE_DIM,
         "encoding": copy.deepcopy(ENCODING),
         "metrics": {"reward_logloss": 0.4},
+        "quality": {"passed": True, "reasons": [], "thresholds": {}},
         "seed": 7,
         "training_rows": 100,
         "versions": {"opset": 17},

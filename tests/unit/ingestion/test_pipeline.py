@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
@@ -85,9 +86,13 @@ def test_dead_letter_keeps_original_bytes_headers_and_source() -> None:
     )
     assert dict(r.dead_letters) == {"schema_violation": 1}
     out = r.outgoing[0]
-    assert out.topic == "dlq" and out.key == b"k"
+    assert out.topic == "dlq" and out.key is None  # keys are not kept (often a raw user id)
     dl = DLQ.decode(out.value)
-    assert dl["original_value"] == value and dl["original_key"] == b"k"
+    token = re.search(rb"redacted-[0-9a-f]{12}", dl["original_value"])
+    assert token and dl["original_value"] == value.replace(b"app-user-42", token.group())
+    assert dl["original_key"] is None and b"app-user-42" not in out.value
+    assert "user_id redacted" in dl["message"] and "key of 1 bytes not kept" in dl["message"]
+    assert pseudonymize(SECRET, "app-user-42").encode() not in out.value
     assert dl["original_headers"] == [{"key": "h", "value": b"v"}, {"key": "n", "value": None}]
     assert (dl["source_topic"], dl["source_partition"], dl["source_offset"]) == ("raw", 2, 77)
     assert dl["field"] == "type" and "purchase" in dl["message"]

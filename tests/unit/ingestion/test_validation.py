@@ -295,3 +295,34 @@ def test_fast_path_never_differs_from_the_full_checks(
 
     obj = {k: v for k, v in {**_fast_case(), **overrides}.items() if k not in drops}
     assert check(obj) == _validate_full(obj, NOW_MS, Limits())
+
+
+# Fragments of Python's own error messages that must never reach a client or a dead letter.
+_INTERNALS = ("sys.", "set_int_max", "isoformat", "recursion", "must be in 1", "Error")
+
+
+@given(
+    field=st.sampled_from(["occurred_at", "value", "sentiment"]),
+    value=st.one_of(
+        st.integers(min_value=10**30, max_value=10**4000),
+        st.integers(min_value=10**30, max_value=10**4000).map(str),
+        st.floats(min_value=1e30, allow_infinity=False),
+        st.text(min_size=1, max_size=40),
+    ),
+)
+@settings(max_examples=200, deadline=None)
+def test_errors_never_quote_interpreter_internals(field: str, value: object) -> None:
+    """A 4000-digit number or a garbage date gets our own short words, never Python's."""
+    out = validate_event(good(**{field: value}), now_ms=NOW_MS)
+    if isinstance(out, Rejection):
+        assert len(out.message) < 300, out.message
+        assert not any(f in out.message for f in _INTERNALS), out.message
+
+
+def test_json_decoding_errors_use_our_words() -> None:
+    from services.ingestion.decoding import decode_json
+
+    for raw in (b'{"value": ' + b"7" * 5000 + b"}", b"[" * 100_000):
+        out = decode_json(raw)
+        assert isinstance(out, Rejection) and out.reason == "decode_error"
+        assert not any(f in out.message for f in _INTERNALS), out.message

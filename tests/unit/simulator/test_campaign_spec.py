@@ -187,6 +187,35 @@ def test_cli_show_prints_and_rejects(tmp_path: Path) -> None:
     assert "holdout_share" in out.output
 
 
+@pytest.mark.parametrize("bad", ["\x00", "\n", "\x1b[31m", "\x7f", "\x85"])
+@pytest.mark.parametrize("where", ["name", "value", "seed", "forbidden", "segment_key"])
+def test_control_characters_are_refused_everywhere(where: str, bad: str) -> None:
+    data = copy.deepcopy(SPEC)
+    if where == "name":
+        data["name"] = f"Spring{bad}sale"
+    elif where == "value":
+        data["attributes"][0]["values"][1] = f"New{bad}in"
+    elif where == "seed":
+        data["seeds"][0]["name"] = f"Clas{bad}sic"
+    elif where == "forbidden":
+        data["forbidden"] = [{f"head{bad}line": "New in"}]
+    else:
+        data["segment_keys"] = [f"coun{bad}try"]
+    message = error_of(data)
+    assert f"U+{ord(bad[0]):04X}" in message and bad not in message
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_huge_numbers_get_our_words_not_pythons(tmp_path: Path, suffix: str) -> None:
+    from services.cli.campaign_spec import load_spec
+
+    path = tmp_path / f"spec{suffix}"
+    path.write_text('{"campaign_id": "x", "attribution_window": ' + "9" * 5000 + "}")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert "more than 4300 digits" in str(err.value) and "sys." not in str(err.value)
+
+
 def test_records_written_before_the_third_arm_still_read(registry: SchemaRegistry) -> None:
     """Campaign v1 (no catalog_share) and Creative v1 (no stage) decode with the defaults: no
     catalog-bandit arm, and a generated creative counts as a challenger."""

@@ -72,6 +72,11 @@ def test_stack_gives_each_service_its_ports_secrets_and_run_folders(tmp_path: Pa
         assert env["ADMUSE_MODEL_STORE_URL"] == f"file://{tmp_path.resolve()}/model-store"
         assert env["ADMUSE_LOG_LEVEL"] == "DEBUG"
     assert Stack(tmp_path, "b", "p.").api_key != stack.api_key
+    from services.common.signing import Signer
+
+    signer = Signer(stack.env_for("trainer")["ADMUSE_TRAINER_SIGNING_KEY"])
+    assert inference["ADMUSE_INFERENCE_TRUSTED_KEYS"] == signer.public_text()
+    assert "ADMUSE_TRAINER_SIGNING_KEY" not in inference | ingestion
 
 
 def test_stack_sets_only_variables_the_services_read(tmp_path: Path) -> None:

@@ -9,10 +9,12 @@ from typing import Any
 
 from services.common.codec import SchemaRegistry
 from services.common.model_store import ModelStore
+from services.common.signing import Signer, generate_key_pair
 from services.common.topics import Topics
-from services.trainer.app import _train_and_publish
+from services.trainer.app import _Publish, _train_and_publish
 from services.trainer.buffer import RewardRow, TrainingBuffer
 from services.trainer.freshness import prequential_logloss
+from services.trainer.metrics import Metrics
 from services.trainer.settings import Settings
 from services.trainer.state import TrainerState
 from services.trainer.synthetic import synthetic_rewards
@@ -66,15 +68,21 @@ def test_retraining_on_the_same_data_publishes_nothing_new(
     store = ModelStore(f"file://{tmp_path}/store")
     producer = _Producer()
     cfg = TrainConfig.small().with_overrides(gan_steps=20)
-    codec = registry.codec("ModelPublished")
+    metrics = Metrics()
+    target = _Publish(store, Signer(generate_key_pair()[0]), producer,
+                      registry.codec("ModelPublished"), metrics)  # fmt: skip
 
     def publish() -> None:
-        asyncio.run(_train_and_publish(state, "spring", cfg, None, store, producer, codec))
+        asyncio.run(_train_and_publish(state, "spring", cfg, None, target))
 
     publish()
     assert len(producer.sent) == 1
     publish()  # same rows, same seed: the same networks
     assert len(producer.sent) == 1
+    labels = {"campaign_id": "spring", "reason": "unchanged"}
+    assert (
+        metrics.registry.get_sample_value("admuse_trainer_models_not_published_total", labels) == 1
+    )
     for row in _rows(trained.rewards[3000:3600]):
         state.buffer.add("spring", row)
     publish()
