@@ -10,16 +10,17 @@ overtaken by a newer publication is skipped.
 
 After a swap (with `curate` on), and at each review while a challenger slot is free,
 candidates are generated per segment of the model, passed through the admission gate and
-scored (`candidates.propose`); the best are published to admuse.creatives as `generated`
-creatives at stage `challenger`, with the model version and an honest prior
-(`challengers.honest_prior`: its strength follows the model's held-out AUC and calibration, its
-mean is capped at the best proven creative's). How many: only into free slots of the
-challenger budget (`challengers.ChallengerBudget.slots`, sized from the segment's measured
-optimized traffic and CTR so each challenger is decided within `challenger_decide_s`), and at
-most the campaign's `max_generated` per segment. Candidates near a live or retired creative
-of the segment are not proposed again. They come back through the state follower like any
-creative. Models found while restoring state are not asked again when the campaign already
-has generated creatives (they were curated when published).
+scored (`candidates.propose`); the best of those the model predicts above its own prediction
+for the incumbent (the proven creative with the best posterior mean) are published to
+admuse.creatives as `generated` creatives at stage `challenger`, with the model version and
+an honest prior (`challengers.honest_prior`: its strength follows the model's held-out AUC
+and calibration, its mean is capped at the best proven creative's). How many: only into free
+slots of the challenger budget (`challengers.ChallengerBudget.slots`, sized from the
+segment's measured optimized traffic and CTR so each challenger is decided within
+`challenger_decide_s`), and at most the campaign's `max_generated` per segment. Candidates
+near a live or retired creative of the segment are not proposed again. They come back through
+the state follower like any creative. Models found while restoring state are not asked again
+when the campaign already has generated creatives (they were curated when published).
 
 Reviews, every `retire_check_s`: first the challengers (`ChallengerBudget.decide`): once a
 challenger has the impressions its segment's CTR needs, or is `challenger_decide_s` old, it is
@@ -322,10 +323,13 @@ class Curator:
                     error=repr(exc),
                 )
                 continue
-            proven = self._policy.arms(
-                campaign_id, segment, [c for c in serving if not is_challenger(c)]
-            )
-            for proposal in proposals[:room]:  # best predicted first
+            pool = [c for c in serving if not is_challenger(c)]
+            proven = self._policy.arms(campaign_id, segment, pool)
+            bar = self._incumbent_score(bundle, segment, pool, proven)
+            # Test only what the model itself expects to beat the incumbent: its word chooses
+            # what is worth the slice's traffic, never what is served beyond it.
+            worth = [p for p in proposals if p["predicted_reward"] > bar]
+            for proposal in worth[:room]:  # best predicted first
                 proposal["prior_alpha"], proposal["prior_beta"] = honest_prior(
                     proposal["predicted_reward"], strength, proven
                 )
@@ -347,6 +351,20 @@ class Curator:
             prior_strength=round(strength, 2),
             refill=refill,
         )
+
+    @staticmethod
+    def _incumbent_score(
+        bundle: ModelBundle, segment: str, pool: list[dict[str, Any]], proven: list[Arm]
+    ) -> float:
+        """The model's prediction for the proven creative with the best posterior mean."""
+        if not pool:
+            return float("-inf")
+        means = [a.alpha / (a.alpha + a.beta) for a in proven]
+        best = pool[int(np.argmax(means))]
+        try:
+            return float(bundle.score(segment, [best["attributes"]])[0])
+        except Exception:  # an attribute the model cannot encode: no bar from it
+            return float("-inf")
 
     # -- retirement ---------------------------------------------------------------------
 

@@ -142,7 +142,9 @@ async def test_challengers_are_admitted_only_into_free_slots_with_an_honest_prio
         assert added == []  # no traffic measured: nothing could be judged in time
     if rate == 50.0:
         assert added
+    bar = float(bundle.score(seg, [catalog])[0])  # the model's word on the incumbent
     for r in added:
+        assert r["predicted_reward"] > bar  # only what the model expects to beat it is tested
         assert r["stage"] == "challenger" and r["status"] == "live"
         strength = r["prior_alpha"] + r["prior_beta"]
         assert strength == pytest.approx(20 * 0.6 * 0.75)  # cap · gini · calibration
