@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 KAFKA := PYTHON=$(PY) deploy/kafka/kafka.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock proto demo test test-unit lint format kafka-up kafka-down kafka-logs kafka-status bench clean
+
+.PHONY: help install lock proto demo chaos test test-unit lint format kafka-up kafka-down kafka-logs kafka-status bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,7 +17,7 @@ install: ## Create this checkout's environment (.venv, from deploy/lock/) and in
 	@$(MAKE) --no-print-directory proto
 
 EXTRAS := --extra ingestion --extra features --extra trainer --extra inference --extra simulator \
-  --extra report --extra dev
+  --extra report --extra bench --extra dev
 lock: ## Re-resolve deploy/lock/{cpu,gpu}.txt from pyproject.toml's ranges (then commit them)
 	@for v in cpu gpu; do uv pip compile pyproject.toml $(EXTRAS) --extra onnx-$$v --generate-hashes \
 	  --universal --python-version 3.11 --no-header -q -o deploy/lock/$$v.txt || exit 1; done
@@ -30,6 +31,9 @@ proto: ## Generate gRPC code from proto/ (never edited by hand)
 
 demo: install ## The main job: broker, services, simulator, report
 	@PATH=$(VENV)/bin:$$PATH $(VENV)/bin/admuse demo $(DEMO_ARGS)
+
+chaos: install ## The fault suite: faults under load, then the books (CHAOS_ARGS="--cycles 20")
+	@PATH=$(VENV)/bin:$$PATH $(PY) -m services.chaos $(CHAOS_ARGS)
 
 test: install ## Lint, then every test (unit, integration, e2e) against a fresh real Kafka broker
 	@$(MAKE) --no-print-directory lint

@@ -209,7 +209,7 @@ def _ms(value: Any) -> int:
 def rewards_to_data(rewards: list[dict[str, Any]]) -> LoggedData:
     """Reward records (deduplicated by decision_id, last wins) as `LoggedData`.
 
-    Context is the record's segment; extra columns: decision_id, rewarded_at_ms.
+    Context is the record's segment; extra columns: decision_id, rewarded_at_ms, shown.
     """
     latest = {r["decision_id"]: r for r in rewards}
     rows = list(latest.values())
@@ -223,6 +223,7 @@ def rewards_to_data(rewards: list[dict[str, Any]]) -> LoggedData:
         extra={
             "decision_id": np.array([r["decision_id"] for r in rows], dtype=object),
             "rewarded_at_ms": np.array([_ms(r["rewarded_at"]) for r in rows], dtype=np.int64),
+            "shown": np.array([bool(r.get("shown", True)) for r in rows], dtype=bool),
         },
     )
 

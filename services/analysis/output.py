@@ -55,6 +55,7 @@ def _arm_rows(report: CampaignReport) -> list[list[str]]:
                 a.arm,
                 str(a.impressions),
                 str(a.outcomes),
+                str(a.unshown),
                 f"{_pct(a.rewarded.rate)} [{_pct(a.rewarded.low)}, {_pct(a.rewarded.high)}]",
                 _num(a.mean_reward),
                 "–"
@@ -75,6 +76,7 @@ _ARM_HEAD = [
     "arm",
     "impressions",
     "outcomes",
+    "never shown",
     "reward rate [95%]",
     "mean reward",
     "lift vs control [95%]",

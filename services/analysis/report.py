@@ -32,7 +32,8 @@ TREATMENT = "optimized"
 
 @dataclass(frozen=True)
 class ArmRow:
-    """One arm: `impressions` decisions logged, `outcomes` of them with a known reward."""
+    """One arm: `impressions` decisions logged, `outcomes` of them shown and with a known
+    reward, `unshown` of them known never shown (campaign impressions: event)."""
 
     arm: str
     impressions: int
@@ -40,6 +41,7 @@ class ArmRow:
     pending: int
     rewarded: Rate  # share of outcomes with reward > 0, Wilson interval
     mean_reward: float
+    unshown: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,16 @@ def build_report(
     arm_names = sorted(
         set(decision_arms.tolist()) | set(rewards.arms), key=lambda a: (a != CONTROL, a)
     )
+    unshown: dict[str, int] = {}
+    if "shown" in rewards.extra:
+        shown = rewards.extra["shown"].astype(bool)
+        unshown = {arm: int((rewards.arm_mask(arm) & ~shown).sum()) for arm in arm_names}
+        if not shown.all():
+            notes.append(
+                f"{int((~shown).sum())} decisions were never shown (no impression event): "
+                "they count in no rate, lift or effect"
+            )
+        rewards = rewards.select(shown)
     success = rewards.reward > 0
     if not rewards.is_binary():
         notes.append(
@@ -103,9 +115,10 @@ def build_report(
                 arm,
                 impressions,
                 n_out,
-                max(impressions - n_out, 0),
+                max(impressions - n_out - unshown.get(arm, 0), 0),
                 rate(s, n_out, confidence),
                 mean,
+                unshown.get(arm, 0),
             )
         )
 

@@ -4,9 +4,11 @@ heavy imports (torch, onnxruntime, faust) inside the command body, so `admuse --
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-from services.cli import campaign, demo, topics
+from services.cli import campaign, demo, tail, topics
 from services.cli import erase as erase_cmd
 from services.cli import keys as keys_cmd
 from services.cli import models as models_cmd
@@ -14,8 +16,9 @@ from services.cli import ope as ope_cmd
 from services.cli import replay as replay_cmd
 from services.cli import report as report_cmd
 from services.cli import train as train_cmd
+from services.cli import up as up_cmd
 
-__all__ = ["app"]
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="admuse",
@@ -28,6 +31,7 @@ app = typer.Typer(
 topics.register(app)
 campaign.register(app)
 demo.register(app)
+up_cmd.register(app)
 ope_cmd.register(app)
 replay_cmd.register(app)
 report_cmd.register(app)
@@ -35,3 +39,15 @@ train_cmd.register(app)
 erase_cmd.register(app)
 keys_cmd.register(app)
 models_cmd.register(app)
+tail.register(app)
+
+
+def main() -> None:
+    """The `admuse` entry point: refused Kafka credentials are one clear line, not a traceback."""
+    from services.common.security import KafkaSecurityError, TLSConfigError
+
+    try:
+        app()
+    except (KafkaSecurityError, TLSConfigError) as exc:
+        print(f"admuse: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

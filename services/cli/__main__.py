@@ -1,6 +1,6 @@
 """`python -m services.cli` is the `admuse` command."""
 
-from services.cli import app
+from services.cli import main
 
 if __name__ == "__main__":
-    app()
+    main()

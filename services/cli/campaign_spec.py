@@ -198,6 +198,8 @@ class CampaignSpec(_Strict):
     min_contrast: float = Field(4.5, ge=1, le=21)
     allow_retire_catalog: bool = False
     max_generated: int = Field(4, ge=0, le=1000)
+    # 'event': only decisions the app sends an `impression` event for are impressions.
+    impressions: Literal["decision", "event"] = "decision"
     seeds: list[SeedCreative] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -302,6 +304,7 @@ def campaign_record(
         "min_contrast": spec.min_contrast,
         "allow_retire_catalog": spec.allow_retire_catalog,
         "max_generated": spec.max_generated,
+        "impressions": spec.impressions,
         "updated_at": now or datetime.now(UTC),
     }
 

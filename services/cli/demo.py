@@ -70,14 +70,24 @@ def demo(
         list[str] | None, typer.Option(help="Extra KEY=VALUE for every service (repeatable).")
     ] = None,
     live: Annotated[bool, typer.Option(help="Show the live view (off: a line every 10 s).")] = True,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run folder of an earlier demo/up: same secrets, API key and topics "
+            "(its run.env); results of this run go there too."
+        ),
+    ] = None,
 ) -> None:
-    """Run the whole loop here: Kafka, the four services, the simulator, a report."""
+    """Run the whole loop here: Kafka, the four services, the simulator, a report.
+
+    The services are supervised: one that crashes is restarted (with back-off); the command
+    exits 1 when a service is down at the end or kept crashing."""
     from services.cli.campaign_spec import SpecError
     from services.simulator.scenario import load_scenario
 
     console = Console()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run = (run_dir or _REPO / ".run" / f"demo-{stamp}").resolve()
+    run = (resume or run_dir or _REPO / ".run" / f"demo-{stamp}").resolve()
     run.mkdir(parents=True, exist_ok=True)
     try:
         scen = load_scenario(scenario)
@@ -89,12 +99,31 @@ def demo(
     configure_logging("WARNING", "console")  # the live view and the result say what happens
     extra = dict(_kv(x) for x in env or [])
     prefix = topic_prefix if topic_prefix is not None else f"demo-{stamp}."
+    stack = _stack_for(console, run, prefix, extra, resume is not None)
     code = asyncio.run(
-        _demo(
-            console, scen, run, budget, seed, rate, prefix, keep_kafka, ready_timeout, extra, live
-        )
+        _demo(console, scen, run, budget, seed, rate, stack, keep_kafka, ready_timeout, live)
     )
     raise typer.Exit(code)
+
+
+def _stack_for(
+    console: Console, run: Path, prefix: str, extra: dict[str, str], resume: bool
+) -> Any:
+    """A new run's stack (secrets saved in <run>/run.env), or the resumed run's."""
+    from services.cli.stack import Stack, StackError
+    from services.common.settings import KafkaSettings
+
+    if resume:
+        try:
+            stack = Stack.resume(run, extra)
+        except StackError as exc:
+            console.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(2) from None
+        console.print(f"resuming run {run} (topics prefixed {stack.topic_prefix!r})")
+    else:
+        stack = Stack(run, KafkaSettings().bootstrap_servers, prefix, extra)
+    stack.save_run()
+    return stack
 
 
 def _kv(item: str) -> tuple[str, str]:
@@ -111,14 +140,14 @@ async def _demo(
     budget: float,
     seed: int,
     rate: float | None,
-    prefix: str,
+    stack: Any,
     keep_kafka: bool,
     ready_timeout: float,
-    extra: dict[str, str],
     live: bool,
 ) -> int:
     from services.cli.campaign import apply_spec, wait_for_leaders
-    from services.cli.stack import Stack, StackError, warm_up_coordinators
+    from services.cli.stack import StackError, warm_up_coordinators
+    from services.cli.supervise import Supervisor
     from services.common.kafka import ensure_topics
     from services.common.settings import KafkaSettings
     from services.common.topics import Topics
@@ -138,7 +167,10 @@ async def _demo(
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     loop.add_signal_handler(signal.SIGTERM, on_sigint)
 
-    kafka = KafkaSettings().model_copy(update={"topic_prefix": prefix})
+    prefix = stack.topic_prefix
+    kafka = KafkaSettings().model_copy(
+        update={"topic_prefix": prefix, "bootstrap_servers": stack.bootstrap}
+    )
     started_kafka = await _ensure_broker(console, kafka)
     created = await ensure_topics(kafka, Topics.from_settings(kafka))
     await wait_for_leaders(kafka, created)
@@ -149,7 +181,14 @@ async def _demo(
         f"{applied.campaign_id} revision {applied.revision} with "
         f"{len(applied.creatives)} catalog creatives"
     )
-    stack = Stack(run, kafka.bootstrap_servers, prefix, extra)
+    supervisor = Supervisor(
+        stack,
+        _REPO,
+        on_event=lambda m: console.print(f"[yellow]{m}[/yellow]"),
+        status_path=run / "services.json",
+    )
+    sup_stop = asyncio.Event()
+    sup_task: asyncio.Task[None] | None = None
     watch = CreativeWatch(kafka, scen.campaign.campaign_id)
     svgs: dict[str, str] = {}
     player_box: dict[str, Any] = {}
@@ -165,6 +204,7 @@ async def _demo(
             f"services ready in {time.monotonic() - t0:.0f}s; playing {budget:.0f}s of "
             f"traffic (scenario {scen.campaign.campaign_id}, seed {seed})"
         )
+        sup_task = asyncio.create_task(supervisor.run(sup_stop), name="supervisor")
         await watch.start()
         sim = asyncio.create_task(
             play(
@@ -182,7 +222,7 @@ async def _demo(
                 on_start=lambda p: player_box.setdefault("player", p),
             )
         )
-        await _show_live(console, sim, player_box, watch, stack, budget, live)
+        await _show_live(console, sim, player_box, watch, supervisor, budget, live)
         await sim
         if interrupts["n"] < 2:
             svgs = await _fetch_svgs(stack, _wanted(run, watch, scen))
@@ -191,9 +231,16 @@ async def _demo(
         console.print(f"[red]{exc}[/red]", highlight=False)
         code = 1
     finally:
+        supervisor.stopping = True
+        sup_stop.set()
+        if sup_task is not None:
+            await sup_task
+        services = supervisor.status()
+        healthy = supervisor.healthy()
         await watch.stop()
         console.print("stopping the services…")
         codes = await asyncio.to_thread(stack.stop)
+        supervisor.write_status()  # services.json: stopped
         console.print("stopped: " + ", ".join(f"{k} ({v})" for k, v in codes.items()))
         if started_kafka and not keep_kafka:
             console.print("stopping the broker this demo started (--keep-kafka leaves it)")
@@ -203,8 +250,24 @@ async def _demo(
         console.print(f"interrupted twice: no report; results so far in {run}")
         return 130
     if (run / "results.jsonl").exists():
-        _finish(console, scen, run, watch, svgs)
+        _finish(console, scen, run, watch, svgs, services)
+    print_services(console, services)
+    if code == 0 and not healthy:
+        console.print("[red]a service was down at the end or kept crashing: exit 1[/red]")
+        code = 1
     return code
+
+
+def print_services(console: Console, services: dict[str, dict[str, Any]]) -> None:
+    """The supervision table: state at the end, restarts, seconds down, exit codes seen."""
+    table = Table(title="services")
+    for col in ("service", "state", "restarts", "down (s)", "exits"):
+        table.add_column(col, justify="left" if col in ("service", "state", "exits") else "right")
+    for name, s in services.items():
+        state = s["state"] if s["state"] == "up" else f"[red]{s['state']}[/red]"
+        exits = ", ".join(str(c) for c in s["exits"]) or "-"
+        table.add_row(name, state, str(s["restarts"]), f"{s['down_s']:.0f}", exits)
+    console.print(table)
 
 
 async def _ensure_broker(console: Console, kafka: Any) -> bool:
@@ -258,7 +321,7 @@ async def _show_live(
     sim: asyncio.Task[Any],
     box: dict[str, Any],
     watch: Any,
-    stack: Any,
+    supervisor: Any,
     budget: float,
     live: bool,
 ) -> None:
@@ -266,18 +329,18 @@ async def _show_live(
         while not sim.done():
             await asyncio.wait([sim], timeout=10)
             if "player" in box:
-                console.print(_status_line(box["player"].stats, watch, budget))
+                console.print(_status_line(box["player"].stats, watch, budget, supervisor))
         return
     with Live(console=console, refresh_per_second=2, transient=False) as view:
         while not sim.done():
             if "player" in box:
-                view.update(_live_view(box["player"], watch, stack, budget))
+                view.update(_live_view(box["player"], watch, supervisor, budget))
             await asyncio.wait([sim], timeout=0.5)
         if "player" in box:
-            view.update(_live_view(box["player"], watch, stack, budget))
+            view.update(_live_view(box["player"], watch, supervisor, budget))
 
 
-def _status_line(stats: Any, watch: Any, budget: float) -> str:
+def _status_line(stats: Any, watch: Any, budget: float, supervisor: Any) -> str:
     elapsed = time.monotonic() - stats.started
     arms = ", ".join(
         f"{a} {s.impressions} imp {s.ctr:.1%} CTR" for a, s in sorted(stats.arms.items())
@@ -286,11 +349,12 @@ def _status_line(stats: Any, watch: Any, budget: float) -> str:
     return (
         f"{elapsed:5.0f}/{budget:.0f}s  {stats.requests} requests  {arms}  "
         f"models {c['models']}  generated admitted {c['generated_admitted']}  "
-        f"errors {sum(stats.errors.values())}"
+        f"errors {sum(stats.errors.values())}  events unsent {stats.events_unsent}  "
+        f"services: {supervisor.line()}"
     )
 
 
-def _live_view(player: Any, watch: Any, stack: Any, budget: float) -> Group:
+def _live_view(player: Any, watch: Any, supervisor: Any, budget: float) -> Group:
     s = player.stats
     elapsed = time.monotonic() - s.started
     table = Table(
@@ -316,7 +380,9 @@ def _live_view(player: Any, watch: Any, stack: Any, budget: float) -> Group:
     lags = sorted(s.loop_lag_ms)
     lag50 = lags[len(lags) // 2] if lags else 0.0
     alive = ", ".join(
-        f"{n} {'up' if p.alive else '[red]DOWN[/red]'}" for n, p in stack.processes.items()
+        f"{n} {st['state'] if st['state'] == 'up' else '[red]' + st['state'] + '[/red]'}"
+        + (f" ({st['restarts']} restarts)" if st["restarts"] else "")
+        for n, st in supervisor.status().items()
     )
     errors = ", ".join(f"{k}: {v}" for k, v in s.errors.items()) or "none"
     return Group(
@@ -327,7 +393,8 @@ def _live_view(player: Any, watch: Any, stack: Any, budget: float) -> Group:
         f"{c['generated_admitted']} generated admitted ({c['generated_live']} live), "
         f"{c['retired']} retired; generated impressions "
         f"{s.generated_served:,}",
-        f"events sent {s.events_sent:,}; Decide p50 {p50:.1f} ms (simulator loop lag "
+        f"events sent {s.events_sent:,}, not sent {s.events_unsent:,}; Decide p50 {p50:.1f} ms "
+        f"(simulator loop lag "
         f"{lag50:.0f} ms); errors {errors}; skipped "
         f"{s.skipped}",
         f"services: {alive}",
@@ -383,13 +450,25 @@ async def _save_metrics(stack: Any, run: Path) -> None:
 
 
 def _finish(
-    console: Console, scen: Any, run: Path, watch: Any, svgs: dict[str, str]
+    console: Console,
+    scen: Any,
+    run: Path,
+    watch: Any,
+    svgs: dict[str, str],
+    services: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from services.simulator.htmlreport import write_html
     from services.simulator.report import analyze, load_results, print_result
 
     rows, failed = load_results(run / "results.jsonl")
     result = analyze(rows, scen, creatives=watch.creatives, models=watch.models, failed=len(failed))
+    with contextlib.suppress(OSError, ValueError):
+        summary = json.loads((run / "summary.json").read_text())
+        result["events"] = {
+            k: summary.get(k, 0) for k in ("events_sent", "events_unsent", "clicks_unsent")
+        }
+    if services is not None:
+        result["services"] = services
     (run / "result.json").write_text(json.dumps(result, indent=2, default=str))
     report = write_html(run / "report.html", result, rows, watch.creatives, svgs)
     print_result(result, console, report)

@@ -3,6 +3,11 @@
 Each service runs as `python -m services.<name>` in its own session (a terminal Ctrl-C reaches
 only the demo, which then stops them in order), with its log in `<run>/logs/<name>.log`.
 Readiness is a real call: GET /readyz (or the service's web port) answering 200.
+
+A run's secrets (pseudonym secret, API key, model-signing keys), topic prefix and ports are
+saved in `<run>/run.env` (mode 0600, KEY=VALUE lines): `Stack.resume(run)` starts the same run again
+(`admuse demo/up --resume <run>`), and `env $(cat <run>/run.env) admuse erase --user …`
+erases a user of that run with the pseudonyms its services computed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import httpx
 
 __all__ = [
+    "RUN_FILE",
     "SERVICES",
     "ServiceProcess",
     "Stack",
@@ -31,6 +37,8 @@ __all__ = [
     "free_port",
     "warm_up_coordinators",
 ]
+
+RUN_FILE = "run.env"
 
 SERVICES = ("ingestion", "features", "trainer", "inference")
 
@@ -212,6 +220,69 @@ class Stack:
                 on_wait(sorted(pending))
             time.sleep(0.5)
 
+    def save_run(self) -> Path:
+        """Write `<run>/run.env` (0600): what `resume` and `admuse erase` need for this run."""
+        values = {
+            "ADMUSE_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "ADMUSE_KAFKA_TOPIC_PREFIX": self.topic_prefix,
+            "ADMUSE_PSEUDONYM_SECRET": self.pseudonym_secret,
+            "ADMUSE_INFERENCE_API_KEYS": self.api_key,
+            "ADMUSE_INGESTION_API_KEYS": self.api_key,
+            "ADMUSE_SIMULATOR_API_KEY": self.api_key,
+            "ADMUSE_TRAINER_SIGNING_KEY": self.signing_keys[0],
+            "ADMUSE_INFERENCE_TRUSTED_KEYS": self.signing_keys[1],
+            "ADMUSE_RUN_SIGNING_KEY_ID": self.signing_keys[2],
+            "ADMUSE_SIMULATOR_DECIDE_URL": self.decide_url,
+            "ADMUSE_INFERENCE_HTTP_PORT": str(self.inference_port),
+            "ADMUSE_INGESTION_HTTP_PORT": str(self.ingestion_port),
+            "ADMUSE_FEATURES_WEB_PORT": str(self.features_port),
+        }
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / RUN_FILE
+        tmp = path.with_name(f".{RUN_FILE}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("".join(f"{k}={v}\n" for k, v in values.items()))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def resume(cls, run_dir: Path, extra_env: Mapping[str, str] | None = None) -> Stack:
+        """The stack of an earlier run from its `run.env`: same secrets, prefix and (when
+        still free) ports. Raises StackError when the folder holds no run."""
+        path = run_dir / RUN_FILE
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise StackError(f"cannot resume {run_dir}: {exc}") from None
+        values = dict(line.split("=", 1) for line in lines if "=" in line)
+        try:
+            stack = cls(
+                run_dir,
+                values["ADMUSE_KAFKA_BOOTSTRAP_SERVERS"],
+                values["ADMUSE_KAFKA_TOPIC_PREFIX"],
+                dict(extra_env or {}),
+                api_key=values["ADMUSE_INFERENCE_API_KEYS"],
+                signing_keys=(
+                    values["ADMUSE_TRAINER_SIGNING_KEY"],
+                    values["ADMUSE_INFERENCE_TRUSTED_KEYS"],
+                    values["ADMUSE_RUN_SIGNING_KEY_ID"],
+                ),
+                pseudonym_secret=values["ADMUSE_PSEUDONYM_SECRET"],
+            )
+        except KeyError as exc:
+            raise StackError(f"cannot resume {run_dir}: {path} lacks {exc}") from None
+        for attr, key in (
+            ("inference_port", "ADMUSE_INFERENCE_HTTP_PORT"),
+            ("ingestion_port", "ADMUSE_INGESTION_HTTP_PORT"),
+            ("features_port", "ADMUSE_FEATURES_WEB_PORT"),
+        ):
+            port = int(values.get(key, "0") or 0)
+            if port and _port_free(port):
+                setattr(stack, attr, port)
+        return stack
+
     def stop(self) -> dict[str, int | None]:
         """Stop in reverse dependency order: inference first (flushes decisions), then the rest."""
         codes = {}
@@ -219,6 +290,15 @@ class Stack:
             if name in self.processes:
                 codes[name] = self.processes[name].stop()
         return codes
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _service_env(name: str, stack: Stack, run: Path, tag: str) -> dict[str, str]:

@@ -2,7 +2,12 @@
 
 Wire format (Avro specification, "Single object encoding"):
 ``C3 01`` | CRC-64-AVRO fingerprint of the writer schema's canonical form (8 bytes,
-little-endian) | Avro binary body.
+little-endian, as Java's `BinaryMessageEncoder` writes it) | Avro binary body.
+
+Migration: admuse before 2026-12 wrote the 8 fingerprint bytes in reverse order, and topics
+(compacted ones included) still hold such records. Readers accept that legacy order for a
+deprecation period — each such read is counted in `admuse_codec_legacy_fingerprint_total`
+and logged once per record type — and writers write only the specification's order.
 
 A reader looks the writer schema up by fingerprint and resolves it to its own version of the
 record, so old and new writers can share a topic. Every failure is a `CodecError` subclass
@@ -23,10 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import structlog
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from fastavro.validation import ValidationError
+from prometheus_client import Counter
 
 __all__ = [
+    "LEGACY_FINGERPRINT_READS",
     "MAGIC",
     "CodecError",
     "EncodeError",
@@ -43,6 +51,14 @@ __all__ = [
 
 MAGIC = b"\xc3\x01"
 _HEADER = len(MAGIC) + 8
+LEGACY_FINGERPRINT_READS = Counter(
+    "admuse_codec_legacy_fingerprint",
+    "Avro single objects read whose fingerprint is in the legacy (reversed) byte order that "
+    "admuse wrote before 2026-12; deprecated, re-write or let them age out",
+    ["record"],
+)
+_log = structlog.get_logger("admuse.codec")
+_legacy_logged: set[str] = set()
 _FILE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.v(?P<version>\d+)\.avsc$")
 
 
@@ -91,6 +107,16 @@ class SchemaVersion:
     def header(self) -> bytes:
         return MAGIC + self.fingerprint
 
+    @property
+    def legacy_fingerprint(self) -> bytes:
+        """The reversed byte order admuse wrote before 2026-12 (read-only; deprecated)."""
+        return self.fingerprint[::-1]
+
+    @property
+    def fingerprints(self) -> tuple[bytes, bytes]:
+        """Both orders a reader accepts during the deprecation period: spec first."""
+        return (self.fingerprint, self.legacy_fingerprint)
+
 
 def default_schemas_dir() -> Path:
     """`ADMUSE_SCHEMAS_DIR`, else `schemas/` at the repository (or image) root."""
@@ -107,9 +133,13 @@ class SchemaRegistry:
     def __init__(self, versions: Iterable[SchemaVersion]) -> None:
         self._by_name: dict[str, dict[int, SchemaVersion]] = {}
         self._by_fp: dict[bytes, SchemaVersion] = {}
+        self._legacy: dict[bytes, SchemaVersion] = {}
         for v in versions:
             self._by_name.setdefault(v.name, {})[v.version] = v
             self._by_fp[v.fingerprint] = v
+        for v in self._by_fp.values():
+            if v.legacy_fingerprint not in self._by_fp:  # a palindrome is read as spec order
+                self._legacy[v.legacy_fingerprint] = v
 
     @classmethod
     def load(cls, directory: Path | str | None = None) -> SchemaRegistry:
@@ -145,14 +175,18 @@ class SchemaRegistry:
         return versions[version]
 
     def by_fingerprint(self, fp: bytes) -> SchemaVersion:
-        try:
-            return self._by_fp[fp]
-        except KeyError:
-            raise UnknownFingerprintError(
-                f"writer schema with fingerprint {fp.hex()} is not known to this reader; "
-                "the writer uses a schema version this service does not have — deploy the "
-                "newer schemas/ folder"
-            ) from None
+        found = self._by_fp.get(fp)
+        if found is not None:
+            return found
+        legacy = self._legacy.get(fp)
+        if legacy is not None:
+            _count_legacy(legacy)
+            return legacy
+        raise UnknownFingerprintError(
+            f"writer schema with fingerprint {fp.hex()} (little-endian CRC-64-AVRO) is not "
+            "known to this reader: the writer used a schema that is not in this service's "
+            "schemas/ folder (a newer version: deploy it; another schema: fix the producer)"
+        )
 
     def codec(self, name: str, version: int | None = None) -> RecordCodec:
         """A codec that writes `name` at `version` (default: newest) and reads any version."""
@@ -167,12 +201,26 @@ class SchemaRegistry:
             ) from None
 
 
+def _count_legacy(version: SchemaVersion) -> None:
+    LEGACY_FINGERPRINT_READS.labels(version.name).inc()
+    if version.name not in _legacy_logged:
+        _legacy_logged.add(version.name)
+        _log.warning(
+            "legacy_fingerprint_read",
+            record=version.name,
+            version=version.version,
+            detail="payload carries the reversed fingerprint admuse wrote before 2026-12; "
+            "accepted for now (deprecated), counted in admuse_codec_legacy_fingerprint_total",
+        )
+
+
 def _make_version(name: str, version: int, raw: Mapping[str, Any], path: Path) -> SchemaVersion:
     parsed = fastavro.parse_schema(raw, _write_hint=True, _force=True)
     if parsed.get("name", "").rsplit(".", 1)[-1] != name:
         raise ValueError(f"{path.name} declares record {parsed.get('name')!r}, not {name!r}")
     canonical = to_parsing_canonical_form(raw)
-    fp = int(fingerprint(canonical, "CRC-64-AVRO"), 16).to_bytes(8, "little")
+    # fastavro's hex digits are the wire bytes in order (little-endian), as Java writes them.
+    fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
     return SchemaVersion(name, version, raw, parsed, fp, path)
 
 

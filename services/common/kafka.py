@@ -18,6 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, for_code
 
+from services.common.security import check_security
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec
 
@@ -91,6 +92,7 @@ async def wait_for_broker(kafka: KafkaSettings, timeout_s: float = 60.0) -> None
                 return
         except (TimeoutError, KafkaError, OSError) as exc:
             last = exc
+            await check_security(kafka)  # refused credentials/certificate: say so now
         finally:
             await client.close()
         await asyncio.sleep(0.25)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.security import build_ssl_context
 
 __all__ = ["KafkaSettings", "LogSettings", "ServiceSettings", "env_vars"]
 
@@ -29,7 +31,31 @@ class KafkaSettings(BaseSettings):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = Field(
+        None, description="PEM CA bundle to trust (default: the system's CAs)."
+    )
+    ssl_certfile: str | None = Field(None, description="PEM client certificate (mutual TLS).")
+    ssl_keyfile: str | None = Field(None, description="PEM private key of the client cert.")
+    ssl_key_password: SecretStr | None = Field(None, description="Password of an encrypted key.")
+    ssl_check_hostname: bool = Field(True, description="Check the broker's host name.")
     request_timeout_ms: int = Field(30_000, ge=1000)
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"ADMUSE_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                "ADMUSE_KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512), "
+                "ADMUSE_KAFKA_SASL_USERNAME and ADMUSE_KAFKA_SASL_PASSWORD"
+            )
+        if self.sasl_mechanism and not sasl:
+            raise ValueError(
+                f"ADMUSE_KAFKA_SASL_MECHANISM={self.sasl_mechanism} needs "
+                "ADMUSE_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT), not "
+                f"{self.security_protocol}"
+            )
+        return self
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments common to aiokafka producers, consumers and admin clients."""
@@ -39,6 +65,9 @@ class KafkaSettings(BaseSettings):
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
         }
+        ssl_context = build_ssl_context(self)
+        if ssl_context is not None:
+            kw["ssl_context"] = ssl_context
         if self.sasl_mechanism:
             kw["sasl_mechanism"] = self.sasl_mechanism
             kw["sasl_plain_username"] = self.sasl_username

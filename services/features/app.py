@@ -36,8 +36,10 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
 from services.common.codec import MAGIC, CodecError, SchemaRegistry
-from services.common.kafka import ensure_topics
-from services.common.logging import configure_logging, get_logger
+from services.common.kafka import ensure_topics, wait_for_broker
+from services.common.kafka_logs import install_startup_retry_filter
+from services.common.logging import configure_logging, get_logger, stdlib_handlers
+from services.common.security import build_ssl_context
 from services.common.topics import DAY_MS, USER_DATA_RETENTION_MS, Topics, TopicSpec
 from services.features.attribution import JOIN_TYPES, RewardSpec
 from services.features.backlog import nothing_to_read
@@ -123,14 +125,17 @@ def _broker_kwargs(settings: Settings) -> dict[str, Any]:
         "broker_client_id": kafka.client_id,
         "broker_request_timeout": kafka.request_timeout_ms / 1000,
     }
+    ssl_context = build_ssl_context(kafka)  # the same context the aiokafka clients get
     if kafka.sasl_mechanism:
         password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
         kw["broker_credentials"] = faust.SASLCredentials(
             username=kafka.sasl_username,
             password=password,
             mechanism=kafka.sasl_mechanism,
-            ssl_context=None,
+            ssl_context=ssl_context,
         )
+    elif ssl_context is not None:
+        kw["broker_credentials"] = faust.SSLCredentials(ssl_context)
     return kw
 
 
@@ -242,6 +247,7 @@ def build_app(settings: Settings) -> faust.App:
             )
             for table in (join_table, stats_table)
         ]
+        await wait_for_broker(kafka, 60)  # refused TLS/SASL credentials fail here, clearly
         await ensure_topics(
             kafka,
             [*topics, by_decision_spec, partials_spec, *changelogs],
@@ -251,6 +257,8 @@ def build_app(settings: Settings) -> faust.App:
         # produced record built a log record (a few % of the CPU per click) only to drop it.
         for name in ("aiokafka", "faust", "mode"):
             logging.getLogger(name).setLevel(settings.log.level)
+        install_startup_retry_filter()  # on the worker's own handlers too
+
         await campaigns.start()
         await creatives.start()
         log.info("features_starting", app_id=app.conf.id, join_partitions=n_join)
@@ -393,6 +401,8 @@ def build_app(settings: Settings) -> faust.App:
                 key=reward["decision_id"].encode(), value=reward_codec.encode(reward)
             )
             metrics.rewards.labels(reward["outcome"]).inc()
+            if not reward["shown"]:
+                metrics.unshown.inc()
 
     @app.agent(partials_topic)
     async def stats_agent(stream: faust.StreamT) -> None:
@@ -521,5 +531,13 @@ def main() -> None:
     configure_logging(settings.log.level, settings.log.format, service="features")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log.level, quiet=True, redirect_stdouts=False)
+    # Keep configure_logging's structured handler: faust would install a plain-text one.
+    app.conf.loghandlers = stdlib_handlers()
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log.level,
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config={"version": 1, "disable_existing_loggers": False},
+    )
     worker.execute_from_commandline()

@@ -33,7 +33,8 @@ __all__ = [
     "to_ms",
 ]
 
-JOIN_TYPES = frozenset({"click", "conversion", "comment"})
+JOIN_TYPES = frozenset({"impression", "click", "conversion", "comment"})
+IMPRESSION_SOURCES = ("decision", "event")
 MAX_SEEN = 64  # event ids remembered per decision for de-duplication
 MAX_HELD = 100  # events held per not-yet-seen decision
 
@@ -56,6 +57,7 @@ class RewardSpec:
     conversion_weight: float = 0.0
     value_weight: float = 0.0
     sentiment_weight: float = 0.0
+    impressions: str = "decision"  # what makes a decision an impression (IMPRESSION_SOURCES)
 
     @classmethod
     def from_campaign(cls, campaign: Mapping[str, Any]) -> RewardSpec:
@@ -66,12 +68,19 @@ class RewardSpec:
                 f"campaign {campaign.get('campaign_id')!r} has reward kind {kind!r}; "
                 "expected 'click', 'conversion' or 'weighted'"
             )
+        impressions = campaign.get("impressions") or "decision"
+        if impressions not in IMPRESSION_SOURCES:
+            raise ValueError(
+                f"campaign {campaign.get('campaign_id')!r} has impressions {impressions!r}; "
+                "expected 'decision' or 'event'"
+            )
         return cls(
             kind=kind,
             click_weight=float(spec.get("click_weight", 1.0)),
             conversion_weight=float(spec.get("conversion_weight", 0.0)),
             value_weight=float(spec.get("value_weight", 0.0)),
             sentiment_weight=float(spec.get("sentiment_weight", 0.0)),
+            impressions=impressions,
         )
 
     def value(self, state: Mapping[str, Any]) -> float:
@@ -87,6 +96,13 @@ class RewardSpec:
             + self.value_weight * state["value"]
             + self.sentiment_weight * sentiment
         )
+
+    def shown(self, state: Mapping[str, Any]) -> bool:
+        """Whether the decision counts as an impression: always when the campaign counts
+        decisions; else once the app reported it shown (an impression, or any reaction)."""
+        if self.impressions == "decision":
+            return True
+        return bool(state.get("shown") or state["clicked"] or state["converted"])
 
     def settles(self, event_type: str) -> bool:
         """Whether an attributed event of this type emits the reward at once."""
@@ -155,6 +171,7 @@ def open_decision(
         },
         "deadline": decided_at + window,
         "status": "pending",
+        "shown": False,
         "clicked": False,
         "converted": False,
         "value": 0.0,
@@ -195,6 +212,11 @@ def apply_event(
     if state["status"] != "pending" or event["occurred_at"] > state["deadline"]:
         new["late"] = state["late"] + 1
         return Step(new, None, "late")
+    if event["type"] == "impression":
+        if state.get("shown"):
+            return Step(new, None, "duplicate")  # a second impression of one decision
+        new["shown"] = True
+        return Step(new, None, "attributed")
     if event["type"] == "click":
         new["clicked"] = True
     elif event["type"] == "conversion":
@@ -259,6 +281,7 @@ def _finish(
         "reward": float(spec.value(state)),
         "clicked": state["clicked"],
         "converted": state["converted"],
+        "shown": spec.shown(state),
         "conversion_value": state["value"],
         "sentiment": _mean_sentiment(state),
         "outcome": outcome,

@@ -296,7 +296,7 @@ class JoinTable:
             if not _counted(entry, tag, offset, reward["decision_id"]):
                 partial = Partial.from_json(entry["c"] if entry else None).add(
                     reward,
-                    reward["rewarded_at"],
+                    int(reward["decided_at"]),
                     half_life_s=cfg.half_life_s,
                     window_ms=cfg.stats_window_ms,
                 )

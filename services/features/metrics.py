@@ -39,6 +39,11 @@ class FeaturesMetrics:
         self.rewards = Counter(
             "admuse_features_rewards", "Rewards emitted, by outcome.", ["outcome"], registry=r
         )
+        self.unshown = Counter(
+            "admuse_features_unshown_decisions",
+            "Rewards emitted for decisions the app never showed (campaign impressions: event).",
+            registry=r,
+        )
         self.join_lag = Histogram(
             "admuse_features_join_lag_seconds",
             "Delay from the settling event (or the window's end) to its Reward, by outcome.",

@@ -1,10 +1,11 @@
 """Per campaign × segment × creative counters and their Beta posterior.
 
-Each Reward counts once: one impression (the decision was served and its join finished), a
-click and/or conversion when attributed, its reward in ``reward_sum``, and a Beta update with
-success ``clip(reward, 0, 1)``. With a decay half-life the Beta evidence fades exponentially
-(``2 ** (-Δt / half_life)``) so a creative whose appeal changes is re-learned; the plain
-counters never decay.
+Each Reward counts once: one impression (the decision was shown and its join finished), a
+click and/or conversion when attributed, its reward in ``reward_sum``, and Beta evidence with
+success ``clip(reward, 0, 1)``. A Reward whose decision was never shown (campaign
+``impressions: event``) counts only in ``unshown``. With a decay half-life the evidence fades
+per observation, each weighted by the age of its decision (`services.common.decay`), so a
+creative whose appeal changes is re-learned; the plain counters never decay.
 
 Counters are kept as *partials*, one per source partition of the join, and published whole
 (never as deltas): the aggregator replaces a partition's partial by a newer one (higher ``n``)
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from services.common.decay import Evidence
 from services.common.segment import ALL_SEGMENTS
 
 __all__ = [
@@ -41,30 +43,31 @@ class Counters:
     reward_sum: float = 0.0
     successes: float = 0.0  # Beta evidence for reward, decayed to at_ms
     failures: float = 0.0  # Beta evidence against, decayed to at_ms
-    at_ms: int | None = None  # time the evidence refers to (last update)
+    at_ms: int | None = None  # time the evidence refers to (the newest decision counted)
     n: int = 0  # updates applied: the version of a partial
+    unshown: int = 0  # decisions the app never showed (no impression event): not impressions
+
+    @property
+    def evidence(self) -> Evidence:
+        return Evidence(self.successes, self.failures, self.at_ms)
 
     def add(self, reward: Mapping[str, Any], at_ms: int, half_life_s: float | None) -> Counters:
-        """These counters with one more Reward (as in the Reward record) observed at `at_ms`."""
-        s, f = self.decayed(at_ms, half_life_s)
-        r = min(max(float(reward["reward"]), 0.0), 1.0)
+        """These counters with one more Reward (as in the Reward record) whose decision was
+        made at `at_ms`. A Reward whose decision was never shown counts only in `unshown`."""
+        if not reward.get("shown", True):
+            return replace(self, unshown=self.unshown + 1, n=self.n + 1)
+        ev = self.evidence.add(float(reward["reward"]), at_ms, half_life_s)
         return Counters(
             impressions=self.impressions + 1,
             clicks=self.clicks + bool(reward["clicked"]),
             conversions=self.conversions + bool(reward["converted"]),
             reward_sum=self.reward_sum + float(reward["reward"]),
-            successes=s + r,
-            failures=f + (1.0 - r),
-            at_ms=max(at_ms, self.at_ms or at_ms),
+            successes=ev.successes,
+            failures=ev.failures,
+            at_ms=ev.at_ms,
             n=self.n + 1,
+            unshown=self.unshown,
         )
-
-    def decayed(self, to_ms: int, half_life_s: float | None) -> tuple[float, float]:
-        """Beta evidence (successes, failures) decayed forward to `to_ms` (never backward)."""
-        if not half_life_s or self.at_ms is None or to_ms <= self.at_ms:
-            return self.successes, self.failures
-        k = 2.0 ** (-(to_ms - self.at_ms) / 1000.0 / half_life_s)
-        return self.successes * k, self.failures * k
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class Counters:
             "failures": self.failures,
             "at_ms": self.at_ms,
             "n": self.n,
+            "unshown": self.unshown,
         }
 
     @classmethod
@@ -84,25 +88,22 @@ class Counters:
 
 
 def merge(parts: Iterable[Counters], half_life_s: float | None) -> Counters:
-    """Sum partials; Beta evidence is first decayed to the newest partial's time."""
+    """Sum partials; Beta evidence is summed as of the newest partial's time."""
     parts = [p for p in parts if p.n]
     if not parts:
         return Counters()
-    at = max(p.at_ms or 0 for p in parts)
-    total = Counters(at_ms=at)
-    for p in parts:
-        s, f = p.decayed(at, half_life_s)
-        total = replace(
-            total,
-            impressions=total.impressions + p.impressions,
-            clicks=total.clicks + p.clicks,
-            conversions=total.conversions + p.conversions,
-            reward_sum=total.reward_sum + p.reward_sum,
-            successes=total.successes + s,
-            failures=total.failures + f,
-            n=total.n + p.n,
-        )
-    return total
+    ev = Evidence.sum((p.evidence for p in parts), half_life_s)
+    return Counters(
+        impressions=sum(p.impressions for p in parts),
+        clicks=sum(p.clicks for p in parts),
+        conversions=sum(p.conversions for p in parts),
+        reward_sum=sum(p.reward_sum for p in parts),
+        successes=ev.successes,
+        failures=ev.failures,
+        at_ms=ev.at_ms,
+        n=sum(p.n for p in parts),
+        unshown=sum(p.unshown for p in parts),
+    )
 
 
 def window_start(ts_ms: int, window_ms: int) -> int:
@@ -241,7 +242,8 @@ def stats_record(
     window_ms: int,
     now_ms: int,
 ) -> dict[str, Any]:
-    """A CreativeStats record (alpha/beta = prior + evidence as of the last update)."""
+    """A CreativeStats record: alpha/beta = prior + evidence (successes/failures, decayed
+    per observation) as of ``updated_at``, the newest decision counted."""
     windowed = key.window_start is not None
     return {
         "campaign_id": key.campaign_id,
@@ -255,6 +257,9 @@ def stats_record(
         "reward_sum": counters.reward_sum,
         "alpha": prior_alpha + counters.successes,
         "beta": prior_beta + counters.failures,
+        "successes": counters.successes,
+        "failures": counters.failures,
+        "unshown": counters.unshown,
         "decay_half_life_s": half_life_s,
         "updated_at": counters.at_ms if counters.at_ms is not None else now_ms,
     }

@@ -23,6 +23,7 @@ from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
 from services.common.logging import configure_logging, get_logger
 from services.common.privacy import ApiKeys, pseudonymize
+from services.common.producer import ResilientProducer
 from services.common.segment import segment_of
 from services.common.topics import Topics
 from services.inference.curator import Curator
@@ -179,10 +180,10 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         linger_s=settings.decision_linger_ms / 1000,
     )
     creatives_codec = registry.codec("Creative")
-    producer = make_producer(settings.kafka)
+    producer = ResilientProducer(lambda: make_producer(settings.kafka), name="creatives")
 
     async def publish_creative(key: str, record: dict[str, Any]) -> None:
-        await producer.send_and_wait(
+        await producer.send(  # acknowledged, or NotDelivered (a KafkaError)
             topics.creatives.name, value=creatives_codec.encode(record), key=key.encode()
         )
 
@@ -192,7 +193,6 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         n_draws=settings.thompson_draws,
         refresh_ms=settings.policy_refresh_ms,
         backoff_impressions=settings.backoff_impressions,
-        decay_half_life_s=settings.decay_half_life_s,
         challenger_share=settings.challenger_share,
     )
     providers = _providers(settings.providers)

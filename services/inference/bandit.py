@@ -181,27 +181,17 @@ def prob_best(
 
 
 def posterior(
-    prior_alpha: float,
-    prior_beta: float,
-    clicks: float,
-    impressions: float,
-    *,
-    age_s: float = 0.0,
-    half_life_s: float | None = None,
+    prior_alpha: float, prior_beta: float, clicks: float, impressions: float
 ) -> tuple[float, float]:
-    """Beta posterior ``(prior_alpha + w·s, prior_beta + w·(n − s))``.
+    """Beta posterior ``(prior_alpha + s, prior_beta + (n − s))``.
 
     ``s`` is the reward sum (clicks, or a weighted reward in [0, 1] per impression) clipped to
-    [0, n]; ``w = 0.5 ** (age_s / half_life_s)`` discounts evidence that is ``age_s`` seconds
-    old (``w = 1`` without a half-life), so the posterior drifts back to the prior when a
-    creative stops getting traffic. Negative or non-finite counts count as 0.
+    [0, n]; both may be decayed evidence (`services.common.decay`). Negative or non-finite
+    counts count as 0.
     """
     n = _count(impressions)
     s = min(_count(clicks), n)
-    w = 1.0
-    if half_life_s is not None and half_life_s > 0 and age_s > 0:
-        w = 0.5 ** (age_s / half_life_s)
-    return max(prior_alpha, 1e-6) + w * s, max(prior_beta, 1e-6) + w * (n - s)
+    return max(prior_alpha, 1e-6) + s, max(prior_beta, 1e-6) + (n - s)
 
 
 def backoff(

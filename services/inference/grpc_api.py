@@ -12,6 +12,7 @@ import contextlib
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from services.common.logging import get_logger
 from services.inference.app import (
@@ -97,6 +98,15 @@ async def serve_grpc(svc: Inference) -> None:
     decide_pb2_grpc.add_DecideServiceServicer_to_server(DecideServicer(svc), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # Server reflection: `grpcurl list`, Postman and other clients discover the API.
+    reflection.enable_server_reflection(
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
     address = f"{svc.settings.http_host}:{svc.settings.grpc_port}"
     port = server.add_insecure_port(address)
     await server.start()

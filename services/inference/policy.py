@@ -14,8 +14,8 @@ sampling, never the log from the policy.
 Posteriors: a creative's Beta posterior in a segment is its prior (`prior_alpha/prior_beta`
 of the Creative record) plus its reward sum and impressions in that segment, shrunk toward the
 campaign-level roll-up (segment '*') while the segment has fewer than `backoff_impressions`
-impressions (`bandit.backoff`); with `decay_half_life_s`, evidence is discounted by the age of
-its last update (`bandit.posterior`).
+impressions (`bandit.backoff`). Evidence is what features publishes: with its decay half-life
+each observation is weighted by its own age (`services.common.decay`), read forward to now.
 
 Experiment arms (`bandit.experiment_arm`, stable per user): ``control`` — uniform over the
 live catalog creatives that may serve the segment (propensity 1/K; if the campaign has none,
@@ -33,6 +33,7 @@ import asyncio
 import bisect
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,9 +107,9 @@ class Policy:
         n_draws: int,
         refresh_ms: int,
         backoff_impressions: int,
-        decay_half_life_s: float | None = None,
         challenger_share: float = 0.0,
         seed: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._state = state
         self._rng = np.random.default_rng(seed)
@@ -117,7 +118,7 @@ class Policy:
         )
         self._refresh_s = refresh_ms / 1000.0
         self._backoff = backoff_impressions
-        self._half_life = decay_half_life_s
+        self._clock = clock  # reads decayed evidence as of now (a simulated clock in benches)
         self._challenger_share = challenger_share
         self._cache: dict[tuple[str, str, str], _Snapshot] = {}
         self._stale: set[tuple[str, str, str]] = set()
@@ -264,12 +265,11 @@ class Policy:
             if segment != ALL_SEGMENTS
             else None
         )
-        s, n = (seg.reward_sum, seg.impressions) if seg else (0.0, 0)
+        now_ms = int(self._clock() * 1000)
+        own = seg.evidence(now_ms) if seg else None
+        s, n = (own.successes, own.total) if own else (0.0, 0.0)
         if top is not None:
-            s, n = backoff(s, n, top.reward_sum, top.impressions, min_impressions=self._backoff)
-        age_s = 0.0
-        latest = max((x.updated_at_ms for x in (seg, top) if x is not None), default=None)
-        if self._half_life and latest is not None:
-            age_s = max(0.0, time.time() - latest / 1000.0)
-        alpha, beta = posterior(a0, b0, s, n, age_s=age_s, half_life_s=self._half_life)
+            every = top.evidence(now_ms)
+            s, n = backoff(s, n, every.successes, every.total, min_impressions=self._backoff)
+        alpha, beta = posterior(a0, b0, s, n)
         return Arm(cid, alpha, beta)

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.common.codec import CodecError, SchemaRegistry
+from services.common.decay import Evidence
 from services.common.kafka import make_consumer
 from services.common.logging import get_logger
 from services.common.settings import KafkaSettings
@@ -41,6 +42,20 @@ class SegmentStats:
     alpha: float
     beta: float
     updated_at_ms: int
+    # Decayed evidence (prior excluded) as of updated_at_ms, and the half-life features used.
+    # Records older than CreativeStats v2 carry none: evidence is then the plain counts.
+    successes: float | None = None
+    failures: float | None = None
+    half_life_s: float | None = None
+
+    def evidence(self, now_ms: int) -> Evidence:
+        """The Beta evidence read at `now_ms`: each observation weighted by its age."""
+        if self.successes is None or self.failures is None:
+            n = float(max(self.impressions, 0))
+            s = min(max(self.reward_sum, 0.0), n)
+            return Evidence(s, n - s, self.updated_at_ms)
+        ev = Evidence(self.successes, self.failures, self.updated_at_ms)
+        return ev.at(now_ms, self.half_life_s)
 
 
 @dataclass
@@ -102,6 +117,9 @@ class State:
                 float(record["alpha"]),
                 float(record["beta"]),
                 int(updated.timestamp() * 1000) if hasattr(updated, "timestamp") else int(updated),
+                record.get("successes"),
+                record.get("failures"),
+                record.get("decay_half_life_s"),
             )
         )
         self._bump(self.stats_version, campaign)

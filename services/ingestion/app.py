@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
 from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from services.common.producer import ResilientProducer
 from services.common.stall import watching_shutdown
 from services.common.topics import Topics
 from services.ingestion.collector import build_http_app
@@ -75,8 +76,10 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         max_event_bytes=settings.max_event_bytes,
         dlq_max_value_bytes=settings.dlq_max_value_bytes,
         limits=limits,
+        carry_headers=settings.carried_headers(),
     )
-    fingerprints = {v.fingerprint for v in schemas.versions("AdEvent")}
+    # both byte orders: the events topic still holds records written before the fix
+    fingerprints = {fp for v in schemas.versions("AdEvent") for fp in v.fingerprints}
 
     def consumer_factory(listener: ConsumerRebalanceListener) -> AIOKafkaConsumer:
         consumer = make_consumer(
@@ -97,7 +100,11 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         )
         await producer.start()
         stack.push_async_callback(producer.stop)
-        http_producer = make_producer(kafka)
+        http_producer = ResilientProducer(
+            lambda: make_producer(kafka),
+            name="collector",
+            delivery_timeout_s=settings.http_kafka_timeout_s,
+        )
         await http_producer.start()
         stack.push_async_callback(http_producer.stop)
         tail = EventsTail(kafka, topics.events.name, dedup, fingerprints)
@@ -140,6 +147,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 limits=limits,
                 is_ready=stream.ready.is_set,
                 is_alive=lambda: not stream_task.done(),
+                kafka_timeout_s=settings.http_kafka_timeout_s,
+                retry_after_s=settings.http_retry_after_s,
             )
             server = _Server(
                 uvicorn.Config(

@@ -2,8 +2,15 @@
 
 Each event of a request is checked with the same rules the stream applies; valid ones are
 written to the raw topic (keyed by event_id, so retries of one event share a partition) and
-acknowledged by Kafka before the 202 answer lists what was accepted. Invalid ones are not
-written: the answer says why, per event. Also /healthz, /readyz and /metrics.
+acknowledged by Kafka before the 202 answer lists what was accepted. Invalid ones, and valid
+ones without personalization consent (which the stream would drop), are not written: the
+answer marks them not accepted and says why, per event. When Kafka does not acknowledge every
+valid event within `kafka_timeout_s` (broker away, producer being replaced) the answer is 503
+with `Retry-After` and the per-event results (those `accepted` were written): the app sends
+the request again and ingestion drops the copies by event_id. Bodies: one JSON object, a JSON
+array, or NDJSON (`Content-Type: application/x-ndjson`, one object per line), optionally
+`Content-Encoding: gzip` (the size limit applies to the compressed and the inflated body).
+Also /healthz, /readyz and /metrics.
 """
 
 from __future__ import annotations
@@ -11,20 +18,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.privacy import ApiKeys
+from services.common.producer import NotDelivered, ResilientProducer
 from services.ingestion.decoding import decode_json
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.rejection import Rejection
-from services.ingestion.validation import Limits, validate_event
+from services.ingestion.validation import Limits, consent_verdict, validate_event
 
 __all__ = ["build_http_app"]
 
@@ -33,7 +40,7 @@ _VIA_HEADER = ("admuse-via", b"http")
 
 def build_http_app(
     *,
-    producer: AIOKafkaProducer,
+    producer: ResilientProducer,
     raw_topic: str,
     metrics: IngestionMetrics,
     api_keys: frozenset[str],
@@ -43,6 +50,8 @@ def build_http_app(
     limits: Limits,
     is_ready: Callable[[], bool],
     is_alive: Callable[[], bool],
+    kafka_timeout_s: float = 1.5,
+    retry_after_s: int = 5,
 ) -> FastAPI:
     """The collector's FastAPI app; the caller owns the producer's lifecycle."""
     app = FastAPI(title="admuse ingestion", docs_url=None, redoc_url=None)
@@ -74,14 +83,41 @@ def build_http_app(
     @app.post("/v1/events", status_code=202)
     async def post_events(request: Request) -> Response:
         if not authorized(request):
-            return _error(401, "missing or unknown X-API-Key")
+            return _error(
+                401,
+                "missing or unknown X-API-Key",
+                headers={"WWW-Authenticate": 'APIKey header="X-API-Key"'},
+            )
         body = await _read_body(request, max_body_bytes)
         if body is None:
             return _error(413, f"request body is larger than {max_body_bytes} bytes")
-        decoded = decode_json(body)
-        if isinstance(decoded, Rejection):
-            return _error(400, f"{decoded.message}; send one JSON event object or an array")
-        items = decoded.value if isinstance(decoded.value, list) else [decoded.value]
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "gzip":
+            try:
+                body = _gunzip(body, max_body_bytes)
+            except ValueError as exc:
+                return _error(400 if "gzip" in str(exc) else 413, str(exc))
+        elif encoding not in ("", "identity"):
+            return _error(415, f"Content-Encoding {encoding!r} is not supported; use gzip")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype in ("application/x-ndjson", "application/jsonl", "application/json-seq"):
+            items = []
+            for number, line in enumerate(body.splitlines(), 1):
+                if not line.strip():
+                    continue
+                one = decode_json(line)
+                if isinstance(one, Rejection):
+                    return _error(400, f"NDJSON line {number}: {one.message}")
+                items.append(one.value)
+        else:
+            decoded = decode_json(body)
+            if isinstance(decoded, Rejection):
+                return _error(
+                    400,
+                    f"{decoded.message}; send one JSON event object, an array, or NDJSON "
+                    "(Content-Type: application/x-ndjson)",
+                )
+            items = decoded.value if isinstance(decoded.value, list) else [decoded.value]
         if len(items) > max_batch:
             return _error(413, f"{len(items)} events in one request; at most {max_batch}")
         return await _accept(items)
@@ -89,7 +125,7 @@ def build_http_app(
     async def _accept(items: list[Any]) -> Response:
         now_ms = time.time_ns() // 1_000_000
         results: list[dict[str, Any]] = []
-        pending: list[tuple[int, asyncio.Future[Any]]] = []
+        sends: dict[int, Any] = {}
         for index, item in enumerate(items):
             checked = validate_event(item, now_ms=now_ms, limits=limits)
             if isinstance(checked, Rejection):
@@ -97,29 +133,43 @@ def build_http_app(
                     _rejected(index, item, checked.reason, checked.field, checked.message)
                 )
                 continue
+            dropped = consent_verdict(checked.fields["consent"])
+            if dropped is not None:
+                results.append(
+                    _rejected(
+                        index, item, dropped, "consent",
+                        "not forwarded: the event has no personalization consent "
+                        '(consent {"personalization": true})',
+                    )
+                )  # fmt: skip
+                continue
             results.append({"index": index, "event_id": checked.event_id, "accepted": True})
-            try:
-                fut = await producer.send(
-                    raw_topic,
-                    _raw_bytes(item),
-                    key=checked.event_id.encode(),
-                    headers=[_VIA_HEADER],
+            sends[index] = producer.send(
+                raw_topic,
+                _raw_bytes(item),
+                key=checked.event_id.encode(),
+                headers=[_VIA_HEADER],
+                timeout_s=kafka_timeout_s,
+            )
+        outcomes = await asyncio.gather(*sends.values(), return_exceptions=True)
+        unavailable = 0
+        for index, outcome in zip(sends, outcomes, strict=True):
+            if isinstance(outcome, NotDelivered):
+                unavailable += 1
+                results[index] = _rejected(
+                    index, items[index], "unavailable", None, f"not written to Kafka: {outcome}"
                 )
-                pending.append((index, fut))
-            except KafkaError as exc:
-                results[index] = _rejected(index, item, "unavailable", None, f"Kafka: {exc!r}")
-        for index, fut in pending:
-            try:
-                await fut
-            except KafkaError as exc:
-                results[index] = _rejected(index, items[index], "unavailable", None, f"{exc!r}")
+            elif isinstance(outcome, BaseException):
+                raise outcome
         accepted = sum(1 for r in results if r["accepted"])
         metrics.http_events.labels("accepted").inc(accepted)
-        metrics.http_events.labels("rejected").inc(len(results) - accepted)
-        return JSONResponse(
-            {"accepted": accepted, "rejected": len(results) - accepted, "results": results},
-            status_code=202,
-        )
+        metrics.http_events.labels("unavailable").inc(unavailable)
+        metrics.http_events.labels("rejected").inc(len(results) - accepted - unavailable)
+        body = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+        if unavailable:
+            body["error"] = f"Kafka is unavailable: {unavailable} event(s) not written; retry"
+            return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry_after_s)})
+        return JSONResponse(body, status_code=202)
 
     return app
 
@@ -142,8 +192,22 @@ def _rejected(
     }
 
 
-def _error(status: int, message: str) -> Response:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """Inflate a gzip body, refusing more than `limit` bytes of output (a gzip bomb)."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ValueError(f"body is not valid gzip ({exc}) although Content-Encoding: gzip") from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise ValueError(f"inflated body is larger than {limit} bytes")
+    if not inflater.eof:
+        raise ValueError("gzip body ends early (truncated) although Content-Encoding: gzip")
+    return out
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

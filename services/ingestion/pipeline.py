@@ -46,6 +46,8 @@ class Outgoing:
     key: bytes | None
     value: bytes
     timestamp_ms: int
+    # A forwarded event carries its raw record's headers (trace-id, app, ...) unchanged.
+    headers: Sequence[tuple[str, bytes | None]] = ()
 
 
 @dataclass(slots=True)
@@ -84,8 +86,10 @@ class Processor:
         max_event_bytes: int,
         dlq_max_value_bytes: int,
         limits: Limits,
+        carry_headers: frozenset[str] = frozenset(),
     ) -> None:
         self.spec = TransformSpec(secret, max_event_bytes, limits)
+        self._carry = carry_headers
         self.transform = Transform(self.spec, event_codec)
         self._event_codec = event_codec
         self._dlq_codec = dlq_codec
@@ -123,7 +127,7 @@ class Processor:
         result = into if into is not None else BatchResult(seen=set(already))
         result.formats.update(done.formats)
         in_batch = result.seen
-        events_topic = self._events_topic
+        events_topic, carry = self._events_topic, self._carry
         for rec, outcome in zip(records, done.outcomes, strict=True):
             result.consumed += 1
             if type(outcome) is tuple:
@@ -133,7 +137,8 @@ class Processor:
                     continue
                 in_batch.add(event_id)
                 result.forwarded_ids.append(event_id)
-                result.outgoing.append(Outgoing(events_topic, key, value, now_ms))
+                headers = rec.headers and [h for h in rec.headers if h[0].lower() in carry]
+                result.outgoing.append(Outgoing(events_topic, key, value, now_ms, headers or ()))
                 result.source_timestamps_ms.append(rec.timestamp)
             elif isinstance(outcome, Rejection):
                 result.dead_letters[outcome.reason] += 1

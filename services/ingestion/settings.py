@@ -81,12 +81,29 @@ class Settings(ServiceSettings):
             "service's process). Unset: one per CPU, at most 4; none on a single CPU."
         ),
     )
+    carry_headers: str = Field(
+        "trace-id,traceparent,tracestate,x-request-id,x-correlation-id,app,app-version,admuse-via",
+        description=(
+            "Comma-separated record header names (any case) a forwarded event keeps on "
+            "admuse.events; others are not carried (a header may hold a raw user id)."
+        ),
+    )
     http_host: str = Field("0.0.0.0", description="Address the HTTP collector binds.")
     http_port: int = Field(8081, ge=0, le=65535, description="HTTP collector port (0: none).")
     http_max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="POST /v1/events bodies larger than this get 413."
     )
     http_max_batch: int = Field(1000, ge=1, description="Events per POST /v1/events at most.")
+    http_kafka_timeout_s: float = Field(
+        1.5,
+        gt=0,
+        le=30,
+        description="POST /v1/events answers 503 when Kafka has not acknowledged its events "
+        "within this many seconds.",
+    )
+    http_retry_after_s: int = Field(
+        5, ge=1, description="Retry-After (seconds) of the collector's 503 answers."
+    )
     api_keys: SecretStr | None = Field(
         None,
         description=(
@@ -119,6 +136,9 @@ class Settings(ServiceSettings):
         return frozenset(
             k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()
         )
+
+    def carried_headers(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.carry_headers.split(",") if h.strip())
 
     def worker_count(self) -> int:
         """Transform worker processes: as set, else one per CPU (at most 4), none on a

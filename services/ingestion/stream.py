@@ -300,10 +300,12 @@ class IngestionStream:
             builder = builders.get(slot)
             if builder is None:
                 builder = builders[slot] = producer.create_batch()
-            if builder.append(timestamp=out.timestamp_ms, key=out.key, value=out.value) is None:
+            record = {"timestamp": out.timestamp_ms, "key": out.key, "value": out.value}
+            record["headers"] = list(out.headers) if out.headers else []  # aiokafka: a list
+            if builder.append(**record) is None:
                 futures.append(await producer.send_batch(builder, slot[0], partition=slot[1]))
                 builder = builders[slot] = producer.create_batch()
-                if builder.append(timestamp=out.timestamp_ms, key=out.key, value=out.value) is None:
+                if builder.append(**record) is None:
                     raise RuntimeError(f"an empty batch refused {len(out.value)} bytes for {slot}")
         for (topic, partition), builder in builders.items():
             futures.append(await producer.send_batch(builder, topic, partition=partition))

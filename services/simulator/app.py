@@ -17,8 +17,10 @@ import httpx
 from pydantic import ValidationError
 
 from services.cli.campaign_spec import SpecError
+from services.common.health import HealthServer
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
 from services.common.logging import configure_logging, get_logger
+from services.common.producer import ResilientProducer
 from services.common.settings import KafkaSettings
 from services.common.stall import watching_shutdown
 from services.common.topics import Topics
@@ -45,6 +47,7 @@ async def simulate(
     source: str = "admuse-simulator",
     stop: asyncio.Event | None = None,
     on_start: Callable[[Player], None] | None = None,
+    send_timeout_s: float = 60.0,
 ) -> LiveStats:
     """Play `scenario` against the Decide API at `decide_url`; results land in `run_dir`."""
     log = get_logger("simulator")
@@ -56,7 +59,11 @@ async def simulate(
 
         applied = await apply_spec(kafka, scenario.campaign)
         log.info("campaign applied", campaign_id=applied.campaign_id, revision=applied.revision)
-    producer = make_producer(kafka, linger_ms=20)
+    producer = ResilientProducer(
+        lambda: make_producer(kafka, linger_ms=20),
+        name="simulator",
+        delivery_timeout_s=send_timeout_s,
+    )
     await producer.start()
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     try:
@@ -65,7 +72,7 @@ async def simulate(
         ) as client:
 
             async def send(key: bytes, value: bytes) -> None:
-                await producer.send(topics.events_raw.name, value, key=key)
+                await producer.send(topics.events_raw.name, value, key=key)  # acked or raises
 
             player = Player(
                 scenario,
@@ -80,7 +87,6 @@ async def simulate(
             if on_start:
                 on_start(player)
             stats = await player.run(duration_s, stop, drain_s=drain_s)
-        await producer.flush()
     finally:
         await producer.stop()
     summary = summary_of(stats)
@@ -99,11 +105,14 @@ def summary_of(stats: LiveStats) -> dict[str, Any]:
         "skipped": stats.skipped,
         "errors": dict(stats.errors),
         "events_sent": stats.events_sent,
+        "events_unsent": stats.events_unsent,
+        "clicks_unsent": stats.clicks_unsent,
         "generated_served": stats.generated_served,
         "model_versions": sorted(stats.model_versions),
         "arms": {
             arm: {
                 "impressions": a.impressions,
+                "never_shown": a.unshown,
                 "clicks": a.clicks,
                 "ctr": a.ctr,
                 "conversions": a.conversions,
@@ -141,21 +150,32 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        playing = asyncio.Event()
+        health = None
+        if settings.health_port:
+            health = HealthServer(settings.health_host, settings.health_port, playing.is_set)
+            health.start()
         async with watching_shutdown(stop):
-            await simulate(
-                scenario,
-                kafka=settings.kafka,
-                decide_url=settings.decide_url,
-                api_key=settings.api_key.get_secret_value(),
-                run_dir=settings.run_dir,
-                seed=settings.seed,
-                duration_s=settings.duration_s,
-                rate=settings.rate,
-                max_in_flight=settings.max_in_flight,
-                drain_s=settings.drain_s,
-                apply_campaign=settings.apply_campaign,
-                source=settings.source,
-                stop=stop,
-            )
+            try:
+                await simulate(
+                    scenario,
+                    kafka=settings.kafka,
+                    decide_url=settings.decide_url,
+                    api_key=settings.api_key.get_secret_value(),
+                    run_dir=settings.run_dir,
+                    seed=settings.seed,
+                    duration_s=settings.duration_s,
+                    rate=settings.rate,
+                    max_in_flight=settings.max_in_flight,
+                    drain_s=settings.drain_s,
+                    apply_campaign=settings.apply_campaign,
+                    source=settings.source,
+                    stop=stop,
+                    on_start=lambda _player: playing.set(),
+                    send_timeout_s=settings.send_timeout_s,
+                )
+            finally:
+                if health is not None:
+                    health.stop()
 
     asyncio.run(run())

@@ -57,15 +57,16 @@ class GroundTruth:
         self._reward_per_click = w.click + self._conv_rate * (
             w.conversion + w.value * self._conv_value
         )
-        self._best_catalog: dict[str, Best] = {}
-        self._optimum: dict[str, Best] = {}
+        self._best_catalog: dict[tuple[str, tuple[float, ...]], Best] = {}
+        self._optimum: dict[tuple[str, tuple[float, ...]], Best] = {}
 
     @property
     def segments(self) -> list[str]:
         return list(self._segments)
 
     # -- the model -------------------------------------------------------------------------
-    def logit(self, segment: str, attributes: Mapping[str, Any]) -> float:
+    def logit(self, segment: str, attributes: Mapping[str, Any], at_s: float = 0.0) -> float:
+        """The true logit of P(click), `at_s` seconds into the run (drift changes it)."""
         truth = self.scenario.truth
         seg = truth.segments.get(segment)
         z = seg.base_logit if seg and seg.base_logit is not None else truth.base_logit
@@ -76,15 +77,26 @@ class GroundTruth:
                 continue
             if all(attributes.get(k) == v for k, v in inter.when.items()):
                 z += inter.logit
+        for drift in truth.drift:
+            if drift.segments is not None and segment not in drift.segments:
+                continue
+            if all(attributes.get(k) == v for k, v in drift.when.items()):
+                z += drift.logit * drift.share(at_s)
         return z
 
-    def p_click(self, segment: str, attributes: Mapping[str, Any]) -> float:
-        z = self.logit(segment, attributes)
+    def p_click(self, segment: str, attributes: Mapping[str, Any], at_s: float = 0.0) -> float:
+        z = self.logit(segment, attributes, at_s)
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
-    def expected_reward(self, segment: str, attributes: Mapping[str, Any]) -> float:
+    def expected_reward(
+        self, segment: str, attributes: Mapping[str, Any], at_s: float = 0.0
+    ) -> float:
         """E[reward] of showing this creative once, by the campaign's reward definition."""
-        return self.p_click(segment, attributes) * self._reward_per_click
+        return self.p_click(segment, attributes, at_s) * self._reward_per_click
+
+    def _phase(self, at_s: float) -> tuple[float, ...]:
+        """Where each drift stands (to 5 %): the oracle is cached per phase."""
+        return tuple(round(d.share(at_s) * 20) / 20 for d in self.scenario.truth.drift)
 
     @property
     def conversion_rate(self) -> float:
@@ -114,26 +126,28 @@ class GroundTruth:
         return -weight * sum((a - b) ** 2 for a, b in zip(rgb, t, strict=True))
 
     # -- the oracle ------------------------------------------------------------------------
-    def best_catalog(self, segment: str) -> Best:
+    def best_catalog(self, segment: str, at_s: float = 0.0) -> Best:
         """The human (seed) creative with the highest expected reward in this segment."""
-        if segment not in self._best_catalog:
+        key = (segment, self._phase(at_s))
+        if key not in self._best_catalog:
             best: Best | None = None
             for seed in self.spec.seeds:
-                r = self.expected_reward(segment, seed.attributes)
+                r = self.expected_reward(segment, seed.attributes, at_s)
                 if best is None or r > best.reward:
                     best = Best(
                         dict(seed.attributes),
-                        self.p_click(segment, seed.attributes),
+                        self.p_click(segment, seed.attributes, at_s),
                         r,
                         self.spec.seed_id(seed),
                     )
             assert best is not None
-            self._best_catalog[segment] = best
-        return self._best_catalog[segment]
+            self._best_catalog[key] = best
+        return self._best_catalog[key]
 
-    def optimum(self, segment: str) -> Best:
+    def optimum(self, segment: str, at_s: float = 0.0) -> Best:
         """The best creative of the whole space (forbidden combinations excluded)."""
-        if segment not in self._optimum:
+        key = (segment, self._phase(at_s))
+        if key not in self._optimum:
             attrs = self._continuous_optimum(segment)
             cats = [a for a in self.spec.attributes if isinstance(a, CategoricalAttribute)]
             combos = math.prod(len(a.values) for a in cats)
@@ -143,7 +157,7 @@ class GroundTruth:
                     trial = {**attrs, **{a.name: v for a, v in zip(cats, values, strict=True)}}
                     if self.spec.is_forbidden(trial):
                         continue
-                    z = self.logit(segment, trial)
+                    z = self.logit(segment, trial, at_s)
                     if z > best_z:
                         best_combo, best_z = trial, z
                 attrs = best_combo if best_combo is not None else attrs
@@ -152,16 +166,18 @@ class GroundTruth:
                 for _ in range(3):
                     for a in cats:
                         scored = [
-                            (self.logit(segment, {**attrs, a.name: v}), v)
+                            (self.logit(segment, {**attrs, a.name: v}, at_s), v)
                             for v in a.values
                             if not self.spec.is_forbidden({**attrs, a.name: v})
                         ]
                         if scored:
                             attrs[a.name] = max(scored)[1]
-            self._optimum[segment] = Best(
-                attrs, self.p_click(segment, attrs), self.expected_reward(segment, attrs)
+            self._optimum[key] = Best(
+                attrs,
+                self.p_click(segment, attrs, at_s),
+                self.expected_reward(segment, attrs, at_s),
             )
-        return self._optimum[segment]
+        return self._optimum[key]
 
     def _continuous_optimum(self, segment: str) -> dict[str, Any]:
         out: dict[str, Any] = {}

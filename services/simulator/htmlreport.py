@@ -143,15 +143,16 @@ def write_html(
         ".card img{width:100%}.muted{color:#6b7280;font-size:0.9em}</style></head><body>",
         f"<h1>admuse run — {e(result['campaign_id'])}</h1>",
         f"<p class='muted'>{result['requests']:,} requests over {result['duration_s']:.0f} s, "
-        f"{result['failed']:,} failed.</p>",
+        f"{result['failed']:,} failed{_events_note(result)}.</p>",
         f"<h2>{e(' vs '.join(LABELS[a] for a in shown).capitalize())}</h2>"
-        "<table><tr><th>policy</th><th>impressions</th><th>clicks</th>"
+        "<table><tr><th>policy</th><th>impressions</th><th>never shown</th><th>clicks</th>"
         "<th>CTR</th><th>95% interval</th><th>true CTR</th><th>regret / impression</th></tr>",
     ]
     for a in shown:
         s = arms[a]
         parts.append(
-            f"<tr><td>{e(LABELS[a])}</td><td>{s['impressions']:,}</td><td>{s['clicks']:,}</td>"
+            f"<tr><td>{e(LABELS[a])}</td><td>{s['impressions']:,}</td>"
+            f"<td>{s.get('never_shown', 0):,}</td><td>{s['clicks']:,}</td>"
             f"<td>{_pct(s.get('ctr'))}</td><td>{_pct(s.get('ctr_low'))} – "
             f"{_pct(s.get('ctr_high'))}</td><td>{_pct(s['true_ctr'])}</td>"
             f"<td>{s['regret_per_impression']:.4f}</td></tr>"
@@ -242,3 +243,14 @@ def _label(cid: str, creative: Mapping[str, Any]) -> str:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2%}"
+
+
+def _events_note(result: dict[str, Any]) -> str:
+    """`; events: N written, M not written` when the run counted its events (escaped ints)."""
+    ev = result.get("events")
+    if not ev:
+        return ""
+    return (
+        f"; events: {int(ev['events_sent']):,} written to Kafka, "
+        f"{int(ev['events_unsent']):,} not written ({int(ev['clicks_unsent']):,} clicks)"
+    )

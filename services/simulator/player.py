@@ -7,6 +7,10 @@ inference's `POST /v1/decide`; the simulator sends an impression event to
 seeded by (seed, n), so a run with the same seed draws the same users and outcomes whatever
 order the concurrent requests finish in.
 
+Every event's fate is known: it is acknowledged by Kafka (`events_sent`) or counted as not
+written (`events_unsent`, clicks among them `clicks_unsent`), and listed in `events.jsonl`
+beside the results (event_id, type, decision_id, sent) for the fault suite's reconciliation.
+
 Every answered request is scored by the oracle (true click probability of the creative served,
 best catalog creative, best creative of the space) and written to `results.jsonl`; the truth
 never leaves this process.
@@ -46,6 +50,7 @@ def lognormal_delay(rng: random.Random, delay: Delay) -> float:
 @dataclass
 class ArmStats:
     impressions: int = 0
+    unshown: int = 0  # decisions the app did not show (scenario audience.shown_share)
     clicks: int = 0
     conversions: int = 0
     expected_reward: float = 0.0
@@ -72,7 +77,9 @@ class LiveStats:
     model_versions: Counter[str] = field(default_factory=Counter)
     creatives_served: Counter[str] = field(default_factory=Counter)
     generated_served: int = 0
-    events_sent: int = 0
+    events_sent: int = 0  # acknowledged by Kafka
+    events_unsent: int = 0  # not written: Kafka away past the send deadline, or run over
+    clicks_unsent: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     # How late this process's event loop wakes up: tells a slow Decide API from a busy simulator.
     loop_lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
@@ -114,6 +121,7 @@ class Player:
         self._shares = scenario.shares()
         self._seed_ids = {scenario.campaign.seed_id(s) for s in scenario.campaign.seeds}
         self._out: Any = None
+        self._events_out: Any = None
         self._t0_wall = 0.0
 
     # -- the run --------------------------------------------------------------------------
@@ -130,7 +138,11 @@ class Player:
         next_at = start
         n = 0
         lag = asyncio.create_task(self._watch_loop_lag())
-        with self.results_path.open("w", encoding="utf-8") as self._out:
+        events_path = self.results_path.with_name("events.jsonl")
+        with (
+            self.results_path.open("w", encoding="utf-8") as self._out,
+            events_path.open("w", encoding="utf-8") as self._events_out,
+        ):
             try:
                 while not stop.is_set():
                     next_at += arrivals.expovariate(self.rate)
@@ -154,6 +166,7 @@ class Player:
                     task.cancel()
                 await asyncio.gather(lag, *self._tasks, *self._delayed, return_exceptions=True)
                 self._out.flush()
+                self._events_out.flush()
         return self.stats
 
     async def _watch_loop_lag(self, every_s: float = 0.1) -> None:
@@ -239,8 +252,10 @@ class Player:
         latency_ms: float,
     ) -> None:
         truth = self.truth
-        p = truth.p_click(segment, attributes)
-        clicked = rng.random() < p
+        at_s = time.time() - self._t0_wall  # scenario time: drift changes the truth with it
+        p = truth.p_click(segment, attributes, at_s)
+        shown = rng.random() < self.scenario.audience.shown_share
+        clicked = shown and rng.random() < p
         converted = clicked and rng.random() < truth.conversion_rate
         conv = self.scenario.truth.conversion
         value = max(0.0, rng.gauss(conv.value_mean, conv.value_sd)) if converted and conv else None
@@ -248,8 +263,9 @@ class Player:
         conv_delay = (
             lognormal_delay(rng, self.scenario.truth.conversion_delay) if converted else None
         )
-        expected = truth.expected_reward(segment, attributes)
-        oracle = truth.optimum(segment).reward
+        # a decision never shown could earn nothing, whatever was chosen: no regret either
+        expected = truth.expected_reward(segment, attributes, at_s) if shown else 0.0
+        oracle = truth.optimum(segment, at_s).reward if shown else 0.0
         origin = "catalog" if creative_id in self._seed_ids else "generated"
 
         base = {
@@ -261,7 +277,9 @@ class Player:
             "context": dict(context),
             "source": self.source,
         }
-        await self._emit(n, "impression", base, 0.0)
+        if shown:
+            # Sent off the request path: a slow or absent Kafka must not hold a Decide slot.
+            self._later(n, "impression", base, 0.0)
         if click_delay is not None:
             self._later(n, "click", base, click_delay)
         if conv_delay is not None and click_delay is not None:
@@ -269,7 +287,8 @@ class Player:
 
         s = self.stats
         a = s.arm(arm)
-        a.impressions += 1
+        a.impressions += shown
+        a.unshown += not shown
         a.clicks += clicked
         a.conversions += converted
         a.expected_reward += expected
@@ -283,6 +302,7 @@ class Player:
             {
                 "n": n,
                 "t": round(time.time() - self._t0_wall, 3),
+                "decision_id": decision_id,
                 "segment": segment,
                 "segment_key": decision.get("segment"),
                 "arm": arm,
@@ -294,8 +314,9 @@ class Player:
                 "attributes": attributes,
                 "p_click": round(p, 6),
                 "expected_reward": round(expected, 6),
-                "best_catalog_reward": round(truth.best_catalog(segment).reward, 6),
+                "best_catalog_reward": round(truth.best_catalog(segment, at_s).reward, 6),
                 "oracle_reward": round(oracle, 6),
+                "shown": shown,
                 "clicked": clicked,
                 "converted": converted,
                 "value": value,
@@ -320,8 +341,30 @@ class Player:
             "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
         event.setdefault("value", None)
-        await self._send(base["user_id"].encode(), json.dumps(event).encode())
-        self.stats.events_sent += 1
+        sent = False
+        try:
+            await self._send(base["user_id"].encode(), json.dumps(event).encode())
+            sent = True
+        except Exception as exc:
+            self.stats.errors[f"event not sent ({type(exc).__name__})"] += 1
+        finally:  # cancelled at the end of the drain: not sent either
+            if sent:
+                self.stats.events_sent += 1
+            else:
+                self.stats.events_unsent += 1
+                self.stats.clicks_unsent += kind == "click"
+            self._log_event(event, sent)
+
+    def _log_event(self, event: dict[str, Any], sent: bool) -> None:
+        if self._events_out is not None and not self._events_out.closed:
+            row = {
+                "event_id": event["event_id"],
+                "type": event["type"],
+                "decision_id": event["decision_id"],
+                "consent": event["consent"]["personalization"],
+                "sent": sent,
+            }
+            self._events_out.write(json.dumps(row, separators=(",", ":")) + "\n")
 
     def _error(self, n: int, kind: str, detail: str) -> None:
         self.stats.errors[kind] += 1
@@ -330,5 +373,6 @@ class Player:
         )
 
     def _write(self, record: dict[str, Any]) -> None:
+        record["at"] = round(time.time(), 3)  # wall clock: lines results up with outside events
         if self._out is not None and not self._out.closed:
             self._out.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -56,8 +56,9 @@ def analyze(
     """Every number the result table and the report show, JSON-ready."""
     creatives = dict(creatives or {})
     truth = GroundTruth(scenario)
-    arm_rows = {a: [r for r in rows if r["arm"] == a] for a in ARMS}
-    arms = {a: _arm_summary(rs) for a, rs in arm_rows.items()}
+    arm_rows = {a: [r for r in rows if r["arm"] == a and r.get("shown", True)] for a in ARMS}
+    unshown = Counter(r["arm"] for r in rows if "arm" in r and not r.get("shown", True))
+    arms = {a: {**_arm_summary(rs), "never_shown": unshown[a]} for a, rs in arm_rows.items()}
     shares = expected_shares(scenario)
     srm = _srm(arms, shares)
     comparison = None
@@ -145,7 +146,8 @@ def _arm_summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
 def _srm(
     arms: Mapping[str, Mapping[str, Any]], shares: Mapping[str, float]
 ) -> dict[str, Any] | None:
-    observed = [int(arms[a]["impressions"]) for a in shares]
+    # decisions, shown or not: the split is of users, whatever the app then showed
+    observed = [int(arms[a]["impressions"] + arms[a].get("never_shown", 0)) for a in shares]
     if len(shares) < 2 or sum(observed) == 0:
         return None
     result = srm_test(observed, list(shares.values()))
@@ -303,6 +305,7 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
     for col in (
         "policy",
         "impressions",
+        "never shown",
         "clicks",
         "CTR",
         "95% interval",
@@ -315,6 +318,7 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
         table.add_row(
             LABELS[a],
             f"{s['impressions']:,}",
+            f"{s.get('never_shown', 0):,}",
             f"{s['clicks']:,}",
             _pct(s.get("ctr")),
             f"{_pct(s.get('ctr_low'))} – {_pct(s.get('ctr_high'))}",
@@ -378,6 +382,14 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
             + (" (outside catalog)" if b["optimum_outside_catalog"] else ""),
         )
     console.print(best)
+    ev = result.get("events")
+    if ev is not None:
+        style = "red" if ev["events_unsent"] else "green"
+        console.print(
+            f"[{style}]events: {ev['events_sent']:,} written to Kafka, {ev['events_unsent']:,} "
+            f"not written ({ev['clicks_unsent']:,} of them clicks)[/{style}]; "
+            f"{result['failed']:,} Decide request(s) failed"
+        )
     if report_path:
         console.print(f"report: [bold]{report_path}[/bold]")
 

@@ -6,6 +6,7 @@ audience:
   rate: 20                      # users arriving per second (Poisson)
   users_per_segment: 5000       # distinct app users per segment (holdout is per user)
   consent_share: 1.0            # share of users who consent to personalization
+  shown_share: 1.0              # share of decisions the app shows (impression event sent)
   segments:
     - {name: de-mobile, share: 0.6, context: {country: DE, device: mobile}}
 truth:                          # never sent to the services; used only to score them
@@ -20,6 +21,8 @@ truth:                          # never sent to the services; used only to score
        segments: {de-mobile: {target: "#00aa55"}}}
   interactions:                 # a bonus when every listed value appears together
     - {when: {headline: "Save 20%", cta: "Shop now"}, logit: 0.6, segments: [de-mobile]}
+  drift:                        # appeal that changes during the run (creative fatigue, a trend)
+    - {when: {headline: "Save 20%"}, logit: -2.0, start_s: 120, ramp_s: 30}   # wears out
   conversion: {rate: 0.1, value_mean: 40, value_sd: 10}    # optional, P(conversion | click)
   click_delay: {median_s: 2.0, sigma: 0.8, max_s: 60}     # lognormal
   conversion_delay: {median_s: 6.0, sigma: 0.8, max_s: 120}
@@ -52,6 +55,7 @@ from services.common.segment import segment_of
 __all__ = [
     "Audience",
     "Delay",
+    "Drift",
     "Effect",
     "Scenario",
     "SegmentSpec",
@@ -79,6 +83,9 @@ class Audience(_Strict):
     rate: float = Field(10.0, gt=0, le=10_000, description="arrivals per second")
     users_per_segment: int = Field(5000, ge=1)
     consent_share: float = Field(1.0, ge=0, le=1)
+    # share of decisions the app actually shows (sends an `impression` event for); the rest
+    # are below the fold or closed: no impression, no click
+    shown_share: float = Field(1.0, gt=0, le=1)
     segments: list[SegmentSpec] = Field(min_length=1)
 
 
@@ -104,6 +111,25 @@ class Interaction(_Strict):
     segments: list[str] | None = None
 
 
+class Drift(_Strict):
+    """Creatives with every `when` value gain `logit` (negative: they wear out), ramping in
+    linearly over `ramp_s` seconds from `start_s` seconds into the run."""
+
+    when: dict[str, str] = Field(min_length=1)
+    logit: float
+    start_s: float = Field(ge=0)
+    ramp_s: float = Field(0.0, ge=0)
+    segments: list[str] | None = None
+
+    def share(self, at_s: float) -> float:
+        """How much of the change has happened `at_s` seconds into the run (0 to 1)."""
+        if at_s < self.start_s:
+            return 0.0
+        if self.ramp_s <= 0:
+            return 1.0
+        return min(1.0, (at_s - self.start_s) / self.ramp_s)
+
+
 class SegmentTruth(_Strict):
     base_logit: float | None = None
 
@@ -125,6 +151,7 @@ class Truth(_Strict):
     segments: dict[str, SegmentTruth] = Field(default_factory=dict)
     effects: list[Effect] = Field(default_factory=list)
     interactions: list[Interaction] = Field(default_factory=list)
+    drift: list[Drift] = Field(default_factory=list)
     conversion: Conversion | None = None
     click_delay: Delay = Field(default_factory=lambda: Delay(median_s=2.0, sigma=0.8, max_s=60))
     conversion_delay: Delay = Field(
@@ -159,19 +186,20 @@ class Scenario(_Strict):
         attrs = self.campaign.attribute_map()
         for i, eff in enumerate(self.truth.effects):
             _check_effect(i, eff, attrs, known)
-        for i, inter in enumerate(self.truth.interactions):
-            for k, v in inter.when.items():
-                a = attrs.get(k)
-                if not isinstance(a, CategoricalAttribute) or v not in a.values:
-                    raise ValueError(
-                        f"truth.interactions[{i}].when.{k}: {v!r} is not a value of a categorical "
-                        "attribute of the campaign"
-                    )
-            for s in inter.segments or []:
-                if s not in known:
-                    raise ValueError(
-                        f"truth.interactions[{i}].segments: {s!r} is not an audience segment"
-                    )
+        for field_name in ("interactions", "drift"):
+            for i, rule in enumerate(getattr(self.truth, field_name)):
+                for k, v in rule.when.items():
+                    a = attrs.get(k)
+                    if not isinstance(a, CategoricalAttribute) or v not in a.values:
+                        raise ValueError(
+                            f"truth.{field_name}[{i}].when.{k}: {v!r} is not a value of a "
+                            "categorical attribute of the campaign"
+                        )
+                for s in rule.segments or []:
+                    if s not in known:
+                        raise ValueError(
+                            f"truth.{field_name}[{i}].segments: {s!r} is not an audience segment"
+                        )
         return self
 
     def segment_key(self, seg: SegmentSpec) -> str:

@@ -27,9 +27,11 @@ import torch
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.codec import RecordCodec, SchemaRegistry
+from services.common.health import HealthServer
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from services.common.logging import configure_logging
 from services.common.model_store import ModelStore
+from services.common.producer import NotDelivered, ResilientProducer
 from services.common.signing import Signer
 from services.common.stall import watching_shutdown
 from services.common.topics import Topics
@@ -52,7 +54,12 @@ _CHECK_EVERY_S = 10.0
 
 def train_config(settings: Settings) -> TrainConfig:
     base = TrainConfig.small() if settings.profile == "small" else TrainConfig()
-    return base.with_overrides(gan_steps=settings.gan_steps)
+    return base.with_overrides(
+        gan_steps=settings.gan_steps,
+        reward_epochs=settings.reward_epochs,
+        max_reward_steps=settings.reward_max_steps,
+        reward_bends=settings.reward_bends,
+    )
 
 
 async def _assign(consumer: AIOKafkaConsumer, state: TrainerState) -> None:
@@ -122,15 +129,20 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     published = registry.codec("ModelPublished")
     cfg = train_config(settings)
     publish = _Publish(store, signer, producer=None, codec=published, metrics=metrics)
+    assigned = asyncio.Event()
     async with AsyncExitStack() as stack:
+        if settings.health_port:
+            health = HealthServer(settings.health_host, settings.health_port, assigned.is_set)
+            stack.callback(health.start().stop)
         consumer = make_consumer(settings.kafka, group_id=None)
         await consumer.start()
         stack.push_async_callback(consumer.stop)
-        producer = make_producer(settings.kafka)
+        producer = ResilientProducer(lambda: make_producer(settings.kafka), name="trainer")
         await producer.start()
         stack.push_async_callback(producer.stop)
         publish.producer = producer
         await _assign(consumer, state)
+        assigned.set()  # ready: reading rewards
         training: asyncio.Task[None] | None = None
         checking: asyncio.Task[None] | None = None
         last_check = time.monotonic()
@@ -174,7 +186,12 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         if training is not None:  # a torch run cannot be interrupted: let it finish
             await asyncio.wait([training])
             _report_crash(training)
-        log.info("trainer stopped", buffered=len(state.buffer), rejected=dict(state.rejected))
+        log.info(
+            "trainer stopped",
+            buffered=len(state.buffer),
+            rejected=dict(state.rejected),
+            unshown=dict(state.unshown),
+        )
 
 
 class _Publish:
@@ -234,9 +251,14 @@ async def _train_and_publish(
         publish.metrics.not_published.labels(cid, why).inc()
         log.warning("model not published", campaign_id=cid, reason=why, error=str(exc))
         return
-    await publish.producer.send_and_wait(
-        state.topics.models.name, publish.codec.encode(record), key=cid.encode()
-    )
+    try:
+        await publish.producer.send(
+            state.topics.models.name, publish.codec.encode(record), key=cid.encode()
+        )
+    except NotDelivered as exc:  # stored but not announced: the next retrain publishes again
+        publish.metrics.not_published.labels(cid, "kafka_unavailable").inc()
+        log.error("model not published: Kafka did not take it", campaign_id=cid, error=str(exc))
+        return
     publish.metrics.published.labels(cid).inc()
     state.last_model[cid] = (digest, built)
     m = built.metrics

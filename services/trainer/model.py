@@ -29,6 +29,9 @@ class ModelConfig:
     critic_hidden: int = 128
     pac: int = 4
     reward_hidden: int = 64
+    # Radial basis bumps per numeric/color column in the reward model (0: those columns enter
+    # linearly, so each segment's response to them is monotone)
+    reward_bends: int = 4
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,21 +143,47 @@ class Discriminator(nn.Module):
 
 
 class RewardModel(nn.Module):
-    """P(reward | segment, creative), wide and deep: a linear term over segment × creative
+    """P(reward | segment, creative), wide and deep: a linear term over segment × features
     (each segment's own taste per attribute value) plus an MLP for everything else.
-    `forward` returns the probability [B, 1]."""
 
-    def __init__(self, creative_dim: int, n_segments: int, cfg: ModelConfig) -> None:
+    Features are the creative's columns plus, for each `continuous` column (numeric, color
+    channel; values in [0, 1]), `cfg.reward_bends` Gaussian bumps centred evenly on [0, 1]:
+    the wide term then holds a smooth curve per segment and column, so an effect that peaks
+    mid-range (a font size, a hue) is as easy to fit as a monotone one. `forward` returns the
+    probability [B, 1].
+    """
+
+    def __init__(
+        self,
+        creative_dim: int,
+        n_segments: int,
+        cfg: ModelConfig,
+        continuous: Sequence[int] = (),
+    ) -> None:
         super().__init__()
-        self.body = _mlp(creative_dim + n_segments, cfg.reward_hidden, 2, norm=False, slope=0.01)
+        bends = cfg.reward_bends if len(continuous) else 0
+        self.bends = bends
+        self.register_buffer("continuous", torch.tensor(list(continuous), dtype=torch.long))
+        self.register_buffer("centres", torch.linspace(0.0, 1.0, max(bends, 2))[:bends])
+        self.inv_width = float(max(bends - 1, 1))  # bump width = spacing of the centres
+        features = creative_dim + len(continuous) * bends
+        self.body = _mlp(features + n_segments, cfg.reward_hidden, 2, norm=False, slope=0.01)
         self.head = nn.Linear(cfg.reward_hidden, 1)
-        self.wide = nn.Linear(n_segments * creative_dim + creative_dim, 1, bias=False)
+        self.wide = nn.Linear(n_segments * features + features, 1, bias=False)
         nn.init.zeros_(self.wide.weight)
 
+    def features(self, creative: torch.Tensor) -> torch.Tensor:
+        if not self.bends:
+            return creative
+        x = creative.index_select(1, self.continuous).unsqueeze(2)
+        bumps = torch.exp(-(((x - self.centres) * self.inv_width) ** 2))
+        return torch.cat([creative, bumps.flatten(1)], dim=1)
+
     def logit(self, segment: torch.Tensor, creative: torch.Tensor) -> torch.Tensor:
-        cross = torch.matmul(segment.unsqueeze(2), creative.unsqueeze(1))
-        wide = torch.cat([cross.reshape(creative.shape[0], -1), creative], dim=1)
-        deep = self.head(self.body(torch.cat([segment, creative], dim=1)))
+        f = self.features(creative)
+        cross = torch.matmul(segment.unsqueeze(2), f.unsqueeze(1))
+        wide = torch.cat([cross.flatten(1), f], dim=1)
+        deep = self.head(self.body(torch.cat([segment, f], dim=1)))
         return deep + self.wide(wide)
 
     def forward(self, segment: torch.Tensor, creative: torch.Tensor) -> torch.Tensor:

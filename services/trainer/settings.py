@@ -56,6 +56,10 @@ class Settings(ServiceSettings):
     buffer_path: Path = Field(
         Path(".run/trainer/buffer.json.gz"), description="Persisted training buffer."
     )
+    health_host: str = Field("127.0.0.1", description="Address of /healthz, /readyz, /metrics.")
+    health_port: int = Field(
+        0, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics; 0: not served."
+    )
     seed: int = Field(7, description="Seed for every model (same seed, same data: same model).")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when torch sees a GPU, else CPU."
@@ -64,6 +68,19 @@ class Settings(ServiceSettings):
         "full", description="Network/step sizes: full, or small for tests and demos."
     )
     gan_steps: int | None = Field(None, ge=1, description="Override the profile's GAN steps.")
+    reward_epochs: int | None = Field(
+        None, ge=1, description="Override the profile's reward-model epochs over the data."
+    )
+    reward_max_steps: int | None = Field(
+        None, ge=1, description="Override the profile's cap on reward-model optimizer steps."
+    )
+    reward_bends: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="Radial-basis bumps per numeric/color column in the reward model "
+        "(0: linear, monotone per segment); default 4.",
+    )
     # Signing and the quality gate (docs/contracts.md "Model artifacts")
     signing_key: SecretStr | None = Field(
         None, description="Ed25519 private key signing every model (`admuse keys generate`)."

@@ -63,6 +63,7 @@ class TrainerState:
         # the last model built per campaign: (digest of its exported networks, BuiltModel)
         self.last_model: dict[str, tuple[str, Any]] = {}
         self.rejected: Counter[str] = Counter()
+        self.unshown: Counter[str] = Counter()  # per campaign: rewards of decisions never shown
         self._codecs: dict[str, RecordCodec] = {
             topics.campaigns.name: registry.codec("Campaign"),
             topics.creatives.name: registry.codec("Creative"),
@@ -82,7 +83,9 @@ class TrainerState:
             rec = self._codecs[msg.topic].decode(msg.value)
             if msg.topic == self.topics.rewards.name:
                 row = RewardRow.from_record(rec)
-                if self.buffer.add(rec["campaign_id"], row):
+                if not rec.get("shown", True):  # never shown: not an impression, no row
+                    self.unshown[rec["campaign_id"]] += 1
+                elif self.buffer.add(rec["campaign_id"], row):
                     self._count(rec["campaign_id"], row)
             elif msg.topic == self.topics.campaigns.name:
                 CreativeSpace.from_attributes(rec["attributes"])  # refuse unusable spaces

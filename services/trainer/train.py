@@ -88,7 +88,12 @@ class TrainConfig:
         )
 
     def with_overrides(self, **kw: Any) -> TrainConfig:
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+        """This config with every given (not None) field replaced; `reward_bends` and the
+        other `ModelConfig` fields go to `model`."""
+        given = {k: v for k, v in kw.items() if v is not None}
+        model_fields = set(asdict(self.model))
+        model_kw = {k: given.pop(k) for k in list(given) if k in model_fields}
+        return replace(self, model=replace(self.model, **model_kw), **given)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,7 +206,12 @@ def _fit_reward_model(
     seg = torch.from_numpy(data.onehot()).to(device)
     x = torch.from_numpy(data.x).to(device)
     y = torch.from_numpy(data.label).to(device).unsqueeze(1)
-    model = RewardModel(data.space.creative_dim, len(data.segments), cfg.model).to(device)
+    continuous = [
+        c.offset + i for c in data.space.columns if c.kind != "categorical" for i in range(c.width)
+    ]
+    model = RewardModel(data.space.creative_dim, len(data.segments), cfg.model, continuous).to(
+        device
+    )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.reward_lr, weight_decay=1e-5)
     per_epoch = max(1, int(np.ceil(len(fit) / cfg.reward_batch)))
     total = min(cfg.max_reward_steps, cfg.reward_epochs * per_epoch)

@@ -126,7 +126,10 @@ async def h(
         kafka,
         topics.campaigns.name,
         registry.codec("Campaign"),
-        [("valued", campaign("valued", weighted))],
+        [
+            ("valued", campaign("valued", weighted)),
+            ("by-event", {**campaign("by-event", {"kind": "click"}), "impressions": "event"}),
+        ],
     )
     worker = FeaturesWorker(
         kafka,
@@ -203,6 +206,29 @@ async def test_conversion_value_reward_from_the_campaign_spec(h: Harness) -> Non
     r = await h.reward_of(d)
     assert r["outcome"] == "conversion" and r["converted"] and r["clicked"]
     assert r["conversion_value"] == 50.0 and r["reward"] == pytest.approx(1.0 + 0.5)
+
+
+async def test_with_impressions_from_events_a_decision_never_shown_is_not_an_impression(
+    h: Harness,
+) -> None:
+    shown, unshown, clicked = (decision("by-event", "cr9", window_ms=WINDOW_MS) for _ in "abc")
+    unshown_before = await h.worker.metric("admuse_features_unshown_decisions_total")
+    for d in (shown, unshown, clicked):
+        await h.decide(d)
+    await h.send(event(shown, "impression"), event(clicked, "impression"), event(clicked))
+    rewards = [await h.reward_of(d) for d in (shown, unshown, clicked)]
+    assert [(r["shown"], r["reward"]) for r in rewards] == [(True, 0.0), (False, 0.0), (True, 1.0)]
+    await h.metric_reaches("admuse_features_unshown_decisions_total", unshown_before + 1)
+    async with TopicReader(h.kafka, h.topics.stats.name, "CreativeStats", h.registry) as stats:
+
+        def counted(s: TopicReader) -> bool:
+            last = s.by_key().get("by-event/*/cr9")
+            return last is not None and last["impressions"] + last["unshown"] == 3
+
+        await stats.until(counted, timeout_s=30)
+        last = stats.by_key()["by-event/*/cr9"]
+    assert (last["impressions"], last["unshown"], last["clicks"]) == (2, 1, 1)
+    assert (last["successes"], last["failures"]) == (1.0, 1.0)  # the unshown one is no failure
 
 
 async def test_erasure_deletes_the_users_pending_join_observably(h: Harness) -> None:

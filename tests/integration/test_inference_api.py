@@ -140,7 +140,8 @@ async def test_api_keys_are_enforced_except_on_health(served: Served) -> None:
     decide = {"campaign_id": "spring", "user_id": "u"}
     for key in (None, "wrong-key"):
         async with served.client(key) as client:
-            assert (await client.post("/v1/decide", json=decide)).status_code == 401
+            refused = await client.post("/v1/decide", json=decide)
+            assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "APIKey"
             assert (await client.get("/v1/creatives")).status_code == 401
             assert (await client.get("/v1/creatives/spring-c0.svg")).status_code == 401
             assert (await client.get("/healthz")).status_code == 200
@@ -199,6 +200,15 @@ async def test_grpc_decide_and_health(served: Served) -> None:
     from services.inference.generated.admuse.v1 import decide_pb2, decide_pb2_grpc
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{served.proc.grpc_port}") as channel:
+        # server reflection, as `grpcurl list` uses it
+        from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+        ask = reflection_pb2.ServerReflectionRequest(list_services="")
+        answers = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([ask]), timeout=5
+        )
+        listed = {s.name async for a in answers for s in a.list_services_response.service}
+        assert {"admuse.v1.DecideService", "grpc.health.v1.Health"} <= listed
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "admuse.v1.DecideService"):
             resp = await health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)

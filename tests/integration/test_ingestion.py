@@ -3,6 +3,7 @@ dedup that survives a restart, refusing to start without the pseudonym secret.""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -124,6 +125,7 @@ async def test_foreign_client_zstd_headers_null_keys_json_and_avro(
             ev["user_id"] == pseudonymize(SECRET.encode(), user)
             and rec.key == ev["user_id"].encode()
         )
+        assert list(rec.headers) == headers  # the app's headers travel with the event
         assert ev["ingested_at"] is not None and ev["context"] == {
             "country": "DE",
             "device": "mobile",
@@ -191,7 +193,9 @@ async def test_http_collector(shared: tuple[KafkaSettings, Topics, IngestionProc
     good = event("http-1", "web-user-1")
     bad = event("http-2", "web-user-2", type="purchase")
     async with httpx.AsyncClient(timeout=30) as client:
-        assert (await client.post(url, json=good)).status_code == 401
+        no_key = await client.post(url, json=good)
+        assert no_key.status_code == 401
+        assert no_key.headers["WWW-Authenticate"] == 'APIKey header="X-API-Key"'
         assert (await client.post(url, json=good, headers={"X-API-Key": "nope"})).status_code == 401
         auth = {"X-API-Key": API_KEY}
         one = await client.post(url, json=good, headers=auth)
@@ -207,21 +211,38 @@ async def test_http_collector(shared: tuple[KafkaSettings, Topics, IngestionProc
         assert too_big.status_code == 413
         not_json = await client.post(url, content=b"{oops", headers=auth)
         assert not_json.status_code == 400 and "JSON" in not_json.json()["error"]
+        # NDJSON, gzip-encoded; the event without consent is reported, not accepted
+        no_consent = event("http-5", "web-user-5", consent={})
+        lines = b"\n".join(json.dumps(e).encode() for e in (event("http-4", "u4"), no_consent))
+        ndjson = {**auth, "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
+        packed = await client.post(url, content=gzip.compress(lines + b"\n"), headers=ndjson)
+        assert packed.status_code == 202, packed.text
+        r4, r5 = packed.json()["results"]
+        assert r4 == {"index": 0, "event_id": "http-4", "accepted": True}
+        assert (r5["accepted"], r5["reason"], r5["event_id"]) == (
+            False,
+            "consent_missing",
+            "http-5",
+        )
+        broken = await client.post(url, content=gzip.compress(lines)[:20], headers=ndjson)
+        assert broken.status_code == 400 and "gzip" in broken.json()["error"]
+        bomb = gzip.compress(b" " * 3_000_000)
+        assert (await client.post(url, content=bomb, headers=ndjson)).status_code == 413
         assert (await client.get(f"{service.url}/healthz")).status_code == 200
         assert (await client.get(f"{service.url}/readyz")).status_code == 200
     async with TopicReader(kafka, topics.events.name) as events:
         mine = _mine("http-")
-        await events.until(lambda r: sum(map(mine, r)) >= 2, 60, "2 HTTP events forwarded")
+        await events.until(lambda r: sum(map(mine, r)) >= 3, 60, "3 HTTP events forwarded")
     got = {EVENTS.decode(r.value)["event_id"] for r in events.records if mine(r)}
-    assert got == {"http-1", "http-3"}
+    assert got == {"http-1", "http-3", "http-4"}
     after = await service.metrics()
 
     def grew(name: str, **labels: str) -> float:
         return sum_metric(after, name, **labels) - sum_metric(before, name, **labels)
 
-    assert grew("admuse_ingestion_http_events_total", outcome="accepted") == 2
-    assert grew("admuse_ingestion_http_events_total", outcome="rejected") == 2
-    assert grew("admuse_ingestion_event_latency_seconds_count") == 2
+    assert grew("admuse_ingestion_http_events_total", outcome="accepted") == 3
+    assert grew("admuse_ingestion_http_events_total", outcome="rejected") == 3
+    assert grew("admuse_ingestion_event_latency_seconds_count") == 3
     assert grew("admuse_ingestion_dead_letters_total") == 0  # rejected at the door
 
 

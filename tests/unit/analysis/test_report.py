@@ -196,3 +196,20 @@ def test_control_without_outcomes_yet_still_renders() -> None:
     buf = io.StringIO()
     print_report(rep, Console(file=buf, width=200))
     json.dumps(rep.to_dict())
+
+
+def test_decisions_never_shown_are_counted_and_left_out_of_rates() -> None:
+    data = LoggedData.from_columns(
+        context=["country=DE"] * 6,
+        action=["a"] * 6,
+        reward=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        propensity=[1.0] * 6,
+        arm=["optimized"] * 6,
+        extra={"shown": np.array([True, True, False, False, True, True])},
+    )
+    rep = build_report("c", data, decision_arms=np.array(["optimized"] * 7, dtype=object))
+    (row,) = rep.arms
+    assert (row.impressions, row.outcomes, row.unshown, row.pending) == (7, 4, 2, 1)
+    assert row.rewarded.rate == 0.5  # 2 clicks of 4 shown, not 2 of 6
+    assert any("2 decisions were never shown" in n for n in rep.notes)
+    assert "never shown" in report_html(rep)

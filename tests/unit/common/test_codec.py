@@ -11,6 +11,7 @@ import avro.schema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY as METRICS
 
 from services.common.codec import (
     MAGIC,
@@ -169,11 +170,11 @@ def _apache_fingerprint(name: str, version: int) -> bytes:
     The specification's Parsing Canonical Form drops logicalType and writes {"type": "long"} as
     "long"; Apache Avro's Python library (1.12) keeps {"type": "long"} for logical types and so
     fingerprints differently. Stripping logicalType first (it never takes part in the canonical
-    form) makes the library produce the specification's fingerprint. The library returns it
-    big-endian; single-object encoding carries it little-endian.
+    form) makes the library produce the specification's fingerprint, in the little-endian
+    byte order single-object encoding carries — compared as the library returns it.
     """
     stripped = _strip_logical(REGISTRY.get(name, version).schema)
-    return avro.schema.parse(json.dumps(stripped)).fingerprint("CRC-64-AVRO")[::-1]
+    return avro.schema.parse(json.dumps(stripped)).fingerprint("CRC-64-AVRO")
 
 
 def test_apache_avro_reads_our_payload() -> None:
@@ -198,3 +199,24 @@ def test_we_read_apache_avro_payload_with_resolution() -> None:
     payload = b"\xc3\x01" + _apache_fingerprint("AdEvent", 1) + buf.getvalue()
     decoded = REGISTRY.codec("AdEvent", 2).decode(payload)
     assert decoded["event_id"] == "e-1" and decoded["ingested_at"] is None
+
+
+def test_we_write_the_fingerprint_in_apache_avro_byte_order_for_every_schema() -> None:
+    for sv in ALL_VERSIONS:
+        assert sv.fingerprint == _apache_fingerprint(sv.name, sv.version), sv.path.name
+
+
+def test_legacy_reversed_fingerprint_is_read_counted_and_never_written() -> None:
+    codec = REGISTRY.codec("AdEvent")
+    data = codec.encode(example(codec.reader.schema))
+    legacy = data[:2] + data[2:10][::-1] + data[10:]
+    before = _legacy_reads("AdEvent")
+    assert codec.decode(legacy) == codec.decode(data)
+    assert _legacy_reads("AdEvent") == before + 1
+    assert codec.decode(data) and _legacy_reads("AdEvent") == before + 1  # spec order: not counted
+    assert codec.encode(codec.decode(legacy))[2:10] == codec.reader.fingerprint
+
+
+def _legacy_reads(record: str) -> float:
+    value = METRICS.get_sample_value("admuse_codec_legacy_fingerprint_total", {"record": record})
+    return value or 0.0

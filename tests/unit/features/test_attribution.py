@@ -181,7 +181,64 @@ def test_pure_click_weighted_settles_on_click() -> None:
 
 def test_non_joinable_events_are_ignored() -> None:
     state, _, _ = opened()
-    assert apply_event(state, ev("impression"), RewardSpec(), **KW).verdict == "ignored"
+    assert apply_event(state, ev("page_view"), RewardSpec(), **KW).verdict == "ignored"
+
+
+SHOWN = RewardSpec(impressions="event")
+
+
+def _timeout(state: dict, spec: RewardSpec) -> dict:
+    step = close_due(state, spec, now_ms=T0 + WINDOW + 1, grace_ms=0, retention_ms=60_000)
+    assert step is not None
+    return step.reward
+
+
+def test_with_impressions_from_events_a_decision_never_shown_is_not_an_impression() -> None:
+    state, _, _ = opened(SHOWN)
+    reward = _timeout(state, SHOWN)
+    assert reward["shown"] is False and reward["reward"] == 0.0
+
+
+def test_an_impression_event_marks_the_decision_shown_once() -> None:
+    state, _, _ = opened(SHOWN)
+    step = apply_event(state, ev("impression", "i1"), SHOWN, **KW)
+    assert step.verdict == "attributed" and step.reward is None
+    again = apply_event(step.state, ev("impression", "i2"), SHOWN, **KW)
+    assert again.verdict == "duplicate"
+    assert _timeout(step.state, SHOWN)["shown"] is True
+
+
+def test_a_click_without_an_impression_event_still_counts_as_shown() -> None:
+    state, _, _ = opened(SHOWN)
+    assert apply_event(state, ev("click"), SHOWN, **KW).reward["shown"] is True
+
+
+def test_impression_held_before_its_decision_counts_when_it_arrives() -> None:
+    held = hold_event(
+        None, ev("impression", "i1"), user_id="u1", partition=0, now_ms=T0, max_hold_ms=1000
+    ).state
+    state, _, verdicts = opened(SHOWN, held)
+    assert verdicts == ["attributed"]
+    assert _timeout(state, SHOWN)["shown"] is True
+
+
+def test_with_impressions_from_decisions_every_decision_is_shown() -> None:
+    state, _, _ = opened()
+    assert _timeout(state, RewardSpec())["shown"] is True
+
+
+def test_late_impression_does_not_make_a_closed_decision_shown() -> None:
+    state, _, _ = opened(SHOWN)
+    late = apply_event(state, ev("impression", "i1", at=T0 + WINDOW + 5), SHOWN, **KW)
+    assert late.verdict == "late"
+    assert _timeout(late.state, SHOWN)["shown"] is False
+
+
+def test_impression_source_from_campaign_and_bad_value() -> None:
+    assert RewardSpec.from_campaign({"campaign_id": "c"}).impressions == "decision"
+    assert RewardSpec.from_campaign({"campaign_id": "c", "impressions": "event"}) == SHOWN
+    with pytest.raises(ValueError, match="impressions 'sometimes'"):
+        RewardSpec.from_campaign({"campaign_id": "c", "impressions": "sometimes"})
 
 
 def test_reward_spec_from_campaign_and_bad_kind() -> None:

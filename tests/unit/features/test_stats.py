@@ -128,3 +128,19 @@ def test_stats_record_adds_prior_and_marks_windows() -> None:
     )
     assert rec["window_ms"] is None and rec["decay_half_life_s"] == 30.0
     assert rec["updated_at"] == T0
+
+
+def test_a_decision_never_shown_counts_as_unshown_not_as_an_impression() -> None:
+    c = Counters().add(reward(0.0, clicked=False, shown=False), T0, None).add(reward(), T0, None)
+    assert (c.impressions, c.unshown, c.clicks, c.successes, c.failures) == (1, 1, 1, 1.0, 0.0)
+    rec = stats_record(
+        StatsKey("c", "country=DE", "cr1"),
+        merge([c, Counters().add(reward(0.0, clicked=False, shown=False), T0, None)], None),
+        prior_alpha=1.0,
+        prior_beta=1.0,
+        half_life_s=None,
+        window_ms=1000,
+        now_ms=T0,
+    )
+    assert (rec["impressions"], rec["unshown"], rec["alpha"], rec["beta"]) == (1, 2, 2.0, 1.0)
+    assert (rec["successes"], rec["failures"]) == (1.0, 0.0)

@@ -45,15 +45,6 @@ def test_posterior_moves_with_rewards() -> None:
     assert stats.beta(a2, b2).std() < stats.beta(a1, b1).std() / 2
 
 
-def test_posterior_decay_discounts_old_evidence() -> None:
-    fresh = posterior(2.0, 8.0, 50, 100, age_s=0.0, half_life_s=60.0)
-    one_half_life = posterior(2.0, 8.0, 50, 100, age_s=60.0, half_life_s=60.0)
-    ancient = posterior(2.0, 8.0, 50, 100, age_s=60_000.0, half_life_s=60.0)
-    assert fresh == (52.0, 58.0)
-    assert one_half_life == pytest.approx((27.0, 33.0))
-    assert ancient == pytest.approx((2.0, 8.0))
-
-
 def test_posterior_ignores_impossible_counts() -> None:
     assert posterior(1.0, 1.0, 500, 100) == (101.0, 1.0)  # clicks clipped to impressions
     assert posterior(1.0, 1.0, float("nan"), -5) == (1.0, 1.0)

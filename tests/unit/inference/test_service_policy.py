@@ -3,6 +3,7 @@ control arm, back-off and caching, and request validation."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -188,3 +189,19 @@ async def test_moved_posteriors_are_refreshed_off_the_request_path() -> None:
         pytest.approx(fresh["a"]),
         pytest.approx(fresh["b"]),
     )
+
+
+def test_arms_read_the_decayed_evidence_features_published_forward_to_now() -> None:
+    """A v2 stats record carries evidence decayed per observation as of `updated_at`; the
+    policy reads it forward to now with the record's half-life (no second decay setting)."""
+    state = _state(_creative("a"))
+    hour_ago_ms = int(time.time() * 1000) - 3_600_000
+    record = {**_stats("a", SEG, 1000, 500), "updated_at": hour_ago_ms, "successes": 40.0,
+              "failures": 24.0, "decay_half_life_s": 1800.0}  # fmt: skip
+    state.apply_stats(f"c/{SEG}/a", record)
+    (arm,) = _policy(state).arms("c", SEG, state.live_creatives("c", SEG))
+    assert arm.alpha == pytest.approx(1.0 + 10.0, rel=1e-3)  # two half-lives: 40 -> 10
+    assert arm.beta == pytest.approx(1.0 + 6.0, rel=1e-3)
+    state.apply_stats(f"c/{SEG}/a", {**_stats("a", SEG, 1000, 500), "updated_at": hour_ago_ms})
+    (plain,) = _policy(state).arms("c", SEG, state.live_creatives("c", SEG))
+    assert (plain.alpha, plain.beta) == (501.0, 501.0)  # a v1 record: its counts, undecayed

@@ -42,20 +42,22 @@ def test_live_view_shows_arms_models_and_creatives() -> None:
             }
         )
     watch.models.append({"version": "20261127T101500Z-3f2a"})
-    stack = SimpleNamespace(
-        processes={
-            "inference": SimpleNamespace(alive=True),
-            "trainer": SimpleNamespace(alive=False),
+    supervisor = SimpleNamespace(
+        status=lambda: {
+            "inference": {"state": "up", "restarts": 0},
+            "trainer": {"state": "DOWN (restarting)", "restarts": 2},
         }
     )
+    stats.events_sent, stats.events_unsent = 900, 7
     console = Console(record=True, width=140)
-    console.print(_live_view(SimpleNamespace(stats=stats), watch, stack, 180))
+    console.print(_live_view(SimpleNamespace(stats=stats), watch, supervisor, 180))
     text = console.export_text()
     assert "optimized" in text and "20.00%" in text and "7.00%" in text
     assert "models published: 1 (latest 20261127T101500Z-3f2a)" in text
     assert "1 catalog live, 2 generated admitted (1 live), 1 retired" in text
     assert "generated impressions 42" in text
-    assert "inference up" in text and "trainer DOWN" in text
+    assert "inference up" in text and "trainer DOWN (restarting) (2 restarts)" in text
+    assert "events sent 900, not sent 7" in text
 
 
 def test_stack_gives_each_service_its_ports_secrets_and_run_folders(tmp_path: Path) -> None:

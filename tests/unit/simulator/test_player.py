@@ -44,8 +44,13 @@ def decide_api(scenario_name: str = "e2e") -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-async def play(tmp_path: Path, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+async def play(
+    tmp_path: Path, seed: int, shown_share: float = 1.0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     scenario = load_scenario("e2e")
+    scenario = scenario.model_copy(
+        update={"audience": scenario.audience.model_copy(update={"shown_share": shown_share})}
+    )
     quick = Delay(median_s=0.05, sigma=0.5, max_s=0.2)  # clicks arrive fast: short test
     scenario = scenario.model_copy(
         update={"truth": scenario.truth.model_copy(update={"click_delay": quick})}
@@ -121,3 +126,49 @@ async def test_same_seed_same_users_and_outcomes(tmp_path: Path) -> None:
     assert len(common) > 100
     assert all(ka[n] == kb[n] for n in common)
     assert key(c) != ka
+
+
+async def test_decisions_the_app_does_not_show_send_no_impression_and_no_click(
+    tmp_path: Path,
+) -> None:
+    rows, events = await play(tmp_path, seed=2, shown_share=0.6)
+    answered = [r for r in rows if "error" not in r]
+    shown = [r for r in answered if r["shown"]]
+    assert 0.4 * len(answered) < len(shown) < 0.8 * len(answered)
+    assert len([e for e in events if e["type"] == "impression"]) == len(shown)
+    assert not any(r["clicked"] for r in answered if not r["shown"])
+    assert len({e["decision_id"] for e in events}) == len(shown)  # nothing for the others
+
+
+async def test_events_kafka_did_not_take_are_counted_not_sent(tmp_path: Path) -> None:
+    from services.common.producer import NotDelivered
+
+    scenario = load_scenario("e2e")
+    quick = Delay(median_s=0.05, sigma=0.5, max_s=0.2)
+    scenario = scenario.model_copy(
+        update={"truth": scenario.truth.model_copy(update={"click_delay": quick})}
+    )
+    tried: list[dict[str, Any]] = []
+
+    async def send(key: bytes, value: bytes) -> None:
+        event = json.loads(value)
+        tried.append(event)
+        if len(tried) % 3 == 0:  # the broker is away for every third event
+            raise NotDelivered("raw: not acknowledged in time")
+
+    async with httpx.AsyncClient(
+        transport=decide_api(), base_url="http://x", headers={"X-API-Key": "k"}
+    ) as client:
+        player = Player(
+            scenario, client=client, send=send, results_path=tmp_path / "r.jsonl", rate=200.0
+        )
+        stats = await player.run(duration_s=0.5, drain_s=5.0)
+    log = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    failed = len(tried) // 3
+    assert stats.events_unsent == failed > 10
+    assert stats.events_sent == len(tried) - failed
+    assert stats.errors["event not sent (NotDelivered)"] == failed
+    assert len(log) == len(tried) and sum(not r["sent"] for r in log) == failed
+    unsent_clicks = sum(1 for r in log if not r["sent"] and r["type"] == "click")
+    assert stats.clicks_unsent == unsent_clicks
+    assert {r["event_id"] for r in log} == {e["event_id"] for e in tried}

@@ -50,7 +50,7 @@ class _Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
 
-    async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> None:
+    async def send(self, topic: str, value: bytes, key: bytes) -> None:
         self.sent.append((topic, value))
 
 

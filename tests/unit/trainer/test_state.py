@@ -206,3 +206,15 @@ def test_not_enough_data_never_triggers(state: TrainerState, registry: SchemaReg
     )
     _feed(state, registry, 20)  # below min_rows
     assert state.due(now=0.0) == [] and state.due(now=10**6) == []
+
+
+def test_rewards_of_decisions_never_shown_make_no_training_row(
+    state: TrainerState, registry: SchemaRegistry
+) -> None:
+    codec = registry.codec("Reward")
+    rows = synthetic_rewards(synthetic_catalog(n=4), 10, seed=3)
+    for i, r in enumerate(rows):
+        state.apply(_msg(TOPICS.rewards.name, codec.encode({**r, "shown": i % 2 == 0}), i))
+    assert len(state.buffer.rows("spring")) == 5
+    assert state.unshown == {"spring": 5} and not state.rejected
+    assert state.buffer.offsets == {TOPICS.rewards.name: {0: 10}}  # read past, not lost

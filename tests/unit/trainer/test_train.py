@@ -246,3 +246,64 @@ def test_rewards_without_known_creatives_are_a_clear_error() -> None:
     rows = [RewardRow.from_record(r) for r in synthetic_rewards(catalog, 100, seed=5)]
     with pytest.raises(TrainingError, match=r"none of 100 rewards has a known creative"):
         build_model(synthetic_campaign(), {}, rows, TrainConfig.small())
+
+
+def test_settings_set_the_reward_models_training_budget_and_bends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.trainer.app import train_config
+    from services.trainer.settings import Settings
+
+    monkeypatch.setenv("ADMUSE_TRAINER_PROFILE", "small")
+    monkeypatch.setenv("ADMUSE_TRAINER_REWARD_EPOCHS", "7")
+    monkeypatch.setenv("ADMUSE_TRAINER_REWARD_MAX_STEPS", "90")
+    monkeypatch.setenv("ADMUSE_TRAINER_REWARD_BENDS", "0")
+    cfg = train_config(Settings())
+    assert (cfg.reward_epochs, cfg.max_reward_steps, cfg.model.reward_bends) == (7, 90, 0)
+    assert cfg.model.reward_hidden == TrainConfig.small().model.reward_hidden
+
+
+def test_reward_model_fits_an_effect_that_peaks_mid_range_and_exports_with_parity() -> None:
+    """One segment likes font scale 1.3 (mid-range), the other 0.85 (near the low end): the
+    trained reward model's response peaks where each segment's does, and ONNX agrees."""
+    from services.trainer.export import export_and_check
+
+    campaign = {
+        "campaign_id": "peak",
+        "attributes": [
+            {"name": "cta", "kind": "categorical", "values": ["a", "b"]},
+            {"name": "font_scale", "kind": "numeric", "min": 0.8, "max": 1.8},
+        ],
+    }
+    space = CreativeSpace.from_attributes(campaign["attributes"])
+    rng = np.random.default_rng(3)
+    n = 12_000
+    seg = rng.integers(0, 2, n)
+    scale = rng.uniform(0.8, 1.8, n)
+    peak = np.where(seg == 0, 1.3, 0.85)
+    p = 1 / (1 + np.exp(-(-1.0 - 12.0 * (scale - peak) ** 2)))
+    from services.trainer.train import TrainingData
+
+    data = TrainingData(
+        space,
+        ["s0", "s1"],
+        space.encode_many({"cta": "a", "font_scale": float(x)} for x in scale),
+        seg,
+        (rng.random(n) < p).astype(float),
+        np.full(n, 0.5),
+    )
+    cfg = TrainConfig.small().with_overrides(gan_steps=1, max_reward_steps=500)
+    result = train(data, cfg, seed=1)
+    grid = np.linspace(0.8, 1.8, 21)
+    x = torch.from_numpy(space.encode_many({"cta": "a", "font_scale": float(v)} for v in grid))
+    for i, want in ((0, 1.3), (1, 0.85)):
+        s = torch.zeros(len(grid), 2)
+        s[:, i] = 1.0
+        with torch.no_grad():
+            pred = result.reward_model(s, x).squeeze(1).numpy()
+        assert abs(grid[int(np.argmax(pred))] - want) <= 0.15
+        assert pred.max() > pred[-1] + 0.1
+        if i == 0:  # falls off on both sides of the mid-range peak
+            assert pred.max() > pred[0] + 0.1
+    exported = export_and_check(result.generator, result.reward_model)
+    assert exported.reward_max_diff < 1e-4

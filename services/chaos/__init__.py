@@ -1,0 +1,1 @@
+"""The fault suite (`make chaos`): faults injected into a loaded stack, then the books."""
