@@ -329,6 +329,10 @@ class Curator:
             # Test only what the model itself expects to beat the incumbent: its word chooses
             # what is worth the slice's traffic, never what is served beyond it.
             worth = [p for p in proposals if p["predicted_reward"] > bar]
+            if len(worth) < len(proposals):
+                _log.info("candidates below the incumbent not tested", campaign_id=campaign_id,
+                          segment=segment, held_back=len(proposals) - len(worth),
+                          incumbent_predicted=round(bar, 5))  # fmt: skip
             for proposal in worth[:room]:  # best predicted first
                 proposal["prior_alpha"], proposal["prior_beta"] = honest_prior(
                     proposal["predicted_reward"], strength, proven
