@@ -5,6 +5,10 @@ Baseline, measured in the same run on the same broker: a bare aiokafka relay (co
 admuse.events, produce one record per event, no state) — the cost of one Kafka hop in Python.
 The join does that hop twice (events → events-by-decision → join) plus its table writes.
 
+Windows close by watermarks: a source writes one into every events partition every 0.2 s, as
+ingestion does (ADMUSE_INGESTION_WATERMARK_INTERVAL_S), so the mechanism's cost (the records,
+the ticks carrying them to the join, the windows they close) is part of what is measured.
+
     python bench/bench_features.py            # broker from ADMUSE_KAFKA_BOOTSTRAP_SERVERS
 """
 
@@ -25,9 +29,11 @@ from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_consumer, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics, TopicSpec
+from services.common.watermark import WatermarkCodec
 from tests.integration.features_worker import (
     FeaturesWorker,
     TopicReader,
+    WatermarkSource,
     decision,
     event,
     produce,
@@ -141,6 +147,7 @@ async def _relay_round(
         await consumer.position(tp)
     done = asyncio.Event()
     seen = 0
+    control = WatermarkCodec(registry)
 
     async def relay() -> None:
         nonlocal seen
@@ -148,6 +155,8 @@ async def _relay_round(
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for r in records:
+                    if control.is_watermark(r.value):
+                        continue  # a reader of admuse.events skips the watermarks
                     d_id = registry.codec("AdEvent").decode(r.value)["decision_id"]
                     await producer.send(out_topic, key=d_id.encode(), value=r.value)
                     seen += 1
@@ -183,7 +192,10 @@ async def main() -> None:
     try:
         await worker.wait_ready(180)
         join, paced, base = [], [], []
-        async with TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards:
+        async with (
+            WatermarkSource(kafka, topics.events.name, skew_ms=1000, interval_s=0.2),
+            TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards,
+        ):
             for rnd in range(REPEATS):
                 join.append(await _join_round(kafka, topics, registry, worker, rewards))
                 paced.append(

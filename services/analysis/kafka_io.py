@@ -27,6 +27,7 @@ from services.common.codec import CodecError, SchemaRegistry
 from services.common.kafka import make_admin, make_consumer, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
+from services.common.watermark import END_OF_TIME, REPLAY_POLICY, WatermarkCodec, clock_of
 
 __all__ = [
     "ALL_PARTITIONS",
@@ -122,6 +123,7 @@ async def read_topic(
     """Decoded records of `topic` inside the window, up to the end offsets seen at the start."""
     consumer = make_consumer(kafka, group_id=None, enable_auto_commit=False)
     await consumer.start()
+    control = WatermarkCodec(SchemaRegistry.load())
     stats = ReadStats()
     out: list[dict[str, Any]] = []
     try:
@@ -160,6 +162,8 @@ async def read_topic(
                 for msg in messages:
                     if msg.offset >= stop[tp]:
                         break
+                    if control.is_watermark(msg.value):
+                        continue  # time, not data (docs/contracts.md, Watermarks)
                     stats.records += 1
                     try:
                         value = decode(msg.value)
@@ -291,7 +295,7 @@ async def write_replay(
                 "creative_id": creative,
                 "propensity": float(data.propensity[i]),
                 "arm": arm if arm in ("optimized", "catalog", "control") else "optimized",
-                "policy": "replay",
+                "policy": REPLAY_POLICY,
                 "policy_version": source,
                 "model_version": None,
                 "attribution_window_ms": attribution_window_ms,
@@ -321,9 +325,28 @@ async def write_replay(
                 await out.add(topics.events_raw.name, user.encode(), json.dumps(event).encode())
                 n_events += 1
         await out.flush()
+        await _end_of_source(producer, registry, topics.events_raw.name, source)
     finally:
         await producer.stop()
     return ReplayWrite(data.n, n_events)
+
+
+async def _end_of_source(
+    producer: Any, registry: SchemaRegistry, raw_topic: str, source: str
+) -> None:
+    """The replay is a source with a clock of its own (its decisions carry policy "replay"
+    and policy_version `source`): once everything it had is written, say so in every raw
+    partition, after its events; ingestion carries it to features in order with them, and
+    features closes the replayed windows by it — in the log's time, not the wall clock."""
+    codec = WatermarkCodec(registry)
+    clock = clock_of(REPLAY_POLICY, source)
+    now = int(time.time() * 1000)
+    value = codec.encode(f"admuse-replay:{source}", 1, {0: END_OF_TIME}, now, source=clock)
+    sent = [
+        await producer.send(raw_topic, value, key=clock.encode(), partition=p)
+        for p in sorted(await producer.partitions_for(raw_topic))
+    ]
+    await asyncio.gather(*sent)
 
 
 class _Batches:
@@ -376,6 +399,7 @@ class CampaignLogs:
     campaign: dict[str, Any] | None
     attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
     stats: dict[str, ReadStats] = field(default_factory=dict)
+    pending: int | None = None  # decisions read that have no Reward yet (None: not read)
 
 
 async def load_campaign(
@@ -400,6 +424,7 @@ async def load_campaign(
     )
     stats = {"rewards": reward_stats}
     arms = None
+    pending = None
     if decisions is not None:
         decision_rows, stats["decisions"] = await read_topic(
             kafka,
@@ -409,6 +434,8 @@ async def load_campaign(
             keep=in_window(decisions),
         )
         arms = decisions_summary(decision_rows)["arm"]
+        rewarded = {r["decision_id"] for r in reward_rows}
+        pending = len({d["decision_id"] for d in decision_rows} - rewarded)
     campaign = None
     attributes: dict[str, dict[str, Any]] = {}
     if with_catalog:
@@ -428,7 +455,9 @@ async def load_campaign(
             keep=lambda r: r["campaign_id"] == campaign_id,
         )
         attributes = {cid: dict(c["attributes"]) for cid, c in creatives.items()}
-    return CampaignLogs(rewards_to_data(reward_rows), arms, campaign, attributes, stats)
+    return CampaignLogs(
+        rewards_to_data(reward_rows), arms, campaign, attributes, stats, pending=pending
+    )
 
 
 async def read_bandit_state(

@@ -62,6 +62,13 @@ def ope(
     max_unsupported: Annotated[
         float, typer.Option(help="Refuse above this share of target mass without support.")
     ] = 0.01,
+    max_pending: Annotated[
+        float,
+        typer.Option(
+            help="--campaign: refuse (exit 3) when more than this share of the decisions read "
+            "has no Reward yet (window still open)."
+        ),
+    ] = 0.05,
     force: Annotated[
         bool, typer.Option(help="Report estimates even when support is thin.")
     ] = False,
@@ -80,7 +87,7 @@ def ope(
             fail("--replay needs --mapping (e.g. action=ad,reward=click,propensity=p)")
         data = load_replay(replay, mapping, fmt, skip_bad_rows)
     else:
-        data = _load_kafka(campaign, from_, to, offsets)  # type: ignore[arg-type]
+        data = _load_kafka(campaign, from_, to, offsets, max_pending)  # type: ignore[arg-type]
     run_ope(
         data,
         policy,
@@ -188,10 +195,41 @@ def load_replay(path: Path, mapping: str, fmt: str, skip_bad_rows: bool) -> Logg
     return result.data
 
 
+def check_pending(outcomes: int, pending: int, max_pending: float) -> None:
+    """Say how many decisions have no Reward yet (their window is still open, or features is
+    behind); exit 3 when their share of all decisions read is above `max_pending`."""
+    from rich.console import Console
+
+    total = outcomes + pending
+    share = pending / total if total else 0.0
+    if not pending:
+        return
+    message = (
+        f"{pending} of {total} decisions ({share:.1%}) have no Reward yet: their attribution "
+        "window is still open (or features has not closed it); estimates use only the "
+        f"{outcomes} with a known outcome"
+    )
+    if share > max_pending:
+        Console(stderr=True).print(
+            f"refused: {message}. Wait for their windows to close, narrow --to, or pass "
+            f"--max-pending {share:.2f} to evaluate anyway.",
+            style="bold red",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_REFUSED)
+    Console(stderr=True).print(f"warning: {message}", style="yellow", highlight=False)
+
+
 def _load_kafka(
-    campaign: str, from_: str | None, to: str | None, offsets: str | None
+    campaign: str, from_: str | None, to: str | None, offsets: str | None, max_pending: float
 ) -> LoggedData:
-    from services.analysis.kafka_io import ReadWindow, load_campaign, parse_offsets, parse_time
+    from services.analysis.kafka_io import (
+        CampaignLogs,
+        ReadWindow,
+        load_campaign,
+        parse_offsets,
+        parse_time,
+    )
     from services.common.codec import SchemaRegistry
     from services.common.kafka import wait_for_broker
     from services.common.settings import KafkaSettings
@@ -206,22 +244,23 @@ def _load_kafka(
         fail(str(exc))
     kafka = KafkaSettings()
 
-    async def run() -> LoggedData:
+    async def run() -> CampaignLogs:
         await wait_for_broker(kafka, 30)
-        logs = await load_campaign(
+        return await load_campaign(
             kafka,
             SchemaRegistry.load(),
             campaign,
-            decisions=None,
+            decisions=ReadWindow(from_ms=window.from_ms, to_ms=window.to_ms),
             rewards=window,
             with_catalog=False,
         )
-        return logs.rewards
 
     try:
-        return asyncio.run(run())
+        logs = asyncio.run(run())
     except (LookupError, TimeoutError) as exc:
         fail(str(exc))
+    check_pending(logs.rewards.n, logs.pending or 0, max_pending)
+    return logs.rewards
 
 
 def _bandit_state_from_kafka(campaign: str) -> dict[str, dict[str, tuple[float, float]]]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from services.cli.ope import EXIT_BAD_INPUT, fail
+from services.cli.ope import EXIT_BAD_INPUT, EXIT_REFUSED, fail
 
 if TYPE_CHECKING:
     from services.analysis.kafka_io import CampaignLogs, ReadWindow
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_BAD_INPUT", "EXIT_SRM", "register", "report"]
 
 EXIT_SRM = 4
+PENDING_NOTE_SHARE = 0.05  # above this share of pending decisions the report says so
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +55,13 @@ def report(
     fail_on_srm: Annotated[
         bool, typer.Option(help=f"Exit {EXIT_SRM} when the SRM check flags the split.")
     ] = False,
+    max_pending: Annotated[
+        float | None,
+        typer.Option(
+            help="Refuse (exit 3) when more than this share of the decisions has no Reward "
+            "yet; unset: say so in the notes above 5 %, never refuse."
+        ),
+    ] = None,
 ) -> None:
     """Experiment report: arms, lift, P(beats control), sequential test, SRM, effects."""
     from rich.console import Console
@@ -98,6 +106,14 @@ def report(
             result.notes.append(
                 f"{st.undecodable} record(s) of {name} did not decode and were skipped"
             )
+    pending = sum(row.pending for row in result.arms)
+    total = sum(row.impressions for row in result.arms)
+    share = pending / total if total else 0.0
+    if share > PENDING_NOTE_SHARE:
+        result.notes.append(
+            f"{pending} of {total} decisions ({share:.1%}) have no Reward yet (attribution "
+            "window still open): rates and comparisons will move as they close"
+        )
     if logs.rewards.n == 0 and logs.decision_arms is not None and len(logs.decision_arms) == 0:
         result.notes.append(f"no decisions or rewards of campaign {campaign!r} in range")
     output.print_report(result, Console(), limit=limit)
@@ -107,6 +123,14 @@ def report(
         output.write_html(html_out, output.report_html(result))
     if fail_on_srm and result.srm is not None and result.srm.flagged:
         raise typer.Exit(EXIT_SRM)
+    if max_pending is not None and share > max_pending:
+        Console(stderr=True).print(
+            f"refused: {pending} of {total} decisions ({share:.1%}) have no Reward yet, more "
+            f"than --max-pending {max_pending}; wait for their windows to close",
+            style="bold red",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_REFUSED)
 
 
 def _load(campaign: str, d_window: ReadWindow, r_window: ReadWindow) -> CampaignLogs:

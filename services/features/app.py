@@ -15,23 +15,22 @@ Both tables are in memory with changelog topics that faust creates and replays o
 Processing is at-least-once; the replay guards in `join` and the absolute partials in
 `stats` make its effect exactly-once (tests/integration/test_features_kill.py).
 
-Several workers share the partitions, but each closes windows by the watermark of the events
-partitions *it* reads (`watermark`): run one worker, or accept that a worker lagging on
-events can see a window closed by another's ticks.
+Windows close in event time only: ingestion's Watermark records in admuse.events are merged
+by the events agent and forwarded by the tick timer into every join partition, after the
+events they cover (`watermark`); a join partition closes a window once the least watermark
+over all events partitions passes its end plus the grace. Several workers may share the
+partitions: each forwards the watermarks of the events partitions it reads.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-from time import monotonic
 from types import MappingProxyType
 from typing import Any
 
 import faust
-from aiokafka import TopicPartition
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
@@ -41,8 +40,8 @@ from services.common.kafka_logs import install_startup_retry_filter
 from services.common.logging import configure_logging, get_logger, stdlib_handlers
 from services.common.security import build_ssl_context
 from services.common.topics import DAY_MS, USER_DATA_RETENTION_MS, Topics, TopicSpec
+from services.common.watermark import LIVE, WatermarkCodec, WatermarkGauges
 from services.features.attribution import JOIN_TYPES, RewardSpec
-from services.features.backlog import nothing_to_read
 from services.features.catalog import CompactedView
 from services.features.effects import attribute_effects
 from services.features.join import JoinConfig, JoinTable, Outputs
@@ -56,7 +55,7 @@ from services.features.stats import (
     stats_record,
     totals,
 )
-from services.features.watermark import EventClock
+from services.features.watermark import EventsMarks, JoinMarks
 
 __all__ = ["build_app", "main"]
 
@@ -147,6 +146,7 @@ def build_app(settings: Settings) -> faust.App:
     decision_codec, event_codec = registry.codec("Decision"), registry.codec("AdEvent")
     reward_codec, stats_codec = registry.codec("Reward"), registry.codec("CreativeStats")
     erasure_codec = registry.codec("ErasureRequest")
+    wm_codec = WatermarkCodec(registry)
     metrics = FeaturesMetrics()
     by_decision_spec, partials_spec = internal_topics(settings, topics)
     n_join = by_decision_spec.partitions
@@ -270,35 +270,19 @@ def build_app(settings: Settings) -> faust.App:
     app.admuse_start = start_hook
     app.admuse_stop = stop_hook
 
-    clock = EventClock(
-        idle_s=max(1.0, 4 * settings.tick_interval_s), partitions=topics.events.partitions
+    events_marks = EventsMarks()
+    join_marks = JoinMarks(topics.events.partitions)
+    events_gauges = WatermarkGauges(metrics.registry, "admuse_features_events", "admuse.events")
+    close_gauges = WatermarkGauges(
+        metrics.registry, "admuse_features_close", "window closing (least over events partitions)"
     )
 
     @app.on_partitions_revoked.connect
     async def _revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
-        join.forget({tp.partition for tp in revoked if tp.topic == by_decision_spec.name})
-        clock.revoked(revoked)
-
-    probes: set[asyncio.Task[None]] = set()
-
-    @app.on_partitions_assigned.connect
-    async def _assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
-        events_tps = [tp for tp in assigned if tp.topic == topics.events.name]
-        clock.assigned(events_tps)
-        # Ask Kafka, off the rebalance path, which of them have nothing to read.
-        probe = asyncio.create_task(_settle(events_tps), name="features-backlog-probe")
-        probes.add(probe)
-        probe.add_done_callback(probes.discard)
-
-    async def _settle(events_tps: list[Any]) -> None:
-        partitions = [TopicPartition(tp.topic, tp.partition) for tp in events_tps]
-        try:
-            empty = await nothing_to_read(kafka, app.conf.id, partitions)
-        except Exception as exc:  # the clock's backlog limit still applies
-            log.warning("backlog_probe_failed", error=repr(exc))
-            return
-        clock.settled(tp for tp in events_tps if TopicPartition(tp.topic, tp.partition) in empty)
-        log.info("events_partitions_probed", assigned=len(partitions), nothing_to_read=len(empty))
+        lost = {tp.partition for tp in revoked if tp.topic == by_decision_spec.name}
+        join.forget(lost)
+        join_marks.forget(lost)
+        events_marks.revoked(tp.partition for tp in revoked if tp.topic == topics.events.name)
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -307,6 +291,9 @@ def build_app(settings: Settings) -> faust.App:
         """Re-key events by decision_id so they meet their decision's partition."""
         async for ev in stream.events():
             msg = ev.message
+            if wm_codec.is_watermark(ev.value):
+                _on_watermark(msg.partition, ev.value)
+                continue
             try:
                 event = event_codec.decode(ev.value)
             except CodecError as exc:
@@ -320,13 +307,25 @@ def build_app(settings: Settings) -> faust.App:
                 await by_decision.send(
                     key=event["decision_id"].encode(), value=ev.value, timestamp=msg.timestamp
                 )
-            clock.observe(msg.tp, msg.offset, int(msg.timestamp * 1000))
+
+    def _on_watermark(partition: int, value: bytes) -> None:
+        """A Watermark in events partition `partition`: everything before it was re-keyed."""
+        try:
+            record = wm_codec.decode(value)
+        except CodecError as exc:
+            _bad("events", exc)
+            return
+        mark = events_marks.merge(partition, record)
+        if mark is not None and record["source"] == LIVE:
+            events_gauges.set(partition, mark)
 
     @app.agent(decisions_and_events)
     async def join_agent(stream: faust.StreamT) -> None:
         async for ev in stream.events():
             msg = ev.message
             now = _now_ms()
+            if wm_codec.is_watermark(ev.value):
+                continue  # decisions need no watermark to close windows (docs/contracts.md)
             if msg.topic == topics.decisions.name:
                 out = _on_decision(ev.value, msg.partition, msg.offset, now)
             elif ev.value[:2] == MAGIC:
@@ -372,7 +371,20 @@ def build_app(settings: Settings) -> faust.App:
             metrics.bad_records.labels("events-by-decision", "decode_error").inc()
             return None
         if "tick" in command:
-            out = join.on_tick(partition, offset, int(command["tick"]))
+            try:
+                marks = {
+                    str(clock): {int(p): int(w) for p, w in by_partition.items()}
+                    for clock, by_partition in command["tick"].items()
+                }
+                wall = int(command["at"])
+            except (AttributeError, KeyError, TypeError, ValueError):
+                metrics.bad_records.labels("events-by-decision", "bad_tick").inc()
+                return None
+            clocks = join_marks.advance(partition, marks)
+            live = clocks.pop(LIVE, None)
+            if live is not None:
+                close_gauges.set(partition, live)
+            out = join.on_tick(partition, offset, live, sources=clocks, wall_ms=wall)
             metrics.unmatched_events.inc(out.unmatched)
             for due in out.closed_due:
                 metrics.join_lag.labels("timeout").observe(max(0.0, (now - due) / 1000))
@@ -491,11 +503,12 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.timer(settings.tick_interval_s)
     async def tick() -> None:
-        """Close expired windows: a tick into every join partition, processed in order."""
-        mark = clock.watermark(_now_ms(), monotonic(), app.consumer.highwater)
-        if mark is None:
+        """Forward the events watermarks read so far into every join partition, after the
+        events re-keyed before them: each join partition closes windows up to the least."""
+        marks = events_marks.marks()
+        if not marks:
             return
-        command = json.dumps({"tick": mark}).encode()
+        command = json.dumps({"tick": marks, "at": _now_ms()}).encode()
         for p in range(n_join):
             await by_decision.send(value=command, partition=p)
 

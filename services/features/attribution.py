@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from services.common.watermark import clock_of
+
 __all__ = [
     "JOIN_TYPES",
     "MAX_HELD",
@@ -170,6 +172,7 @@ def open_decision(
             "model_version": decision.get("model_version"),
         },
         "deadline": decided_at + window,
+        "clock": clock_of(str(decision["policy"]), str(decision["policy_version"])),
         "status": "pending",
         "shown": False,
         "clicked": False,
@@ -235,12 +238,20 @@ def apply_event(
 
 
 def close_due(
-    state: Mapping[str, Any], spec: RewardSpec, *, now_ms: int, grace_ms: int, retention_ms: int
+    state: Mapping[str, Any],
+    spec: RewardSpec,
+    *,
+    now_ms: int,
+    grace_ms: int,
+    retention_ms: int,
+    stamp_ms: int | None = None,
 ) -> Step | None:
-    """Close a pending join whose window (plus grace) has passed; None if not due."""
+    """Close a pending join whose window (plus grace) has passed by the watermark `now_ms`;
+    None if not due. The Reward is stamped `stamp_ms` (the tick's wall time; default now)."""
     if state["status"] != "pending" or now_ms < state["deadline"] + grace_ms:
         return None
-    done = _finish(dict(state), spec, "timeout", now_ms, retention_ms)
+    stamp = now_ms if stamp_ms is None else stamp_ms
+    done = _finish(dict(state), spec, "timeout", stamp, retention_ms)
     return Step(done, done["reward"], "closed")
 
 

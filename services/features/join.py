@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.watermark import LIVE
 from services.features.attribution import (
     RewardSpec,
     apply_event,
@@ -96,8 +97,8 @@ class JoinTable:
         self.table = table
         self.config = config
         self.spec_for = spec_for
-        # due time -> key, per partition; local and rebuilt from the table when missing.
-        self._heaps: dict[int, list[tuple[int, str]]] = {}
+        # due time -> key, per partition and clock; local, rebuilt from the table when missing.
+        self._heaps: dict[int, dict[str, list[tuple[int, str]]]] = {}
         # tick offset -> joins it closed, found when the heap is rebuilt (after a restart or
         # a rebalance): the ticks processed again then must send those Rewards again.
         self._closed_by: dict[int, dict[int, list[str]]] = {}
@@ -191,15 +192,47 @@ class JoinTable:
         self.table[key] = state
         return out
 
-    def on_tick(self, partition: int, offset: int, now_ms: int) -> Outputs:
-        """Close windows that are due, drop finished joins and held events that expired."""
+    def on_tick(
+        self,
+        partition: int,
+        offset: int,
+        now_ms: int | None,
+        *,
+        sources: Mapping[str, int] | None = None,
+        wall_ms: int | None = None,
+    ) -> Outputs:
+        """Close the windows due by the live watermark `now_ms` (None: not known yet) and, for
+        decisions of a source with a clock of its own (a replay), by that clock's watermark
+        in `sources`; drop finished joins and held events that expired (live clock). Closed
+        joins are stamped `wall_ms` (the tick's own time; default `now_ms`)."""
         out = Outputs()
-        heap = self._heap(partition)
-        cfg = self.config
+        heaps = self._heap(partition)
         for key in self._closed_by.get(partition, {}).pop(offset, []):
             state = self.table.get(key)
             if state is not None:
                 self._replay(state, EVENTS, offset, out)
+        marks = dict(sources or {})
+        marks.pop(LIVE, None)
+        if now_ms is not None:
+            marks[LIVE] = now_ms
+        for clock, mark in marks.items():
+            heap = heaps.get(clock)
+            if heap:
+                stamp = wall_ms if wall_ms is not None else mark
+                self._close(partition, offset, heap, mark, stamp, out)
+        return out
+
+    def _close(
+        self,
+        partition: int,
+        offset: int,
+        heap: list[tuple[int, str]],
+        now_ms: int,
+        stamp_ms: int,
+        out: Outputs,
+    ) -> None:
+        cfg = self.config
+        keep: list[tuple[dict[str, Any], str]] = []  # closed by this very tick: kept for now
         while heap and heap[0][0] <= now_ms:
             _, key = heapq.heappop(heap)
             state = self.table.get(key)
@@ -211,7 +244,10 @@ class JoinTable:
                     del self.table[key]
                 continue
             if state["status"] == "done":
-                if state["expires"] <= now_ms:
+                if state.get("done_by") == [EVENTS, offset]:
+                    # its Reward may be re-sent if this tick is processed again after a crash
+                    keep.append((state, key))
+                elif state["expires"] <= now_ms:
                     del self.table[key]
                 else:
                     self._push(partition, state, key)
@@ -226,6 +262,7 @@ class JoinTable:
                 now_ms=now_ms,
                 grace_ms=cfg.close_grace_ms,
                 retention_ms=cfg.retention_ms,
+                stamp_ms=stamp_ms,
             )
             if step is None:
                 self._push(partition, state, key)
@@ -234,8 +271,9 @@ class JoinTable:
             out.closed_due.append(int(state["deadline"]) + cfg.close_grace_ms)
             done = self._settle(_mark(step.state, EVENTS, offset), partition, EVENTS, offset, out)
             self.table[key] = done
-            self._push(partition, done, key)
-        return out
+            keep.append((done, key))
+        for state, key in keep:
+            self._push(partition, state, key)
 
     def on_erase(self, user_id: str, partition: int) -> int:
         """Delete every pending, done or held join of this user in this partition."""
@@ -315,31 +353,40 @@ class JoinTable:
                 self._dirty.add((state["p"], f"s:{state['p']}:{group.key}"))
 
     def _push(self, partition: int, state: Mapping[str, Any], key: str) -> None:
-        heap = self._heaps.get(partition)
-        if heap is not None:
-            heapq.heappush(heap, (_due(state, self.config), key))
+        heaps = self._heaps.get(partition)
+        if heaps is not None:
+            heapq.heappush(heaps.setdefault(_clock(state), []), (_due(state, self.config), key))
 
-    def _heap(self, partition: int) -> list[tuple[int, str]]:
-        heap = self._heaps.get(partition)
-        if heap is None:
-            heap, closed_by = [], {}
+    def _heap(self, partition: int) -> dict[str, list[tuple[int, str]]]:
+        """The due-time heaps of a partition, one per clock (rebuilt from the table)."""
+        heaps = self._heaps.get(partition)
+        if heaps is None:
+            heaps, closed_by = {}, {}
             for k, v in self._entries(partition):
-                heap.append((_due(v, self.config), k))
+                heaps.setdefault(_clock(v), []).append((_due(v, self.config), k))
                 if v.get("done_by") and v["done_by"][0] == EVENTS:
                     closed_by.setdefault(v["done_by"][1], []).append(k)
-            heapq.heapify(heap)
-            self._heaps[partition] = heap
+            for heap in heaps.values():
+                heapq.heapify(heap)
+            self._heaps[partition] = heaps
             self._closed_by[partition] = closed_by
             prefix = f"s:{partition}:"
             self._dirty.update(
                 (partition, k) for k in list(self.table.keys()) if k.startswith(prefix)
             )
-        return heap
+        return heaps
 
     def _entries(self, partition: int) -> Iterator[tuple[str, dict[str, Any]]]:
         for k, v in list(self.table.items()):
             if k[:2] in ("d:", "e:") and v.get("p") == partition:
                 yield k, v
+
+
+def _clock(state: Mapping[str, Any]) -> str:
+    """The clock an entry waits on: a pending decision its source's; the rest the live one."""
+    if state["k"] == "d" and state["status"] == "pending":
+        return str(state.get("clock", LIVE))
+    return LIVE
 
 
 def _due(state: Mapping[str, Any], config: JoinConfig) -> int:

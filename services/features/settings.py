@@ -37,7 +37,10 @@ class Settings(ServiceSettings):
         1000, ge=0, description="Wait this long past a window's end for in-flight events."
     )
     tick_interval_s: float = Field(
-        0.25, gt=0, le=60, description="How often expired windows are closed."
+        0.25,
+        gt=0,
+        le=60,
+        description="How often the watermarks read are forwarded to the join (windows close).",
     )
     flush_interval_s: float = Field(
         0.2, gt=0, le=10, description="How often changed stats are published (coalesced)."

@@ -1,106 +1,90 @@
-"""How far the event stream has been read: the time up to which windows may close.
+"""Event time in the features worker: watermarks read in admuse.events, carried to the join.
 
-A window must not close while a click for it may still sit unread in ``admuse.events`` —
-after a restart, the timer would otherwise close windows (reward 0) before the events
-agent has caught up with the backlog, and the clicks would count as late. Ticks therefore
-carry a watermark instead of the wall clock: *now* for a partition that has been read to
-its high watermark, else the timestamp of the last event read from it; the minimum over
-the assigned partitions. A partition that delivered nothing since it was assigned counts
-as caught up when it is empty or Kafka says there is nothing to read (`settled`: the
-`backlog` probe found no record between the group's committed offset and the end of the
-log — a transactional writer's commit markers take offsets but are never delivered). Any
-other holds every window until its first event is handled: a worker restarted after a crash
-may take seconds to be delivered a partition's backlog, and closing windows meanwhile would
-turn its clicks into late events. When the high watermark is not known yet, the partition
-counts as caught up once ``idle_s`` has passed since the clock was first asked; a partition
-neither settled nor delivering (the probe failed, or its records expired) stops holding
-windows after ``backlog_s``.
+Ingestion writes Watermark records into every partition of admuse.events (see
+services/common/watermark.py and docs/contracts.md). The events agent reads them in order
+with the events: when it reaches one in events partition p, every event of p up to that
+watermark has already been re-keyed into the join partitions. It merges the claims per events
+partition (`EventsMarks`) and the tick timer forwards the marks it knows as a tick into
+every join partition, after the events it re-keyed (one producer keeps order per partition).
 
-Every window needs every events partition (events are partitioned by user, decisions by
-decision), so while this worker owns fewer than all of them, it closes none: after a crash the
-dead worker keeps its partitions until its session times out, and their clicks are read by
-nobody meanwhile. With several workers sharing the partitions for good, that hold ends after
-``backlog_s`` and each closes windows by its own partitions (one worker is the supported
-setup).
+Each join partition keeps the largest mark per events partition it was sent (`JoinMarks`) and
+closes windows only up to the least of them over all events partitions (events are
+partitioned by user, decisions by decision: any window may wait on any events partition).
+An events partition without a mark yet holds every window — after a restart, after a
+rebalance, while ingestion works off a raw backlog: nothing guesses from a wall clock.
+Several workers may share the partitions: each forwards the marks of what it reads.
+
+Marks are kept per clock (the Watermark's ``source``): the live clock of ingestion, and the
+clock of each replayed log, whose decisions close by their own log's time (`join`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-__all__ = ["EventClock"]
+from services.common.watermark import LIVE, PartitionWatermark, least
 
-
-@dataclass
-class _Progress:
-    next_offset: int
-    timestamp_ms: int
+__all__ = ["EventsMarks", "JoinMarks"]
 
 
-class EventClock:
-    def __init__(
-        self, idle_s: float = 1.0, backlog_s: float = 60.0, partitions: int | None = None
-    ) -> None:
-        self.idle_s = idle_s
-        self.backlog_s = backlog_s
-        self.partitions = partitions  # of the events topic; None: do not check
-        self._partial_since: float | None = None  # when this worker last owned fewer
-        self._assigned: dict[Hashable, float | None] = {}  # partition -> first asked (monotonic)
-        self._progress: dict[Hashable, _Progress] = {}
-        self._settled: set[Hashable] = set()  # nothing to read since assigned (Kafka says)
+class EventsMarks:
+    """The watermark of each events partition this worker reads, per clock (route side)."""
 
-    def assigned(self, partitions: Iterable[Hashable]) -> None:
-        for tp in partitions:
-            self._assigned.setdefault(tp, None)
-        if self.partitions is not None and len(self._assigned) >= self.partitions:
-            self._partial_since = None
+    def __init__(self) -> None:
+        self._parts: dict[tuple[str, int], PartitionWatermark] = {}
 
-    def revoked(self, partitions: Iterable[Hashable]) -> None:
-        for tp in partitions:
-            self._assigned.pop(tp, None)
-            self._progress.pop(tp, None)
-            self._settled.discard(tp)
+    def merge(self, partition: int, record: Mapping[str, Any]) -> int | None:
+        """A Watermark record read at this point of `partition`; its clock's watermark now."""
+        slot = (str(record.get("source", LIVE)), partition)
+        return self._parts.setdefault(slot, PartitionWatermark()).merge(record)
 
-    def settled(self, partitions: Iterable[Hashable]) -> None:
-        """Kafka says these assigned partitions had nothing to read when they were assigned."""
-        self._settled.update(tp for tp in partitions if tp in self._assigned)
+    def revoked(self, partitions: Iterable[int]) -> None:
+        gone = set(partitions)
+        for slot in [s for s in self._parts if s[1] in gone]:
+            del self._parts[slot]
 
-    def observe(self, tp: Hashable, offset: int, timestamp_ms: int) -> None:
-        """An event at `offset` of `tp` (record timestamp `timestamp_ms`) has been handled."""
-        self._progress[tp] = _Progress(offset + 1, timestamp_ms)
+    def marks(self) -> dict[str, dict[int, int]]:
+        """Known watermarks by clock and events partition (unknown ones left out)."""
+        out: dict[str, dict[int, int]] = {}
+        for (clock, p), part in self._parts.items():
+            value = part.value
+            if value is not None:
+                out.setdefault(clock, {})[p] = value
+        return out
 
-    def watermark(
-        self,
-        now_ms: int,
-        now_mono: float,
-        highwater: Callable[[Hashable], int | None],
-    ) -> int | None:
-        """Time up to which the events have been read; None while that is unknown."""
-        if self.partitions is not None and len(self._assigned) < self.partitions:
-            # Some events partitions are not ours: right after a crash, the dead worker still
-            # holds them until its session times out, and nobody reads their clicks. Events
-            # are partitioned by user, not by decision, so any window may wait for them.
-            if self._partial_since is None:
-                self._partial_since = now_mono
-            if now_mono - self._partial_since < self.backlog_s:
-                return None
-        else:
-            self._partial_since = None
-        mark = now_ms
-        waiting = False
-        for tp, since in self._assigned.items():
-            hw = highwater(tp)
-            progress = self._progress.get(tp)
-            if progress is None:
-                if since is None:
-                    self._assigned[tp] = since = now_mono
-                if hw == 0 or tp in self._settled:
-                    continue  # nothing to read
-                limit = self.idle_s if hw is None else self.backlog_s
-                waiting = waiting or now_mono - since < limit
-                continue
-            if hw is not None and progress.next_offset >= hw:
-                continue
-            mark = min(mark, progress.timestamp_ms)
-        return None if waiting else mark
+
+class JoinMarks:
+    """Per join partition and clock: the largest mark forwarded per events partition."""
+
+    def __init__(self, events_partitions: int) -> None:
+        self.events_partitions = events_partitions
+        self._marks: dict[int, dict[str, dict[int, int]]] = {}
+
+    def advance(
+        self, join_partition: int, marks: Mapping[str, Mapping[int, int]]
+    ) -> dict[str, int]:
+        """Fold a tick's marks in; per clock, the time up to which this join partition may
+        close windows (clocks not known on every events partition left out)."""
+        clocks = self._marks.setdefault(join_partition, {})
+        for clock, by_partition in marks.items():
+            known = clocks.setdefault(clock, {})
+            for p, w in by_partition.items():
+                if w > known.get(p, w - 1):
+                    known[p] = w
+        return self.values(join_partition)
+
+    def values(self, join_partition: int) -> dict[str, int]:
+        out = {}
+        for clock, known in self._marks.get(join_partition, {}).items():
+            value = least(known, self.events_partitions)
+            if value is not None:
+                out[clock] = value
+        return out
+
+    def value(self, join_partition: int, clock: str = LIVE) -> int | None:
+        return self.values(join_partition).get(clock)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self._marks.pop(p, None)

@@ -24,13 +24,14 @@ from services.common.kafka import ensure_topics, make_consumer, make_producer, w
 from services.common.producer import ResilientProducer
 from services.common.stall import watching_shutdown
 from services.common.topics import Topics
+from services.common.watermark import WatermarkCodec
 from services.ingestion.collector import build_http_app
 from services.ingestion.dedup import DedupWindow
 from services.ingestion.events_tail import EventsTail
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.pipeline import Processor
 from services.ingestion.settings import Settings
-from services.ingestion.stream import IngestionStream
+from services.ingestion.stream import IngestionStream, WatermarkOut
 from services.ingestion.transform import TransformPool
 from services.ingestion.validation import Limits
 
@@ -132,6 +133,13 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             group_id=settings.group(),
             max_batch=settings.max_batch,
             transforms=transforms,
+            watermarks=WatermarkOut(
+                codec=WatermarkCodec(schemas),
+                topic=topics.events.name,
+                producer_name=settings.transactional_id(),
+                interval_s=settings.watermark_interval_s,
+                skew_ms=settings.watermark_skew_ms,
+            ),
         )
         stream_task = asyncio.create_task(stream.run(stop), name="ingestion-stream")
         tasks = {stream_task}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common.watermark import WatermarkGauges
 from services.ingestion.pipeline import BatchResult
 from services.ingestion.rejection import REASONS
 
@@ -80,6 +81,14 @@ class IngestionMetrics:
             "admuse_ingestion_http_events",
             "Events received by POST /v1/events, by outcome.",
             ["outcome"],
+            registry=r,
+        )
+        self.watermark = WatermarkGauges(
+            r, "admuse_ingestion", "the raw records worked off (claims written to admuse.events)"
+        )
+        self.bad_source_watermarks = Counter(
+            "admuse_ingestion_bad_source_watermarks",
+            "Watermark records in the raw topic that did not decode (ignored).",
             registry=r,
         )
         for reason in REASONS:

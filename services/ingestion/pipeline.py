@@ -48,6 +48,7 @@ class Outgoing:
     timestamp_ms: int
     # A forwarded event carries its raw record's headers (trace-id, app, ...) unchanged.
     headers: Sequence[tuple[str, bytes | None]] = ()
+    partition: int | None = None  # None: by key, as the producer's partitioner chooses
 
 
 @dataclass(slots=True)

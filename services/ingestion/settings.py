@@ -63,6 +63,17 @@ class Settings(ServiceSettings):
     max_future_skew_s: float = Field(
         300.0, ge=0, description="How far in the future occurred_at may lie (device clock skew)."
     )
+    watermark_skew_ms: int = Field(
+        1000,
+        ge=0,
+        description=(
+            "Allowed lateness: an event reaches the raw topic at most this long after it "
+            "occurred; watermarks trail the raw records read (or the wall clock when idle) by it."
+        ),
+    )
+    watermark_interval_s: float = Field(
+        0.2, gt=0, le=10, description="Watermarks are written into admuse.events this often."
+    )
     dedup_horizon_s: float = Field(
         6 * 3600.0, gt=0, description="De-duplicate event_ids seen within this many seconds."
     )

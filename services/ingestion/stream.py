@@ -29,10 +29,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 
+from services.common.codec import CodecError
+from services.common.watermark import LIVE, WatermarkCodec
 from services.ingestion.events_tail import EventsTail
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.pipeline import BatchResult, Outgoing, Processor, RawRecord
 from services.ingestion.transform import Transformed, TransformPool
+from services.ingestion.watermarks import RawClock
 
 __all__ = ["IngestionStream"]
 
@@ -51,7 +54,8 @@ class _Pending:
     """A fetched batch on its way through the transform."""
 
     batches: dict[TopicPartition, list[RawRecord]]
-    records: list[RawRecord]
+    records: list[RawRecord]  # the source's Watermarks left out (`markers`)
+    markers: list[tuple[int, str, int]]  # (raw partition, clock, watermark) in order
     transformed: asyncio.Future[Transformed]
     started: float
     now_ms: int
@@ -65,6 +69,19 @@ class _Committing:
     result: BatchResult
     started: float
     now_ms: int
+    clock: RawClock  # the claims once this commits
+    claims: dict[str, dict[int, int]] | None  # watermark claims written in this transaction
+
+
+@dataclass(frozen=True)
+class WatermarkOut:
+    """Where and how often the stream states its watermarks (`watermarks`)."""
+
+    codec: WatermarkCodec
+    topic: str  # admuse.events: a record into each of its partitions
+    producer_name: str
+    interval_s: float
+    skew_ms: int
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -80,6 +97,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self._stream.rebalancing = True
         async with self._stream.lock:
             self._stream.generation += 1
+            self._stream.clock.revoked(tp.partition for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self._stream.rebalancing = False
@@ -102,6 +120,7 @@ class IngestionStream:
         group_id: str,
         max_batch: int,
         transforms: TransformPool,
+        watermarks: WatermarkOut,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._producer = producer
@@ -123,6 +142,9 @@ class IngestionStream:
         self._partition_cache: dict[tuple[str, bytes], int] = {}
         self._totals: Counter[str] = Counter()
         self._last_summary = time.monotonic()
+        self._wm = watermarks
+        self.clock = RawClock(watermarks.skew_ms)
+        self._wm_at = 0.0  # monotonic time watermarks were last written
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set. Kafka errors abort the batch and retry it; a fenced
@@ -140,6 +162,10 @@ class IngestionStream:
                     continue
                 self._metrics.dedup_entries.set(len(self._processor.dedup))
                 if not batches:
+                    if time.monotonic() - self._wm_at >= self._wm.interval_s:
+                        async with self.lock:
+                            if generation == self.generation and not self.rebalancing:
+                                await self._idle_watermarks(consumer)
                     self._maybe_summary(force=False)
                     continue
                 async with self.lock:
@@ -209,12 +235,15 @@ class IngestionStream:
                 if committing is not None:
                     await self._finish(committing)
                     committing = None
-                task = await self._begin(consumer, pending.batches, result)
-                if task is None:  # aborted and rewound: retry from the committed offsets
+                begun = await self._begin(consumer, pending, result)
+                if begun is None:  # aborted and rewound: retry from the committed offsets
                     for later in queue:
                         await self._rewind(consumer, later.batches)
                     return
-                committing = _Committing(task, result, pending.started, pending.now_ms)
+                task, clock, claims = begun
+                committing = _Committing(
+                    task, result, pending.started, pending.now_ms, clock, claims
+                )
             if committing is not None:
                 await self._finish(committing)
         finally:
@@ -223,10 +252,30 @@ class IngestionStream:
 
     def _submit(self, batches: dict[TopicPartition, list[RawRecord]]) -> _Pending:
         """Start transforming a fetched batch (in the workers, or in this process)."""
-        records = [rec for recs in batches.values() for rec in recs]
+        records = []
+        markers = []
+        is_watermark = self._wm.codec.is_watermark
+        for recs in batches.values():
+            for rec in recs:
+                if is_watermark(rec.value):
+                    markers.extend(self._marker(rec))
+                else:
+                    records.append(rec)
         now_ms = _now_ms()
         run = self._transforms.run([rec.value for rec in records], now_ms)
-        return _Pending(batches, records, asyncio.ensure_future(run), time.perf_counter(), now_ms)
+        future = asyncio.ensure_future(run)
+        return _Pending(batches, records, markers, future, time.perf_counter(), now_ms)
+
+    def _marker(self, rec: RawRecord) -> list[tuple[int, str, int]]:
+        """A source's Watermark in the raw topic: its clock's claim for this raw partition."""
+        try:
+            wm = self._wm.codec.decode(rec.value)  # type: ignore[arg-type]
+        except CodecError as exc:
+            _log.warning("bad watermark in the raw topic; ignored", error=str(exc))
+            self._metrics.bad_source_watermarks.inc()
+            return []
+        marks = [int(c["watermark_ms"]) for c in wm["claims"]]
+        return [(rec.partition, wm["source"], min(marks))] if marks else []
 
     async def _fetch_now(
         self, consumer: AIOKafkaConsumer
@@ -243,17 +292,29 @@ class IngestionStream:
             return None
 
     async def _begin(
-        self,
-        consumer: AIOKafkaConsumer,
-        batches: dict[TopicPartition, list[RawRecord]],
-        result: BatchResult,
-    ) -> asyncio.Future[list[asyncio.Future[Any]]] | None:
-        """Open the batch's transaction, produce its records and offsets, start the commit."""
+        self, consumer: AIOKafkaConsumer, pending: _Pending, result: BatchResult
+    ) -> (
+        tuple[asyncio.Future[list[asyncio.Future[Any]]], RawClock, dict[str, dict[int, int]] | None]
+        | None
+    ):
+        """Open the batch's transaction, produce its records, the watermark claims now due
+        and the offsets, start the commit."""
+        batches = pending.batches
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
+        clock = self.clock.copy()
+        clock.read({tp.partition: max(r.timestamp for r in rs) for tp, rs in batches.items()})
+        for r, source, mark in pending.markers:
+            clock.source(source, r, mark)
+        claims = None
+        outgoing = result.outgoing
+        if time.monotonic() - self._wm_at >= self._wm.interval_s:
+            claims = clock.claims()
+            outgoing = [*outgoing, *await self._watermark_records(consumer, claims)]
+            self._wm_at = time.monotonic()
         producer = self._producer
         await producer.begin_transaction()
         try:
-            futures = await self._send_all(result.outgoing)
+            futures = await self._send_all(outgoing)
             await producer.send_offsets_to_transaction(offsets, self._group_id)
         except ProducerFenced:
             _log.error("producer fenced: another process runs with this instance id; stopping")
@@ -271,7 +332,64 @@ class IngestionStream:
             await producer.commit_transaction()
             return futures
 
-        return asyncio.ensure_future(commit())
+        return asyncio.ensure_future(commit()), clock, claims
+
+    async def _idle_watermarks(self, consumer: AIOKafkaConsumer) -> None:
+        """Nothing fetched: ask Kafka which owned raw partitions are read to their end and
+        let their claims advance to the wall clock (minus the skew); write the claims in a
+        transaction of their own if they moved."""
+        owned = sorted(consumer.assignment())
+        self._wm_at = time.monotonic()
+        if not owned:
+            return
+        asked_at = _now_ms()  # before asking: anything appended later is stamped later
+        try:
+            ends = await consumer.end_offsets(owned)
+            done = [tp.partition for tp in owned if await consumer.position(tp) >= ends[tp]]
+        except KafkaError as exc:
+            _log.warning("asking for raw end offsets failed; watermarks wait", error=repr(exc))
+            return
+        self.clock.caught_up(done, asked_at)
+        if not self.clock.changed():
+            return
+        claims = self.clock.claims()
+        records = await self._watermark_records(consumer, claims)
+        producer = self._producer
+        await producer.begin_transaction()
+        try:
+            futures = await self._send_all(records)
+        except KafkaError as exc:
+            self._metrics.aborted.inc()
+            _log.warning("writing watermarks failed; retrying later", error=repr(exc))
+            await producer.abort_transaction()
+            return
+        await producer.commit_transaction()
+        await asyncio.gather(*futures)
+        self._stated(claims)
+
+    async def _watermark_records(
+        self, consumer: AIOKafkaConsumer, claims: dict[str, dict[int, int]]
+    ) -> list[Outgoing]:
+        """Per clock, one Watermark record into each partition of admuse.events."""
+        wm = self._wm
+        if wm.topic not in self._partitions:
+            self._partitions[wm.topic] = sorted(await self._producer.partitions_for(wm.topic))
+        raw_topic = next(iter(consumer.subscription()), None)
+        inputs = len(consumer.partitions_for_topic(raw_topic) or ()) if raw_topic else 0
+        now = _now_ms()
+        key = wm.producer_name.encode()
+        out = []
+        for clock, marks in claims.items():
+            value = wm.codec.encode(wm.producer_name, inputs, marks, now, source=clock)
+            out += [
+                Outgoing(wm.topic, key, value, now, partition=p) for p in self._partitions[wm.topic]
+            ]
+        return out
+
+    def _stated(self, claims: dict[str, dict[int, int]]) -> None:
+        self.clock.stated(claims)
+        for r, mark in claims.get(LIVE, {}).items():
+            self._metrics.watermark.set(r, mark)
 
     async def _finish(self, committing: _Committing) -> None:
         # A failed commit leaves the outcome unknown: let it raise and the service stop. A
@@ -281,6 +399,9 @@ class IngestionStream:
         if futures:
             await asyncio.gather(*futures)
         result = committing.result
+        self.clock = committing.clock
+        if committing.claims is not None:
+            self._stated(committing.claims)
         self._processor.commit(result, committing.now_ms)
         self._metrics.record_batch(result, time.perf_counter() - committing.started, _now_ms())
         self._add_to_totals(result)
@@ -296,7 +417,10 @@ class IngestionStream:
             self._partitions[topic] = sorted(await producer.partitions_for(topic))
         partition_of = self._partition_of
         for out in outgoing:
-            slot = (out.topic, partition_of(out.topic, out.key))
+            slot = (
+                out.topic,
+                partition_of(out.topic, out.key) if out.partition is None else out.partition,
+            )
             builder = builders.get(slot)
             if builder is None:
                 builder = builders[slot] = producer.create_batch()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -18,8 +19,9 @@ import httpx
 from aiokafka import TopicPartition
 
 from services.common.codec import SchemaRegistry
-from services.common.kafka import make_consumer
+from services.common.kafka import make_consumer, make_producer
 from services.common.settings import KafkaSettings
+from services.common.watermark import WatermarkCodec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,6 +161,60 @@ def event(
         "source": "test",
         "ingested_at": None,
     }
+
+
+class WatermarkSource:
+    """Stands in for ingestion when a test writes AdEvents straight into admuse.events: every
+    `interval_s`, a Watermark (now - skew) into every partition, from a producer of its own,
+    so it follows every event the test's sends had acknowledged (events stamped within the
+    skew of being sent). Pass the test's own `producer` to order it after sends not yet
+    acknowledged too."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        skew_ms: int = 500,
+        interval_s: float = 0.1,
+        producer: Any = None,
+    ) -> None:
+        self.kafka, self.topic = kafka, topic
+        self.producer = producer
+        self.skew_ms, self.interval_s = skew_ms, interval_s
+        self.codec = WatermarkCodec(SchemaRegistry.load())
+        self.paused = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> WatermarkSource:
+        producer = self.producer
+        if producer is None:
+            producer = make_producer(self.kafka)
+            await producer.start()
+        partitions = sorted(await producer.partitions_for(self.topic))
+        self._task = asyncio.create_task(self._run(producer, partitions))
+        return self
+
+    async def _run(self, producer: Any, partitions: list[int]) -> None:
+        try:
+            while True:
+                if not self.paused:
+                    now = int(time.time() * 1000)
+                    value = self.codec.encode("test-source", 1, {0: now - self.skew_ms - 1}, now)
+                    sent = [
+                        await producer.send(self.topic, value, key=b"test-source", partition=p)
+                        for p in partitions
+                    ]
+                    await asyncio.gather(*sent)
+                await asyncio.sleep(self.interval_s)  # the source's pace, not a wait
+        finally:
+            if self.producer is None:
+                await producer.stop()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 class TopicReader:

@@ -20,13 +20,16 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.common.codec import SchemaRegistry
 from services.common.kafka import make_consumer
 from services.common.settings import KafkaSettings
+from services.common.watermark import WatermarkCodec
 from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "integration-test-secret"
 API_KEY = "test-key-1"
+_WATERMARKS = WatermarkCodec(SchemaRegistry.load())
 
 
 def free_port() -> int:
@@ -146,12 +149,14 @@ def sum_metric(samples: dict[str, float], name: str, **labels: str) -> float:
 
 
 class TopicReader:
-    """Reads a whole topic from the beginning (read_committed), incrementally."""
+    """Reads a whole topic from the beginning (read_committed), incrementally. Watermark
+    control records are kept apart (`watermarks`), as every reader of a data topic must."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.kafka = kafka
         self.topic = topic
         self.records: list[ConsumerRecord[Any, Any]] = []
+        self.watermarks: list[ConsumerRecord[Any, Any]] = []
         self._consumer = make_consumer(kafka, group_id=None, max_poll_records=5000)
         self._tps: list[TopicPartition] = []
 
@@ -180,7 +185,11 @@ class TopicReader:
                 break
             batch = await self._consumer.getmany(timeout_ms=200)
             for records in batch.values():
-                new.extend(records)
+                for rec in records:
+                    if _WATERMARKS.is_watermark(rec.value):
+                        self.watermarks.append(rec)
+                    else:
+                        new.append(rec)
         self.records.extend(new)
         return new
 

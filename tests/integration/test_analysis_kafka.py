@@ -23,6 +23,7 @@ from services.common.codec import SchemaRegistry
 from services.common.kafka import make_consumer, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
+from services.common.watermark import WatermarkCodec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -263,20 +264,20 @@ async def test_report_and_ope_read_decisions_and_rewards(
     partial = json.loads(out.read_text())
     assert sum(a["impressions"] for a in partial["arms"]) <= 40
 
+    assert any("100 of 800 decisions (12.5%) have no Reward yet" in n for n in rep["notes"])
+    res = _cli(kafka, "report", "--campaign", "spring", "--max-pending", "0.1")
+    assert res.returncode == 3 and "have no Reward yet" in res.stderr, res.stderr
+
     ope_out = tmp_path / "ope.json"
-    res = _cli(
-        kafka,
-        "ope",
-        "--campaign",
-        "spring",
-        "--from",
-        "2026-11-27T09:00:00Z",
-        "--policy",
-        "greedy",
-        "--json",
-        str(ope_out),
-    )
+    args = ["ope", "--campaign", "spring", "--from", "2026-11-27T09:00:00Z", "--policy", "greedy"]
+    res = _cli(kafka, *args, "--json", str(ope_out))
+    # 100 of the 800 decisions are still inside their window: an estimate over the other
+    # 700 alone would be biased, so it is refused unless asked for.
+    assert res.returncode == 3, res.stderr + res.stdout
+    assert "100 of 800 decisions (12.5%) have no Reward yet" in " ".join(res.stderr.split())
+    res = _cli(kafka, *args, "--max-pending", "0.2", "--json", str(ope_out))
     assert res.returncode == 0, res.stderr + res.stdout
+    assert "warning: 100 of 800" in " ".join(res.stderr.split())
     ope = json.loads(ope_out.read_text())
     assert ope["n"] == 700 and ope["policy"] == "greedy" and not ope["refused"]
     assert set(ope["estimates"]) == {"DM", "IPS", "SNIPS", "DR"}
@@ -316,7 +317,18 @@ async def test_replay_writes_decisions_and_raw_events(
     decisions = [codec.decode(m.value) for m in messages]
     assert len(decisions) == 20
     assert all(d["user_id"] == "" for d in decisions)  # no user identity in decisions
-    events = [json.loads(m.value) for m in await _consume_all(kafka, topics.events_raw.name, 25)]
+    raw = await _consume_all(kafka, topics.events_raw.name, 25 + topics.events_raw.partitions)
+    marks = WatermarkCodec(registry)
+    ends = [marks.decode(m.value) for m in raw if marks.is_watermark(m.value)]
+    # the replay's end of source, after its events in every raw partition
+    assert sorted(m.partition for m in raw if marks.is_watermark(m.value)) == list(
+        range(topics.events_raw.partitions)
+    )
+    assert all(e["source"] == "replay:logs.csv" for e in ends)
+    for p in range(topics.events_raw.partitions):
+        in_p = [m for m in raw if m.partition == p]
+        assert marks.is_watermark(in_p[-1].value)
+    events = [json.loads(m.value) for m in raw if not marks.is_watermark(m.value)]
     shown = {e["user_id"]: e["decision_id"] for e in events if e["type"] == "impression"}
     by_id = {d["decision_id"]: d for d in decisions}
     d7 = by_id[shown["user7"]]

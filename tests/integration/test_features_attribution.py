@@ -19,6 +19,7 @@ from services.common.topics import Topics
 from tests.integration.features_worker import (
     FeaturesWorker,
     TopicReader,
+    WatermarkSource,
     decision,
     event,
     produce,
@@ -140,7 +141,10 @@ async def h(
     worker.start()
     try:
         await worker.wait_ready()
-        async with TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards:
+        async with (
+            WatermarkSource(kafka, topics.events.name),
+            TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards,
+        ):
             yield Harness(kafka, topics, registry, worker, rewards)
     finally:
         worker.stop()

@@ -19,6 +19,7 @@ from services.common.topics import Topics
 from tests.integration.features_worker import (
     FeaturesWorker,
     TopicReader,
+    WatermarkSource,
     decision,
     event,
     trace_decision,
@@ -33,7 +34,7 @@ CREATIVES = [f"cr{i}" for i in range(6)]
 
 
 async def _traffic(
-    kafka: KafkaSettings,
+    producer: Any,
     topics: Topics,
     registry: SchemaRegistry,
     stop: asyncio.Event,
@@ -42,58 +43,53 @@ async def _traffic(
     """Decisions with on-time clicks (some duplicated, some sent before their decision) and
     late clicks, in real time, until `stop`; returns (decision, clicked on time)."""
     dcodec, ecodec = registry.codec("Decision"), registry.codec("AdEvent")
-    producer = make_producer(kafka)
-    await producer.start()
     produced: list[tuple[dict, bool]] = []
     pending: list[tuple[float, str, dict]] = []  # send at (monotonic), topic, record
     t0 = time.monotonic()
     i = 0
-    try:
-        while not stop.is_set() or pending:
-            now = time.monotonic()
-            if not stop.is_set() and now - t0 >= i * 0.08:
-                d = decision(
-                    "kill",
-                    rng.choice(CREATIVES),
-                    user=f"u{rng.randrange(20)}",
-                    window_ms=WINDOW_MS,
-                    segment="tier=gold",
+    while not stop.is_set() or pending:
+        now = time.monotonic()
+        if not stop.is_set() and now - t0 >= i * 0.08:
+            d = decision(
+                "kill",
+                rng.choice(CREATIVES),
+                user=f"u{rng.randrange(20)}",
+                window_ms=WINDOW_MS,
+                segment="tier=gold",
+            )
+            roll = rng.random()
+            clicked = roll < 0.5
+            if roll < 0.1:  # click sent before its decision
+                pending.append((now, "events", event(d, "click", occurred_at=d["decided_at"])))
+                pending.append((now + 0.1, "decisions", d))
+            else:
+                pending.append((now, "decisions", d))
+                if clicked:
+                    delay = rng.uniform(0.0, 0.8)
+                    c = event(d, "click", occurred_at=d["decided_at"] + int(delay * 1000))
+                    pending.append((now + delay, "events", c))
+                    if rng.random() < 0.3:
+                        pending.append((now + delay + 0.05, "events", c))  # duplicate
+            if not clicked and rng.random() < 0.2:  # late click: not counted
+                late = event(d, "click", occurred_at=d["decided_at"] + WINDOW_MS + 3000)
+                pending.append((now + WINDOW_MS / 1000 + 3, "events", late))
+            produced.append((d, clicked))
+            i += 1
+        pending.sort(key=lambda x: x[0])
+        while pending and pending[0][0] <= time.monotonic():
+            _, topic, rec = pending.pop(0)
+            if topic == "decisions":
+                await producer.send(
+                    topics.decisions.name,
+                    key=rec["decision_id"].encode(),
+                    value=dcodec.encode(rec),
                 )
-                roll = rng.random()
-                clicked = roll < 0.5
-                if roll < 0.1:  # click sent before its decision
-                    pending.append((now, "events", event(d, "click", occurred_at=d["decided_at"])))
-                    pending.append((now + 0.1, "decisions", d))
-                else:
-                    pending.append((now, "decisions", d))
-                    if clicked:
-                        delay = rng.uniform(0.0, 0.8)
-                        c = event(d, "click", occurred_at=d["decided_at"] + int(delay * 1000))
-                        pending.append((now + delay, "events", c))
-                        if rng.random() < 0.3:
-                            pending.append((now + delay + 0.05, "events", c))  # duplicate
-                if not clicked and rng.random() < 0.2:  # late click: not counted
-                    late = event(d, "click", occurred_at=d["decided_at"] + WINDOW_MS + 3000)
-                    pending.append((now + WINDOW_MS / 1000 + 3, "events", late))
-                produced.append((d, clicked))
-                i += 1
-            pending.sort(key=lambda x: x[0])
-            while pending and pending[0][0] <= time.monotonic():
-                _, topic, rec = pending.pop(0)
-                if topic == "decisions":
-                    await producer.send(
-                        topics.decisions.name,
-                        key=rec["decision_id"].encode(),
-                        value=dcodec.encode(rec),
-                    )
-                else:
-                    await producer.send(
-                        topics.events.name, key=rec["user_id"].encode(), value=ecodec.encode(rec)
-                    )
-            await asyncio.sleep(0.01)  # pacing the generator, not waiting for a condition
-        await producer.flush()
-    finally:
-        await producer.stop()
+            else:
+                await producer.send(
+                    topics.events.name, key=rec["user_id"].encode(), value=ecodec.encode(rec)
+                )
+        await asyncio.sleep(0.01)  # pacing the generator, not waiting for a condition
+    await producer.flush()
     return produced
 
 
@@ -113,7 +109,12 @@ async def test_sigkill_restarts_count_every_decision_exactly_once(
     worker.start()
     await worker.wait_ready()
     stop = asyncio.Event()
-    traffic = asyncio.create_task(_traffic(kafka, topics, registry, stop, rng))
+    producer = make_producer(kafka)
+    await producer.start()
+    # ingestion's part: watermarks in admuse.events, ordered after the events sent before them
+    source = WatermarkSource(kafka, topics.events.name, producer=producer)
+    await source.__aenter__()
+    traffic = asyncio.create_task(_traffic(producer, topics, registry, stop, rng))
     replayed = 0.0  # messages found already applied after a restart (summed over workers)
     try:
         for _ in range(KILLS):
@@ -186,6 +187,8 @@ async def test_sigkill_restarts_count_every_decision_exactly_once(
         stop.set()
         if not traffic.done():
             traffic.cancel()
+        await source.__aexit__(None, None, None)
+        await producer.stop()
         worker.stop()
 
 

@@ -236,3 +236,22 @@ def test_crash_anywhere_then_replay_counts_every_decision_exactly_once(seed: int
     delivered_rewards += join.on_tick(0, len(stream) + 1, stream[-1][3]).rewards  # ticks go on
     delivered_partials += join.take_dirty()
     assert _final(delivered_rewards, delivered_partials) == expected
+
+
+def test_replayed_decisions_close_by_their_own_clock() -> None:
+    join = make_join()
+    old = {**dec(1, T0), "policy": "replay", "policy_version": "history.csv"}
+    join.on_decision(old, 0, 0, T0 + 10**10)  # a year-old log, replayed much later
+    join.on_decision(dec(2, T0), 0, 1, T0 + 10**10)  # a live decision, same window
+    live_now = T0 + 10**10  # the live watermark is far past both windows
+    out = join.on_tick(0, 1, live_now, wall_ms=live_now)
+    assert [r["decision_id"] for r in out.rewards] == ["d2"]  # the replayed one waits
+    out = join.on_tick(0, 2, live_now, sources={"replay:history.csv": T0 + 1000}, wall_ms=1)
+    assert out.rewards == []  # its log has not reached the window's end yet
+    out = join.on_event(click(1, "c1", T0 + 500), 0, 3, live_now)  # forwarded meanwhile
+    assert [(r["decision_id"], r["outcome"]) for r in out.rewards] == [("d1", "click")]
+    join.on_decision({**dec(3, T0), "policy": "replay", "policy_version": "history.csv"}, 0, 2, 0)
+    out = join.on_tick(0, 4, live_now, sources={"replay:history.csv": T0 + 2100}, wall_ms=7)
+    assert [(r["decision_id"], r["outcome"], r["rewarded_at"]) for r in out.rewards] == [
+        ("d3", "timeout", 7)
+    ]

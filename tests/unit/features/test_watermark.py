@@ -1,92 +1,159 @@
-"""Ticks never run ahead of the events read: the watermark."""
+"""The watermark arithmetic, end to end, against a brute-force reference.
+
+Ingestion's claims (`RawClock`), the reader's merge per partition (`PartitionWatermark`, as
+the events agent does it) and the least over partitions (`JoinMarks`, as a join partition
+does it) are driven through random histories — out-of-order events within the allowed skew,
+idle partitions, backlogs, restarts that lose ingestion's memory — and checked against what
+is true of the whole history, future records included: a watermark W seen in an output
+partition is safe when every record that belongs there with ``occurred_at <= W`` was
+forwarded before it. When raw is read to its end, the watermark must also be as far as the
+rules allow (the wall clock minus the skew), so quiet spells close windows.
+"""
 
 from __future__ import annotations
 
-from services.features.watermark import EventClock
+from dataclasses import dataclass
 
-NOW = 1_800_000_000_000
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from services.common.codec import SchemaRegistry
+from services.common.watermark import LIVE, PartitionWatermark, WatermarkCodec
+from services.features.watermark import EventsMarks, JoinMarks
+from services.ingestion.watermarks import RawClock
 
-def test_waits_for_partitions_that_delivered_nothing_for_idle_seconds() -> None:
-    clock = EventClock(idle_s=1.0)
-    clock.assigned(["p0", "p1"])
-    hw = {"p0": 10}.get  # p1's high watermark not known yet
-    assert clock.watermark(NOW, 100.0, hw) is None  # first asked: give the agent time
-    clock.observe("p0", 9, NOW - 5000)  # p0 read to its end
-    assert clock.watermark(NOW, 100.5, hw) is None
-    assert clock.watermark(NOW, 101.0, hw) == NOW  # p1 idle for 1 s: nothing to read
-
-
-def test_empty_or_settled_partitions_do_not_hold_windows() -> None:
-    clock = EventClock(idle_s=1.0)
-    clock.assigned(["p0", "p1"])
-    hw = {"p0": 0, "p1": 7}.get
-    assert clock.watermark(NOW, 100.0, hw) is None  # p1: a backlog, as far as anyone knows
-    clock.settled(["p1", "p9"])  # Kafka: nothing to read on p1 (p9 is not ours)
-    assert clock.watermark(NOW, 100.1, hw) == NOW
-    clock.revoked(["p1"])
-    clock.assigned(["p1"])  # settled again only when asked again
-    assert clock.watermark(NOW, 100.2, hw) is None
+T0 = 1_800_000_000_000
+CODEC = WatermarkCodec(SchemaRegistry.load())
 
 
-def test_a_backlog_not_yet_delivered_holds_every_window() -> None:
-    # After a crash the worker resumes p1 at offset 3 of 7: its clicks may still close windows
-    # on time only if no window closes before they are read, however long delivery takes.
-    clock = EventClock(idle_s=1.0, backlog_s=60.0)
-    clock.assigned(["p0", "p1"])
-    clock.observe("p0", 4, NOW - 10)
-    hw = {"p0": 5, "p1": 7}.get
-    clock.settled(["p0"])  # p0 has progress anyway; p1 has a backlog (not settled)
-    assert clock.watermark(NOW, 100.0, hw) is None
-    assert clock.watermark(NOW, 130.0, hw) is None  # 30 s later: still held
-    clock.observe("p1", 3, NOW - 4000)  # first backlog event handled
-    assert clock.watermark(NOW, 130.5, hw) == NOW - 4000
-    clock.observe("p1", 6, NOW - 20)
-    assert clock.watermark(NOW, 131.0, hw) == NOW
+@dataclass
+class Rec:
+    ts: int  # raw record timestamp (when it reached the raw topic)
+    occurred_at: int
+    out: int  # output partition (by user)
 
 
-def test_a_backlog_never_delivered_stops_holding_after_backlog_s() -> None:
-    clock = EventClock(idle_s=1.0, backlog_s=60.0)
-    clock.assigned(["p0"])
-    hw = {"p0": 9}.get
-    assert clock.watermark(NOW, 100.0, hw) is None
-    assert clock.watermark(NOW, 160.0, hw) == NOW
+op = st.one_of(
+    st.tuples(
+        st.just("append"),
+        st.integers(0, 2),  # raw partition
+        # occurred this long before it reached raw ("skew": exactly the allowed skew; some late)
+        st.one_of(st.just("skew"), st.integers(0, 1500)),
+        st.integers(0, 2),  # output partition
+    ),
+    st.tuples(st.just("process"), st.integers(0, 2), st.integers(1, 5), st.booleans()),
+    st.tuples(st.just("idle")),
+    st.tuples(st.just("restart")),
+    st.tuples(st.just("wait"), st.integers(1, 3000)),
+)
 
 
-def test_lagging_partition_holds_the_watermark_at_its_last_event() -> None:
-    clock = EventClock(idle_s=0.0)
-    clock.assigned(["p0", "p1"])
-    clock.observe("p0", 3, NOW - 7000)  # 4 of 10 read
-    clock.observe("p1", 4, NOW - 100)  # read to the end
-    hw = {"p0": 10, "p1": 5}.get
-    assert clock.watermark(NOW, 0.0, hw) == NOW - 7000
-    clock.observe("p0", 9, NOW - 50)
-    assert clock.watermark(NOW, 0.0, hw) == NOW
+@settings(max_examples=300, deadline=None)
+@given(
+    ops=st.lists(op, max_size=60),
+    raw_n=st.integers(1, 3),
+    out_n=st.integers(1, 3),
+    skew=st.integers(0, 1000),
+)
+def test_watermarks_are_safe_and_advance_when_idle(
+    ops: list[tuple], raw_n: int, out_n: int, skew: int
+) -> None:
+    now = T0
+    logs: list[list[Rec]] = [[] for _ in range(raw_n)]
+    position = [0] * raw_n  # committed read position per raw partition
+    forwarded: list[set[int]] = [set() for _ in range(out_n)]  # ids (id = position in `all_`)
+    all_: list[Rec] = []
+    ids: list[list[int]] = [[] for _ in range(raw_n)]
+    clock = RawClock(skew)
+    readers = EventsMarks()
+    join = JoinMarks(out_n)
+    seen: list[tuple[int, int, frozenset[int]]] = []  # (output partition, W, forwarded then)
+    stated: dict[int, int] = {}  # brute force: largest claim ever written per raw partition
+
+    def emit() -> None:
+        claims = clock.claims().get(LIVE, {})
+        if not claims:
+            return
+        for r, w in claims.items():
+            stated[r] = max(stated.get(r, w), w)
+        value = CODEC.encode("ingestion-0", raw_n, claims, now)
+        for o in range(out_n):  # into every output partition, after the batch's output
+            readers.merge(o, CODEC.decode(value))
+        marks = readers.marks().get(LIVE, {})
+        for o, w in marks.items():
+            seen.append((o, w, frozenset(forwarded[o])))
+        join.advance(0, {LIVE: marks})
+
+    for step in ops:
+        kind = step[0]
+        if kind == "append":
+            _, r, before, o = step
+            if r < raw_n:
+                rec = Rec(now, now - (skew if before == "skew" else before), o % out_n)
+                ids[r].append(len(all_))
+                all_.append(rec)
+                logs[r].append(rec)
+        elif kind == "process":
+            _, r, k, write = step
+            if r < raw_n and position[r] < len(logs[r]):
+                batch = ids[r][position[r] : position[r] + k]
+                for i in batch:
+                    forwarded[all_[i].out].add(i)
+                position[r] += len(batch)
+                clock.read({r: max(all_[i].ts for i in batch)})
+                if write:  # claims are written with some batches only (the interval)
+                    emit()
+        elif kind == "idle":
+            clock.caught_up([r for r in range(raw_n) if position[r] >= len(logs[r])], now)
+            emit()
+        elif kind == "restart":
+            clock = RawClock(skew)  # ingestion's memory is gone; Kafka's offsets are not
+        else:
+            now += step[1]
+
+    # Safety, against the whole history (records appended after a watermark included): every
+    # record that kept the skew rule and belongs in a partition precedes any watermark there
+    # that covers its occurred_at.
+    for o, w, then in seen:
+        for i, rec in enumerate(all_):
+            if rec.out == o and rec.occurred_at <= w and rec.ts - rec.occurred_at <= skew:
+                assert i in then, (o, w, rec)
+
+    # The merged values are exactly the brute-force ones: per partition the least over raw
+    # partitions of the largest claim written, unknown until each raw partition has one.
+    expected = min(stated.values()) if len(stated) == raw_n else None
+    marks = readers.marks().get(LIVE, {})
+    for o in range(out_n):
+        assert marks.get(o) == expected
+    assert join.value(0) == (expected if seen else None)
+
+    # Liveness: once raw is read to its end and ingestion says so, windows may close up to
+    # the wall clock minus the skew, whatever happened before.
+    for r in range(raw_n):
+        position[r] = len(logs[r])
+        for i in ids[r]:
+            forwarded[all_[i].out].add(i)
+    clock.caught_up(range(raw_n), now)
+    emit()
+    assert join.value(0) == now - skew - 1
 
 
-def test_unknown_highwater_counts_as_lagging_and_revoked_partitions_are_forgotten() -> None:
-    clock = EventClock(idle_s=0.0)
-    clock.assigned(["p0"])
-    clock.observe("p0", 0, NOW - 300)
-    assert clock.watermark(NOW, 0.0, lambda _tp: None) == NOW - 300
-    clock.revoked(["p0"])
-    assert clock.watermark(NOW, 0.0, lambda _tp: None) == NOW
+def test_a_partition_holds_until_every_raw_partition_is_claimed() -> None:
+    part = PartitionWatermark()
+    part.merge(CODEC.decode(CODEC.encode("a", 2, {0: T0}, T0)))
+    assert part.value is None  # raw partition 1 unclaimed: its backlog may still come
+    part.merge(CODEC.decode(CODEC.encode("b", 2, {1: T0 + 5}, T0)))
+    assert part.value == T0
+    part.merge(CODEC.decode(CODEC.encode("a", 2, {0: T0 - 100}, T0)))  # a restarted owner
+    assert part.value == T0  # claims only grow: the earlier statement stays true
 
 
-def test_no_window_closes_while_some_events_partitions_are_not_ours() -> None:
-    # After a crash the dead worker keeps half the partitions until its session times out;
-    # clicks there are read by nobody, and any window may be waiting for one of them.
-    clock = EventClock(idle_s=1.0, backlog_s=60.0, partitions=4)
-    hw = {"p0": 0, "p1": 0, "p2": 0, "p3": 0}.get
-    assert clock.watermark(NOW, 100.0, hw) is None  # nothing assigned yet
-    clock.assigned(["p0", "p1"])
-    assert clock.watermark(NOW, 105.0, hw) is None
-    clock.assigned(["p2", "p3"])  # the dead member's session ended: all ours
-    assert clock.watermark(NOW, 106.0, hw) == NOW
-    clock.revoked(["p3"])  # shared for good (several workers): held for backlog_s, then on
-    assert clock.watermark(NOW, 107.0, hw) is None
-    assert clock.watermark(NOW, 166.9, hw) is None
-    assert clock.watermark(NOW, 167.0, hw) == NOW
-    clock.assigned(["p3"])
-    clock.revoked(["p3"])  # a new partial spell (even between two ticks) holds again
-    assert clock.watermark(NOW, 168.0, hw) is None
+def test_watermark_records_are_told_from_data() -> None:
+    registry = SchemaRegistry.load()
+    event = registry.codec("ErasureRequest").encode(
+        {"request_id": "r", "user_id": "u", "requested_at": T0, "reason": None}
+    )
+    assert not CODEC.is_watermark(event)
+    assert not CODEC.is_watermark(None)
+    assert not CODEC.is_watermark(b"\xc3")
+    assert CODEC.is_watermark(CODEC.encode("x", 1, {0: T0}, T0))

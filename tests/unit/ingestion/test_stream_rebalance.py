@@ -9,7 +9,9 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from services.ingestion.stream import IngestionStream, _Rebalance
+from services.common.codec import SchemaRegistry
+from services.common.watermark import WatermarkCodec
+from services.ingestion.stream import IngestionStream, WatermarkOut, _Rebalance
 from services.ingestion.transform import TransformPool, TransformSpec
 from services.ingestion.validation import Limits
 
@@ -46,6 +48,7 @@ def _stream(tail: _Tail) -> IngestionStream:
         group_id="g",
         max_batch=10,
         transforms=TransformPool(TransformSpec(b"s", 4096, Limits()), workers=0),
+        watermarks=WatermarkOut(WatermarkCodec(SchemaRegistry.load()), "events", "i", 0.2, 1000),
     )
 
 
