@@ -193,6 +193,7 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         n_draws=settings.thompson_draws,
         refresh_ms=settings.policy_refresh_ms,
         backoff_impressions=settings.backoff_impressions,
+        challenger_share=settings.challenger_share,
     )
     providers = _providers(settings.providers)
     curator = Curator(settings, state, policy, metrics, publish_creative, providers)
