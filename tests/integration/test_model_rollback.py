@@ -130,6 +130,11 @@ async def test_bad_model_is_rolled_back_under_traffic(
         ADMUSE_INFERENCE_ROLLBACK_RHO="50",
         ADMUSE_INFERENCE_ROLLBACK_MIN_IMPRESSIONS="30",
         ADMUSE_INFERENCE_ROLLBACK_CHECK_S="0.5",
+        # Challengers (#20) get half the traffic, judged coarsely within a day, so both models'
+        # creatives are admitted and served at once, as the rollback's comparison needs.
+        ADMUSE_INFERENCE_CHALLENGER_SHARE="0.5",
+        ADMUSE_INFERENCE_CHALLENGER_DECIDE_S="86400",
+        ADMUSE_INFERENCE_CHALLENGER_PRECISION="1.0",
     ).start()
     try:
         async with _Traffic(kafka, topics, proc.url, {"bad"}) as traffic:
