@@ -17,14 +17,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiokafka import TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from services.common.codec import SchemaRegistry
-from services.common.kafka import make_admin, make_consumer, make_producer
+from services.common.kafka import make_admin, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics, TopicSpec
-from tests.integration.ingestion_harness import IngestionProcess, TopicReader
+from tests.integration.ingestion_harness import IngestionProcess, TopicReader, raw_progress
 from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration]
@@ -44,16 +43,9 @@ async def _set_configs(kafka: KafkaSettings, spec: TopicSpec, **extra: str) -> N
 
 
 async def _committed(kafka: KafkaSettings, topics: Topics, group: str) -> int:
-    """Raw records the ingestion group has committed, over every raw partition."""
-    consumer = make_consumer(kafka, group_id=group)
-    await consumer.start()
-    try:
-        total = 0
-        for p in range(topics.events_raw.partitions):
-            total += await consumer.committed(TopicPartition(topics.events_raw.name, p)) or 0
-        return total
-    finally:
-        await consumer.stop()
+    """Raw records the ingestion group has committed."""
+    raw = topics.events_raw
+    return (await raw_progress(kafka, raw.name, raw.partitions, group))[0]
 
 
 async def test_undelivered_records_abort_the_transaction_and_lose_nothing(
