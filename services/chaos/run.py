@@ -162,7 +162,11 @@ async def _reconcile(
         "decisions": B.decision_books(
             [r["decision_id"] for r in answered], [d["decision_id"] for d in decisions]
         ),
-        "rewards": B.reward_books([s for s in sent if s["type"] == "click" and s["sent"]], rewards),
+        "rewards": B.reward_books(
+            [s for s in sent if s["type"] == "click" and s["sent"]],
+            rewards,
+            [d["decision_id"] for d in decisions],
+        ),
         "models": B.model_books(answered),
         "availability": B.availability(rows, faults, grace_s=5.0),
         "faults": faults,

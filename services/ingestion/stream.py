@@ -7,6 +7,16 @@ from the committed offsets and read_committed readers never see the aborted part
 before the commit aborts the batch and retries it from the committed offsets; a failed commit
 (outcome unknown) stops the service, and the restart settles it (run it under a restart policy).
 
+Every record's delivery is awaited BEFORE EndTxn(COMMIT): aiokafka's commit flushes the batches
+but ignores their outcome (`flush_for_commit` waits, never checks), and a batch that failed —
+expired while the broker was down (past request_timeout_ms, then failed with
+LeaderNotAvailable while the restarted broker had no leader yet), rejected by it — leaves the
+transaction committable. Committing then commits the raw offsets without those records: raw
+events lost (#13's chaos run, 6 events at 3 of 20 broker stops). A failed delivery aborts the
+transaction instead and stops the service (`DeliveryFailed`): aiokafka keeps the producer's
+sequence numbers past the lost batch, so the restart (a new producer epoch) re-reads the batch
+from the committed offsets.
+
 Transactional id: one per instance (`<prefix><group_id>-<instance_id>`), with static group
 membership under the same instance id. A restarted instance re-registers that transactional id,
 which fences its dead predecessor and aborts whatever transaction it left open before we read
@@ -37,7 +47,7 @@ from services.ingestion.pipeline import BatchResult, Outgoing, Processor, RawRec
 from services.ingestion.transform import Transformed, TransformPool
 from services.ingestion.watermarks import RawClock
 
-__all__ = ["IngestionStream"]
+__all__ = ["DeliveryFailed", "IngestionStream"]
 
 _log = structlog.get_logger(__name__)
 _SUMMARY_EVERY_S = 10.0
@@ -47,6 +57,34 @@ _CHAIN_S = 3.0  # pipelined batches per hold of the rebalance lock, at most this
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class DeliveryFailed(RuntimeError):
+    """Records of a transaction were not delivered: it was aborted, nothing of it committed."""
+
+
+async def commit_delivered(
+    producer: AIOKafkaProducer, futures: Sequence[asyncio.Future[Any]]
+) -> None:
+    """Commit the open transaction only once every record in it was acknowledged; otherwise
+    abort it and raise `DeliveryFailed` (the producer is not to be used again)."""
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    if failed:
+        fenced = next((f for f in failed if isinstance(f, ProducerFenced)), None)
+        if fenced is not None:
+            raise fenced
+        _log.error(
+            "records not delivered; aborting the transaction and stopping",
+            failed_batches=len(failed),
+            error=repr(failed[0]),
+        )
+        try:
+            await producer.abort_transaction()
+        except Exception as exc:  # a dead sender refuses it too: the restart's new epoch aborts it
+            _log.warning("aborting the transaction failed", error=repr(exc))
+        raise DeliveryFailed(f"{len(failed)} batches not delivered: {failed[0]!r}") from failed[0]
+    await producer.commit_transaction()
 
 
 @dataclass(slots=True)
@@ -65,7 +103,7 @@ class _Pending:
 class _Committing:
     """A batch whose transaction is committing."""
 
-    task: asyncio.Future[list[asyncio.Future[Any]]]
+    task: asyncio.Future[None]
     result: BatchResult
     started: float
     now_ms: int
@@ -293,10 +331,7 @@ class IngestionStream:
 
     async def _begin(
         self, consumer: AIOKafkaConsumer, pending: _Pending, result: BatchResult
-    ) -> (
-        tuple[asyncio.Future[list[asyncio.Future[Any]]], RawClock, dict[str, dict[int, int]] | None]
-        | None
-    ):
+    ) -> tuple[asyncio.Future[None], RawClock, dict[str, dict[int, int]] | None] | None:
         """Open the batch's transaction, produce its records, the watermark claims now due
         and the offsets, start the commit."""
         batches = pending.batches
@@ -328,11 +363,7 @@ class IngestionStream:
             await asyncio.sleep(0.5)
             return None
 
-        async def commit() -> list[asyncio.Future[Any]]:
-            await producer.commit_transaction()
-            return futures
-
-        return asyncio.ensure_future(commit()), clock, claims
+        return asyncio.ensure_future(commit_delivered(producer, futures)), clock, claims
 
     async def _idle_watermarks(self, consumer: AIOKafkaConsumer) -> None:
         """Nothing fetched: ask Kafka which owned raw partitions are read to their end and
@@ -363,8 +394,7 @@ class IngestionStream:
             _log.warning("writing watermarks failed; retrying later", error=repr(exc))
             await producer.abort_transaction()
             return
-        await producer.commit_transaction()
-        await asyncio.gather(*futures)
+        await commit_delivered(producer, futures)
         self._stated(claims)
 
     async def _watermark_records(
@@ -394,10 +424,9 @@ class IngestionStream:
     async def _finish(self, committing: _Committing) -> None:
         # A failed commit leaves the outcome unknown: let it raise and the service stop. A
         # restart re-registers the transactional id, which settles the transaction, and
-        # rebuilds offsets and the dedup window from Kafka (what the kill test proves).
-        futures = await committing.task
-        if futures:
-            await asyncio.gather(*futures)
+        # rebuilds offsets and the dedup window from Kafka (what the kill test proves). A batch
+        # not delivered aborted the transaction and raises `DeliveryFailed`: the same restart.
+        await committing.task
         result = committing.result
         self.clock = committing.clock
         if committing.claims is not None:

@@ -2,16 +2,22 @@
 paused features worker, a broker stop/start) under simulator load, on the suite's own broker,
 then the books read back from the topics (services/chaos; `make chaos` runs longer ones).
 
-Asserted strictly: every fault injected twice and recovered from, nothing the simulator wrote
-lost and nothing forwarded twice, no answer without a model once one served, services up at
-the end with their restarts counted, Decide back within 10 s (mean) of an inference kill, and
-the suite's exit code saying whether the books balance. Books that the long run
-(bench/RESULTS.md, 20 cycles) found short for reasons outside what this branch fixes are
-printed, not asserted, so CI stays a signal for this branch: raw events lost when a broker
-stop hits ingestion's transaction (rare: 6 of 26,290 at 3 of 20 stops), answered Decides whose
-Decision was in inference's memory at SIGKILL, duplicate Decisions (the decision log is at
-least once), and rewards: clicks turned into timeouts or not yet rewarded, decisions rewarded
-twice (window closing in features, #12; features' at-least-once replay).
+Asserted strictly: every fault injected twice and recovered from, the raw books (every raw
+event forwarded, dead-lettered, consent-dropped or a duplicate; none missing, none forwarded
+twice), nothing the simulator wrote lost, the rewards books (every click on a logged decision
+rewarded — none without a Reward — and no decision with differing Rewards; an unchanged re-send
+is allowed by the contract and only counted), no answer
+without a model once one served, services up at the end with their restarts counted, Decide
+back within 10 s (mean) of an inference kill, and the suite's exit code saying whether the
+books balance. Printed, not asserted: the decision-log books (answered Decides whose Decision
+was in inference's memory at SIGKILL, duplicate Decisions: the decision log is at least once),
+which another branch makes exactly once; a click on such an unlogged decision is counted
+apart, never as a click without a Reward. Also printed: clicks turned into timeouts at a broker
+stop — a click the collector refused (503) while the broker was away reaches the raw topic only
+when the app resends it, later than the allowed watermark skew, while ingestion, seeing its raw
+partitions read to their end, lets the watermark advance to the wall clock and features closes
+the window first (late by the contract's definition; open: the watermark does not know that a
+source holds refused events).
 """
 
 from __future__ import annotations
@@ -30,13 +36,9 @@ from services.chaos.faults import KINDS
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(540)]
 
 REPORTED_ONLY = (
-    "raw records do not add up",
-    "neither forwarded nor dead-lettered",
     "have no Decision record",
     "Decision records are duplicates",
     "became timeout rewards",
-    "clicks have no reward",
-    "rewarded twice",
 )
 
 
@@ -61,9 +63,16 @@ def test_short_fault_suite_books_balance(tmp_path: Path) -> None:
     assert all(f["recovered"] for f in books["faults"]), books["faults"]
     raw, sim = books["raw"], books["simulator"]
     assert raw["raw"] > 500 and raw["forwarded_twice"] == raw["forwarded_not_sent"] == 0, raw
+    assert raw["imbalance"] == raw["missing"] == 0, raw
     assert sim["lost"] == 0 and sim["written"] == raw["raw"], (sim, raw)
-    assert books["decisions"]["answered"] > 500, books["decisions"]
-    assert books["rewards"]["clicks_written"] > 20, books["rewards"]
+    dec, rew = books["decisions"], books["rewards"]
+    assert dec["answered"] > 500, dec
+    assert rew["clicks_written"] > 20, rew
+    logged_clicks = rew["clicks_written"] - rew["clicks_on_unlogged_decisions"]
+    assert rew["clicked_rewards"] + rew["clicks_turned_into_timeout"] == logged_clicks, rew
+    assert rew["clicks_without_reward"] == 0, rew
+    assert rew["decisions_rewarded_differently"] == 0, rew
+    assert rew["clicks_on_unlogged_decisions"] <= dec["without_decision"], (rew, dec)
     assert books["models"]["served_without_model_after_first"] == 0, books["models"]
     services = books["services"]
     assert all(s["state"] == "up" and s["restarts"] >= 2 for s in services.values()), services

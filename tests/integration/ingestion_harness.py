@@ -136,6 +136,21 @@ class IngestionProcess:
         return out
 
 
+async def raw_progress(
+    kafka: KafkaSettings, topic: str, partitions: int, group: str
+) -> tuple[int, int]:
+    """(records the ingestion group committed, records on the raw topic), over its partitions."""
+    consumer = make_consumer(kafka, group_id=group)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        ends = await consumer.end_offsets(tps)
+        committed = [await consumer.committed(tp) or 0 for tp in tps]
+        return sum(committed), sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
 def sum_metric(samples: dict[str, float], name: str, **labels: str) -> float:
     """Sum of a metric's samples whose labels include `labels`."""
     total = 0.0

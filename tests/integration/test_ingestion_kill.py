@@ -11,15 +11,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiokafka import TopicPartition
 
 from services.common.codec import SchemaRegistry
-from services.common.kafka import make_consumer, make_producer
+from services.common.kafka import make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from tests.integration.ingestion_harness import (
     IngestionProcess,
     TopicReader,
+    raw_progress,
     sum_metric,
 )
 from tests.polling import eventually
@@ -60,19 +60,9 @@ async def _produce(kafka: KafkaSettings, topic: str, sent: list[str], stop: asyn
 
 async def _lag(kafka: KafkaSettings, topics: Topics, group: str) -> int:
     """Raw records not yet committed by the ingestion group."""
-    consumer = make_consumer(kafka, group_id=group)
-    await consumer.start()
-    try:
-        tps = [
-            TopicPartition(topics.events_raw.name, p) for p in range(topics.events_raw.partitions)
-        ]
-        ends = await consumer.end_offsets(tps)
-        lag = 0
-        for tp in tps:
-            lag += ends[tp] - (await consumer.committed(tp) or 0)
-        return lag
-    finally:
-        await consumer.stop()
+    raw = topics.events_raw
+    committed, end = await raw_progress(kafka, raw.name, raw.partitions, group)
+    return end - committed
 
 
 async def test_kill_minus_nine_loses_nothing_duplicates_nothing(

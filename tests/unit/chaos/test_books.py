@@ -60,7 +60,33 @@ def test_reward_books_see_clicks_turned_into_timeouts() -> None:
     books = B.reward_books(clicks, rewards)
     assert books["clicks_written"] == 3 and books["clicked_rewards"] == 1
     assert books["clicks_turned_into_timeout"] == 1 and books["clicks_without_reward"] == 1
-    assert books["decisions_rewarded_twice"] == 1
+    # d5's second Reward is the same one sent again (features is at least once): allowed
+    assert books["decisions_rewarded_again_unchanged"] == 1
+    assert books["decisions_rewarded_differently"] == 0
+    assert B.problems(_clean(rewards=books)) == [
+        "1 clicks became timeout rewards",
+        "1 clicks have no reward",
+    ]
+
+
+def test_reward_books_flag_differing_rewards_not_identical_resends() -> None:
+    clicks = [{"decision_id": "d1"}, {"decision_id": "d2"}]
+    same = {"decision_id": "d1", "clicked": True, "outcome": "click", "reward": 1.0}
+    rewards = [same, {**same, "rewarded_at": 2}, {"decision_id": "d2", "clicked": True}]
+    rewards += [{"decision_id": "d2", "clicked": False, "outcome": "timeout"}]
+    books = B.reward_books(clicks, rewards)
+    assert books["decisions_rewarded_again_unchanged"] == 1
+    assert books["decisions_rewarded_differently"] == 1
+    assert B.problems(_clean(rewards=books)) == ["1 decisions got differing rewards"]
+
+
+def test_reward_books_set_apart_clicks_on_decisions_never_logged() -> None:
+    clicks = [{"decision_id": "d1"}, {"decision_id": "lost"}]
+    rewards = [{"decision_id": "d1", "clicked": True, "outcome": "click"}]
+    books = B.reward_books(clicks, rewards, decision_ids=["d1"])
+    assert books["clicks_on_unlogged_decisions"] == 1 and books["clicks_without_reward"] == 0
+    assert B.balanced(_clean(rewards=books))
+    assert B.reward_books(clicks, rewards)["clicks_without_reward"] == 1
 
 
 def test_model_books_count_answers_without_a_model_after_the_first() -> None:
