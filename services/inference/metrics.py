@@ -107,6 +107,12 @@ class Metrics:
             "Decisions held in memory because the spool could not be written.",
             registry=r,
         )
+        self.decisions_unacknowledged = Counter(
+            "admuse_inference_decisions_unacknowledged",
+            "Decide requests answered 503 because their Decision record was not acknowledged "
+            "in time (decision_ack on); the record may still be written.",
+            registry=r,
+        )
         self.decision_send_failures = Counter(
             "admuse_inference_decision_send_failures",
             "Failed decision batch sends (retried).",

@@ -80,6 +80,14 @@ class Settings(ServiceSettings):
         description="How long the decision log gathers decisions before sending a batch "
         "(fewer, larger produce requests: less CPU for the service and the broker).",
     )
+    decision_ack: bool = Field(
+        False,
+        description="Answer Decide only after Kafka acknowledged its Decision record (no "
+        "answered Decide without a record even on SIGKILL; costs a produce round trip).",
+    )
+    decision_ack_timeout_ms: int = Field(
+        2000, ge=1, description="With decision_ack: longest wait for the record before a 503."
+    )
     spool_dir: Path = Field(
         Path(".run/inference-spool"), description="Folder of the append-only decision spool."
     )

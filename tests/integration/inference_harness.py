@@ -269,6 +269,12 @@ class InferenceProcess:
             self._proc.wait()
             raise AssertionError("inference did not stop on SIGTERM:\n" + self.log_tail()) from None
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (memory is lost, the spool file stays)."""
+        assert self._proc is not None
+        self._proc.kill()
+        self._proc.wait()
+
     def log_tail(self, n: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
