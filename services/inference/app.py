@@ -26,7 +26,9 @@ from services.common.privacy import ApiKeys, pseudonymize
 from services.common.producer import ResilientProducer
 from services.common.segment import segment_of
 from services.common.topics import Topics
+from services.common.watermark import WatermarkCodec
 from services.inference.curator import Curator
+from services.inference.decision_watermarks import DecisionWatermarks
 from services.inference.decisions import DecisionLog, NotLogged
 from services.inference.metrics import Metrics
 from services.inference.models import choose_providers
@@ -192,6 +194,17 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         buffer_size=settings.decision_buffer,
         batch_size=settings.decision_batch,
         linger_s=settings.decision_linger_ms / 1000,
+        watermarks=DecisionWatermarks(
+            WatermarkCodec(registry),
+            topics.decisions.name,
+            f"admuse-{settings.instance_id}",
+            metrics,
+            replica=settings.replica,
+            replicas=settings.replicas,
+            interval_s=settings.decision_watermark_ms / 1000,
+        )
+        if settings.decision_watermark_ms > 0
+        else None,
     )
     creatives_codec = registry.codec("Creative")
     producer = ResilientProducer(lambda: make_producer(settings.kafka), name="creatives")

@@ -27,8 +27,10 @@ import asyncio
 import contextlib
 import os
 import struct
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,6 +39,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.common.codec import RecordCodec
 from services.common.logging import get_logger
+from services.inference.decision_watermarks import DecisionWatermarks
 from services.inference.metrics import Metrics
 
 __all__ = ["DecisionLog", "NotLogged"]
@@ -85,6 +88,7 @@ class DecisionLog:
         send_timeout_s: float = 15.0,
         start_timeout_s: float = 15.0,
         retry_backoff_s: tuple[float, float] = (0.2, 5.0),
+        watermarks: DecisionWatermarks | None = None,
     ) -> None:
         self._factory = producer_factory
         self._topic = topic
@@ -98,6 +102,7 @@ class DecisionLog:
         self._send_timeout_s = send_timeout_s
         self._start_timeout_s = start_timeout_s
         self._backoff = retry_backoff_s
+        self._watermarks = watermarks
         self._mem: deque[Record] = deque()
         self._inflight: _Batch | None = None
         self._waiters: dict[bytes, asyncio.Future[None]] = {}
@@ -211,8 +216,7 @@ class DecisionLog:
                     if self._closing:
                         return
                     self._wakeup.clear()
-                    await self._wakeup.wait()
-                    await self._linger()
+                    await self._idle()
                     continue
                 self._inflight = _Batch(records, from_spool, new_pos)
             batch = self._inflight
@@ -220,6 +224,7 @@ class DecisionLog:
                 failures = 0
                 self._inflight = None
                 self._commit(len(batch.records), batch.from_spool, batch.new_pos)
+                await self._watermark()
                 if len(batch.records) < self._batch_size:
                     await self._linger()
                 continue
@@ -229,6 +234,42 @@ class DecisionLog:
                 return
             delay = min(self._backoff[1], self._backoff[0] * 2 ** min(failures, 10))
             await asyncio.sleep(delay)
+
+    async def _idle(self) -> None:
+        """Wait for decisions; with watermarks, state one every interval meanwhile."""
+        if self._watermarks is None:
+            await self._wakeup.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._watermarks.interval_s)
+            await self._watermark()
+        if self._wakeup.is_set():
+            await self._linger()
+
+    async def _watermark(self) -> None:
+        wm = self._watermarks
+        if wm is None or self._closing or not wm.due():
+            return
+        oldest = self._oldest_pending_ms()
+        now = int(time.time() * 1000)
+        claim = (now if oldest is None else min(oldest, now)) - 1
+        try:
+            producer = await self._ensure_producer()
+            await asyncio.wait_for(wm.emit(producer, claim), self._send_timeout_s)
+        except Exception as exc:
+            self._metrics.decision_watermark_failures.inc()
+            _log.warning("decision watermark not written; next interval tries again",
+                         claim_ms=claim, error=repr(exc))  # fmt: skip
+
+    def _oldest_pending_ms(self) -> int | None:
+        """decided_at of the oldest decision not yet acknowledged (memory holds the oldest,
+        in flight included, unless the spool was unwritable; the spool's head otherwise)."""
+        heads = [self._mem[0]] if self._mem else []
+        if self._spool_r is not None and self._spooled:
+            heads += self._read_spool(1)[0]
+        if not heads:
+            return None
+        return min(_decided_ms(self._codec.decode(v)["decided_at"]) for _k, v in heads)
 
     async def _linger(self) -> None:
         """Let decisions gather before the next send, so one produce request carries many
@@ -420,6 +461,10 @@ class DecisionLog:
         self._pos_path.unlink(missing_ok=True)
         self._spool_pos = self._spooled = 0
         self._metrics.decisions_spooled.set(0)
+
+
+def _decided_ms(value: Any) -> int:
+    return round(value.timestamp() * 1000) if isinstance(value, datetime) else int(value)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -20,6 +20,8 @@ from services.common.codec import SchemaRegistry
 from services.common.kafka import make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
+from services.common.watermark import WatermarkCodec
+from services.inference.decision_watermarks import DecisionWatermarks
 from services.inference.decisions import DecisionLog
 from services.inference.metrics import Metrics
 from tests.integration.inference_harness import (
@@ -278,3 +280,69 @@ async def test_sigkill_without_ack_loses_the_lingering_decisions(
         for _ in range(5):
             await reader.poll()
     assert len({r["decision_id"] for r in reader.records}) < len(answered)
+
+
+def _watermarked_log(
+    broker: _Broker, topics: Topics, spool: Path, metrics: Metrics, **kw: Any
+) -> DecisionLog:
+    marks = DecisionWatermarks(
+        WatermarkCodec(SchemaRegistry.load()), topics.decisions.name, "admuse-inference-t",
+        metrics, replica=1, replicas=2, interval_s=0.001,
+    )  # fmt: skip
+    return _log(broker, topics, spool, metrics, watermarks=marks, **kw)
+
+
+def _assert_watermarks_true(reader: DecisionReader) -> None:
+    """Each decision watermark's claim covers only decisions already before it in its
+    partition (nothing with decided_at <= claim comes after it)."""
+    at = {
+        (p, off): _ms(r["decided_at"])
+        for (p, off), r in zip(reader.offsets, reader.records, strict=True)
+    }
+    for p, off, wm in reader.watermarks:
+        assert wm["source"] == "inference" and wm["inputs"] == 2, wm
+        [claim] = wm["claims"]
+        assert claim["input"] == 1
+        late = [o for (q, o), t in at.items() if q == p and o > off and t <= claim["watermark_ms"]]
+        assert not late, f"partition {p}: decisions after a watermark that claimed them"
+
+
+def _ms(value: Any) -> int:
+    return round(value.timestamp() * 1000)
+
+
+async def test_decision_watermarks_hold_for_spooled_decisions_and_advance_when_idle(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    """Decisions decided a minute ago wait in the spool (Kafka away); the restarted log sends
+    them in batches, stating a watermark after each batch: none may claim a spooled decision
+    before it is written. Idle afterwards, the claim passes the wall clock of the idle time."""
+    broker, spool = _Broker(kafka), tmp_path / "d.spool"
+    old = int(time.time() * 1000) - 60_000
+    first = _log(broker, topics, spool, Metrics(), buffer_size=5)
+    await first.start()
+    for i in range(40):
+        first.submit({**_decision(i), "decided_at": old + i * 1000})
+    await first.close(flush_timeout_s=0.3)
+    assert first.pending == 40
+    broker.up()
+    metrics = Metrics()
+    second = _watermarked_log(broker, topics, spool, metrics, batch_size=3)
+    await second.start()
+    await eventually(lambda: second.pending == 0, 30, "spool replayed", 0.02)
+    idle_from = int(time.time() * 1000)
+    await eventually(
+        lambda: metrics.decision_watermark._value.get() * 1000 > idle_from + 300,
+        10, "the watermark advancing while idle", 0.05,
+    )  # fmt: skip
+    await second.close()
+    async with DecisionReader(kafka, topics.decisions.name) as reader:
+        await reader.wait_for(lambda rs: len(rs) >= 40)
+        for _ in range(3):
+            await reader.poll()
+    claims = [wm["claims"][0]["watermark_ms"] for _p, _o, wm in reader.watermarks]
+    assert any(c < old + 39_000 for c in claims)  # stated while the spool still held some
+    assert max(claims) > idle_from + 300  # and advanced while idle
+    partitions = {p for p, _o, _w in reader.watermarks}
+    assert partitions == set(range(topics.decisions.partitions))  # into every partition
+    _assert_watermarks_true(reader)
