@@ -294,7 +294,7 @@ async def write_replay(
                 "user_id": "",
                 "creative_id": creative,
                 "propensity": float(data.propensity[i]),
-                "arm": arm if arm in ("optimized", "control") else "optimized",
+                "arm": arm if arm in ("optimized", "catalog", "control") else "optimized",
                 "policy": REPLAY_POLICY,
                 "policy_version": source,
                 "model_version": None,

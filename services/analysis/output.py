@@ -108,9 +108,24 @@ def _srm_line(report: CampaignReport) -> str:
         return "SRM: not checked"
     s = report.srm
     verdict = "MISMATCH" if s.flagged else "ok"
+    expected = ", ".join(f"{a} {_pct(v, 1)}" for a, v in report.expected_shares.items())
     return (
-        f"SRM: {verdict} (chi2 = {s.chi2:.2f}, p = {s.p_value:.3g}, control expected "
-        f"{_pct(report.expected_control_share, 1)}, observed {s.observed})"
+        f"SRM: {verdict} (chi2 = {s.chi2:.2f}, p = {s.p_value:.3g}, expected "
+        f"{expected or _pct(report.expected_control_share, 1)}, observed {s.observed})"
+    )
+
+
+def _generation_line(report: CampaignReport) -> str | None:
+    """What generation adds: the full loop's lift over the catalog bandit."""
+    g = report.generation
+    if g is None:
+        return None
+    return (
+        f"what generation adds — full loop vs catalog bandit: rate {_pct(g.treatment.rate)} vs "
+        f"{_pct(g.control.rate)}, lift {_signed_pct(g.lift.estimate)} "
+        f"({report.confidence:.0%} interval {_signed_pct(g.lift.low)} to "
+        f"{_signed_pct(g.lift.high)}), P(full loop beats catalog bandit) = "
+        f"{_num(g.prob_treatment_beats_control, 3)}"
     )
 
 
@@ -128,7 +143,7 @@ def _sequential_lines(report: CampaignReport) -> list[str]:
 _METHODS = (
     "Rates: Wilson 95% intervals. Lift: delta method on log(rate ratio). P(beats control): "
     "Beta(1, 1) posteriors. Always-valid test: two-sample mixture SPRT (safe to look at any "
-    "time). SRM: chi-square of the arm split vs the configured holdout share, flagged at "
+    "time). SRM: chi-square of the arm split vs the configured shares, flagged at "
     "p < 0.001. Effects: lift over the average of the segments each creative was shown in."
 )
 
@@ -143,6 +158,9 @@ def print_report(report: CampaignReport, console: Console | None = None, limit: 
     for row in _arm_rows(report):
         table.add_row(*row)
     console.print(table)
+    generation = _generation_line(report)
+    if generation:
+        console.print(generation, style="bold")
     style = "bold red" if report.srm and report.srm.flagged else ""
     console.print(_srm_line(report), style=style)
     for line in _sequential_lines(report):
@@ -272,6 +290,9 @@ def report_html(report: CampaignReport, limit: int = 50) -> str:
         f"{_when(report.generated_at_ms)}.</p>",
         _table("Arms", _ARM_HEAD, _arm_rows(report)),
     ]
+    generation = _generation_line(report)
+    if generation:
+        body.append(f"<p><b>{html.escape(generation)}</b></p>")
     cls = "bad" if report.srm and report.srm.flagged else ""
     body.append(f"<p class='{cls}'>{html.escape(_srm_line(report))}</p>")
     body += [f"<p>{html.escape(line)}</p>" for line in _sequential_lines(report)]

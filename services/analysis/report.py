@@ -1,5 +1,9 @@
 """The experiment report of one campaign: arms, their comparison with control, SRM, effects.
 
+With a catalog-bandit arm (`catalog`, the campaign's `catalog_share`), `generation` compares
+the full loop (`optimized`) with it: what generating creatives adds over optimizing the
+catalog alone. The SRM check covers every configured arm.
+
 Input is columns, not Kafka: `decisions` (arm and decision time per decision — impressions and
 the split) and `rewards` (`LoggedData` of decisions whose outcome is known). So the same report
 runs on a replayed file or a test fixture.
@@ -22,6 +26,7 @@ from services.analysis.stats import Rate, SrmResult, rate, srm_test
 __all__ = ["ArmRow", "CampaignReport", "build_report"]
 
 CONTROL = "control"
+CATALOG = "catalog"
 TREATMENT = "optimized"
 
 
@@ -52,6 +57,8 @@ class CampaignReport:
     creatives: list[Effect]
     attributes: dict[str, list[Effect]]
     notes: list[str] = field(default_factory=list)
+    generation: ArmComparison | None = None  # full loop vs catalog bandit
+    expected_shares: dict[str, float] = field(default_factory=dict)
     confidence: float = 0.95
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +71,7 @@ def build_report(
     *,
     decision_arms: np.ndarray | None = None,
     expected_control_share: float | None = None,
+    expected_catalog_share: float = 0.0,
     attributes: Mapping[str, Mapping[str, str | float]] | None = None,
     from_ms: int | None = None,
     to_ms: int | None = None,
@@ -134,28 +142,38 @@ def build_report(
             )
     else:
         notes.append("no control arm in range: no lift, win probability or sequential test")
+    generation = None
+    if CATALOG in counts and TREATMENT in counts:
+        generation = compare_arms(counts[CATALOG], counts[TREATMENT], confidence=confidence)
     arm_impr = {r.arm: r.impressions for r in rows}
+    shares: dict[str, float] = {}
     if expected_control_share is None:
         notes.append(
             "SRM check skipped: the configured holdout share is unknown "
             "(no campaign record; pass --control-share)"
         )
-    elif set(arm_impr) == {CONTROL, TREATMENT}:
-        srm = srm_test(
-            [arm_impr[CONTROL], arm_impr[TREATMENT]],
-            [expected_control_share, 1 - expected_control_share],
-        )
-        if srm.flagged:
-            notes.append(
-                f"SAMPLE RATIO MISMATCH: control has {arm_impr[CONTROL]} of "
-                f"{sum(arm_impr.values())} decisions, expected {expected_control_share:.1%} "
-                f"(p = {srm.p_value:.2g}); the split is broken — do not trust the comparison"
-            )
     else:
-        notes.append(
-            f"SRM check skipped: needs exactly the arms control and optimized, "
-            f"found {sorted(arm_impr)}"
-        )
+        configured = {
+            CONTROL: expected_control_share,
+            CATALOG: expected_catalog_share,
+            TREATMENT: 1 - expected_control_share - expected_catalog_share,
+        }
+        shares = {a: v for a, v in configured.items() if v > 0}
+        if set(arm_impr) <= set(shares) and len(shares) >= 2:
+            srm = srm_test([arm_impr.get(a, 0) for a in shares], list(shares.values()))
+            if srm.flagged:
+                split = ", ".join(
+                    f"{a} {arm_impr.get(a, 0)} (expected {v:.1%})" for a, v in shares.items()
+                )
+                notes.append(
+                    f"SAMPLE RATIO MISMATCH: of {sum(arm_impr.values())} decisions {split} "
+                    f"(p = {srm.p_value:.2g}); the split is broken — do not trust the comparison"
+                )
+        else:
+            notes.append(
+                f"SRM check skipped: the arms found {sorted(arm_impr)} are not the configured "
+                f"ones {sorted(shares)}"
+            )
     return CampaignReport(
         campaign_id=campaign_id,
         from_ms=from_ms,
@@ -165,6 +183,8 @@ def build_report(
         comparisons=comparisons,
         srm=srm,
         expected_control_share=expected_control_share,
+        generation=generation,
+        expected_shares=shares,
         creatives=creative_effects(rewards, confidence),
         attributes=attribute_effects(rewards, attributes or {}, confidence),
         notes=notes,

@@ -12,7 +12,8 @@ attributes:
 segment_keys: [country, device]
 reward: {kind: weighted, weights: {click: 1.0, conversion: 5.0}}
 attribution_window: 30        # seconds
-holdout_share: 0.1
+holdout_share: 0.1           # users on the control policy (uniform over the catalog)
+catalog_share: 0.1           # users on the catalog-only bandit (0: no such arm)
 forbidden: [{headline: "New in", cta: "Buy now"}]
 min_contrast: 4.5
 allow_retire_catalog: false
@@ -192,6 +193,7 @@ class CampaignSpec(_Strict):
     reward: RewardSpec = Field(default_factory=RewardSpec)
     attribution_window: float = Field(gt=0, le=7 * 24 * 3600, description="seconds")
     holdout_share: float = Field(0.1, gt=0, lt=1)
+    catalog_share: float = Field(0.0, ge=0, lt=1)
     forbidden: list[dict[str, str]] = Field(default_factory=list)
     min_contrast: float = Field(4.5, ge=1, le=21)
     allow_retire_catalog: bool = False
@@ -206,6 +208,11 @@ class CampaignSpec(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"attributes: names must be unique; repeated: {dupes}")
+        if self.holdout_share + self.catalog_share >= 1:
+            raise ValueError(
+                f"holdout_share + catalog_share must leave traffic for the full loop; got "
+                f"{self.holdout_share} + {self.catalog_share}"
+            )
         if len(set(self.segment_keys)) != len(self.segment_keys):
             raise ValueError(f"segment_keys: repeated key in {self.segment_keys}")
         by_name = self.attribute_map()
@@ -292,6 +299,7 @@ def campaign_record(
         },
         "attribution_window_ms": round(spec.attribution_window * 1000),
         "holdout_share": spec.holdout_share,
+        "catalog_share": spec.catalog_share,
         "forbidden": [dict(c) for c in spec.forbidden],
         "min_contrast": spec.min_contrast,
         "allow_retire_catalog": spec.allow_retire_catalog,

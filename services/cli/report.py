@@ -85,13 +85,17 @@ def report(
         fail(str(exc))
     logs = _load(campaign, d_window, r_window)
     share = control_share
-    if share is None and logs.campaign is not None:
-        share = float(logs.campaign["holdout_share"])
+    catalog_share = 0.0
+    if logs.campaign is not None:
+        catalog_share = float(logs.campaign.get("catalog_share") or 0.0)
+        if share is None:
+            share = float(logs.campaign["holdout_share"])
     result = build_report(
         campaign,
         logs.rewards,
         decision_arms=logs.decision_arms,
         expected_control_share=share,
+        expected_catalog_share=catalog_share,
         attributes=logs.attributes,
         from_ms=from_ms,
         to_ms=to_ms,

@@ -329,15 +329,27 @@ def _service_env(name: str, stack: Stack, run: Path, tag: str) -> dict[str, str]
     return {}
 
 
-# Demo pace: small networks, retrain after a few hundred rewards or every 30 s (CPU or GPU,
-# whichever torch finds).
+# Demo pace: small networks; retrain on 20 new positives (and a quarter more than the last
+# version saw), a shifted CTR or a grown error, at most every 10 s (or 1000 rewards' time),
+# and at least every 2 minutes with new positives (CPU or GPU, whichever torch finds).
 _DEMO_PACE = {
     "trainer": {
         "ADMUSE_TRAINER_PROFILE": "small",
-        "ADMUSE_TRAINER_RETRAIN_EVERY_REWARDS": "400",
-        "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.5",
+        "ADMUSE_TRAINER_RETRAIN_MIN_NEW_POSITIVES": "20",
+        "ADMUSE_TRAINER_RETRAIN_FLOOR_REWARDS": "1000",
+        "ADMUSE_TRAINER_RETRAIN_FLOOR_MIN_S": "10",
+        "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "2",
         "ADMUSE_TRAINER_MIN_ROWS": "200",
         "ADMUSE_TRAINER_MIN_POSITIVES": "20",
+    },
+    # Challengers judged within 90 s (reviewed every 10 s) at a coarse precision (±100 %, two
+    # standard errors: enough to tell a creative twice as good), in 30 % of the full loop's
+    # traffic, so a few minutes decide several per segment at a few per cent CTR.
+    "inference": {
+        "ADMUSE_INFERENCE_CHALLENGER_SHARE": "0.3",
+        "ADMUSE_INFERENCE_CHALLENGER_DECIDE_S": "90",
+        "ADMUSE_INFERENCE_CHALLENGER_PRECISION": "1.0",
+        "ADMUSE_INFERENCE_RETIRE_CHECK_S": "10",
     },
 }
 

@@ -212,6 +212,11 @@ def apply_event(
     if event["event_id"] in state["seen"]:
         return Step(None, None, "duplicate")
     new = {**state, "seen": [*state["seen"], event["event_id"]][-MAX_SEEN:]}
+    if state["status"] != "pending" and _settled_early(state, event):
+        # The reward went out at its settling event (a click); an event inside the window
+        # that arrives after it (an impression behind its click, a second click) is not late:
+        # the window was still open, the reward is simply final.
+        return Step(new, None, "after_settled")
     if state["status"] != "pending" or event["occurred_at"] > state["deadline"]:
         new["late"] = state["late"] + 1
         return Step(new, None, "late")
@@ -305,6 +310,11 @@ def _finish(
         "reward": reward,
         "expires": max(now_ms, state["deadline"]) + retention_ms,
     }
+
+
+def _settled_early(state: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
+    reward = state.get("reward") or {}
+    return reward.get("outcome") != "timeout" and event["occurred_at"] <= state["deadline"]
 
 
 def _mean_sentiment(state: Mapping[str, Any]) -> float | None:

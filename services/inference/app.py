@@ -220,6 +220,7 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         n_draws=settings.thompson_draws,
         refresh_ms=settings.policy_refresh_ms,
         backoff_impressions=settings.backoff_impressions,
+        challenger_share=settings.challenger_share,
     )
     providers = _providers(settings.providers)
     curator = Curator(settings, state, policy, metrics, publish_creative, providers)
@@ -269,7 +270,7 @@ def _rollback_watch(
             (r for r in state.history.get(campaign_id, []) if r["version"] == restored), None
         )
         if record is not None:
-            await producer.send_and_wait(
+            await producer.send(
                 topics.models.name, codec.encode(record), key=record["model_name"].encode()
             )
         return restored

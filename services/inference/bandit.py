@@ -31,6 +31,7 @@ from services.common.privacy import stable_unit
 from services.inference.propensity import p_best, p_best_monte_carlo
 
 __all__ = [
+    "ARM_CATALOG",
     "ARM_CONTROL",
     "ARM_OPTIMIZED",
     "Arm",
@@ -38,6 +39,7 @@ __all__ = [
     "Retirement",
     "ThompsonBandit",
     "backoff",
+    "experiment_arm",
     "holdout_arm",
     "posterior",
     "prob_best",
@@ -47,6 +49,7 @@ __all__ = [
 
 ARM_OPTIMIZED = "optimized"
 ARM_CONTROL = "control"
+ARM_CATALOG = "catalog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +224,16 @@ def backoff(
 def holdout_arm(pseudonym: str, campaign_id: str, share: float) -> str:
     """``"control"`` for a stable ``share`` of users (per campaign), else ``"optimized"``."""
     return ARM_CONTROL if stable_unit(pseudonym, salt=campaign_id) < share else ARM_OPTIMIZED
+
+
+def experiment_arm(pseudonym: str, campaign_id: str, holdout: float, catalog: float) -> str:
+    """The always-on experiment: a stable ``holdout`` share of users (per campaign) on
+    ``"control"``, the next ``catalog`` share on ``"catalog"`` (the bandit over the human
+    creatives alone), the rest on ``"optimized"`` (the full loop)."""
+    u = stable_unit(pseudonym, salt=campaign_id)
+    if u < holdout:
+        return ARM_CONTROL
+    return ARM_CATALOG if u < holdout + catalog else ARM_OPTIMIZED
 
 
 def uniform_choice(k: int, rng: np.random.Generator) -> tuple[int, float]:

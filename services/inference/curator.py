@@ -8,20 +8,27 @@ assignment. A model that fails any check is logged, counted (`models_refused`) a
 the old one keeps serving. Loads of one campaign run one at a time, and a load that is
 overtaken by a newer publication is skipped.
 
-After a swap (with `curate` on), candidates are generated per segment of the model, passed
-through the admission gate and scored (`candidates.propose`); the admitted ones are published
-to admuse.creatives as `generated` creatives with the model version and a prior from the
-predicted reward — at most the campaign's `max_generated` live per segment; when a segment is
-full, a candidate replaces the generated creative with the lowest posterior mean if the new
-model predicts more than that mean (which is retired). They come back through the state
-follower like any creative. Models found while restoring state are not asked again when the
-campaign already has generated creatives (they were curated when published).
+After a swap (with `curate` on), and at each review while a challenger slot is free,
+candidates are generated per segment of the model, passed through the admission gate and
+scored (`candidates.propose`); the best of those the model predicts above its own prediction
+for the incumbent (the proven creative with the best posterior mean) are published to
+admuse.creatives as `generated` creatives at stage `challenger`, with the model version and
+an honest prior (`challengers.honest_prior`: its strength follows the model's held-out AUC
+and calibration, its mean is capped at the best proven creative's). How many: only into free
+slots of the challenger budget (`challengers.ChallengerBudget.slots`, sized from the
+segment's measured optimized traffic and CTR so each challenger is decided within
+`challenger_decide_s`), and at most the campaign's `max_generated` per segment. Candidates
+near a live or retired creative of the segment are not proposed again. They come back through
+the state follower like any creative. Models found while restoring state are not asked again
+when the campaign already has generated creatives (they were curated when published).
 
-Retirement: every `retire_check_s` each campaign × segment is reviewed with
-`bandit.Retirement`; a creative whose prob_best stays below `retire_threshold` for
-`retire_after_s` and that has at least `retire_min_impressions` impressions is published
-again with status `retired`. Catalog creatives are kept unless the campaign has
-`allow_retire_catalog`; at least two creatives stay live.
+Reviews, every `retire_check_s`: first the challengers (`ChallengerBudget.decide`): once a
+challenger has the impressions its segment's CTR needs, or is `challenger_decide_s` old, it is
+published again either promoted (stage `promoted`: it joins the main bandit) or retired. Then
+retirement of proven creatives with `bandit.Retirement`; a creative whose prob_best stays
+below `retire_threshold` for `retire_after_s` and that has at least `retire_min_impressions`
+impressions is published again with status `retired`. Catalog creatives are kept unless the
+campaign has `allow_retire_catalog`; at least two creatives stay live.
 """
 
 from __future__ import annotations
@@ -45,8 +52,17 @@ from services.common.model_store import (
 from services.common.segment import ALL_SEGMENTS
 from services.common.signing import SignatureError
 from services.inference.artifacts import fetch_verified
-from services.inference.bandit import Retirement
+from services.inference.bandit import Arm, Retirement
 from services.inference.candidates import propose
+from services.inference.challengers import (
+    CHALLENGER,
+    PROMOTE,
+    PROMOTED,
+    ChallengerBudget,
+    honest_prior,
+    is_challenger,
+    prior_strength,
+)
 from services.inference.metrics import Metrics
 from services.inference.models import ModelBundle, ModelRejected
 from services.inference.policy import Policy
@@ -101,6 +117,11 @@ class Curator:
         self.following = False
         patience = max(1, round(settings.retire_after_s / settings.retire_check_s))
         self._retirement = Retirement(settings.retire_threshold, patience, min_live=2)
+        self.budget = ChallengerBudget(
+            share=settings.challenger_share,
+            decide_within_s=settings.challenger_decide_s,
+            precision=settings.challenger_precision,
+        )
 
     def model_version(self, campaign_id: str) -> str | None:
         bundle = self.models.get(campaign_id)
@@ -221,41 +242,76 @@ class Curator:
 
     # -- candidates ---------------------------------------------------------------------
 
-    async def _add_candidates(self, campaign_id: str, bundle: ModelBundle) -> None:
+    async def _add_candidates(
+        self, campaign_id: str, bundle: ModelBundle, *, refill: bool = False
+    ) -> None:
         async with self._curating.setdefault(campaign_id, asyncio.Lock()):
             if self.model_version(campaign_id) == bundle.version:  # not overtaken meanwhile
-                await self._generate(campaign_id, bundle)
+                await self._generate(campaign_id, bundle, refill=refill)
 
-    async def _generate(self, campaign_id: str, bundle: ModelBundle) -> None:
+    def segment_ctr(self, campaign_id: str, segment: str) -> float:
+        """Pooled CTR of the segment's proven creatives (None-safe; 0 without impressions)."""
+        s = n = 0.0
+        for c in self._state.live_creatives(campaign_id, segment):
+            if is_challenger(c):
+                continue
+            stats = self._state.segment_stats(campaign_id, segment, c["creative_id"])
+            if stats is not None:
+                s, n = s + stats.reward_sum, n + stats.impressions
+        return s / n if n else 0.0
+
+    def segment_rate(self, campaign_id: str, segment: str) -> float:
+        """Optimized requests per second this instance serves in `segment` ('*': all)."""
+        traffic = self._policy.traffic
+        if segment != ALL_SEGMENTS:
+            return traffic.rate((campaign_id, segment))
+        return sum(traffic.rate(k) for k in traffic.keys() if k[0] == campaign_id)
+
+    def challenger_slots(self, campaign_id: str, segment: str) -> int:
+        """Challengers the segment's slice can judge at once, from measured traffic and CTR."""
+        return self.budget.slots(
+            self.segment_rate(campaign_id, segment), self.segment_ctr(campaign_id, segment)
+        )
+
+    async def _generate(self, campaign_id: str, bundle: ModelBundle, *, refill: bool) -> None:
         campaign = self._state.campaigns.get(campaign_id)
         if campaign is None:
             return
         known = [c for c in self._state.creatives.values() if c["campaign_id"] == campaign_id]
-        if any(c.get("model_version") == bundle.version for c in known):
+        if not refill and any(c.get("model_version") == bundle.version for c in known):
             return  # already done (e.g. before a restart)
         if not self.following and any(
             c["origin"] == "generated" and c["status"] == "live" for c in known
         ):
             return  # found while restoring: its turn came before this process started
-        admitted = replaced = 0
+        strength = prior_strength(
+            bundle.metadata.get("metrics") or {}, self._settings.max_prior_strength
+        )
+        admitted = 0
         for segment in bundle.segments or [ALL_SEGMENTS]:
             serving = self._state.live_creatives(campaign_id, segment)
             own = [
                 c for c in serving
                 if c["origin"] == "generated" and (c.get("segment") or ALL_SEGMENTS) == segment
             ]  # fmt: skip
-            room = int(campaign.get("max_generated", 4)) - len(own)
-            if self._settings.n_admit <= 0:
+            waiting = sum(1 for c in own if is_challenger(c))
+            slots = self.challenger_slots(campaign_id, segment)
+            room = min(slots - waiting, int(campaign.get("max_generated", 4)) - len(own))
+            if self._settings.n_admit <= 0 or room <= 0:
                 continue
+            tried = [
+                c for c in known
+                if c["origin"] == "generated" and (c.get("segment") or ALL_SEGMENTS) == segment
+            ]  # fmt: skip
             try:
                 proposals = await asyncio.to_thread(
                     propose,
                     bundle,
                     campaign,
                     segment,
-                    serving,
+                    serving + [c for c in tried if c["status"] != "live"],
                     n_generate=self._settings.n_generate,
-                    n_admit=self._settings.n_admit,
+                    n_admit=min(self._settings.n_admit, room),
                     rng=np.random.default_rng(),  # one per call: worker threads share none
                 )
             except Exception as exc:  # a generator failure must not take the service down
@@ -267,21 +323,20 @@ class Curator:
                     error=repr(exc),
                 )
                 continue
-            # When the segment is full, a candidate replaces the generated creative with the
-            # lowest posterior mean, if the new model predicts better than that mean.
-            means = {
-                a.creative_id: a.alpha / (a.alpha + a.beta)
-                for a in self._policy.arms(campaign_id, segment, own)
-            }
-            weakest = sorted(own, key=lambda c: means[c["creative_id"]])
-            for proposal in proposals:  # best predicted first
-                if room > 0:
-                    room -= 1
-                elif weakest and proposal["predicted_reward"] > means[weakest[0]["creative_id"]]:
-                    await self._retire(weakest.pop(0))
-                    replaced += 1
-                else:
-                    break
+            pool = [c for c in serving if not is_challenger(c)]
+            proven = self._policy.arms(campaign_id, segment, pool)
+            bar = self._incumbent_score(bundle, segment, pool, proven)
+            # Test only what the model itself expects to beat the incumbent: its word chooses
+            # what is worth the slice's traffic, never what is served beyond it.
+            worth = [p for p in proposals if p["predicted_reward"] > bar]
+            if len(worth) < len(proposals):
+                _log.info("candidates below the incumbent not tested", campaign_id=campaign_id,
+                          segment=segment, held_back=len(proposals) - len(worth),
+                          incumbent_predicted=round(bar, 5))  # fmt: skip
+            for proposal in worth[:room]:  # best predicted first
+                proposal["prior_alpha"], proposal["prior_beta"] = honest_prior(
+                    proposal["predicted_reward"], strength, proven
+                )
                 key, creative = _creative_record(campaign_id, segment, bundle, proposal)
                 await self._publish(key, creative)
                 # Visible at once (the follower reads the same record back), so the next
@@ -290,13 +345,30 @@ class Curator:
                 admitted += 1
         if admitted:
             self._metrics.creatives_admitted.labels(campaign_id).inc(admitted)
+        if refill and not admitted:
+            return  # a review found no free slot: nothing to say every few seconds
         _log.info(
             "generated creatives admitted",
             campaign_id=campaign_id,
             version=bundle.version,
-            replaced=replaced,
             admitted=admitted,
+            prior_strength=round(strength, 2),
+            refill=refill,
         )
+
+    @staticmethod
+    def _incumbent_score(
+        bundle: ModelBundle, segment: str, pool: list[dict[str, Any]], proven: list[Arm]
+    ) -> float:
+        """The model's prediction for the proven creative with the best posterior mean."""
+        if not pool:
+            return float("-inf")
+        means = [a.alpha / (a.alpha + a.beta) for a in proven]
+        best = pool[int(np.argmax(means))]
+        try:
+            return float(bundle.score(segment, [best["attributes"]])[0])
+        except Exception:  # an attribute the model cannot encode: no bar from it
+            return float("-inf")
 
     # -- retirement ---------------------------------------------------------------------
 
@@ -318,6 +390,11 @@ class Curator:
         """
         retired = 0
         for campaign_id, campaign in list(self._state.campaigns.items()):
+            decided = await self._judge_challengers(campaign_id)
+            retired += decided.count("retire")
+            bundle = self.models.get(campaign_id)
+            if bundle is not None and self._settings.curate:  # into slots freed or grown
+                await self._add_candidates(campaign_id, bundle, refill=True)
             live = self._state.live_creatives(campaign_id)
             scopes = sorted({c["segment"] for c in live if c.get("segment")})
             for segment in [*scopes, ALL_SEGMENTS]:
@@ -334,6 +411,41 @@ class Curator:
                     retired += 1
         return retired
 
+    async def _judge_challengers(self, campaign_id: str) -> list[str]:
+        """Promote or retire every challenger that is due (`ChallengerBudget.decide`)."""
+        now_ms = time.time() * 1000
+        out = []
+        for c in self._state.live_creatives(campaign_id):
+            if not is_challenger(c):
+                continue
+            segment = c.get("segment") or ALL_SEGMENTS
+            stats = self._state.segment_stats(campaign_id, segment, c["creative_id"])
+            clicks, n = (stats.reward_sum, stats.impressions) if stats else (0.0, 0)
+            age_s = max(0.0, (now_ms - _ms(c.get("created_at"), now_ms)) / 1000)
+            verdict = self.budget.decide(
+                clicks, n, age_s, self._best_proven(campaign_id, segment),
+                self.segment_ctr(campaign_id, segment),
+            )  # fmt: skip
+            if verdict is None:
+                continue
+            out.append(verdict)
+            self._metrics.challengers_decided.labels(campaign_id, verdict).inc()
+            _log.info("challenger decided", campaign_id=campaign_id, creative_id=c["creative_id"],
+                      segment=segment, verdict=verdict, impressions=n, clicks=clicks,
+                      age_s=round(age_s, 1))  # fmt: skip
+            if verdict == PROMOTE:
+                promoted = {**c, "stage": PROMOTED}
+                await self._publish(c["creative_id"], promoted)
+                self._state.apply_creative(c["creative_id"], promoted)
+            else:
+                await self._retire(c)
+        return out
+
+    def _best_proven(self, campaign_id: str, segment: str) -> Arm | None:
+        pool = [c for c in self._state.live_creatives(campaign_id, segment) if not is_challenger(c)]
+        arms = self._policy.arms(campaign_id, segment, pool)
+        return max(arms, key=lambda a: a.alpha / (a.alpha + a.beta), default=None)
+
     async def _retire(self, record: dict[str, Any]) -> None:
         retired = {**record, "status": "retired", "retired_at": int(time.time() * 1000)}
         await self._publish(record["creative_id"], retired)
@@ -345,6 +457,7 @@ class Curator:
     def _review(
         self, campaign_id: str, campaign: dict[str, Any], segment: str, pool: list[dict[str, Any]]
     ) -> list[str]:
+        pool = [c for c in pool if not is_challenger(c)]  # judged by the budget's rules
         if len(pool) <= 2:
             return []
         own = None if segment == ALL_SEGMENTS else segment
@@ -379,6 +492,7 @@ def _creative_record(
         "name": f"{bundle.version} {segment}",
         "attributes": attributes,
         "status": "live",
+        "stage": CHALLENGER,
         "segment": None if segment == ALL_SEGMENTS else segment,
         "model_version": bundle.version,
         "predicted_reward": float(proposal["predicted_reward"]),
@@ -387,6 +501,15 @@ def _creative_record(
         "created_at": int(time.time() * 1000),
         "retired_at": None,
     }
+
+
+def _ms(value: Any, default: float) -> float:
+    """A timestamp-millis field as decoded (datetime) or as written here (int ms)."""
+    if value is None:
+        return default
+    if hasattr(value, "timestamp"):
+        return value.timestamp() * 1000
+    return float(value)
 
 
 def _reason_of(exc: BaseException) -> str:

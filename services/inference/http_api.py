@@ -59,7 +59,7 @@ class DecideResponse(BaseModel):
     campaign_id: str
     creative_id: str
     propensity: float = Field(gt=0, le=1)
-    arm: Literal["optimized", "control"]
+    arm: Literal["optimized", "catalog", "control"]
     policy: str
     policy_version: str
     model_version: str | None

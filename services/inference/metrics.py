@@ -79,6 +79,12 @@ class Metrics:
             ["campaign_id"],
             registry=r,
         )
+        self.challengers_decided = Counter(
+            "admuse_inference_challengers_decided",
+            "Challengers decided by the challenger budget, by verdict (promote/retire).",
+            ["campaign_id", "verdict"],
+            registry=r,
+        )
         self.state_records = Counter(
             "admuse_inference_state_records",
             "State records applied, by topic.",

@@ -17,8 +17,14 @@ campaign-level roll-up (segment '*') while the segment has fewer than `backoff_i
 impressions (`bandit.backoff`). Evidence is what features publishes: with its decay half-life
 each observation is weighted by its own age (`services.common.decay`), read forward to now.
 
-Control arm: uniform over the live catalog creatives that may serve the segment (propensity
-1/K); if the campaign has none, uniform over every live creative.
+Experiment arms (`bandit.experiment_arm`, stable per user): ``control`` — uniform over the
+live catalog creatives that may serve the segment (propensity 1/K; if the campaign has none,
+uniform over every live creative); ``catalog`` (the campaign's ``catalog_share``) — Thompson
+sampling over the live catalog creatives alone, the baseline that measures what generation
+adds; ``optimized`` — the full loop: Thompson sampling over the proven creatives (catalog and
+promoted generated ones) mixed with the challenger slice (`challengers.mix_challengers`:
+challengers share ``challenger_share`` of the traffic uniformly). The arms share the
+posteriors (one set of statistics per creative), so they differ only in what they may serve.
 """
 
 from __future__ import annotations
@@ -35,13 +41,16 @@ import numpy as np
 
 from services.common.segment import ALL_SEGMENTS
 from services.inference.bandit import (
+    ARM_CATALOG,
+    ARM_CONTROL,
+    ARM_OPTIMIZED,
     Arm,
-    Propensities,
     ThompsonBandit,
     backoff,
-    holdout_arm,
+    experiment_arm,
     posterior,
 )
+from services.inference.challengers import RateMeter, is_challenger, mix_challengers
 from services.inference.state import State
 
 __all__ = ["Choice", "NoCreatives", "Policy", "UnknownCampaign"]
@@ -98,6 +107,7 @@ class Policy:
         n_draws: int,
         refresh_ms: int,
         backoff_impressions: int,
+        challenger_share: float = 0.0,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -109,30 +119,42 @@ class Policy:
         self._refresh_s = refresh_ms / 1000.0
         self._backoff = backoff_impressions
         self._clock = clock  # reads decayed evidence as of now (a simulated clock in benches)
-        self._cache: dict[tuple[str, str], _Snapshot] = {}
-        self._stale: set[tuple[str, str]] = set()
+        self._challenger_share = challenger_share
+        self._cache: dict[tuple[str, str, str], _Snapshot] = {}
+        self._stale: set[tuple[str, str, str]] = set()
+        # Optimized-arm requests per second per (campaign, segment): sizes the challenger slice.
+        self.traffic = RateMeter()
         self._instance = uuid.uuid4().hex[:6]
         self._seq = 0
 
     def choose(self, campaign: dict[str, Any], segment: str, pseudonym: str) -> Choice:
         campaign_id = campaign["campaign_id"]
-        arm = holdout_arm(pseudonym, campaign_id, float(campaign.get("holdout_share", 0.0)))
-        if arm == "control":
+        arm = experiment_arm(
+            pseudonym,
+            campaign_id,
+            float(campaign.get("holdout_share", 0.0)),
+            float(campaign.get("catalog_share") or 0.0),
+        )
+        if arm == ARM_CONTROL:
             return self._control(campaign, segment)
-        snap = self._snapshot(campaign, segment)
+        if arm == ARM_OPTIMIZED:
+            self.traffic.hit((campaign_id, segment))
+        snap = self._snapshot(campaign, segment, arm)
         i = min(bisect.bisect_right(snap.cdf, self._rng.random()), len(snap.creatives) - 1)
         return Choice(
             snap.creatives[i],
             float(snap.propensities[i]),
-            "optimized",
+            arm,
             "thompson",
             snap.version,
             len(snap.creatives),
         )
 
-    def propensities(self, campaign: dict[str, Any], segment: str) -> dict[str, float]:
-        """The optimized arm's probabilities for a segment now (creative_id → p)."""
-        snap = self._snapshot(campaign, segment, fresh=True)
+    def propensities(
+        self, campaign: dict[str, Any], segment: str, arm: str = ARM_OPTIMIZED
+    ) -> dict[str, float]:
+        """An arm's probabilities for a segment now (creative_id → p)."""
+        snap = self._snapshot(campaign, segment, arm, fresh=True)
         return {
             c["creative_id"]: float(p)
             for c, p in zip(snap.creatives, snap.propensities, strict=True)
@@ -150,13 +172,23 @@ class Policy:
             raise NoCreatives(campaign_id, segment)
         i = int(self._rng.integers(len(pool)))
         version = f"uniform-r{campaign.get('revision', 0)}-k{len(pool)}"
-        return Choice(pool[i], 1.0 / len(pool), "control", "uniform", version, len(pool))
+        return Choice(pool[i], 1.0 / len(pool), ARM_CONTROL, "uniform", version, len(pool))
+
+    def _pools(
+        self, campaign_id: str, segment: str, arm: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(main-bandit creatives, challengers) an arm may serve in a segment."""
+        live = self._state.live_creatives(campaign_id, segment)
+        if arm == ARM_CATALOG:
+            return [c for c in live if c["origin"] == "catalog"] or live, []
+        challengers = [c for c in live if is_challenger(c)]
+        return [c for c in live if not is_challenger(c)], challengers
 
     def _snapshot(
-        self, campaign: dict[str, Any], segment: str, *, fresh: bool = False
+        self, campaign: dict[str, Any], segment: str, arm: str, *, fresh: bool = False
     ) -> _Snapshot:
         campaign_id = campaign["campaign_id"]
-        key = (campaign_id, segment)
+        key = (campaign_id, segment, arm)
         structure = self._state.structure_version.get(campaign_id, 0)
         stats = self._state.stats_version.get(campaign_id, 0)
         snap = self._cache.get(key)
@@ -166,24 +198,33 @@ class Policy:
             if not fresh and self._refresh_s > 0:
                 self._stale.add(key)  # `run_refresh` recomputes it off the request path
                 return snap
-        creatives = self._state.live_creatives(campaign_id, segment)
-        if not creatives:
+        main, challengers = self._pools(campaign_id, segment, arm)
+        if not main and not challengers:
             raise NoCreatives(campaign_id, segment)
-        props = self._bandit.snapshot(self.arms(campaign_id, segment, creatives))
-        return self._install(key, campaign, structure, stats, creatives, props)
+        p = self._mix(campaign_id, segment, main, len(challengers))
+        return self._install(key, campaign, structure, stats, main + challengers, p)
+
+    def _mix(
+        self, campaign_id: str, segment: str, main: list[dict[str, Any]], n_challengers: int
+    ) -> np.ndarray:
+        p_main = self._bandit.snapshot(self.arms(campaign_id, segment, main)).p if main else []
+        return mix_challengers(np.asarray(p_main), n_challengers, self._challenger_share)
 
     def _install(
         self,
-        key: tuple[str, str],
+        key: tuple[str, str, str],
         campaign: dict[str, Any],
         structure: int,
         stats: int,
         creatives: list[dict[str, Any]],
-        props: Propensities,
+        p: np.ndarray,
     ) -> _Snapshot:
         self._seq += 1
+        cdf = np.cumsum(p)
+        cdf[-1] = 1.0
+        p.setflags(write=False)
         snap = _Snapshot(
-            structure, stats, time.monotonic(), creatives, props.cdf, props.p,
+            structure, stats, time.monotonic(), creatives, tuple(float(c) for c in cdf), p,
             f"ts-r{campaign.get('revision', 0)}-{self._instance}-{self._seq}",
         )  # fmt: skip
         self._cache[key] = snap
@@ -199,8 +240,8 @@ class Policy:
             for key in sorted(stale):
                 await self._refresh(key)
 
-    async def _refresh(self, key: tuple[str, str]) -> None:
-        campaign_id, segment = key
+    async def _refresh(self, key: tuple[str, str, str]) -> None:
+        campaign_id, segment, _ = key
         campaign = self._state.campaigns.get(campaign_id)
         snap = self._cache.get(key)
         structure = self._state.structure_version.get(campaign_id, 0)
@@ -208,10 +249,11 @@ class Policy:
         if campaign is None or snap is None or snap.structure != structure:
             return
         creatives = snap.creatives
-        arms = self.arms(campaign_id, segment, creatives)
-        props = await asyncio.to_thread(self._bandit.snapshot, arms)
+        main = [c for c in creatives if not (key[2] == ARM_OPTIMIZED and is_challenger(c))]
+        n_challengers = len(creatives) - len(main)
+        p = await asyncio.to_thread(self._mix, campaign_id, segment, main, n_challengers)
         if self._state.structure_version.get(campaign_id, 0) == structure:
-            self._install(key, campaign, structure, stats, creatives, props)
+            self._install(key, campaign, structure, stats, creatives, p)
 
     def _arm(self, campaign_id: str, segment: str, creative: dict[str, Any]) -> Arm:
         cid = creative["creative_id"]

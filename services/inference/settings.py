@@ -65,6 +65,28 @@ class Settings(ServiceSettings):
         200, ge=0, description="Impressions a creative needs before it may be retired."
     )
     retire_check_s: float = Field(30.0, gt=0.0, description="How often retirement is checked.")
+    challenger_share: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Share of a segment's optimized traffic that unproven generated creatives "
+        "share (0: none admitted).",
+    )
+    challenger_decide_s: float = Field(
+        300.0, gt=0.0, description="Time within which every challenger is promoted or retired."
+    )
+    challenger_precision: float = Field(
+        0.5,
+        gt=0.0,
+        le=2.0,
+        description="Relative CTR precision (two standard errors) a challenger is judged at.",
+    )
+    max_prior_strength: float = Field(
+        20.0,
+        ge=1.0,
+        description="Most pseudo-impressions the reward model's prediction is worth (scaled "
+        "down by its held-out AUC and calibration).",
+    )
     providers: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime providers: auto (CUDA when usable, else CPU)."
     )

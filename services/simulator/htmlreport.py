@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from services.simulator.report import ARMS, time_series
+from services.simulator.report import LABELS, present_arms, time_series
 
 __all__ = ["gallery_rows", "write_html"]
 
-_COLORS = {"control": "#6b7280", "optimized": "#ea580c"}
+_COLORS = {"control": "#6b7280", "catalog": "#2563eb", "optimized": "#ea580c"}
 
 
 def _png(fig: Any) -> str:
@@ -32,7 +32,7 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _plots(rows: list[dict[str, Any]], names: Mapping[str, str]) -> dict[str, str]:
+def _plots(rows: list[dict[str, Any]], names: Mapping[str, str], arms: list[str]) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,10 +44,10 @@ def _plots(rows: list[dict[str, Any]], names: Mapping[str, str]) -> dict[str, st
         return out
     x = ts["edges"]
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    for a in ARMS:
-        s = ts["arms"][a]
-        ax.plot(x, s["true_ctr"], color=_COLORS[a], label=f"{a}: true CTR of what was served")
-        ax.plot(x, s["ctr"], "o", color=_COLORS[a], alpha=0.5, ms=4, label=f"{a}: observed CTR")
+    for a in arms:
+        s, name = ts["arms"][a], LABELS[a]
+        ax.plot(x, s["true_ctr"], color=_COLORS[a], label=f"{name}: true CTR of what was served")
+        ax.plot(x, s["ctr"], "o", color=_COLORS[a], alpha=0.5, ms=4, label=f"{name}: observed")
     ax.set_xlabel("seconds into the run")
     ax.set_ylabel("CTR")
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
@@ -56,14 +56,15 @@ def _plots(rows: list[dict[str, Any]], names: Mapping[str, str]) -> dict[str, st
     out["ctr"] = _png(fig)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for a in ARMS:
+    for a in arms:
         s = ts["arms"][a]
         if not s["cum_t"]:
             continue
         # x = the arm's own impressions, so arms with unequal traffic compare by slope
-        ax1.plot(range(1, len(s["cum_regret"]) + 1), s["cum_regret"], color=_COLORS[a], label=a)
+        name = LABELS[a]
+        ax1.plot(range(1, len(s["cum_regret"]) + 1), s["cum_regret"], color=_COLORS[a], label=name)
         per = [r / (i + 1) for i, r in enumerate(s["cum_regret"])]
-        ax2.plot(s["cum_t"], per, color=_COLORS[a], label=a)
+        ax2.plot(s["cum_t"], per, color=_COLORS[a], label=name)
     ax1.set_title("cumulative regret vs the oracle", fontsize=10)
     ax1.set_xlabel("impressions in the arm")
     ax2.set_title("regret per impression (running mean)", fontsize=10)
@@ -127,9 +128,10 @@ def write_html(
     svgs: Mapping[str, str],
 ) -> Path:
     names = {cid: _label(cid, c) for cid, c in creatives.items()}
-    plots = _plots(rows, names)
+    shown = present_arms(result)
+    plots = _plots(rows, names, shown)
     e = html.escape
-    arms, cmp = result["arms"], result["comparison"]
+    arms, cmp, gen = result["arms"], result["comparison"], result.get("generation")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>admuse run — {e(result['campaign_id'])}</title><style>",
@@ -142,28 +144,40 @@ def write_html(
         f"<h1>admuse run — {e(result['campaign_id'])}</h1>",
         f"<p class='muted'>{result['requests']:,} requests over {result['duration_s']:.0f} s, "
         f"{result['failed']:,} failed{_events_note(result)}.</p>",
-        "<h2>Control vs optimized</h2><table><tr><th>arm</th><th>impressions</th>"
-        "<th>never shown</th><th>clicks</th>"
+        f"<h2>{e(' vs '.join(LABELS[a] for a in shown).capitalize())}</h2>"
+        "<table><tr><th>policy</th><th>impressions</th><th>never shown</th><th>clicks</th>"
         "<th>CTR</th><th>95% interval</th><th>true CTR</th><th>regret / impression</th></tr>",
     ]
-    for a in ARMS:
+    for a in shown:
         s = arms[a]
         parts.append(
-            f"<tr><td>{a}</td><td>{s['impressions']:,}</td><td>{s.get('never_shown', 0):,}</td>"
-            f"<td>{s['clicks']:,}</td>"
+            f"<tr><td>{e(LABELS[a])}</td><td>{s['impressions']:,}</td>"
+            f"<td>{s.get('never_shown', 0):,}</td><td>{s['clicks']:,}</td>"
             f"<td>{_pct(s.get('ctr'))}</td><td>{_pct(s.get('ctr_low'))} – "
             f"{_pct(s.get('ctr_high'))}</td><td>{_pct(s['true_ctr'])}</td>"
             f"<td>{s['regret_per_impression']:.4f}</td></tr>"
         )
     parts.append("</table>")
-    if cmp:
+    if gen:
         parts.append(
-            f"<p>Relative lift <b>{cmp['lift']:+.1%}</b> (95% interval {cmp['lift_low']:+.1%} to "
-            f"{cmp['lift_high']:+.1%}). Probability optimized beats control: "
-            f"<b>{cmp['prob_optimized_beats_control']:.3f}</b>. Sample ratio: "
-            f"{cmp['observed_control_share']:.1%} control vs {cmp['expected_control_share']:.0%} "
-            f"configured, SRM p = {cmp['srm_p_value']:.3g} "
-            f"({'mismatch' if cmp['srm_flagged'] else 'ok'}).</p>"
+            f"<h3>What generation adds</h3><p>Full loop vs catalog bandit: relative lift "
+            f"<b>{gen['lift']:+.1%}</b> (95% interval {gen['lift_low']:+.1%} to "
+            f"{gen['lift_high']:+.1%}), probability the full loop beats the catalog bandit "
+            f"<b>{gen['prob_full_loop_beats_catalog']:.3f}</b>; difference in true CTR "
+            f"{gen['true_ctr_difference']:+.3%} (95% interval {gen['true_ctr_difference_low']:+.3%}"
+            f" to {gen['true_ctr_difference_high']:+.3%}).</p>"
+        )
+    if cmp:
+        observed = ", ".join(
+            f"{e(LABELS[a])} {cmp['observed_shares'][a]:.1%} (configured {v:.0%})"
+            for a, v in cmp["expected_shares"].items()
+        )
+        srm_p = "-" if cmp["srm_p_value"] is None else f"{cmp['srm_p_value']:.3g}"
+        parts.append(
+            f"<p>Full loop vs control: relative lift <b>{cmp['lift']:+.1%}</b> (95% interval "
+            f"{cmp['lift_low']:+.1%} to {cmp['lift_high']:+.1%}). Probability optimized beats "
+            f"control: <b>{cmp['prob_optimized_beats_control']:.3f}</b>. Sample ratio: "
+            f"{observed}, SRM p = {srm_p} ({'mismatch' if cmp['srm_flagged'] else 'ok'}).</p>"
         )
     cr = result["creatives"]
     parts.append(

@@ -4,6 +4,13 @@ Inputs are the simulator's own `results.jsonl` (one line per request, scored by 
 the scenario (for the ground truth) and what the system published (creatives, models). The
 experiment table compares the arms on the clicks users actually made; regret and "true CTR"
 use the hidden ground truth, which only the simulator knows.
+
+Three arms: `control` (uniform over the catalog), `catalog` (the bandit over the catalog
+alone, present when the campaign has a `catalog_share`) and `optimized` (the full loop).
+`comparison` is optimized vs control; `generation` is the question an advertiser asks — full
+loop vs catalog bandit: the lift on observed clicks with its 95 % interval, and (simulator
+only) the difference in true CTR with its 95 % interval. The sample-ratio check covers every
+configured arm.
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from services.analysis.compare import compare_arms
+from services.analysis.stats import srm_test
 from services.simulator.groundtruth import GroundTruth
 from services.simulator.scenario import Scenario
 
 __all__ = ["analyze", "load_results", "print_result", "time_series"]
 
-ARMS = ("control", "optimized")
+ARMS = ("control", "catalog", "optimized")
 
 
 def load_results(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -50,43 +58,35 @@ def analyze(
     truth = GroundTruth(scenario)
     arm_rows = {a: [r for r in rows if r["arm"] == a and r.get("shown", True)] for a in ARMS}
     unshown = Counter(r["arm"] for r in rows if "arm" in r and not r.get("shown", True))
-    arms = {}
-    for a, rs in arm_rows.items():
-        n = len(rs)
-        arms[a] = {
-            "impressions": n,
-            "never_shown": unshown[a],
-            "clicks": sum(r["clicked"] for r in rs),
-            "true_ctr": _mean(r["p_click"] for r in rs),
-            "expected_reward": sum(r["expected_reward"] for r in rs),
-            "regret": sum(r["oracle_reward"] - r["expected_reward"] for r in rs),
-            "regret_per_impression": _mean(r["oracle_reward"] - r["expected_reward"] for r in rs),
-            "regret_by_quarter": _quarters(rs),
-        }
+    arms = {a: {**_arm_summary(rs), "never_shown": unshown[a]} for a, rs in arm_rows.items()}
+    shares = expected_shares(scenario)
+    srm = _srm(arms, shares)
     comparison = None
     c, o = arms["control"], arms["optimized"]
     if c["impressions"] and o["impressions"]:
         cmp = compare_arms(
-            control=(c["clicks"], c["impressions"]),
-            treatment=(o["clicks"], o["impressions"]),
-            expected_control_share=scenario.campaign.holdout_share,
+            control=(c["clicks"], c["impressions"]), treatment=(o["clicks"], o["impressions"])
         )
         for a, rate in (("control", cmp.control), ("optimized", cmp.treatment)):
             arms[a].update(ctr=rate.rate, ctr_low=rate.low, ctr_high=rate.high)
+        total = sum(arms[a]["impressions"] for a in ARMS)
         comparison = {
             "lift": cmp.lift.estimate,
             "lift_low": cmp.lift.low,
             "lift_high": cmp.lift.high,
             "prob_optimized_beats_control": cmp.prob_treatment_beats_control,
-            "srm_p_value": cmp.srm.p_value if cmp.srm else None,
-            "srm_flagged": bool(cmp.srm.flagged) if cmp.srm else False,
+            "srm_p_value": srm["p_value"] if srm else None,
+            "srm_flagged": bool(srm["flagged"]) if srm else False,
             "expected_control_share": scenario.campaign.holdout_share,
-            "observed_control_share": c["impressions"] / (c["impressions"] + o["impressions"]),
+            "observed_control_share": c["impressions"] / total,
+            "expected_shares": shares,
+            "observed_shares": {a: arms[a]["impressions"] / total for a in ARMS},
             "ctr_ratio": (o["clicks"] / o["impressions"]) / (c["clicks"] / c["impressions"])
             if c["clicks"]
             else None,
             "true_ctr_ratio": o["true_ctr"] / c["true_ctr"] if c["true_ctr"] else None,
         }
+    generation = _generation(arms, arm_rows)
     served = Counter(r["creative_id"] for r in rows)
     generated_ids = {cid for cid, cr in creatives.items() if cr.get("origin") == "generated"}
     generated_ids |= {r["creative_id"] for r in rows if r["origin"] == "generated"}
@@ -100,6 +100,7 @@ def analyze(
         )
         / opt_n,
         "retired": sum(1 for cr in creatives.values() if cr.get("status") == "retired"),
+        "promoted": sum(1 for cr in creatives.values() if cr.get("stage") == "promoted"),
         "models": len(list(models)),
     }
     return {
@@ -109,9 +110,94 @@ def analyze(
         "duration_s": rows[-1]["t"] if rows else 0.0,
         "arms": arms,
         "comparison": comparison,
+        "generation": generation,
         "creatives": summary_creatives,
         "best": _best_by_segment(rows, scenario, truth, creatives),
     }
+
+
+def expected_shares(scenario: Scenario) -> dict[str, float]:
+    """Configured traffic share of each arm (arms with share 0 left out)."""
+    holdout, catalog = scenario.campaign.holdout_share, scenario.campaign.catalog_share
+    shares = {"control": holdout, "catalog": catalog, "optimized": 1.0 - holdout - catalog}
+    return {a: v for a, v in shares.items() if v > 0}
+
+
+def _arm_summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(rs)
+    regrets = [r["oracle_reward"] - r["expected_reward"] for r in rs]
+    true_ctr, true_half = _mean_interval([r["p_click"] for r in rs])
+    regret, regret_half = _mean_interval(regrets)
+    return {
+        "impressions": n,
+        "clicks": sum(r["clicked"] for r in rs),
+        "true_ctr": true_ctr,
+        "true_ctr_low": true_ctr - true_half,
+        "true_ctr_high": true_ctr + true_half,
+        "expected_reward": sum(r["expected_reward"] for r in rs),
+        "regret": sum(regrets),
+        "regret_per_impression": regret,
+        "regret_per_impression_low": regret - regret_half,
+        "regret_per_impression_high": regret + regret_half,
+        "regret_by_quarter": _quarters(rs),
+    }
+
+
+def _srm(
+    arms: Mapping[str, Mapping[str, Any]], shares: Mapping[str, float]
+) -> dict[str, Any] | None:
+    # decisions, shown or not: the split is of users, whatever the app then showed
+    observed = [int(arms[a]["impressions"] + arms[a].get("never_shown", 0)) for a in shares]
+    if len(shares) < 2 or sum(observed) == 0:
+        return None
+    result = srm_test(observed, list(shares.values()))
+    return {"p_value": result.p_value, "flagged": bool(result.flagged)}
+
+
+def _generation(
+    arms: dict[str, dict[str, Any]], arm_rows: Mapping[str, list[dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """Full loop vs catalog bandit: what generation adds (None without a catalog arm)."""
+    k, o = arms["catalog"], arms["optimized"]
+    if not (k["impressions"] and o["impressions"]):
+        return None
+    cmp = compare_arms(
+        control=(k["clicks"], k["impressions"]), treatment=(o["clicks"], o["impressions"])
+    )
+    k.update(ctr=cmp.control.rate, ctr_low=cmp.control.low, ctr_high=cmp.control.high)
+    diff, half = _difference_interval(
+        [r["p_click"] for r in arm_rows["optimized"]], [r["p_click"] for r in arm_rows["catalog"]]
+    )
+    return {
+        "lift": cmp.lift.estimate,
+        "lift_low": cmp.lift.low,
+        "lift_high": cmp.lift.high,
+        "prob_full_loop_beats_catalog": cmp.prob_treatment_beats_control,
+        "true_ctr_difference": diff,
+        "true_ctr_difference_low": diff - half,
+        "true_ctr_difference_high": diff + half,
+        "true_lift": diff / k["true_ctr"] if k["true_ctr"] else None,
+        "true_lift_low": (diff - half) / k["true_ctr"] if k["true_ctr"] else None,
+        "true_lift_high": (diff + half) / k["true_ctr"] if k["true_ctr"] else None,
+    }
+
+
+def _mean_interval(xs: list[float], z: float = 1.96) -> tuple[float, float]:
+    """Mean and the half-width of its normal-approximation interval."""
+    n = len(xs)
+    if n == 0:
+        return 0.0, 0.0
+    m = sum(xs) / n
+    if n == 1:
+        return m, 0.0
+    var = sum((x - m) ** 2 for x in xs) / (n - 1)
+    return m, z * math.sqrt(var / n)
+
+
+def _difference_interval(a: list[float], b: list[float], z: float = 1.96) -> tuple[float, float]:
+    ma, ha = _mean_interval(a, 1.0)
+    mb, hb = _mean_interval(b, 1.0)
+    return ma - mb, z * math.sqrt(ha**2 + hb**2)
 
 
 def _best_by_segment(
@@ -213,10 +299,11 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
     """The result table, regret, creatives and best-vs-best, on a rich console."""
     from rich.table import Table
 
-    arms, cmp = result["arms"], result["comparison"]
-    table = Table(title=f"control vs optimized — {result['campaign_id']}")
+    arms, cmp, gen = result["arms"], result["comparison"], result.get("generation")
+    shown = present_arms(result)
+    table = Table(title=f"{' vs '.join(LABELS[a] for a in shown)} — {result['campaign_id']}")
     for col in (
-        "arm",
+        "policy",
         "impressions",
         "never shown",
         "clicks",
@@ -225,11 +312,11 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
         "true CTR",
         "regret / impression",
     ):
-        table.add_column(col, justify="right" if col != "arm" else "left")
-    for a in ARMS:
+        table.add_column(col, justify="right" if col != "policy" else "left")
+    for a in shown:
         s = arms[a]
         table.add_row(
-            a,
+            LABELS[a],
             f"{s['impressions']:,}",
             f"{s.get('never_shown', 0):,}",
             f"{s['clicks']:,}",
@@ -239,32 +326,45 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
             f"{s['regret_per_impression']:.4f}",
         )
     console.print(table)
-    if cmp:
+    if gen:
         console.print(
-            f"relative lift {cmp['lift']:+.1%} (95% interval {cmp['lift_low']:+.1%} to "
-            f"{cmp['lift_high']:+.1%}); P(optimized beats control) = "
-            f"{cmp['prob_optimized_beats_control']:.3f}; sample ratio "
-            f"{cmp['observed_control_share']:.1%} control vs {cmp['expected_control_share']:.0%} "
-            f"configured: SRM p = {cmp['srm_p_value']:.3g} "
-            f"({'MISMATCH' if cmp['srm_flagged'] else 'ok'})"
+            f"[bold]what generation adds[/bold] (full loop vs catalog bandit): lift "
+            f"{gen['lift']:+.1%} (95% interval {gen['lift_low']:+.1%} to {gen['lift_high']:+.1%}),"
+            f" P(full loop beats catalog bandit) = {gen['prob_full_loop_beats_catalog']:.3f}; "
+            f"true CTR {gen['true_ctr_difference']:+.3%} (95% interval "
+            f"{gen['true_ctr_difference_low']:+.3%} to {gen['true_ctr_difference_high']:+.3%})"
+        )
+    if cmp:
+        observed = ", ".join(
+            f"{a} {cmp['observed_shares'][a]:.1%} (configured {v:.0%})"
+            for a, v in cmp["expected_shares"].items()
+        )
+        console.print(
+            f"full loop vs control: relative lift {cmp['lift']:+.1%} (95% interval "
+            f"{cmp['lift_low']:+.1%} to {cmp['lift_high']:+.1%}); P(optimized beats control) = "
+            f"{cmp['prob_optimized_beats_control']:.3f}; sample ratio {observed}: SRM p = "
+            f"{_p(cmp['srm_p_value'])} ({'MISMATCH' if cmp['srm_flagged'] else 'ok'})"
         )
     else:
         console.print("[yellow]not enough traffic in both arms to compare them[/yellow]")
     regret = Table(title="regret vs the oracle per impression, by quarter of the run")
-    regret.add_column("arm")
+    regret.add_column("policy")
     for q in ("Q1", "Q2", "Q3", "Q4", "total regret"):
         regret.add_column(q, justify="right")
-    for a in ARMS:
+    for a in shown:
         qs = arms[a]["regret_by_quarter"]
         regret.add_row(
-            a, *[f"{x:.4f}" if x is not None else "-" for x in qs], f"{arms[a]['regret']:.1f}"
+            LABELS[a],
+            *[f"{x:.4f}" if x is not None else "-" for x in qs],
+            f"{arms[a]['regret']:.1f}",
         )
     console.print(regret)
     cr = result["creatives"]
     console.print(
         f"creatives: {cr['catalog']} made by people; {cr['generated_admitted']} generated and "
         f"admitted, {cr['generated_served']} of them served "
-        f"({cr['generated_share_optimized']:.1%} of optimized traffic); {cr['retired']} retired; "
+        f"({cr['generated_share_optimized']:.1%} of optimized traffic), "
+        f"{cr.get('promoted', 0)} promoted; {cr['retired']} retired; "
         f"{cr['models']} model version(s) published"
     )
     best = Table(title="best generated vs best human creative, by true CTR")
@@ -292,6 +392,18 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
         )
     if report_path:
         console.print(f"report: [bold]{report_path}[/bold]")
+
+
+LABELS = {"control": "control", "catalog": "catalog bandit", "optimized": "full loop"}
+
+
+def present_arms(result: Mapping[str, Any]) -> list[str]:
+    """The arms to show: control and the full loop always, the catalog bandit when it served."""
+    return [a for a in ARMS if a != "catalog" or result["arms"]["catalog"]["impressions"]]
+
+
+def _p(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
 
 
 def _quarters(rs: list[dict[str, Any]]) -> list[float | None]:

@@ -3,14 +3,19 @@
 One consumer, partitions assigned by hand (no group): campaigns and creatives (compacted) are
 read from the beginning into memory; rewards resume from the offsets saved with the training
 buffer, or — when the buffer file is missing — from the start of the buffer's time window.
-A campaign retrains after `retrain_every_rewards` new rewards, or after
-`retrain_every_minutes` with any new reward. Training runs in a worker thread so consumption
-goes on; one model trains at a time.
+A campaign retrains when its data carry new information (`TrainerState.due`: new positives, a
+shifted CTR, the last model's error on new rewards — checked every `_CHECK_EVERY_S` by
+`freshness.prequential_logloss` — or the clock), never sooner than a floor that follows the
+traffic. Training runs in a worker thread so consumption goes on; one model trains at a time.
+A model whose exported networks are byte-identical to the last one published for the campaign
+is not published again (logged as `model unchanged`; inference would only swap it for
+itself).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import time
 from collections.abc import Mapping
@@ -32,8 +37,9 @@ from services.common.stall import watching_shutdown
 from services.common.topics import Topics
 from services.trainer.buffer import BufferFileError, TrainingBuffer
 from services.trainer.export import ExportError
+from services.trainer.freshness import prequential_logloss
 from services.trainer.metrics import Metrics
-from services.trainer.publisher import QualityRefused, build_model, store_model
+from services.trainer.publisher import BuiltModel, QualityRefused, build_model, store_model
 from services.trainer.settings import Settings
 from services.trainer.space import EncodingError
 from services.trainer.state import TrainerState
@@ -43,6 +49,7 @@ __all__ = ["main", "run", "train_config"]
 
 log = structlog.get_logger("trainer")
 _SAVE_EVERY_S = 5.0
+_CHECK_EVERY_S = 10.0
 
 
 def train_config(settings: Settings) -> TrainConfig:
@@ -137,6 +144,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await _assign(consumer, state)
         assigned.set()  # ready: reading rewards
         training: asyncio.Task[None] | None = None
+        checking: asyncio.Task[None] | None = None
+        last_check = time.monotonic()
         last_save = time.monotonic()
         dirty = False
         while not stop.is_set():
@@ -163,6 +172,16 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                     training = asyncio.create_task(
                         _train_and_publish(state, cid, cfg, device, publish)
                     )
+            if checking is not None and checking.done():
+                _report_crash(checking)
+                checking = None
+            if (
+                training is None
+                and checking is None
+                and (time.monotonic() - last_check > _CHECK_EVERY_S)
+            ):
+                last_check = time.monotonic()
+                checking = asyncio.create_task(_check_freshness(state))
         state.buffer.save()
         if training is not None:  # a torch run cannot be interrupted: let it finish
             await asyncio.wait([training])
@@ -191,10 +210,10 @@ async def _train_and_publish(
     rows = state.buffer.rows(cid)
     campaign = state.campaigns[cid]
     creatives: Mapping[str, Any] = dict(state.creatives)
-    state.new_rewards[cid] = 0
-    state.last_trained[cid] = time.monotonic()
+    reason = state.reasons.get(cid)
+    state.mark_trained(cid, time.monotonic())
     started = time.perf_counter()
-    log.info("training", campaign_id=cid, rows=len(rows), device=str(device))
+    log.info("training", campaign_id=cid, rows=len(rows), device=str(device), reason=reason)
     built = None
     try:
         built = await asyncio.to_thread(
@@ -207,6 +226,12 @@ async def _train_and_publish(
             device=device,
             gate=state.settings.gate(),
         )
+        digest = _digest(built)
+        if state.last_model.get(cid, (None,))[0] == digest:
+            publish.metrics.not_published.labels(cid, "unchanged").inc()
+            log.info("model unchanged; not published", campaign_id=cid, reason=reason,
+                     seconds=round(time.perf_counter() - started, 2))  # fmt: skip
+            return
         record = await asyncio.to_thread(store_model, publish.store, built, publish.signer)
     except QualityRefused as exc:
         publish.metrics.not_published.labels(cid, exc.reason).inc()
@@ -220,11 +245,11 @@ async def _train_and_publish(
         )
         return
     except (TrainingError, ExportError, EncodingError) as exc:
-        reason = getattr(exc, "reason", None) or (
+        why = getattr(exc, "reason", None) or (
             "export_failed" if isinstance(exc, ExportError) else "bad_encoding"
         )
-        publish.metrics.not_published.labels(cid, reason).inc()
-        log.warning("model not published", campaign_id=cid, reason=reason, error=str(exc))
+        publish.metrics.not_published.labels(cid, why).inc()
+        log.warning("model not published", campaign_id=cid, reason=why, error=str(exc))
         return
     try:
         await publish.producer.send(
@@ -235,11 +260,13 @@ async def _train_and_publish(
         log.error("model not published: Kafka did not take it", campaign_id=cid, error=str(exc))
         return
     publish.metrics.published.labels(cid).inc()
+    state.last_model[cid] = (digest, built)
     m = built.metrics
     log.info(
         "model published",
         campaign_id=cid,
         version=built.version,
+        reason=reason,
         seconds=round(time.perf_counter() - started, 2),
         rows=built.training_rows,
         reward_auc=m.get("reward_auc"),
@@ -252,6 +279,31 @@ async def _train_and_publish(
         predicted_reward_generated=m.get("predicted_reward_generated"),
         predicted_reward_catalog=m.get("predicted_reward_catalog"),
     )
+
+
+def _digest(built: BuiltModel) -> str:
+    return hashlib.sha256(built.exported.generator + built.exported.reward_model).hexdigest()
+
+
+async def _check_freshness(state: TrainerState) -> None:
+    """Mark campaigns whose last model predicts the new rewards worse than its held-out data."""
+    for cid, (_, built) in list(state.last_model.items()):
+        campaign = state.campaigns.get(cid)
+        held_out = built.metrics.get("reward_logloss")
+        if campaign is None or held_out is None or cid in state.stale:
+            continue
+        rows = state.since_trained(cid)
+        found = await asyncio.to_thread(
+            prequential_logloss, built, campaign, dict(state.creatives), rows
+        )
+        if found is None:
+            continue
+        loss, se = found
+        if loss - 2 * se > held_out * (1 + state.settings.retrain_loss_increase):
+            log.info("model error grew on new rewards", campaign_id=cid, version=built.version,
+                     logloss_new=round(loss, 5), logloss_se=round(se, 5),
+                     logloss_held_out=round(held_out, 5), rows=len(rows))  # fmt: skip
+            state.mark_stale(cid)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

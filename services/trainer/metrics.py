@@ -19,7 +19,8 @@ class Metrics:
         self.not_published = Counter(
             "admuse_trainer_models_not_published",
             "Training runs that published nothing, by reason (not_enough_data, single_class, "
-            "quality_gate, export_failed, bad_encoding, kafka_unavailable).",
+            "quality_gate, export_failed, bad_encoding, kafka_unavailable, unchanged: identical "
+            "to the last one).",
             ["campaign_id", "reason"],
             registry=r,
         )

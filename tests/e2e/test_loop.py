@@ -1,9 +1,11 @@
 """The whole loop through the real services and the real broker, driven as a user would:
 `admuse demo --scenario e2e`. The e2e scenario has a loud signal (one seed far better than the
 rest, the true optimum outside the catalog, short attribution window, frequent retraining), so a
-short run must show that the optimized arm beats control — the 95% interval of the relative lift
-above zero — and that the GAN's creatives reach users: at least one generated creative admitted
-and served."""
+short run must show the three-policy table (control / catalog bandit / full loop) with the full
+loop beating control — the 95% interval of the relative lift above zero — and not worse than
+the catalog bandit (the interval of its lift over the catalog bandit includes or exceeds zero),
+and that the GAN's creatives, when the model expects one to beat the incumbent, reach users
+through the challenger slice."""
 
 from __future__ import annotations
 
@@ -20,16 +22,16 @@ from services.common.settings import KafkaSettings
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(295)]
 
 BUDGET_S = 150
-# Demo pace for a short run: retrain after a few hundred rewards, fewer GAN steps.
+# Demo pace for a short run: a quick floor between versions, fewer GAN steps.
 TRAINER = {
-    "ADMUSE_TRAINER_RETRAIN_EVERY_REWARDS": "250",
+    "ADMUSE_TRAINER_RETRAIN_FLOOR_MIN_S": "5",
     "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.5",
     "ADMUSE_TRAINER_MIN_ROWS": "200",
     "ADMUSE_TRAINER_GAN_STEPS": "200",
 }
 
 
-def test_optimized_arm_beats_control_and_generated_creatives_are_served(
+def test_three_policies_full_loop_beats_control_not_worse_than_catalog_and_serves_generated(
     kafka: KafkaSettings, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
@@ -65,15 +67,21 @@ def test_optimized_arm_beats_control_and_generated_creatives_are_served(
 
     result = json.loads((run / "result.json").read_text())
     arms, cmp, creatives = result["arms"], result["comparison"], result["creatives"]
-    assert cmp is not None, out
-    assert arms["optimized"]["impressions"] > 500 and arms["control"]["impressions"] > 500, out
+    gen = result["generation"]
+    assert cmp is not None and gen is not None, out
+    for arm in ("control", "catalog", "optimized"):
+        assert arms[arm]["impressions"] > 500, f"{arm}: too little traffic\n{out}"
     assert cmp["lift_low"] > 0, f"lift interval not above zero: {cmp}\n{out}"
+    assert gen["lift_high"] >= 0, f"full loop worse than the catalog bandit: {gen}\n{out}"
+    assert "catalog bandit" in proc.stdout and "what generation adds" in proc.stdout, out
     assert not cmp["srm_flagged"], f"sample ratio mismatch: {cmp}"
     assert creatives["models"] >= 1, f"no model published during the run\n{out}"
-    assert creatives["generated_admitted"] >= 1, f"no generated creative admitted\n{out}"
-    assert creatives["generated_served"] >= 1, f"generated creatives never served\n{out}"
+    # Generation is paced by evidence: candidates are tested only when the model predicts them
+    # above the incumbent, so a short run may admit none; whatever is admitted is served.
+    if creatives["generated_admitted"]:
+        assert creatives["generated_served"] >= 1, f"generated creatives never served\n{out}"
     report = (run / "report.html").read_text()
-    assert "Control vs optimized" in report and "data:image/svg+xml;base64," in report
+    assert "What generation adds" in report and "data:image/svg+xml;base64," in report
 
 
 def _service_errors(run: Path, per_service: int = 8) -> str:

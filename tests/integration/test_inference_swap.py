@@ -91,7 +91,12 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 async def test_hot_swap_under_load(kafka: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
     await seed_campaign(kafka, topics, "spring")
-    proc = await InferenceProcess(kafka, tmp_path, ADMUSE_INFERENCE_POLICY_REFRESH_MS="50").start()
+    # No features service here: no CTR evidence, so the challenger budget assumes the lowest
+    # CTR; a day to judge each challenger leaves the slice room for some at this load.
+    proc = await InferenceProcess(
+        kafka, tmp_path, ADMUSE_INFERENCE_POLICY_REFRESH_MS="50",
+        ADMUSE_INFERENCE_CHALLENGER_DECIDE_S="86400",
+    ).start()  # fmt: skip
     delays: dict[str, float] = {}
     try:
         async with DecisionReader(kafka, topics.decisions.name) as reader, _Load(proc.url) as load:

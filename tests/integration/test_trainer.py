@@ -41,8 +41,12 @@ def _env(kafka: KafkaSettings, tmp: Path) -> dict[str, str]:
         "ADMUSE_LOG_FORMAT": "json",
         "ADMUSE_TRAINER_PROFILE": "small",
         "ADMUSE_TRAINER_GAN_STEPS": "40",
-        "ADMUSE_TRAINER_RETRAIN_EVERY_REWARDS": "2000",
-        "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "60",
+        # Retrain on the clock only (3 s after the first new reward: every reward produced
+        # before the start has been read by then), so each model's rows are known exactly.
+        "ADMUSE_TRAINER_RETRAIN_MIN_NEW_POSITIVES": "1000000",
+        "ADMUSE_TRAINER_RETRAIN_SHIFT_MIN_IMPRESSIONS": "1000000",
+        "ADMUSE_TRAINER_RETRAIN_FLOOR_MIN_S": "3",
+        "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.05",
         "ADMUSE_TRAINER_MIN_ROWS": "500",
         "ADMUSE_TRAINER_BUFFER_PATH": str(tmp / "buffer.json.gz"),
         "ADMUSE_TRAINER_SIGNING_KEY": SIGNING_KEY,
@@ -177,7 +181,6 @@ async def test_rewards_in_model_out_and_restart_resumes(
         await _produce(
             kafka, registry, topics.rewards.name, "Reward", rewards[1000:2500], "decision_id"
         )
-        env["ADMUSE_TRAINER_RETRAIN_EVERY_REWARDS"] = "500"
         proc = _spawn(cmd, env, log)
         second = await _models(kafka, registry, topics.models.name, 2, 150, proc)
         meta = _verify(second[1], store, 2500)
@@ -187,7 +190,6 @@ async def test_rewards_in_model_out_and_restart_resumes(
         # Without the buffer file, the trainer rebuilds it from admuse.rewards.
         assert _stop(proc) == 0
         (tmp_path / "buffer.json.gz").unlink()
-        env["ADMUSE_TRAINER_RETRAIN_EVERY_REWARDS"] = "2500"
         proc = _spawn(cmd, env, log)
         third = await _models(kafka, registry, topics.models.name, 3, 150, proc)
         _verify(third[2], store, 2500)
@@ -204,6 +206,11 @@ async def test_rewards_in_model_out_and_restart_resumes(
     assert any(x.get("event") == "record skipped" for x in lines)
     assert any(x.get("event") == "training buffer loaded" for x in lines)
     assert any(x.get("event") == "training buffer rebuilt from the rewards topic" for x in lines)
+
+
+# Enough rows that the reward model beats the base rate on held-out data (the quality gate
+# refuses a model that does not, and 1,200 rows of eight creatives sometimes did not).
+N_ON_DEMAND = 3000
 
 
 async def test_admuse_train_publishes_on_demand(
@@ -225,7 +232,7 @@ async def test_admuse_train_publishes_on_demand(
         registry,
         topics.rewards.name,
         "Reward",
-        synthetic_rewards(catalog, 1200, start_ms=now_ms - 600_000, step_ms=100),
+        synthetic_rewards(catalog, N_ON_DEMAND, start_ms=now_ms - 600_000, step_ms=100),
         "decision_id",
     )
     env = _env(kafka, tmp_path)
@@ -240,9 +247,9 @@ async def test_admuse_train_publishes_on_demand(
     )
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     text = done.stdout.decode()
-    assert "1200 rewards" in text and "reward_auc" in text
+    assert f"{N_ON_DEMAND} rewards" in text and "reward_auc" in text
     (record,) = await _models(kafka, registry, topics.models.name, 1, 30)
-    _verify(record, ModelStore(env["ADMUSE_MODEL_STORE_URL"]), 1200)
+    _verify(record, ModelStore(env["ADMUSE_MODEL_STORE_URL"]), N_ON_DEMAND)
 
     missing = await asyncio.to_thread(
         subprocess.run,

@@ -92,6 +92,40 @@ def test_report_flags_a_broken_split_and_compares_arms() -> None:
     assert any("SAMPLE RATIO MISMATCH" in n for n in skewed.notes)
 
 
+def test_three_arms_show_what_generation_adds_and_check_the_whole_split() -> None:
+    rng = np.random.default_rng(6)
+    n = 30_000
+    u = rng.random(n)
+    arm = np.where(u < 0.2, "control", np.where(u < 0.5, "catalog", "optimized"))
+    p = np.select([arm == "control", arm == "catalog"], [0.02, 0.03], 0.04)
+    data = LoggedData.from_columns(
+        context=np.full(n, "country=DE", dtype=object),
+        action=np.full(n, "a", dtype=object),
+        reward=(rng.random(n) < p).astype(float),
+        propensity=np.full(n, 0.5),
+        timestamp_ms=np.arange(n),
+        arm=arm,
+    )
+    arms = np.array([data.arms[a] for a in data.arm], dtype=object)
+    rep = build_report("spring", data, decision_arms=arms, expected_control_share=0.2,
+                       expected_catalog_share=0.3)  # fmt: skip
+    g = rep.generation
+    assert g is not None and g.lift.low > 0  # the full loop beats the catalog bandit
+    assert g.control.rate == pytest.approx(0.03, abs=0.005)
+    assert g.treatment.rate == pytest.approx(0.04, abs=0.005)
+    assert set(rep.comparisons) == {"catalog", "optimized"}
+    assert rep.srm is not None and not rep.srm.flagged
+    assert rep.expected_shares == pytest.approx({"control": 0.2, "catalog": 0.3, "optimized": 0.5})
+    wrong = build_report("spring", data, decision_arms=arms, expected_control_share=0.2,
+                         expected_catalog_share=0.1)  # fmt: skip
+    assert wrong.srm is not None and wrong.srm.flagged
+    buf = io.StringIO()
+    print_report(rep, Console(file=buf, width=240))
+    text = buf.getvalue()
+    assert "what generation adds" in text and "full loop vs catalog bandit" in text
+    assert "what generation adds" in report_html(rep)
+
+
 def test_report_without_holdout_share_says_srm_was_skipped() -> None:
     rng = np.random.default_rng(4)
     data = _log(rng, 2_000, {(s, "a"): 0.05 for s in SEGMENTS}, {s: [1.0] for s in SEGMENTS})

@@ -135,7 +135,21 @@ def test_duplicate_click_gives_one_reward() -> None:
     other = apply_event(first.state, ev(eid="e2"), RewardSpec(), **KW)
     assert first.reward is not None
     assert again.verdict == "duplicate" and again.reward is None
-    assert other.verdict == "late" and other.reward is None  # second click: already settled
+    # a second click inside the window: the reward is final, but nothing about it is late
+    assert other.verdict == "after_settled" and other.reward is None
+    assert other.state["late"] == 0
+
+
+def test_impression_behind_its_click_is_not_late_and_changes_no_reward() -> None:
+    spec = RewardSpec(impressions="event")
+    state, _, _ = opened(spec)
+    click = apply_event(state, ev(at=T0 + 10), spec, **KW)
+    assert click.reward is not None and click.reward["shown"] is True
+    imp = apply_event(click.state, ev("impression", "i1", at=T0 + 5), spec, **KW)
+    assert imp.verdict == "after_settled" and imp.reward is None and imp.state["late"] == 0
+    # after a timeout the same impression is late
+    closed = close_due(state, spec, now_ms=T0 + WINDOW + 1, grace_ms=0, retention_ms=1).state
+    assert apply_event(closed, ev("impression", "i1", at=T0 + 5), spec, **KW).verdict == "late"
 
 
 def test_conversion_campaign_waits_for_the_conversion() -> None:

@@ -1,11 +1,14 @@
-"""Retirement of losing creatives (no Kafka: the published records are collected)."""
+"""Retirement of losing creatives, the challenger budget's admissions and verdicts (no Kafka:
+the published records are collected)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from services.inference.challengers import ChallengerBudget
 from services.inference.curator import Curator
 from services.inference.metrics import Metrics
 from services.inference.models import ModelBundle
@@ -30,7 +33,7 @@ def _curator(settings: Settings, state: State) -> tuple[Curator, list[dict[str, 
         state.apply_creative(key, record)  # as the state follower would, reading it back
 
     policy = Policy(state, exploration_floor=0.0, n_draws=100, refresh_ms=0,
-                    backoff_impressions=0)  # fmt: skip
+                    backoff_impressions=0, challenger_share=settings.challenger_share)  # fmt: skip
     return Curator(settings, state, policy, Metrics(), publish, ["CPUExecutionProvider"]), published
 
 
@@ -40,7 +43,7 @@ async def test_a_persistent_loser_is_retired_after_the_patience(settings: Settin
     rows = {"a": (1000, 50), "b": (1000, 40), "g1": (1000, 0), "g2": (1000, 60), "g3": (50, 0)}
     for cid, (n, clicks) in rows.items():
         origin, segment = ("catalog", None) if cid in "ab" else ("generated", SEG)
-        state.apply_creative(cid, _creative(cid, origin, segment=segment))
+        state.apply_creative(cid, _creative(cid, origin, segment=segment, stage="promoted"))
         state.apply_stats(f"c/{SEG}/{cid}", _stats(cid, SEG, n, clicks))
     curator, published = _curator(settings, state)
     assert await curator.review_retirement() == 0  # below the threshold once: not yet
@@ -72,34 +75,80 @@ async def test_catalog_creatives_stay_unless_the_campaign_allows_retiring_them(
     assert [r["creative_id"] for r in published] == ["bad"]
 
 
-@pytest.mark.parametrize(("clicks", "replaced"), [(0, 2), (950, 0)])
-async def test_a_new_model_replaces_weak_generated_creatives_when_the_segment_is_full(
-    settings: Settings, clicks: int, replaced: int
+async def test_challengers_are_promoted_or_retired_on_their_own_evidence_or_the_clock(
+    settings: Settings,
+) -> None:
+    """Judged apart from the main bandit: enough impressions decide (better than the best
+    proven creative: promoted; worse: retired); too few wait for the deadline."""
+    state = State()
+    state.apply_campaign("c", _campaign())
+    now_ms = int(time.time() * 1000)
+    needed = ChallengerBudget().impressions_needed(450 / 10_000)  # pooled proven CTR
+    rows = {"a": (5000, 250, 0), "b": (5000, 200, 0), "win": (needed, 0.09 * needed, 0),
+            "lose": (needed, 0.01 * needed, 0), "young": (20, 0, 0),
+            "old": (20, 0, 10_000)}  # fmt: skip
+    for cid, (n, clicks, age_s) in rows.items():
+        origin, segment = ("catalog", None) if cid in "ab" else ("generated", SEG)
+        created = now_ms - age_s * 1000
+        state.apply_creative(cid, _creative(cid, origin, segment=segment, stage="challenger",
+                                            created_at=created))  # fmt: skip
+        state.apply_stats(f"c/{SEG}/{cid}", _stats(cid, SEG, n, int(clicks)))
+    curator, published = _curator(settings, state)
+    assert curator.budget.decide_within_s < 10_000
+    await curator.review_retirement()
+    verdicts = {r["creative_id"]: (r["status"], r.get("stage")) for r in published}
+    assert verdicts == {"win": ("live", "promoted"), "lose": ("retired", "challenger"),
+                        "old": ("retired", "challenger")}  # fmt: skip
+    live = {c["creative_id"] for c in state.live_creatives("c", SEG)}
+    assert live == {"a", "b", "win", "young"}
+    policy = curator._policy
+    props = policy.propensities(state.campaigns["c"], SEG)
+    # the promoted one competes in the main bandit; the young challenger gets the slice
+    assert props["young"] == pytest.approx(settings.challenger_share)
+    assert props["win"] > props["b"]
+
+
+@pytest.mark.parametrize("rate", [0.0, 2.0, 50.0])
+async def test_challengers_are_admitted_only_into_free_slots_with_an_honest_prior(
+    settings: Settings, rate: float
 ) -> None:
     from tests.unit.inference import onnx_fixtures as fx
 
     seg = fx.SEGMENTS[0]
     state = State()
-    state.apply_campaign("spring", fx.campaign(max_generated=2))
+    state.apply_campaign("spring", fx.campaign(max_generated=3))
     catalog = {"headline": "New in", "cta": "Shop", "font_scale": 1.0,
                "background": "#ffffff", "text_color": "#000000"}  # fmt: skip
     state.apply_creative("cat", {**_creative("cat", attributes=catalog), "campaign_id": "spring"})
-    for cid in ("old1", "old2"):
-        old = {**_creative(cid, "generated", segment=seg, model_version="m0"),
-               "campaign_id": "spring"}  # fmt: skip
-        state.apply_creative(cid, old)
-        state.apply_stats(f"spring/{seg}/{cid}", {**_stats(cid, seg, 1000, clicks),
-                                                  "campaign_id": "spring"})  # fmt: skip
+    state.apply_stats(f"spring/{seg}/cat", {**_stats("cat", seg, 4000, 80),
+                                            "campaign_id": "spring"})  # fmt: skip
     curator, published = _curator(settings, state)
     curator.following = True
-    bundle = ModelBundle.load(fx.metadata("m1"), fx.generator(0), fx.reward_model(),
+    now = time.monotonic()
+    for i in range(int(rate * 60)):  # a minute of optimized traffic at `rate` per second
+        curator._policy.traffic.hit(("spring", seg), now=now - 60 + i / rate)
+    slots = curator.challenger_slots("spring", seg)
+    assert slots == curator.budget.slots(curator.segment_rate("spring", seg), 0.02)
+    metadata = fx.metadata("m1")
+    metadata["metrics"] = {"reward_auc": 0.8, "reward_ece": 0.005,
+                           "predicted_reward_catalog": 0.02}  # fmt: skip
+    bundle = ModelBundle.load(metadata, fx.generator(0), fx.reward_model(),
                               ["CPUExecutionProvider"])  # fmt: skip
     curator.models["spring"] = bundle
     await curator._add_candidates("spring", bundle)
-    retired = [r["creative_id"] for r in published if r["status"] == "retired"]
-    added = [r for r in published if r["status"] == "live" and r.get("segment") == seg]
-    assert sorted(retired) == ["old1", "old2"][:replaced]
-    assert len(added) == replaced and all(r["model_version"] == "m1" for r in added)
-    own = [c for c in state.live_creatives("spring", seg) if c["origin"] == "generated"
-           and c.get("segment") == seg]  # fmt: skip
-    assert len(own) == 2  # never more than max_generated
+    added = [r for r in published if r.get("segment") == seg]
+    assert len(added) == min(slots, 3, settings.n_admit)
+    if rate == 0.0:
+        assert added == []  # no traffic measured: nothing could be judged in time
+    if rate == 50.0:
+        assert added
+    bar = float(bundle.score(seg, [catalog])[0])  # the model's word on the incumbent
+    for r in added:
+        assert r["predicted_reward"] > bar  # only what the model expects to beat it is tested
+        assert r["stage"] == "challenger" and r["status"] == "live"
+        strength = r["prior_alpha"] + r["prior_beta"]
+        assert strength == pytest.approx(20 * 0.6 * 0.75)  # cap · gini · calibration
+        assert r["prior_alpha"] / strength <= 81 / 4002 + 1e-9  # never above the proven mean
+    before = len(published)
+    await curator._add_candidates("spring", bundle, refill=True)
+    assert len(published) == before  # the slots are full until a challenger is decided

@@ -75,6 +75,11 @@ def test_valid_spec_becomes_avro_campaign_and_catalog_creatives(registry: Schema
     campaign = campaign_record(spec, revision=3)
     decoded = registry.codec("Campaign").decode(registry.codec("Campaign").encode(campaign))
     assert decoded["attribution_window_ms"] == 30_000
+    assert decoded["catalog_share"] == 0.0  # no catalog-bandit arm unless asked for
+    three = campaign_record(parse_spec(spec_with(catalog_share=0.3)), revision=4)
+    assert registry.codec("Campaign").decode(registry.codec("Campaign").encode(three))[
+        "catalog_share"
+    ] == pytest.approx(0.3)
     assert decoded["reward"]["conversion_weight"] == 5.0
     assert decoded["forbidden"] == [{"headline": "New in", "cta": "Buy now"}]
     assert decoded["attributes"][2] == {
@@ -125,6 +130,11 @@ def test_creative_ids_are_stable_across_applies() -> None:
             "forbidden[0].font_scale: not a categorical attribute",
         ),
         ({"seeds": []}, "seeds: List should have at least 1 item"),
+        ({"catalog_share": -0.1}, "catalog_share: Input should be greater than or equal to 0"),
+        (
+            {"catalog_share": 0.8},
+            "holdout_share + catalog_share must leave traffic for the full loop",
+        ),
     ],
 )
 def test_bad_specs_name_the_field(change: dict[str, Any], expected: str) -> None:
@@ -204,3 +214,15 @@ def test_huge_numbers_get_our_words_not_pythons(tmp_path: Path, suffix: str) -> 
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert "more than 4300 digits" in str(err.value) and "sys." not in str(err.value)
+
+
+def test_records_written_before_the_third_arm_still_read(registry: SchemaRegistry) -> None:
+    """Campaign v1 (no catalog_share) and Creative v1 (no stage) decode with the defaults: no
+    catalog-bandit arm, and a generated creative counts as a challenger."""
+    spec = parse_spec(SPEC)
+    campaign = {k: v for k, v in campaign_record(spec, revision=1).items() if k != "catalog_share"}
+    old = registry.codec("Campaign", 1).encode(campaign)
+    assert registry.codec("Campaign").decode(old)["catalog_share"] == 0.0
+    creative = {k: v for k, v in creative_records(spec)[0].items() if k != "stage"}
+    old = registry.codec("Creative", 1).encode({**creative, "origin": "generated"})
+    assert registry.codec("Creative").decode(old)["stage"] is None

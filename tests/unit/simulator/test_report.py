@@ -19,7 +19,8 @@ SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect widt
 
 
 def fake_run(n: int = 3000) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Control serves seeds uniformly; optimized serves the best seed, later a generated one."""
+    """Control serves seeds uniformly; the catalog bandit the best seed; the full loop the best
+    seed, later a generated one (arms split as the e2e scenario configures them)."""
     scenario = load_scenario("e2e")
     truth = GroundTruth(scenario)
     rng = random.Random(3)
@@ -34,12 +35,14 @@ def fake_run(n: int = 3000) -> tuple[list[dict[str, Any]], dict[str, dict[str, A
     rows = []
     for i in range(n):
         seg = rng.choice(["mobile", "desktop"])
-        arm = "control" if rng.random() < 0.5 else "optimized"
+        u = rng.random()
+        holdout, catalog = scenario.campaign.holdout_share, scenario.campaign.catalog_share
+        arm = "control" if u < holdout else "catalog" if u < holdout + catalog else "optimized"
         t = i / 30
         if arm == "control":
             s = rng.choice(seeds)
             cid, attrs, origin = scenario.campaign.seed_id(s), dict(s.attributes), "catalog"
-        elif t > 50:
+        elif arm == "optimized" and t > 50:
             cid, attrs, origin = "gen-1", generated, "generated"
         else:
             cid, attrs, origin = "e2e-loop-deal", dict(seeds[3].attributes), "catalog"
@@ -83,16 +86,23 @@ def test_analysis_finds_the_lift_and_the_generated_winner() -> None:
     assert cmp["lift_low"] > 0 and cmp["prob_optimized_beats_control"] > 0.99
     assert not cmp["srm_flagged"]
     assert arms["optimized"]["regret"] < arms["control"]["regret"]
+    gen = result["generation"]  # the generated winner beats the best seed after t = 50 s
+    assert gen["true_ctr_difference_low"] > 0 and gen["lift"] > 0
+    assert gen["lift_low"] < gen["lift"] < gen["lift_high"]
+    assert arms["catalog"]["true_ctr_low"] < arms["catalog"]["true_ctr"]
+    assert arms["optimized"]["regret_per_impression"] < arms["catalog"]["regret_per_impression"]
     assert result["creatives"]["generated_served"] == 1
     assert all(b["generated_beats_human"] for b in result["best"])
     assert result["requests"] == len(rows) + 4
 
 
-def test_srm_is_flagged_when_the_split_is_off() -> None:
+@pytest.mark.parametrize("thinned", ["control", "catalog"])
+def test_srm_is_flagged_when_the_split_is_off(thinned: str) -> None:
     rows, creatives = fake_run()
-    skewed = [r for r in rows if r["arm"] == "optimized" or r["n"] % 3 == 0]
+    skewed = [r for r in rows if r["arm"] != thinned or r["n"] % 3 == 0]
     result = analyze(skewed, load_scenario("e2e"), creatives=creatives)
     assert result["comparison"]["srm_flagged"]
+    assert not analyze(rows, load_scenario("e2e"), creatives=creatives)["comparison"]["srm_flagged"]
 
 
 @pytest.mark.slow
@@ -102,11 +112,13 @@ def test_terminal_table_and_self_contained_html(tmp_path: Path) -> None:
     console = Console(record=True, width=160)
     print_result(result, console, tmp_path / "report.html")
     text = console.export_text()
-    assert "control vs optimized" in text and "relative lift" in text and "SRM" in text
+    assert "control vs catalog bandit vs full loop" in text and "relative lift" in text
+    assert "what generation adds" in text and "SRM" in text
     assert "best generated vs best human" in text and "gen-1" in text
     page = write_html(tmp_path / "report.html", result, rows, creatives, {"gen-1": SVG})
     html = page.read_text()
     assert html.count("data:image/png;base64,") == 3
+    assert "What generation adds" in html and "catalog bandit" in html
     assert "data:image/svg+xml;base64," in html
     # no network needed: every src is inline
     assert not re.search(r"src=['\"](?!data:)", html)

@@ -1,0 +1,222 @@
+"""Benchmark: does generation pay for itself? Full loop vs catalog bandit vs control, on a grid.
+
+Each cell runs `admuse demo` on the demo scenario (real broker, the four services, the
+simulator), its click-through rates moved to a level (every base logit shifted so the best
+human creative, averaged over the traffic, clicks at about ``level``), at a traffic rate and a
+seed. The three policies share each run (control / catalog bandit / full loop, per user), so the
+baseline — the catalog bandit — is measured in the same run as the full loop. Per cell:
+
+- true CTR of each policy with its 95 % interval, regret per impression with its interval;
+- the full loop's lift over the catalog bandit: on observed clicks (what an advertiser sees)
+  with its 95 % interval, and on true CTR (simulator only) with its interval;
+- model versions published, generated creatives admitted, promoted and retired;
+- the verdict: ``not worse`` when the interval of the lift includes or exceeds 0, ``beats``
+  when it lies above 0, ``WORSE`` when below.
+
+    python bench/bench_generation.py                       # the whole grid (12 runs)
+    python bench/bench_generation.py --cells 0.02x100 0.1x100 --seeds 0 --budget 240
+
+Broker from ADMUSE_KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092); each run uses its own
+topic prefix and run folder under .run/bench-generation-*/. Results go to stdout as a markdown
+table and, one JSON line per cell, to `--out` (default .run/bench-generation.jsonl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from services.simulator.groundtruth import GroundTruth  # noqa: E402
+from services.simulator.scenario import parse_scenario, scenario_path  # noqa: E402
+
+
+def shifted(raw: dict[str, Any], shift: float) -> dict[str, Any]:
+    out = json.loads(json.dumps(raw))
+    truth = out["truth"]
+    truth["base_logit"] = truth.get("base_logit", -3.0) + shift
+    for seg in truth.get("segments", {}).values():
+        if seg.get("base_logit") is not None:
+            seg["base_logit"] += shift
+    return out
+
+
+def best_human_ctr(raw: dict[str, Any]) -> float:
+    """The best catalog creative's true CTR, averaged over the segments by traffic share."""
+    scenario = parse_scenario(raw)
+    truth = GroundTruth(scenario)
+    total = sum(s.share for s in scenario.audience.segments)
+    return sum(
+        s.share / total * truth.best_catalog(s.name).p_click for s in scenario.audience.segments
+    )
+
+
+def scenario_at(level: float, base: str = "demo") -> tuple[dict[str, Any], float]:
+    """The scenario with its logits shifted so the best human creative clicks at ~``level``."""
+    raw = yaml.safe_load(scenario_path(base).read_text())
+    lo, hi = -10.0, 10.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if best_human_ctr(shifted(raw, mid)) < level:
+            lo = mid
+        else:
+            hi = mid
+    out = shifted(raw, (lo + hi) / 2)
+    return out, best_human_ctr(out)
+
+
+def run_cell(level: float, rate: float, seed: int, budget: float, timeout: float) -> dict:
+    raw, achieved = scenario_at(level)
+    tag = f"bench-generation-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    run = REPO / ".run" / tag
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / "scenario.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cmd = [
+        sys.executable, "-c", "from services.cli import app; app()", "demo",
+        "--scenario", str(path), "--rate", str(rate), "--budget", str(budget),
+        "--seed", str(seed), "--run-dir", str(run), "--topic-prefix", f"{tag}.", "--no-live",
+    ]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "160"}
+    env.setdefault("ADMUSE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    wall = time.monotonic() - t0
+    cell = {"level": level, "best_human_ctr": achieved, "rate": rate, "seed": seed,
+            "budget_s": budget, "wall_s": round(wall, 1), "run": str(run),
+            "exit": proc.returncode}  # fmt: skip
+    result_file = run / "result.json"
+    if proc.returncode != 0 or not result_file.exists():
+        cell["error"] = (proc.stdout[-2000:] + proc.stderr[-2000:]).strip()
+        return cell
+    return {**cell, **summarize(json.loads(result_file.read_text()))}
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    arms, gen, cr = result["arms"], result.get("generation"), result["creatives"]
+    out: dict[str, Any] = {"requests": result["requests"], "failed": result["failed"]}
+    for a in ("control", "catalog", "optimized"):
+        s = arms[a]
+        out[a] = {k: s.get(k) for k in (
+            "impressions", "clicks", "true_ctr", "true_ctr_low", "true_ctr_high",
+            "regret_per_impression", "regret_per_impression_low", "regret_per_impression_high",
+        )}  # fmt: skip
+    out["generation"] = gen
+    out["models"] = cr["models"]
+    out["admitted"] = cr["generated_admitted"]
+    out["promoted"] = cr.get("promoted")
+    out["retired"] = cr["retired"]
+    out["generated_share"] = cr["generated_share_optimized"]
+    if gen:
+        low, high = gen["lift_low"], gen["lift_high"]
+        out["verdict"] = "beats" if low > 0 else ("WORSE" if high < 0 else "not worse")
+        t_low, t_high = gen["true_ctr_difference_low"], gen["true_ctr_difference_high"]
+        out["verdict_true"] = "beats" if t_low > 0 else ("WORSE" if t_high < 0 else "not worse")
+    return out
+
+
+def _pct(x: float | None, d: int = 2) -> str:
+    return "-" if x is None else f"{100 * x:.{d}f} %"
+
+
+def _iv(s: dict[str, Any], key: str, scale: float = 100, d: int = 2) -> str:
+    v, lo, hi = s.get(key), s.get(f"{key}_low"), s.get(f"{key}_high")
+    if v is None:
+        return "-"
+    return f"{scale * v:.{d}f} [{scale * lo:.{d}f}, {scale * hi:.{d}f}]"
+
+
+def markdown(cells: list[dict[str, Any]]) -> str:
+    head = (
+        "| CTR level (best human) | req/s | seed | full loop true CTR % [95 %] | catalog bandit "
+        "| control | regret/imp ×100: full / catalog / control | lift full vs catalog, "
+        "clicks [95 %] | true CTR diff pp [95 %] | verdict (clicks / true) | models | "
+        "admitted / promoted / retired |\n|" + "---|" * 12
+    )
+    rows = [head]
+    for c in cells:
+        if "error" in c:
+            rows.append(
+                f"| {_pct(c['level'], 1)} | {c['rate']:g} | {c['seed']} | failed "
+                f"(exit {c['exit']}) |" + " |" * 8
+            )
+            continue
+        g = c.get("generation") or {}
+        o, k, n = c["optimized"], c["catalog"], c["control"]
+        lift = (
+            f"{100 * g['lift']:+.1f} % [{100 * g['lift_low']:+.1f}, {100 * g['lift_high']:+.1f}]"
+            if g
+            else "-"
+        )
+        diff = (
+            f"{100 * g['true_ctr_difference']:+.2f} [{100 * g['true_ctr_difference_low']:+.2f}, "
+            f"{100 * g['true_ctr_difference_high']:+.2f}]"
+            if g
+            else "-"
+        )
+        regret = " / ".join(f"{100 * s['regret_per_impression']:.2f}" for s in (o, k, n))
+        rows.append(
+            f"| {_pct(c['level'], 1)} ({_pct(c['best_human_ctr'])}) | {c['rate']:g} | "
+            f"{c['seed']} | {_iv(o, 'true_ctr')} | {_iv(k, 'true_ctr')} | "
+            f"{_iv(n, 'true_ctr')} | {regret} | {lift} | {diff} | "
+            f"{c.get('verdict', '-')} / {c.get('verdict_true', '-')} | {c['models']} | "
+            f"{c['admitted']} / {c.get('promoted', '-')} / {c['retired']} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--levels", type=float, nargs="+", default=[0.005, 0.02, 0.10])
+    ap.add_argument("--rates", type=float, nargs="+", default=[25.0, 100.0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument(
+        "--cells", nargs="*", default=None, help="LEVELxRATE pairs to run (default: the grid)"
+    )
+    ap.add_argument("--budget", type=float, default=240.0, help="seconds of traffic per run")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per run, all in")
+    ap.add_argument("--out", type=Path, default=REPO / ".run" / "bench-generation.jsonl")
+    args = ap.parse_args()
+    pairs = (
+        [(float(a), float(b)) for a, b in (c.split("x") for c in args.cells)]
+        if args.cells
+        else [(lv, r) for lv in args.levels for r in args.rates]
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cells = []
+    load = os.getloadavg()
+    for level, rate in pairs:
+        for seed in args.seeds:
+            print(f"cell CTR {level:.1%} × {rate:g} req/s × seed {seed} ...", flush=True)
+            cell = run_cell(level, rate, seed, args.budget, args.timeout)
+            cell["loadavg_before"] = load
+            load = os.getloadavg()
+            cells.append(cell)
+            with args.out.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(cell) + "\n")
+            print(markdown([cell]).splitlines()[-1], flush=True)
+    print()
+    print(markdown(cells))
+    failed = [c for c in cells if "error" in c]
+    worse = [c for c in cells if c.get("verdict") == "WORSE"]
+    print(f"\n{len(cells)} cells, {len(failed)} failed, {len(worse)} with the full loop worse "
+          f"than the catalog bandit beyond noise")  # fmt: skip
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

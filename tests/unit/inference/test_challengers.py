@@ -1,0 +1,224 @@
+"""The challenger budget: the slice is never exceeded, every challenger is decided in time
+under the traffic the slice was sized for, and the model's prior is only as strong as its
+held-out quality."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.inference.bandit import Arm, experiment_arm
+from services.inference.challengers import (
+    PROMOTE,
+    RETIRE,
+    ChallengerBudget,
+    RateMeter,
+    honest_prior,
+    is_challenger,
+    mix_challengers,
+    prior_strength,
+)
+
+shares = st.floats(0.0, 0.9)
+ctrs = st.floats(0.001, 0.4)
+rates = st.floats(0.1, 500.0)
+budgets = st.builds(
+    ChallengerBudget,
+    share=st.floats(0.01, 0.9),
+    decide_within_s=st.floats(10.0, 3600.0),
+    precision=st.floats(0.1, 1.0),
+)
+
+
+@given(
+    main=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12).filter(lambda m: sum(m) > 0),
+    k=st.integers(0, 10),
+    share=shares,
+)
+def test_challengers_never_get_more_than_the_slice(main: list[float], k: int, share: float) -> None:
+    p = mix_challengers(np.array(main), k, share)
+    assert len(p) == len(main) + k
+    assert p.sum() == pytest.approx(1.0)
+    assert (p >= 0).all()
+    assert p[len(main) :].sum() <= share + 1e-9
+    if k:  # each challenger the same share: none starves on the model's or early clicks' word
+        assert np.allclose(p[len(main) :], share / k)
+        # the proven creatives keep the main bandit's proportions
+        assert np.allclose(p[: len(main)], (1 - share) * (np.array(main) / sum(main)))
+
+
+@settings(max_examples=200)
+@given(budget=budgets, rate=rates, ctr=ctrs, arrivals=st.integers(0, 10_000))
+def test_every_challenger_is_decided_within_its_stated_time_at_the_assumed_traffic(
+    budget: ChallengerBudget, rate: float, ctr: float, arrivals: int
+) -> None:
+    """Admit challengers into free slots only; the slice, served at the assumed rate, gives
+    each challenger the impressions it needs before its deadline, and the deadline decides the
+    rest whatever the evidence."""
+    slots = budget.slots(rate, ctr)
+    needed = budget.impressions_needed(ctr)
+    assert slots * needed <= rate * budget.share * budget.decide_within_s + 1e-6
+    if slots == 0:
+        return
+    # k ≤ slots live challengers each receive rate·share/k per second in expectation
+    for k in range(1, slots + 1):
+        t_decide = needed / (rate * budget.share / k)
+        assert t_decide <= budget.decide_within_s * (1 + 1e-9)
+    # the clock decides too: at the deadline a verdict comes with any evidence
+    best = Arm("best", 1 + ctr * 1000, 1 + (1 - ctr) * 1000)
+    few = min(arrivals, needed - 1)
+    assert budget.decide(0, few, budget.decide_within_s, best, ctr) in (PROMOTE, RETIRE)
+    assert budget.decide(0, few, budget.decide_within_s * 0.5, best, ctr) is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    budget=st.builds(
+        ChallengerBudget, share=st.floats(0.05, 0.5), decide_within_s=st.floats(60, 600)
+    ),
+    rate=st.floats(5.0, 200.0),
+    ctr=st.floats(0.01, 0.2),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_simulated_slice_decides_every_challenger_in_time(
+    budget: ChallengerBudget, rate: float, ctr: float, seed: int
+) -> None:
+    """Poisson traffic at the assumed rate, one-second steps, admission into free slots: no
+    challenger lives past its stated time and the slice's impressions never exceed its share
+    of the traffic by more than sampling noise allows."""
+    rng = np.random.default_rng(seed)
+    slots = budget.slots(rate, ctr)
+    best = Arm("best", 1 + ctr * 5000, 1 + (1 - ctr) * 5000)
+    live: list[dict[str, float]] = []
+    lifetimes: list[float] = []
+    served_slice = served_total = 0
+    horizon = int(3 * budget.decide_within_s)
+    for t in range(horizon):
+        while len(live) < slots:
+            live.append({"born": t, "n": 0, "s": 0})
+        requests = int(rng.poisson(rate))
+        p = mix_challengers(np.array([1.0]), len(live), budget.share)
+        picks = rng.choice(len(p), size=requests, p=p) if requests else np.array([], int)
+        served_total += requests
+        for i in picks[picks > 0]:
+            c = live[int(i) - 1]
+            c["n"] += 1
+            c["s"] += int(rng.random() < ctr)
+            served_slice += 1
+        for c in list(live):
+            verdict = budget.decide(c["s"], c["n"], t + 1 - c["born"], best, ctr)
+            if verdict is not None:
+                lifetimes.append(t + 1 - c["born"])
+                live.remove(c)
+    assert all(life <= math.ceil(budget.decide_within_s) for life in lifetimes)
+    assert all(horizon - c["born"] <= math.ceil(budget.decide_within_s) for c in live)
+    if served_total:
+        sd = math.sqrt(served_total * budget.share * (1 - budget.share))
+        assert served_slice <= budget.share * served_total + 5 * sd + 1
+
+
+def test_no_traffic_no_challengers_and_more_traffic_more_slots() -> None:
+    b = ChallengerBudget(share=0.2, decide_within_s=300)
+    assert b.slots(0.0, 0.02) == 0
+    assert b.slots(float("nan"), 0.02) == 0
+    assert b.slots(1.0, 0.005) == 0  # 60 slice impressions cannot judge a 0.5 % CTR
+    assert b.slots(100.0, 0.02) > b.slots(25.0, 0.02) >= 1
+    assert b.slots(100.0, 0.10) > b.slots(100.0, 0.02)
+    assert b.impressions_needed(0.02) == math.ceil(4 * 0.98 / (0.02 * 0.25))
+
+
+def test_a_better_challenger_is_promoted_and_a_worse_one_retired() -> None:
+    b = ChallengerBudget(share=0.2, decide_within_s=300)
+    best = Arm("human", 1 + 200, 1 + 9800)  # 2 % over 10 000 impressions
+    n = b.impressions_needed(0.02)
+    assert b.decide(0.04 * n, n, 10, best, 0.02) == PROMOTE
+    assert b.decide(0.005 * n, n, 10, best, 0.02) == RETIRE
+    assert b.decide(0.04 * n, n - 1, 10, best, 0.02) is None  # not enough evidence yet
+
+
+@given(
+    auc=st.floats(0.0, 1.0),
+    ece=st.floats(0.0, 1.0),
+    level=st.floats(1e-4, 1.0),
+    cap=st.floats(1.0, 100.0),
+)
+def test_prior_strength_follows_held_out_quality(
+    auc: float, ece: float, level: float, cap: float
+) -> None:
+    m = {"reward_auc": auc, "reward_ece": ece, "predicted_reward_catalog": level}
+    s = prior_strength(m, cap)
+    assert 1.0 <= s <= cap
+    if auc <= 0.5 or ece >= level:
+        assert s == 1.0  # a model no better than chance, or as wrong as it is large, is mute
+    better = prior_strength({**m, "reward_auc": min(1.0, auc + 0.1)}, cap)
+    assert better >= s
+    assert prior_strength({}, cap) == 1.0
+    assert prior_strength({**m, "reward_auc": "x"}, cap) == 1.0
+
+
+@given(predicted=st.floats(0.0, 1.0), strength=st.floats(1.0, 50.0), proven=ctrs)
+def test_an_unproven_creative_never_outbids_a_proven_one_on_the_model_word(
+    predicted: float, strength: float, proven: float
+) -> None:
+    best = Arm("human", proven * 400, (1 - proven) * 400)
+    a, b = honest_prior(predicted, strength, [best])
+    assert a + b == pytest.approx(strength)
+    assert a / (a + b) <= max(proven, 0.001) + 1e-9
+
+
+def test_stage_and_arms() -> None:
+    assert is_challenger({"origin": "generated", "stage": "challenger"})
+    assert is_challenger({"origin": "generated"})  # written before stages existed
+    assert not is_challenger({"origin": "generated", "stage": "promoted"})
+    assert not is_challenger({"origin": "catalog"})
+    users = [f"u{i}" for i in range(20_000)]
+    arms = [experiment_arm(u, "spring", 0.2, 0.3) for u in users]
+    assert abs(arms.count("control") / len(users) - 0.2) < 0.02
+    assert abs(arms.count("catalog") / len(users) - 0.3) < 0.02
+    assert [experiment_arm(u, "spring", 0.2, 0.0) for u in users].count("catalog") == 0
+
+
+def test_rate_meter_counts_requests_per_second() -> None:
+    meter = RateMeter(window_s=10)
+    for i in range(300):
+        meter.hit("k", now=100.0 + i / 30)  # 30/s for 10 s
+    assert meter.rate("k", now=110.0) == pytest.approx(30, rel=0.1)
+    assert meter.rate("k", now=125.0) == 0.0
+    assert meter.rate("other", now=110.0) == 0.0
+
+
+def test_the_catalog_arm_serves_human_creatives_only_and_the_full_loop_bounds_challengers() -> None:
+    from services.inference.policy import Policy
+    from services.inference.state import State
+
+    state = State()
+    campaign = {"campaign_id": "c", "revision": 1, "segment_keys": [], "holdout_share": 0.2,
+                "catalog_share": 0.3, "attribution_window_ms": 1000}  # fmt: skip
+    state.apply_campaign("c", campaign)
+    records = {"h1": ("catalog", None), "h2": ("catalog", None),
+               "ch": ("generated", "challenger"), "pr": ("generated", "promoted")}  # fmt: skip
+    for cid, (origin, stage) in records.items():
+        record = {"creative_id": cid, "campaign_id": "c", "origin": origin, "segment": None,
+                  "status": "live", "stage": stage, "attributes": {}, "prior_alpha": 1.0,
+                  "prior_beta": 1.0}  # fmt: skip
+        state.apply_creative(cid, record)
+    policy = Policy(state, exploration_floor=0.1, n_draws=100, refresh_ms=0,
+                    backoff_impressions=0, challenger_share=0.25, seed=3)  # fmt: skip
+    seen: dict[str, set[str]] = {"control": set(), "catalog": set(), "optimized": set()}
+    slice_props = []
+    for i in range(3000):
+        choice = policy.choose(state.campaigns["c"], "*", f"user{i}")
+        seen[choice.arm].add(choice.creative["creative_id"])
+        if choice.creative["creative_id"] == "ch":
+            slice_props.append(choice.propensity)
+    assert seen["control"] == seen["catalog"] == {"h1", "h2"}
+    assert seen["optimized"] == {"h1", "h2", "ch", "pr"}
+    assert slice_props and all(p == pytest.approx(0.25) for p in slice_props)
+    assert sum(policy.propensities(state.campaigns["c"], "*", "catalog").values()) == (
+        pytest.approx(1.0)
+    )
+    assert policy.traffic.rate(("c", "*")) > 0  # the full loop's traffic sizes its slice
