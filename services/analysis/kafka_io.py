@@ -325,6 +325,8 @@ async def write_replay(
                 await out.add(topics.events_raw.name, user.encode(), json.dumps(event).encode())
                 n_events += 1
         await out.flush()
+        # decisions first: features may then close their windows as soon as the events end
+        await _end_of_source(producer, registry, topics.decisions.name, source)
         await _end_of_source(producer, registry, topics.events_raw.name, source)
     finally:
         await producer.stop()
@@ -335,9 +337,11 @@ async def _end_of_source(
     producer: Any, registry: SchemaRegistry, raw_topic: str, source: str
 ) -> None:
     """The replay is a source with a clock of its own (its decisions carry policy "replay"
-    and policy_version `source`): once everything it had is written, say so in every raw
-    partition, after its events; ingestion carries it to features in order with them, and
-    features closes the replayed windows by it — in the log's time, not the wall clock."""
+    and policy_version `source`): once everything it had is written, say so in every
+    partition of `raw_topic` (admuse.events.raw, admuse.decisions), after its records.
+    Ingestion carries the raw one to features in order with the events, and features closes
+    the replayed windows by it — in the log's time, not the wall clock; the decisions one
+    says the replayed decisions are complete (features holds their events until then)."""
     codec = WatermarkCodec(registry)
     clock = clock_of(REPLAY_POLICY, source)
     now = int(time.time() * 1000)

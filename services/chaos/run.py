@@ -56,7 +56,10 @@ async def run_suite(
     say(f"starting the suite's broker on {broker.bootstrap}")
     await broker.up()
     faults: list[dict[str, Any]] = []
-    stack = Stack(run, broker.bootstrap, prefix, {"ADMUSE_LOG_LEVEL": "INFO"})
+    # Decide answers only once its Decision is acknowledged: the books demand a record for
+    # every answered Decide, SIGKILL included (docs/contracts.md "Decision log").
+    env = {"ADMUSE_LOG_LEVEL": "INFO", "ADMUSE_INFERENCE_DECISION_ACK": "true"}
+    stack = Stack(run, broker.bootstrap, prefix, env)
     stack.save_run()
     supervisor = Supervisor(stack, _REPO, first_backoff_s=0.5, max_crashes=cycles * 3 + 5)
     sup_stop, traffic_stop = asyncio.Event(), asyncio.Event()

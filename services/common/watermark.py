@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from services.common.codec import MAGIC, RecordCodec, SchemaRegistry
 
 __all__ = [
+    "DECIDED",
     "END_OF_TIME",
     "LIVE",
     "REPLAY_POLICY",
@@ -33,11 +34,13 @@ __all__ = [
     "WatermarkCodec",
     "WatermarkGauges",
     "clock_of",
+    "decision_clock_of",
     "least",
 ]
 
 WATERMARK = "Watermark"  # record name in schemas/
 LIVE = "ingestion"  # the clock of live events (ingestion's own claims)
+DECIDED = "inference"  # the clock of live decisions in admuse.decisions (by decided_at)
 END_OF_TIME = 2**62  # what a finished source claims: everything it had is written
 REPLAY_POLICY = "replay"  # Decision.policy of replayed decisions; their clock is named below
 
@@ -45,6 +48,12 @@ REPLAY_POLICY = "replay"  # Decision.policy of replayed decisions; their clock i
 def clock_of(policy: str, policy_version: str) -> str:
     """The clock a decision's window closes by: a replayed log's own, else the live one."""
     return f"replay:{policy_version}" if policy == REPLAY_POLICY else LIVE
+
+
+def decision_clock_of(policy: str, policy_version: str) -> str:
+    """The clock that says how far decisions like this one are complete in admuse.decisions:
+    a replayed log's own, else inference's (claims by decided_at)."""
+    return clock_of(policy, policy_version) if policy == REPLAY_POLICY else DECIDED
 
 
 class WatermarkCodec:

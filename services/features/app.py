@@ -40,7 +40,13 @@ from services.common.kafka_logs import install_startup_retry_filter
 from services.common.logging import configure_logging, get_logger, stdlib_handlers
 from services.common.security import build_ssl_context
 from services.common.topics import DAY_MS, USER_DATA_RETENTION_MS, Topics, TopicSpec
-from services.common.watermark import LIVE, WatermarkCodec, WatermarkGauges
+from services.common.watermark import (
+    DECIDED,
+    LIVE,
+    PartitionWatermark,
+    WatermarkCodec,
+    WatermarkGauges,
+)
 from services.features.attribution import JOIN_TYPES, RewardSpec
 from services.features.catalog import CompactedView
 from services.features.effects import attribute_effects
@@ -223,6 +229,7 @@ def build_app(settings: Settings) -> faust.App:
             close_grace_ms=settings.close_grace_ms,
             retention_ms=int(settings.late_retention_s * 1000),
             max_hold_ms=settings.max_hold_ms,
+            decision_watermarks=settings.decision_watermarks,
             stats_window_ms=settings.stats_window_ms,
             half_life_s=settings.decay_half_life_s,
         ),
@@ -273,6 +280,10 @@ def build_app(settings: Settings) -> faust.App:
     events_marks = EventsMarks()
     join_marks = JoinMarks(topics.events.partitions)
     events_gauges = WatermarkGauges(metrics.registry, "admuse_features_events", "admuse.events")
+    decisions_gauges = WatermarkGauges(
+        metrics.registry, "admuse_features_decisions", "admuse.decisions (inference's clock)"
+    )
+    decisions_marks: dict[tuple[str, int], PartitionWatermark] = {}
     close_gauges = WatermarkGauges(
         metrics.registry, "admuse_features_close", "window closing (least over events partitions)"
     )
@@ -325,7 +336,10 @@ def build_app(settings: Settings) -> faust.App:
             msg = ev.message
             now = _now_ms()
             if wm_codec.is_watermark(ev.value):
-                continue  # decisions need no watermark to close windows (docs/contracts.md)
+                if msg.topic == topics.decisions.name:
+                    out = _on_decisions_mark(ev.value, msg.partition, msg.offset)
+                    metrics.unmatched_events.inc(out.unmatched if out else 0)
+                continue  # (a Watermark anywhere else is not for this agent)
             if msg.topic == topics.decisions.name:
                 out = _on_decision(ev.value, msg.partition, msg.offset, now)
             elif ev.value[:2] == MAGIC:
@@ -363,6 +377,22 @@ def build_app(settings: Settings) -> faust.App:
         for reward in out.rewards:
             metrics.join_lag.labels(reward["outcome"]).observe(max(0.0, now / 1000 - ts))
         return out
+
+    def _on_decisions_mark(value: bytes, partition: int, offset: int) -> Outputs | None:
+        """A Watermark in decisions partition `partition`: its clock's decisions up to the
+        merged mark are all read; held events waiting on it past their allowance expire."""
+        try:
+            record = wm_codec.decode(value)
+        except CodecError as exc:
+            _bad("decisions", exc)
+            return None
+        clock = str(record["source"])
+        mark = decisions_marks.setdefault((clock, partition), PartitionWatermark()).merge(record)
+        if mark is None:
+            return None
+        if clock == DECIDED:
+            decisions_gauges.set(partition, mark)
+        return join.on_decisions_mark(partition, offset, clock, mark)
 
     def _on_control(value: bytes, partition: int, offset: int, now: int) -> Outputs | None:
         try:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.watermark import LIVE
+from services.common.watermark import DECIDED, LIVE
 from services.features.attribution import (
     RewardSpec,
     apply_event,
@@ -48,6 +48,10 @@ class JoinConfig:
     close_grace_ms: int = 1000
     retention_ms: int = 3_600_000
     max_hold_ms: int = 600_000
+    # Held events wait on the decisions' watermark (docs/contracts.md "Watermarks"): expired
+    # once it passes their latest occurred_at + max_hold_ms. Off: max_hold_ms of the live
+    # events clock after the first one was held (for writers that state no decision marks).
+    decision_watermarks: bool = False
     stats_window_ms: int = 3_600_000
     half_life_s: float | None = None
 
@@ -168,9 +172,10 @@ class JoinTable:
             )
             out.verdicts.append(step.verdict)
             if step.state is not None:
-                self.table[held_key] = _mark(step.state, EVENTS, offset)
+                state = _mark(self._hold_until(step.state, event), EVENTS, offset)
+                self.table[held_key] = state
                 if held is None:
-                    self._push(partition, step.state, held_key)
+                    self._push(partition, state, held_key)
             return out
         if _applied(current, EVENTS, offset):
             self._replay(current, EVENTS, offset, out)
@@ -222,6 +227,23 @@ class JoinTable:
                 self._close(partition, offset, heap, mark, stamp, out)
         return out
 
+    def on_decisions_mark(self, partition: int, offset: int, clock: str, mark: int) -> Outputs:
+        """The decisions of `clock` in this partition are complete up to decided_at `mark`:
+        held events that waited on it past their allowance will find no decision."""
+        out = Outputs()
+        heap = self._heap(partition).get(_held_clock(clock))
+        if heap:
+            self._close(partition, offset, heap, mark, mark, out)
+        return out
+
+    def _hold_until(self, held: dict[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
+        if not self.config.decision_watermarks:
+            return held
+        source = str(event.get("source") or "")
+        clock = f"replay:{source[14:]}" if source.startswith("admuse-replay:") else DECIDED
+        latest = max(int(e["occurred_at"]) for e in held["events"])
+        return {**held, "clock": _held_clock(clock), "expires": latest + self.config.max_hold_ms}
+
     def _close(
         self,
         partition: int,
@@ -242,6 +264,8 @@ class JoinTable:
                 if state["expires"] <= now_ms:
                     out.unmatched += len(state["events"])
                     del self.table[key]
+                elif "clock" in state:  # its expiry moves with each event held: due again later
+                    self._push(partition, state, key)
                 continue
             if state["status"] == "done":
                 if state.get("done_by") == [EVENTS, offset]:
@@ -383,10 +407,16 @@ class JoinTable:
 
 
 def _clock(state: Mapping[str, Any]) -> str:
-    """The clock an entry waits on: a pending decision its source's; the rest the live one."""
-    if state["k"] == "d" and state["status"] == "pending":
+    """The clock an entry waits on: a pending decision its source's; held events the
+    decisions' (when decision watermarks are used); the rest the live one."""
+    if (state["k"] == "d" and state["status"] == "pending") or state["k"] == "e":
         return str(state.get("clock", LIVE))
     return LIVE
+
+
+def _held_clock(decisions_clock: str) -> str:
+    """Heap name of the held events waiting on a clock of admuse.decisions."""
+    return f"decisions:{decisions_clock}"
 
 
 def _due(state: Mapping[str, Any], config: JoinConfig) -> int:

@@ -33,7 +33,9 @@ class FeaturesMetrics:
         )
         self.unmatched_events = Counter(
             "admuse_features_unmatched_events",
-            "Held events whose decision never arrived within ADMUSE_FEATURES_MAX_HOLD_MS.",
+            "Held events whose decision never arrived: the decisions' watermark passed their "
+            "occurred_at + ADMUSE_FEATURES_MAX_HOLD_MS (or, without decision watermarks, "
+            "MAX_HOLD_MS of the events' watermark passed).",
             registry=r,
         )
         self.rewards = Counter(

@@ -60,7 +60,16 @@ class Settings(ServiceSettings):
         ),
     )
     max_hold_ms: int = Field(
-        600_000, gt=0, description="Hold events whose decision has not arrived for at most this."
+        600_000,
+        gt=0,
+        description="Hold an event whose decision has not arrived until the decisions' "
+        "watermark passes its occurred_at + this (decision_watermarks off: this long by the "
+        "events' watermark).",
+    )
+    decision_watermarks: bool = Field(
+        True,
+        description="Expire held events by the decisions' watermarks (inference and replay "
+        "state them in admuse.decisions); off for writers that state none.",
     )
     decay_half_life_s: float | None = Field(
         None, gt=0, description="Half-life of the Beta posterior decay; unset: no decay."

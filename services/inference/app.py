@@ -26,8 +26,10 @@ from services.common.privacy import ApiKeys, pseudonymize
 from services.common.producer import ResilientProducer
 from services.common.segment import segment_of
 from services.common.topics import Topics
+from services.common.watermark import WatermarkCodec
 from services.inference.curator import Curator
-from services.inference.decisions import DecisionLog
+from services.inference.decision_watermarks import DecisionWatermarks
+from services.inference.decisions import DecisionLog, NotLogged
 from services.inference.metrics import Metrics
 from services.inference.models import choose_providers
 from services.inference.policy import NoCreatives, Policy, UnknownCampaign
@@ -64,8 +66,10 @@ class BadRequest(ValueError):
 
 
 class NotReady(RuntimeError):
-    def __init__(self) -> None:
-        super().__init__("inference is still restoring its state from Kafka; retry shortly")
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message or "inference is still restoring its state from Kafka; retry shortly"
+        )
 
 
 def validate_request(campaign_id: str, user_id: str, context: Mapping[str, str]) -> None:
@@ -108,10 +112,15 @@ class Inference:
     def key_ok(self, key: str | None) -> bool:
         return self._keys.matches(key)
 
-    def decide(
+    async def decide(
         self, campaign_id: str, user_id: str, context: Mapping[str, str], *, api: str = "http"
     ) -> dict[str, Any]:
-        """Choose a creative, log the Decision, return the response body (contracts.md)."""
+        """Choose a creative, log the Decision, return the response body (contracts.md).
+
+        With `decision_ack`, answers only once Kafka acknowledged the Decision record; past
+        `decision_ack_timeout_ms` raises NotReady (503 / UNAVAILABLE) and the record, still
+        queued or spooled, may yet be written: an unanswered Decide may have a record, an
+        answered one always has exactly one."""
         started = time.perf_counter()
         if not self.ready:
             raise NotReady()
@@ -124,7 +133,7 @@ class Inference:
         decision_id = uuid.uuid4().hex
         model_version = self.curator.model_version(campaign_id)
         creative = choice.creative
-        self.log.submit(
+        acked = self.log.submit(
             {
                 "decision_id": decision_id,
                 "decided_at": int(time.time() * 1000),
@@ -140,8 +149,15 @@ class Inference:
                 "model_version": model_version,
                 "attribution_window_ms": int(campaign["attribution_window_ms"]),
                 "candidates": choice.candidates,
-            }
+            },
+            acked=self.settings.decision_ack,
         )
+        if acked is not None:
+            try:
+                await asyncio.wait_for(acked, self.settings.decision_ack_timeout_ms / 1000)
+            except (TimeoutError, NotLogged):
+                self.metrics.decisions_unacknowledged.inc()
+                raise NotReady("the decision could not be logged to Kafka in time; retry") from None
         self.metrics.decisions.labels(choice.arm, api).inc()
         self.metrics.latency.labels(api).observe(time.perf_counter() - started)
         return {
@@ -178,6 +194,17 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         buffer_size=settings.decision_buffer,
         batch_size=settings.decision_batch,
         linger_s=settings.decision_linger_ms / 1000,
+        watermarks=DecisionWatermarks(
+            WatermarkCodec(registry),
+            topics.decisions.name,
+            f"admuse-{settings.instance_id}",
+            metrics,
+            replica=settings.replica,
+            replicas=settings.replicas,
+            interval_s=settings.decision_watermark_ms / 1000,
+        )
+        if settings.decision_watermark_ms > 0
+        else None,
     )
     creatives_codec = registry.codec("Creative")
     producer = ResilientProducer(lambda: make_producer(settings.kafka), name="creatives")

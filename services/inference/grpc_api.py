@@ -56,7 +56,7 @@ class DecideServicer(decide_pb2_grpc.DecideServiceServicer):
         ctx = dict(request.context)
         try:
             validate_request(request.campaign_id, request.user_id, ctx)
-            result = svc.decide(request.campaign_id, request.user_id, ctx, api="grpc")
+            result = await svc.decide(request.campaign_id, request.user_id, ctx, api="grpc")
         except BadRequest as exc:
             await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, exc)
         except UnknownCampaign as exc:

@@ -164,7 +164,7 @@ def build_http_app(svc: Inference) -> FastAPI:
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
             ) from None
         try:
-            result = svc.decide(body.campaign_id, body.user_id, body.context, api="http")
+            result = await svc.decide(body.campaign_id, body.user_id, body.context, api="http")
         except UnknownCampaign as exc:
             svc.metrics.decide_errors.labels("404").inc()
             raise HTTPException(404, str(exc)) from None

@@ -113,6 +113,23 @@ class Metrics:
             "Decisions held in memory because the spool could not be written.",
             registry=r,
         )
+        self.decisions_unacknowledged = Counter(
+            "admuse_inference_decisions_unacknowledged",
+            "Decide requests answered 503 because their Decision record was not acknowledged "
+            "in time (decision_ack on); the record may still be written.",
+            registry=r,
+        )
+        self.decision_watermark = Gauge(
+            "admuse_inference_decision_watermark_seconds",
+            "decided_at (epoch s) up to which this replica's decisions are all written "
+            "(its last Watermark in admuse.decisions).",
+            registry=r,
+        )
+        self.decision_watermark_failures = Counter(
+            "admuse_inference_decision_watermark_failures",
+            "Decision watermarks that could not be written (tried again next interval).",
+            registry=r,
+        )
         self.decision_send_failures = Counter(
             "admuse_inference_decision_send_failures",
             "Failed decision batch sends (retried).",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -102,6 +102,27 @@ class Settings(ServiceSettings):
         description="How long the decision log gathers decisions before sending a batch "
         "(fewer, larger produce requests: less CPU for the service and the broker).",
     )
+    decision_watermark_ms: int = Field(
+        200,
+        ge=0,
+        description="How often this replica states how far its decisions are complete (a "
+        "Watermark in every admuse.decisions partition); 0: never (features then holds "
+        "events of undelivered decisions by ADMUSE_FEATURES_MAX_HOLD_MS only).",
+    )
+    replica: int = Field(
+        0, ge=0, description="This replica's number, 0..REPLICAS-1 (its decision watermark)."
+    )
+    replicas: int = Field(
+        1, ge=1, description="How many inference replicas write decisions (all must state one)."
+    )
+    decision_ack: bool = Field(
+        False,
+        description="Answer Decide only after Kafka acknowledged its Decision record (no "
+        "answered Decide without a record even on SIGKILL; costs a produce round trip).",
+    )
+    decision_ack_timeout_ms: int = Field(
+        2000, ge=1, description="With decision_ack: longest wait for the record before a 503."
+    )
     spool_dir: Path = Field(
         Path(".run/inference-spool"), description="Folder of the append-only decision spool."
     )
@@ -154,6 +175,15 @@ class Settings(ServiceSettings):
             except OSError as exc:
                 raise ValueError(f"cannot read ADMUSE_INFERENCE_TRUSTED_KEYS_FILE: {exc}") from exc
         return TrustedKeys.parse(text)
+
+    @model_validator(mode="after")
+    def _replica_in_range(self) -> Settings:
+        if self.replica >= self.replicas:
+            raise ValueError(
+                f"ADMUSE_INFERENCE_REPLICA={self.replica} must be below "
+                f"ADMUSE_INFERENCE_REPLICAS={self.replicas}"
+            )
+        return self
 
     @field_validator("api_keys")
     @classmethod

@@ -27,6 +27,7 @@ from services.common.model_store import ModelStore
 from services.common.settings import KafkaSettings
 from services.common.signing import Signer, generate_key_pair
 from services.common.topics import Topics
+from services.common.watermark import WatermarkCodec
 from tests.unit.inference import onnx_fixtures
 
 API_KEY = "test-key-1"
@@ -154,7 +155,10 @@ class DecisionReader:
         self._kafka = kafka
         self._topic = topic
         self._codec = SchemaRegistry.load().codec("Decision")
+        self._control = WatermarkCodec(SchemaRegistry.load())
         self.records: list[dict[str, Any]] = []
+        self.offsets: list[tuple[int, int]] = []  # (partition, offset) of each record
+        self.watermarks: list[tuple[int, int, dict[str, Any]]] = []  # (partition, offset, wm)
         self.partitions: dict[str, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -184,6 +188,10 @@ class DecisionReader:
         batches = await self._consumer.getmany(timeout_ms=200)
         for tp, recs in batches.items():
             for r in recs:
+                if self._control.is_watermark(r.value):  # time, not a decision
+                    self.watermarks.append((tp.partition, r.offset, self._control.decode(r.value)))
+                    continue
+                self.offsets.append((tp.partition, r.offset))
                 rec = self._codec.decode(r.value)
                 self.records.append(rec)
                 self.partitions[rec["decision_id"]] = tp.partition
@@ -268,6 +276,12 @@ class InferenceProcess:
             self._proc.kill()
             self._proc.wait()
             raise AssertionError("inference did not stop on SIGTERM:\n" + self.log_tail()) from None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (memory is lost, the spool file stays)."""
+        assert self._proc is not None
+        self._proc.kill()
+        self._proc.wait()
 
     def log_tail(self, n: int = 40) -> str:
         try:

@@ -310,15 +310,22 @@ async def test_replay_writes_decisions_and_raw_events(
     assert "replayed 20 decision(s) and 25 event(s)" in " ".join(res.stdout.split())
 
     codec = registry.codec("Decision")
-    messages = await _consume_all(kafka, topics.decisions.name, 20)
+    marks = WatermarkCodec(registry)
+    every = await _consume_all(kafka, topics.decisions.name, 20 + topics.decisions.partitions)
     parts = list(range(topics.decisions.partitions))
+    # the replay's end of source, after its decisions in every decisions partition
+    for p in parts:
+        in_p = [m for m in every if m.partition == p]
+        assert marks.is_watermark(in_p[-1].value)
+        end = marks.decode(in_p[-1].value)
+        assert end["source"] == "replay:logs.csv" and end["claims"][0]["watermark_ms"] == 2**62
+    messages = [m for m in every if not marks.is_watermark(m.value)]
     # Keyed by decision_id, on the partition a plain producer.send() would choose.
     assert all(m.partition == DefaultPartitioner()(m.key, parts, parts) for m in messages)
     decisions = [codec.decode(m.value) for m in messages]
     assert len(decisions) == 20
     assert all(d["user_id"] == "" for d in decisions)  # no user identity in decisions
     raw = await _consume_all(kafka, topics.events_raw.name, 25 + topics.events_raw.partitions)
-    marks = WatermarkCodec(registry)
     ends = [marks.decode(m.value) for m in raw if marks.is_watermark(m.value)]
     # the replay's end of source, after its events in every raw partition
     assert sorted(m.partition for m in raw if marks.is_watermark(m.value)) == list(

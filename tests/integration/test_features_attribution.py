@@ -16,6 +16,7 @@ from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
+from services.common.watermark import DECIDED, WatermarkCodec
 from tests.integration.features_worker import (
     FeaturesWorker,
     TopicReader,
@@ -347,3 +348,42 @@ async def test_bad_records_are_counted_and_skipped_not_fatal(h: Harness) -> None
     await h.decide(d)
     await h.send(event(d, "click"))
     assert (await h.reward_of(d))["reward"] == 1.0
+
+
+async def _decisions_mark(h: Harness, claim_ms: int) -> None:
+    """What inference states in every decisions partition: its decisions up to claim_ms
+    are all written."""
+    codec = WatermarkCodec(h.registry)
+    producer = make_producer(h.kafka)
+    await producer.start()
+    try:
+        value = codec.encode("admuse-test", 1, {0: claim_ms}, int(time.time() * 1000),
+                             source=DECIDED)  # fmt: skip
+        parts = sorted(await producer.partitions_for(h.topics.decisions.name))
+        sent = [await producer.send(h.topics.decisions.name, value, partition=p) for p in parts]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def test_held_click_waits_for_the_decisions_watermark_then_joins_or_expires(
+    h: Harness,
+) -> None:
+    """(Last in the module: its decision watermarks stay in the worker.) A click whose
+    decision is late (e.g. in inference's spool) stays held while the events' watermark runs
+    on and the decisions' watermark has not passed it + MAX_HOLD; a click whose decision
+    never comes is unmatched once the decisions' watermark passes it."""
+    max_hold = 600_000  # the worker's default ADMUSE_FEATURES_MAX_HOLD_MS
+    late = decision("c-spooled", "cr1", window_ms=10_000)
+    lost = decision("c-lost", "cr1", window_ms=10_000)
+    t = int(time.time() * 1000)
+    held = await h.worker.metric("admuse_features_held_events")
+    unmatched = await h.worker.metric("admuse_features_unmatched_events_total")
+    await h.send(event(late, "click", occurred_at=t), event(lost, "click", occurred_at=t - 5000))
+    await h.metric_reaches("admuse_features_held_events", held + 2)
+    await _decisions_mark(h, t - 5000 + max_hold)  # passes the lost click's allowance only
+    await h.metric_reaches("admuse_features_unmatched_events_total", unmatched + 1)
+    await h.decide(late)  # arrives after all, minutes of events' time later in a real spool
+    r = await h.reward_of(late)
+    assert (r["reward"], r["outcome"]) == (1.0, "click")
+    assert await h.worker.metric("admuse_features_unmatched_events_total") == unmatched + 1

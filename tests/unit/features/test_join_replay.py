@@ -129,6 +129,47 @@ def test_held_events_expire_as_unmatched() -> None:
     assert join.counts() == (0, 0)
 
 
+DECISION_MARKS = JoinConfig(
+    default_window_ms=2000,
+    close_grace_ms=100,
+    retention_ms=5000,
+    max_hold_ms=3000,
+    stats_window_ms=60_000,
+    decision_watermarks=True,
+)
+
+
+def test_held_events_wait_for_the_decision_watermark_not_the_wall_clock() -> None:
+    """A decision stuck in inference's spool: however far the events' clock runs on, its
+    click stays held while the decisions' watermark has not passed the click; the decision
+    then arrives and joins it."""
+    join = make_join(config=DECISION_MARKS)
+    join.on_event(click(1, "early", T0 + 10), 0, 0, T0 + 10)
+    assert join.on_tick(0, 1, T0 + 3_600_000).unmatched == 0  # an hour of live time
+    assert join.on_decisions_mark(0, 0, "inference", T0 + 5).unmatched == 0
+    out = join.on_decision(dec(1, T0), 0, 1, T0 + 3_600_000)
+    assert out.rewards and out.rewards[0]["clicked"]  # joined when the decision came
+    assert join.counts()[1] == 0  # nothing held any more
+
+
+def test_held_events_expire_once_the_decision_watermark_passes_them() -> None:
+    join = make_join(config=DECISION_MARKS)
+    join.on_event(click(9, "x", T0), 0, 0, T0)
+    join.on_event(click(9, "y", T0 + 1000), 0, 1, T0 + 1000)  # the allowance moves with it
+    assert join.on_decisions_mark(0, 0, "inference", T0 + 3000).unmatched == 0
+    assert join.on_decisions_mark(0, 1, "replay:x.csv", T0 + 10_000).unmatched == 0  # not its
+    assert join.on_decisions_mark(0, 2, "inference", T0 + 3999).unmatched == 0
+    assert join.on_decisions_mark(0, 3, "inference", T0 + 4000).unmatched == 2
+    assert join.counts() == (0, 0)
+
+
+def test_held_replayed_events_wait_on_their_replays_decisions() -> None:
+    join = make_join(config=DECISION_MARKS)
+    join.on_event({**click(9, "x", T0), "source": "admuse-replay:x.csv"}, 0, 0, T0)
+    assert join.on_decisions_mark(0, 0, "inference", T0 + 60_000).unmatched == 0
+    assert join.on_decisions_mark(0, 1, "replay:x.csv", 2**62).unmatched == 1
+
+
 def test_erasure_deletes_only_that_users_state() -> None:
     join = make_join()
     join.on_decision(dec(1, T0, user="alice"), 0, 0, T0)

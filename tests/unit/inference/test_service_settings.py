@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from services.inference.app import main
 from services.inference.settings import Settings
@@ -26,3 +27,14 @@ def test_start_up_names_every_missing_or_bad_variable(monkeypatch: pytest.Monkey
     for name in ("ADMUSE_PSEUDONYM_SECRET", "ADMUSE_INFERENCE_API_KEYS",
                  "ADMUSE_INFERENCE_GRPC_PORT"):  # fmt: skip
         assert name in message
+
+
+def test_replica_must_be_below_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMUSE_INFERENCE_API_KEYS", "k")
+    monkeypatch.setenv("ADMUSE_PSEUDONYM_SECRET", "s")
+    monkeypatch.setenv("ADMUSE_INFERENCE_REPLICAS", "2")
+    monkeypatch.setenv("ADMUSE_INFERENCE_REPLICA", "2")
+    with pytest.raises(ValidationError, match="REPLICA=2 must be below"):
+        Settings()  # type: ignore[call-arg]
+    monkeypatch.setenv("ADMUSE_INFERENCE_REPLICA", "1")
+    assert Settings().replica == 1  # type: ignore[call-arg]
