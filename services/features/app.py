@@ -52,6 +52,7 @@ from services.features.catalog import CompactedView
 from services.features.effects import attribute_effects
 from services.features.join import JoinConfig, JoinTable, Outputs
 from services.features.metrics import FeaturesMetrics
+from services.features.producer_drain import drain_before_commit
 from services.features.settings import Settings
 from services.features.stats import (
     Counters,
@@ -111,6 +112,11 @@ class _App(faust.App):
         if self.admuse_stop is not None:
             await self.admuse_stop()
         await super().on_stop()
+
+    def _new_producer(self) -> Any:
+        """faust's producer, with a flush that drains its buffer before offsets are committed
+        (producer_drain.py says why)."""
+        return drain_before_commit(super()._new_producer())
 
     async def maybe_start_producer(self) -> Any:
         """faust awaits this before *every* record it produces (table changelogs included);
