@@ -188,6 +188,8 @@ def availability(
 def problems(books: Mapping[str, Any]) -> list[str]:
     """What does not add up, in words (empty: the books balance)."""
     out = []
+    if books.get("supervisor_error"):
+        out.append(f"the supervisor failed: {books['supervisor_error']}")
     raw, sim = books["raw"], books["simulator"]
     dec, rew, mod = books["decisions"], books["rewards"], books["models"]
     if raw["imbalance"]:

@@ -64,6 +64,7 @@ async def run_suite(
     supervisor = Supervisor(stack, _REPO, first_backoff_s=0.5, max_crashes=cycles * 3 + 5)
     sup_stop, traffic_stop = asyncio.Event(), asyncio.Event()
     sup_task: asyncio.Task[None] | None = None
+    supervisor_error: str | None = None
     try:
         await wait_for_broker(kafka, 60)
         created = await ensure_topics(kafka, Topics.from_settings(kafka))
@@ -115,11 +116,14 @@ async def run_suite(
         sup_stop.set()
         traffic_stop.set()
         if sup_task is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(sup_task, 5)
+            except Exception as exc:  # a supervisor that failed supervised nothing: say so
+                supervisor_error = f"{type(exc).__name__}: {exc}"
         await asyncio.to_thread(stack.stop)
     (run / "faults.json").write_text(json.dumps(faults, indent=2))
     books = await _reconcile(kafka, run, faults, services, stats)
+    books["supervisor_error"] = supervisor_error
     await broker.down()
     (run / "chaos.json").write_text(json.dumps(books, indent=2, default=str))
     return books
