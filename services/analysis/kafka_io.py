@@ -24,7 +24,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from services.analysis.dataset import LoggedData
 from services.common.codec import CodecError, SchemaRegistry
-from services.common.kafka import make_admin, make_consumer, make_producer
+from services.common.kafka import make_consumer, make_producer, partitions_of, read_to_end
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.common.watermark import END_OF_TIME, REPLAY_POLICY, WatermarkCodec, clock_of
@@ -127,8 +127,7 @@ async def read_topic(
     stats = ReadStats()
     out: list[dict[str, Any]] = []
     try:
-        partitions = await _partitions(kafka, topic)
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = await partitions_of(kafka, [topic], timeout_s=0)
         consumer.assign(tps)
         stop = await consumer.end_offsets(tps)
         starts: dict[TopicPartition, int] = {}
@@ -150,32 +149,26 @@ async def read_topic(
             starts = dict(await consumer.beginning_offsets(tps))
         for tp in tps:
             consumer.seek(tp, starts.get(tp, stop[tp]))
-        pending = {tp for tp in tps if starts.get(tp, stop[tp]) < stop[tp]}
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"reading {topic} did not reach the end offsets in {timeout_s:.0f}s"
-                )
-            batch = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
-            for tp, messages in batch.items():
-                for msg in messages:
-                    if msg.offset >= stop[tp]:
-                        break
-                    if control.is_watermark(msg.value):
-                        continue  # time, not data (docs/contracts.md, Watermarks)
-                    stats.records += 1
-                    try:
-                        value = decode(msg.value)
-                    except CodecError:
-                        stats.undecodable += 1
-                        continue
-                    if keep(value):
-                        stats.kept += 1
-                        out.append(value)
-            for tp in list(pending):
-                if await consumer.position(tp) >= stop[tp]:
-                    pending.discard(tp)
+
+        def take(msg: Any) -> None:
+            if control.is_watermark(msg.value):
+                return  # time, not data (docs/contracts.md, Watermarks)
+            stats.records += 1
+            try:
+                value = decode(msg.value)
+            except CodecError:
+                stats.undecodable += 1
+                return
+            if keep(value):
+                stats.kept += 1
+                out.append(value)
+
+        try:
+            await read_to_end(consumer, stop, take, timeout_s=timeout_s, max_records=5000)
+        except TimeoutError:
+            raise TimeoutError(
+                f"reading {topic} did not reach the end offsets in {timeout_s:.0f}s"
+            ) from None
     finally:
         await consumer.stop()
     return out, stats
@@ -191,19 +184,6 @@ async def read_latest(
     """Latest value per key of a compacted topic (campaigns, creatives, stats)."""
     records, _ = await read_topic(kafka, topic, decode, ReadWindow(), keep=keep)
     return {key(r): r for r in records}
-
-
-async def _partitions(kafka: KafkaSettings, topic: str) -> list[int]:
-    admin = make_admin(kafka)
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    parts = [p["partition"] for t in described if t["topic"] == topic for p in t["partitions"]]
-    if not parts:
-        raise LookupError(f"topic {topic} does not exist; create it with `admuse topics create`")
-    return sorted(parts)
 
 
 def _ms(value: Any) -> int:

@@ -3,7 +3,7 @@
 `apply` publishes the `Campaign` record (key campaign_id) to `admuse.campaigns` with the next
 revision, every seed as a live catalog `Creative` to `admuse.creatives`, and retires catalog
 creatives of this campaign that an earlier apply published and the file no longer lists.
-The spec format is documented in `services/cli/campaign_spec.py`.
+The spec format is documented in `services/common/campaign.py`, the one campaign model.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.campaign_spec import (
+from services.common.campaign import (
     CampaignSpec,
     SpecError,
     campaign_record,
@@ -56,6 +56,16 @@ def _load_or_exit(file: Path) -> CampaignSpec:
         raise typer.Exit(2) from None
 
 
+def _scenario_campaign(name: str) -> CampaignSpec:
+    from services.simulator import load_scenario
+
+    try:
+        return load_scenario(name).campaign
+    except SpecError as exc:
+        Console(stderr=True).print(f"[red]invalid scenario[/red]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def show(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.")]) -> None:
     """Validate a campaign spec and print what `apply` would publish."""
     spec = _load_or_exit(file)
@@ -86,11 +96,22 @@ def show(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.
         console.print(f"forbidden: {combo}")
 
 
-def apply(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.")]) -> None:
+def apply(
+    file: Annotated[
+        Path | None, typer.Argument(help="Campaign spec, YAML or JSON.", show_default=False)
+    ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="Instead of a file: the campaign of a simulator scenario (name/path)."),
+    ] = None,
+) -> None:
     """Validate a campaign spec and publish it (campaign + seed creatives) to Kafka."""
     from services.common.settings import KafkaSettings
 
-    spec = _load_or_exit(file)
+    if (file is None) == (scenario is None):
+        Console(stderr=True).print("[red]give a campaign spec FILE or --scenario, not both[/red]")
+        raise typer.Exit(2)
+    spec = _load_or_exit(file) if file is not None else _scenario_campaign(str(scenario))
     result = asyncio.run(apply_spec(KafkaSettings(), spec))
     Console().print(
         f"applied campaign [bold]{result.campaign_id}[/bold] revision {result.revision}: "
@@ -153,48 +174,23 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
 
 async def _read_compacted(kafka: Any, topic: str, codec: Any) -> dict[str, dict[str, Any]]:
     """Latest decodable value per key of a (small, compacted) topic; tombstones remove keys."""
-    from services.common.kafka import make_consumer
-
-    consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
-    try:
-        with _quiet_new_topic_noise():
-            return await _read_to_end(consumer, kafka, topic, codec)
-    finally:
-        await consumer.stop()
-
-
-async def _read_to_end(
-    consumer: Any, kafka: Any, topic: str, codec: Any
-) -> dict[str, dict[str, Any]]:
-    from aiokafka import TopicPartition
-
     from services.common.codec import CodecError
-    from services.common.topics import Topics
+    from services.common.kafka import read_from_beginning
 
-    spec = Topics.from_settings(kafka).by_name(topic)
-    parts = [TopicPartition(topic, p) for p in range(spec.partitions)]
-    consumer.assign(parts)
-    await consumer.seek_to_beginning(*parts)
-    end = await consumer.end_offsets(parts)
     out: dict[str, dict[str, Any]] = {}
-    pending = {tp for tp in parts if end[tp] > 0}
-    deadline = time.monotonic() + 30
-    while pending and time.monotonic() < deadline:
-        batches = await consumer.getmany(*pending, timeout_ms=500, max_records=2000)
-        for records in batches.values():
-            for rec in records:
-                key = rec.key.decode("utf-8", "replace") if rec.key else ""
-                if rec.value is None:
-                    out.pop(key, None)
-                    continue
-                try:
-                    out[key] = codec.decode(rec.value)
-                except CodecError:
-                    continue  # not ours to judge here; the owning service dead-letters it
-        for tp in list(pending):
-            if await consumer.position(tp) >= end[tp]:
-                pending.discard(tp)
+
+    def keep(rec: Any) -> None:
+        key = rec.key.decode("utf-8", "replace") if rec.key else ""
+        if rec.value is None:
+            out.pop(key, None)
+            return
+        try:
+            out[key] = codec.decode(rec.value)
+        except CodecError:
+            pass  # not ours to judge here; the owning service dead-letters it
+
+    with _quiet_new_topic_noise():
+        await read_from_beginning(kafka, [topic], keep, timeout_s=30)
     return out
 
 

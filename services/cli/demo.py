@@ -82,8 +82,8 @@ def demo(
 
     The services are supervised: one that crashes is restarted (with back-off); the command
     exits 1 when a service is down at the end or kept crashing."""
-    from services.cli.campaign_spec import SpecError
-    from services.simulator.scenario import load_scenario
+    from services.common.campaign import SpecError
+    from services.simulator import load_scenario
 
     console = Console()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -151,8 +151,8 @@ async def _demo(
     from services.common.kafka import ensure_topics
     from services.common.settings import KafkaSettings
     from services.common.topics import Topics
-    from services.simulator.app import simulate as play
-    from services.simulator.watch import CreativeWatch
+    from services.simulator import CreativeWatch
+    from services.simulator import simulate as play
 
     stop = asyncio.Event()
     interrupts = {"n": 0}
@@ -216,7 +216,6 @@ async def _demo(
                 seed=seed,
                 duration_s=budget,
                 rate=rate,
-                apply_campaign=False,
                 stop=stop,
                 drain_s=min(15.0, scen.campaign.attribution_window + 2),
                 on_start=lambda p: player_box.setdefault("player", p),
@@ -404,7 +403,7 @@ def _live_view(player: Any, watch: Any, supervisor: Any, budget: float) -> Group
 def _wanted(run: Path, watch: Any, scen: Any) -> list[str]:
     from collections import Counter
 
-    from services.simulator.report import load_results
+    from services.simulator import load_results
 
     rows, _ = load_results(run / "results.jsonl")
     served = Counter(r["creative_id"] for r in rows)
@@ -457,8 +456,7 @@ def _finish(
     svgs: dict[str, str],
     services: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from services.simulator.htmlreport import write_html
-    from services.simulator.report import analyze, load_results, print_result
+    from services.simulator import analyze, load_results, print_result, write_html
 
     rows, failed = load_results(run / "results.jsonl")
     result = analyze(rows, scen, creatives=watch.creatives, models=watch.models, failed=len(failed))
@@ -497,9 +495,8 @@ def simulate(
 ) -> None:
     """Play a scenario against services that already run, then print the result."""
     from services.common.settings import KafkaSettings
-    from services.simulator.app import simulate as play
-    from services.simulator.scenario import load_scenario
-    from services.simulator.watch import CreativeWatch
+    from services.simulator import CreativeWatch, load_scenario
+    from services.simulator import simulate as play
 
     console = Console()
     scen = load_scenario(scenario)
@@ -510,6 +507,11 @@ def simulate(
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
         watch = CreativeWatch(kafka, scen.campaign.campaign_id)
         await watch.start()
+        if apply_campaign:
+            from services.cli.campaign import apply_spec
+
+            applied = await apply_spec(kafka, scen.campaign)
+            console.print(f"applied campaign {applied.campaign_id} revision {applied.revision}")
         try:
             await play(
                 scen,
@@ -520,7 +522,6 @@ def simulate(
                 seed=seed,
                 duration_s=duration,
                 rate=rate,
-                apply_campaign=apply_campaign,
                 stop=stop,
             )
         finally:

@@ -47,7 +47,7 @@ from services.common.watermark import (
     WatermarkCodec,
     WatermarkGauges,
 )
-from services.features.attribution import JOIN_TYPES, RewardSpec
+from services.features.attribution import JOIN_TYPES, RewardRule
 from services.features.catalog import CompactedView
 from services.features.effects import attribute_effects
 from services.features.join import JoinConfig, JoinTable, Outputs
@@ -217,16 +217,16 @@ def build_app(settings: Settings) -> faust.App:
         on_bad=lambda r: metrics.bad_records.labels("creatives", r).inc(),
     )
 
-    def spec_for(campaign_id: str) -> RewardSpec:
+    def spec_for(campaign_id: str) -> RewardRule:
         campaign = campaigns.values.get(campaign_id)
         if campaign is None:
-            return RewardSpec()
+            return RewardRule()
         try:
-            return RewardSpec.from_campaign(campaign)
+            return RewardRule.from_campaign(campaign)
         except ValueError as exc:
             metrics.bad_records.labels("campaigns", "bad_reward_spec").inc()
             log.warning("bad_reward_spec", campaign_id=campaign_id, error=str(exc))
-            return RewardSpec()
+            return RewardRule()
 
     join = JoinTable(
         join_table,

@@ -27,7 +27,7 @@ from typing import Any
 
 from services.common.watermark import DECIDED, LIVE
 from services.features.attribution import (
-    RewardSpec,
+    RewardRule,
     apply_event,
     close_due,
     event_of,
@@ -96,7 +96,7 @@ class JoinTable:
         self,
         table: MutableMapping[str, Any],
         config: JoinConfig,
-        spec_for: Callable[[str], RewardSpec],
+        spec_for: Callable[[str], RewardRule],
     ) -> None:
         self.table = table
         self.config = config

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
 from services.common.logging import configure_logging, get_logger
-from services.common.privacy import ApiKeys, pseudonymize
+from services.common.privacy import ApiKeys, Pseudonymizer
 from services.common.producer import ResilientProducer
 from services.common.segment import segment_of
 from services.common.topics import Topics
@@ -107,7 +107,7 @@ class Inference:
 
     def __post_init__(self) -> None:
         self._keys = ApiKeys(self.settings.api_key_set())
-        self._secret = self.settings.pseudonym_secret.get_secret_value().encode()
+        self._pseudonym = Pseudonymizer(self.settings.pseudonym_key())
 
     def key_ok(self, key: str | None) -> bool:
         return self._keys.matches(key)
@@ -127,7 +127,7 @@ class Inference:
         campaign = self.state.campaigns.get(campaign_id)
         if campaign is None:
             raise UnknownCampaign(campaign_id)
-        pseudonym = pseudonymize(self._secret, user_id)
+        pseudonym = self._pseudonym(user_id)
         segment = segment_of(campaign["segment_keys"], context)
         choice = self.policy.choose(campaign, segment, pseudonym)
         decision_id = uuid.uuid4().hex

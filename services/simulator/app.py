@@ -1,4 +1,7 @@
-"""Wiring of the simulator: Kafka producer, HTTP client, optional campaign apply, the player.
+"""Wiring of the simulator: Kafka producer, HTTP client, the player.
+
+The campaign is applied by the CLI (`admuse campaign apply`, `admuse simulate`, `admuse demo`),
+not here: the simulator only plays it.
 
 `simulate()` is what `python -m services.simulator`, `admuse simulate` and `admuse demo` run.
 """
@@ -16,7 +19,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from services.cli.campaign_spec import SpecError
+from services.common.campaign import SpecError
 from services.common.health import HealthServer
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
 from services.common.logging import configure_logging, get_logger
@@ -43,7 +46,6 @@ async def simulate(
     rate: float | None = None,
     max_in_flight: int = 64,
     drain_s: float = 15.0,
-    apply_campaign: bool = True,
     source: str = "admuse-simulator",
     stop: asyncio.Event | None = None,
     on_start: Callable[[Player], None] | None = None,
@@ -54,11 +56,6 @@ async def simulate(
     topics = Topics.from_settings(kafka)
     await wait_for_broker(kafka, 30)
     await ensure_topics(kafka, topics)
-    if apply_campaign:
-        from services.cli.campaign import apply_spec
-
-        applied = await apply_spec(kafka, scenario.campaign)
-        log.info("campaign applied", campaign_id=applied.campaign_id, revision=applied.revision)
     producer = ResilientProducer(
         lambda: make_producer(kafka, linger_ms=20),
         name="simulator",
@@ -168,7 +165,6 @@ def main() -> None:
                     rate=settings.rate,
                     max_in_flight=settings.max_in_flight,
                     drain_s=settings.drain_s,
-                    apply_campaign=settings.apply_campaign,
                     source=settings.source,
                     stop=stop,
                     on_start=lambda _player: playing.set(),

@@ -22,8 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from services.analysis.compare import compare_arms
-from services.analysis.stats import srm_test
+from services.analysis import compare_arms, srm_test
 from services.simulator.groundtruth import GroundTruth
 from services.simulator.scenario import Scenario
 

@@ -27,8 +27,15 @@ import torch
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.codec import RecordCodec, SchemaRegistry
+from services.common.creative_space import EncodingError
 from services.common.health import HealthServer
-from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from services.common.kafka import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    partitions_of,
+    wait_for_broker,
+)
 from services.common.logging import configure_logging
 from services.common.model_store import ModelStore
 from services.common.producer import NotDelivered, ResilientProducer
@@ -39,35 +46,24 @@ from services.trainer.buffer import BufferFileError, TrainingBuffer
 from services.trainer.export import ExportError
 from services.trainer.freshness import prequential_logloss
 from services.trainer.metrics import Metrics
-from services.trainer.publisher import BuiltModel, QualityRefused, build_model, store_model
+from services.trainer.pipeline import BuiltModel, QualityRefused, store_model, train_campaign
 from services.trainer.settings import Settings
-from services.trainer.space import EncodingError
 from services.trainer.state import TrainerState
-from services.trainer.train import TrainConfig, TrainingError, pick_device
+from services.trainer.train import TrainingError, pick_device
 
-__all__ = ["main", "run", "train_config"]
+__all__ = ["main", "run"]
 
 log = structlog.get_logger("trainer")
 _SAVE_EVERY_S = 5.0
 _CHECK_EVERY_S = 10.0
 
 
-def train_config(settings: Settings) -> TrainConfig:
-    base = TrainConfig.small() if settings.profile == "small" else TrainConfig()
-    return base.with_overrides(
-        gan_steps=settings.gan_steps,
-        reward_epochs=settings.reward_epochs,
-        max_reward_steps=settings.reward_max_steps,
-        reward_bends=settings.reward_bends,
-    )
-
-
 async def _assign(consumer: AIOKafkaConsumer, state: TrainerState) -> None:
     topics = state.topics
     parts: dict[str, list[TopicPartition]] = {}
-    for spec in (topics.campaigns, topics.creatives, topics.rewards):
-        ids = consumer.partitions_for_topic(spec.name) or set(range(spec.partitions))
-        parts[spec.name] = [TopicPartition(spec.name, p) for p in sorted(ids)]
+    names = (topics.campaigns.name, topics.creatives.name, topics.rewards.name)
+    for tp in await partitions_of(state.settings.kafka, names):
+        parts.setdefault(tp.topic, []).append(tp)
     consumer.assign([tp for tps in parts.values() for tp in tps])
     await consumer.seek_to_beginning(*parts[topics.campaigns.name], *parts[topics.creatives.name])
     saved = state.buffer.offsets.get(topics.rewards.name, {})
@@ -127,7 +123,6 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     state = TrainerState(settings, registry, topics, _load_buffer(settings))
     store = ModelStore(settings.model_store_url)
     published = registry.codec("ModelPublished")
-    cfg = train_config(settings)
     publish = _Publish(store, signer, producer=None, codec=published, metrics=metrics)
     assigned = asyncio.Event()
     async with AsyncExitStack() as stack:
@@ -169,9 +164,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 due = state.due(time.monotonic())
                 if due:
                     cid = due[0]
-                    training = asyncio.create_task(
-                        _train_and_publish(state, cid, cfg, device, publish)
-                    )
+                    training = asyncio.create_task(_train_and_publish(state, cid, device, publish))
             if checking is not None and checking.done():
                 _report_crash(checking)
                 checking = None
@@ -204,9 +197,7 @@ class _Publish:
         self.codec, self.metrics = codec, metrics
 
 
-async def _train_and_publish(
-    state: TrainerState, cid: str, cfg: TrainConfig, device: Any, publish: _Publish
-) -> None:
+async def _train_and_publish(state: TrainerState, cid: str, device: Any, publish: _Publish) -> None:
     rows = state.buffer.rows(cid)
     campaign = state.campaigns[cid]
     creatives: Mapping[str, Any] = dict(state.creatives)
@@ -217,14 +208,7 @@ async def _train_and_publish(
     built = None
     try:
         built = await asyncio.to_thread(
-            build_model,
-            campaign,
-            creatives,
-            rows,
-            cfg,
-            seed=state.settings.seed,
-            device=device,
-            gate=state.settings.gate(),
+            train_campaign, state.settings, campaign, creatives, rows, device=device
         )
         digest = _digest(built)
         if state.last_model.get(cid, (None,))[0] == digest:

@@ -28,10 +28,10 @@ import structlog
 from aiokafka import ConsumerRecord
 
 from services.common.codec import CodecError, RecordCodec, SchemaRegistry
+from services.common.creative_space import CreativeSpace, EncodingError
 from services.common.topics import Topics
 from services.trainer.buffer import RewardRow, TrainingBuffer
 from services.trainer.settings import Settings
-from services.trainer.space import CreativeSpace, EncodingError
 
 __all__ = ["TrainerState"]
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from services.common.segment import segment_of
 
-__all__ = ["GroundTruth", "synthetic_campaign", "synthetic_catalog", "synthetic_rewards"]
+__all__ = ["SyntheticTruth", "synthetic_campaign", "synthetic_catalog", "synthetic_rewards"]
 
 _COUNTRIES = ("DE", "US")
 _DEVICES = ("mobile", "desktop")
@@ -71,7 +71,7 @@ def synthetic_campaign(
 
 
 @dataclass(frozen=True)
-class GroundTruth:
+class SyntheticTruth:
     """CTR(segment, creative) = sigmoid(bias + headline[country] + layout[device] + font term)."""
 
     seed: int = 0
@@ -136,13 +136,13 @@ def synthetic_catalog(
 def synthetic_rewards(
     catalog: list[dict[str, Any]],
     n: int,
-    truth: GroundTruth | None = None,
+    truth: SyntheticTruth | None = None,
     seed: int = 2,
     start_ms: int = 1_795_000_000_000,
     step_ms: int = 1000,
 ) -> list[dict[str, Any]]:
     """`n` Reward records under uniform exploration over `catalog` (propensity 1/|catalog|)."""
-    truth = truth or GroundTruth()
+    truth = truth or SyntheticTruth()
     rng = np.random.default_rng(seed)
     contexts = truth.contexts()
     segments = truth.segments()

@@ -17,7 +17,15 @@ from services.common.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-APP_SERVICES = [name for name in COMPOSE["services"] if name != "kafka"]
+APP_SERVICES = [
+    name
+    for name, svc in COMPOSE["services"].items()
+    if name != "kafka" and svc["command"][0] != "admuse"
+]
+# One-shot `admuse` steps (the campaign the simulator plays is applied by the CLI).
+CLI_STEPS = [
+    name for name, svc in COMPOSE["services"].items() if svc.get("command", [""])[0] == "admuse"
+]
 # Variables every service reads through services.common (not through its own Settings class).
 SHARED = env_vars(ServiceSettings) | {"ADMUSE_PSEUDONYM_SECRET", "ADMUSE_SCHEMAS_DIR"}
 
@@ -46,6 +54,18 @@ def test_compose_sets_only_variables_the_service_reads(name: str) -> None:
     env = COMPOSE["services"][name].get("environment", {})
     unknown = sorted(set(env) - known)
     assert not unknown, f"{name} sets variables its Settings does not read: {unknown}"
+
+
+@pytest.mark.parametrize("name", CLI_STEPS)
+def test_compose_cli_steps_run_a_real_command_with_shared_variables_only(name: str) -> None:
+    svc = COMPOSE["services"][name]
+    exe = Path(sys.executable).with_name("admuse")
+    out = subprocess.run(
+        [str(exe), *svc["command"][1:-2], "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--scenario" in out.stdout
+    assert not sorted(set(svc.get("environment", {})) - SHARED)
 
 
 def test_every_topic_is_declared_once_with_a_schema() -> None:
