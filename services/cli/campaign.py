@@ -83,6 +83,13 @@ def show(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.
             "categorical": lambda a: ", ".join(a.values),
             "numeric": lambda a: f"[{a.min:g}, {a.max:g}]",
             "color": lambda a: "#rrggbb",
+            "circular": lambda a: (
+                f"[{a.min:g}, {a.max:g}) round" + (f", step {a.step:g}" if a.step else "")
+            ),
+            "sequence": lambda a: (
+                f"{a.length} steps of "
+                + " : ".join(f"{f.name} ({len(f.values)})" for f in a.fields)
+            ),
         }[a.kind](a)
         attrs.add_row(a.name, a.kind, domain)
     console.print(attrs)

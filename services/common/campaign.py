@@ -32,24 +32,36 @@ from __future__ import annotations
 import json
 import re
 import sys
-import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
+
+from services.common.attributes import (
+    Attribute,
+    AttributeDecl,
+    CategoricalAttribute,
+    CircularAttribute,
+    ColorAttribute,
+    NumericAttribute,
+    SequenceAttribute,
+    Strict,
+)
 
 __all__ = [
     "Attribute",
     "CampaignSpec",
     "CategoricalAttribute",
+    "CircularAttribute",
     "ColorAttribute",
     "NumericAttribute",
     "RewardSpec",
     "RewardWeights",
     "SeedCreative",
+    "SequenceAttribute",
     "SpecError",
     "campaign_record",
     "creative_records",
@@ -60,102 +72,21 @@ __all__ = [
 ]
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_KIND_TAGS = ("categorical", "numeric", "color", "circular", "sequence")
 
 
 class SpecError(ValueError):
     """A spec file that cannot be read or does not validate; the message names the field."""
 
 
-def _control_chars(value: Any, where: str = "") -> str | None:
-    """Where the first control character (NUL, newline, ESC, DEL, C1 ...) is in a value (keys
-    of dicts included) and which, as U+XXXX; None when there is none."""
-    if isinstance(value, str):
-        bad = next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
-        return None if bad is None else f"{where or 'value'} contains U+{ord(bad):04X}"
-    items: list[tuple[str, Any]] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            items += [(f"{where} key".strip(), k), (f"{where}.{k}".lstrip("."), v)]
-    elif isinstance(value, (list, tuple)):
-        items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
-    return next((found for w, v in items if (found := _control_chars(v, w))), None)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_control_characters(cls, v: Any) -> Any:
-        found = _control_chars(v)
-        if found:
-            raise ValueError(f"{found}, a control character; text must be printable")
-        return v
-
-
-class CategoricalAttribute(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    kind: Literal["categorical"]
-    values: list[str] = Field(min_length=1)
-
-    @field_validator("values")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        dupes = sorted({x for x in v if v.count(x) > 1})
-        if dupes:
-            raise ValueError(f"values must be unique; repeated: {dupes}")
-        return v
-
-    def check(self, value: Any) -> str | None:
-        if not isinstance(value, str) or value not in self.values:
-            return f"{value!r} is not one of {self.values}"
-        return None
-
-
-class NumericAttribute(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    kind: Literal["numeric"]
-    min: float
-    max: float
-
-    @model_validator(mode="after")
-    def _range(self) -> NumericAttribute:
-        if not self.min < self.max:
-            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
-        return self
-
-    def check(self, value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return f"{value!r} is not a number"
-        if not self.min <= value <= self.max:
-            return f"{value} is outside [{self.min}, {self.max}]"
-        return None
-
-
-class ColorAttribute(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    kind: Literal["color"]
-
-    def check(self, value: Any) -> str | None:
-        if not isinstance(value, str) or not _COLOR.match(value):
-            return f"{value!r} is not a color '#rrggbb'"
-        return None
-
-
-Attribute = Annotated[
-    CategoricalAttribute | NumericAttribute | ColorAttribute, Field(discriminator="kind")
-]
-
-
-class RewardWeights(_Strict):
+class RewardWeights(Strict):
     click: float = Field(1.0, ge=0)
     conversion: float = Field(0.0, ge=0)
     value: float = Field(0.0, ge=0)
     sentiment: float = Field(0.0, ge=0)
 
 
-class RewardSpec(_Strict):
+class RewardSpec(Strict):
     kind: Literal["click", "conversion", "weighted"] = "click"
     weights: RewardWeights | None = None
 
@@ -179,13 +110,14 @@ class RewardSpec(_Strict):
         return self.weights
 
 
-class SeedCreative(_Strict):
+class SeedCreative(Strict):
     name: str = Field(min_length=1)
     id: str | None = Field(None, pattern=_ID)
-    attributes: dict[str, str | float]
+    # sequence values: the text "a:b c:d" or a list of steps ("a:b" or [a, b])
+    attributes: dict[str, str | float | list[str | list[str]]]
 
 
-class CampaignSpec(_Strict):
+class CampaignSpec(Strict):
     campaign_id: str = Field(pattern=_ID)
     name: str = Field(min_length=1)
     attributes: list[Attribute] = Field(min_length=1)
@@ -257,7 +189,7 @@ class CampaignSpec(_Strict):
             ids[cid] = i
         return self
 
-    def attribute_map(self) -> dict[str, CategoricalAttribute | NumericAttribute | ColorAttribute]:
+    def attribute_map(self) -> dict[str, AttributeDecl]:
         return {a.name: a for a in self.attributes}
 
     def seed_id(self, seed: SeedCreative) -> str:
@@ -279,16 +211,7 @@ def campaign_record(
         "campaign_id": spec.campaign_id,
         "name": spec.name,
         "revision": revision,
-        "attributes": [
-            {
-                "name": a.name,
-                "kind": a.kind,
-                "values": list(a.values) if isinstance(a, CategoricalAttribute) else [],
-                "min": a.min if isinstance(a, NumericAttribute) else None,
-                "max": a.max if isinstance(a, NumericAttribute) else None,
-            }
-            for a in spec.attributes
-        ],
+        "attributes": [_attribute_record(a) for a in spec.attributes],
         "segment_keys": list(spec.segment_keys),
         "reward": {
             "kind": spec.reward.kind,
@@ -309,19 +232,31 @@ def campaign_record(
     }
 
 
+def _attribute_record(a: AttributeDecl) -> dict[str, Any]:
+    """One `Attribute` of the Campaign record (v4: step, length and fields added)."""
+    ranged = isinstance(a, NumericAttribute | CircularAttribute)
+    return {
+        "name": a.name,
+        "kind": a.kind,
+        "values": list(a.values) if isinstance(a, CategoricalAttribute) else [],
+        "min": a.min if ranged else None,
+        "max": a.max if ranged else None,
+        "step": a.step if isinstance(a, CircularAttribute) else None,
+        "length": a.length if isinstance(a, SequenceAttribute) else 0,
+        "fields": (
+            [{"name": f.name, "values": list(f.values)} for f in a.fields]
+            if isinstance(a, SequenceAttribute)
+            else []
+        ),
+    }
+
+
 def creative_records(spec: CampaignSpec, now: datetime | None = None) -> list[dict[str, Any]]:
     """One live `Creative` record (origin catalog) per seed."""
     now = now or datetime.now(UTC)
     out = []
     for seed in spec.seeds:
-        attrs: dict[str, str | float] = {}
-        for attr in spec.attributes:
-            v = seed.attributes[attr.name]
-            attrs[attr.name] = (
-                float(v)
-                if attr.kind == "numeric"
-                else (str(v).lower() if attr.kind == "color" else str(v))
-            )
+        attrs = {a.name: a.canonical(seed.attributes[a.name]) for a in spec.attributes}
         out.append(
             {
                 "creative_id": spec.seed_id(seed),
@@ -350,7 +285,7 @@ def format_validation_error(exc: ValidationError, source: str = "campaign spec")
         for part in err["loc"]:
             if isinstance(part, int):
                 loc += f"[{part}]"
-            elif part in ("categorical", "numeric", "color") and loc.endswith("]"):
+            elif part in _KIND_TAGS and loc.endswith("]"):
                 continue  # the discriminator tag pydantic adds to the path
             else:
                 loc += f".{part}" if loc else str(part)

@@ -5,7 +5,7 @@
 - ``missing_attribute``: an attribute of the campaign's space has no value;
 - ``unknown_attribute``: a value for an attribute the campaign does not declare;
 - ``invalid_value``: categorical outside its vocabulary, numeric not finite or out of range,
-  color not ``#rrggbb``;
+  color not ``#rrggbb``, circular outside ``[min, max)``, sequence not of the declared steps;
 - ``forbidden_combination``: all values of one of the campaign's ``forbidden`` maps appear;
 - ``low_contrast``: a text color on the background is below the campaign's ``min_contrast``;
 - ``near_duplicate``: closer than ``min_distance`` to a live creative (see `distance`).
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.common.attribute_kinds import SequenceShape, circular_distance
 from services.inference.colors import (
     background_of,
     best_text_color,
@@ -116,7 +117,8 @@ def distance(
 ) -> float:
     """Normalized distance in [0, 1]: the mean over the space's attributes of a per-attribute
     distance — categorical 0/1, numeric ``|x-y| / (max-min)``, color Euclidean RGB distance /
-    sqrt(3). A value missing or invalid on either side counts as 1."""
+    sqrt(3), circular the shorter way round / half the circle, sequence the share of differing
+    (step, field) slots. A value missing or invalid on either side counts as 1."""
     if not space:
         return 0.0
     total = 0.0
@@ -143,6 +145,12 @@ def distance_matrix(
             d = np.sqrt(((xa[:, None, :] - xb[None, :, :]) ** 2).sum(axis=2)) / math.sqrt(3)
         elif kind == "numeric" and _span(spec) is not None:
             d = np.minimum(1.0, np.abs(xa[:, None, 0] - xb[None, :, 0]) / _span(spec))
+        elif kind == "circular":
+            span = float(_span(spec) or 1.0)
+            gap = np.abs(xa[:, None, 0] - xb[None, :, 0]) % span
+            d = np.minimum(gap, span - gap) / (span / 2)
+        elif kind == "sequence":
+            d = (xa[:, None, :] != xb[None, :, :]).mean(axis=2)
         else:  # categorical (by index), or a numeric without a range (equal or not)
             d = (xa[:, None, 0] != xb[None, :, 0]).astype(np.float64)
         out += np.where(oka[:, None] & okb[None, :], d, 1.0)
@@ -161,7 +169,9 @@ def _column(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One attribute as numbers (category index, numeric value, or RGB) and a validity mask."""
     kind = spec.get("kind")
-    x = np.zeros((len(rows), 3 if kind == "color" else 1))
+    shape = SequenceShape.from_record(spec) if kind == "sequence" else None
+    width = 3 if kind == "color" else (shape.length * len(shape.fields) if shape else 1)
+    x = np.zeros((len(rows), width))
     ok = np.zeros(len(rows), dtype=bool)
     values = list(spec.get("values") or [])  # type: ignore[call-overload]
     for r, row in enumerate(rows):
@@ -171,8 +181,14 @@ def _column(
         ok[r] = True
         if kind == "categorical":
             x[r, 0] = values.index(value)
-        elif kind == "numeric":
+        elif kind in ("numeric", "circular"):
             x[r, 0] = float(value)  # type: ignore[arg-type]
+        elif shape is not None:
+            x[r] = [
+                vocab.index(tok)
+                for step in shape.parse(value)
+                for (_, vocab), tok in zip(shape.fields, step, strict=True)
+            ]
         else:
             x[r] = parse_hex(str(value))
     return x, ok
@@ -198,6 +214,16 @@ def _valid(value: object, spec: Mapping[str, object]) -> bool:
         )
     if kind == "color":
         return is_hex_color(value)
+    if kind == "circular":
+        span = _span(spec)
+        if span is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return math.isfinite(float(value)) and 0 <= float(value) - float(spec["min"]) < span  # type: ignore[arg-type]
+    if kind == "sequence":
+        try:
+            return SequenceShape.from_record(spec).is_valid(value)
+        except (KeyError, TypeError, ValueError):
+            return False  # an unusable declaration admits nothing
     return False
 
 
@@ -235,5 +261,11 @@ def _attr_distance(x: object, y: object, spec: Mapping[str, object]) -> float:
         if span is None:
             return 0.0 if float(x) == float(y) else 1.0  # type: ignore[arg-type]
         return min(1.0, abs(float(x) - float(y)) / span)  # type: ignore[arg-type]
+    if kind == "circular":
+        lo, hi = float(spec["min"]), float(spec["max"])  # type: ignore[arg-type]
+        return circular_distance(float(x), float(y), lo, hi)  # type: ignore[arg-type]
+    if kind == "sequence":
+        shape = SequenceShape.from_record(spec)
+        return shape.distance(shape.parse(x), shape.parse(y))
     ca, cb = parse_hex(str(x)), parse_hex(str(y))
     return math.sqrt(sum((p - q) ** 2 for p, q in zip(ca, cb, strict=True))) / math.sqrt(3)

@@ -52,8 +52,10 @@ def _mlp(inputs: int, hidden: int, layers: int, *, norm: bool, slope: float) -> 
 class Generator(nn.Module):
     """G(noise, segment) → creative in the encoded space.
 
-    `blocks` lists (kind, offset, width) per attribute in encoding order; kind is
-    'categorical' (softmax block) or anything else (sigmoid columns in [0, 1]).
+    `blocks` lists (kind, offset, width) in encoding order (`CreativeSpace.blocks()`); kind
+    is 'categorical' (softmax block), 'circular' (two columns: a point on the circle of radius
+    0.5 around (0.5, 0.5), so the range's ends meet) or anything else (sigmoid columns in
+    [0, 1]).
     """
 
     def __init__(
@@ -83,7 +85,7 @@ class Generator(nn.Module):
             if kind == "categorical":
                 parts.append(F.gumbel_softmax(block, tau=tau, hard=hard, dim=1))
             else:
-                parts.append(torch.sigmoid(block))
+                parts.append(_continuous(kind, block))
         return torch.cat(parts, dim=1)
 
     def forward(
@@ -102,7 +104,7 @@ class Generator(nn.Module):
                 ar = torch.arange(width, device=z.device).unsqueeze(0)
                 parts.append((ar == idx).to(raw.dtype))
             else:
-                parts.append(torch.sigmoid(block))
+                parts.append(_continuous(kind, block))
         return torch.cat(parts, dim=1)
 
     def choice_margin(
@@ -124,6 +126,15 @@ class Generator(nn.Module):
             top = torch.topk(z, 2, dim=1).values
             margin = torch.minimum(margin, top[:, 0] - top[:, 1])
         return margin
+
+
+def _continuous(kind: str, block: torch.Tensor) -> torch.Tensor:
+    """Sigmoid columns, or for 'circular' the block's direction as a point on the circle
+    (0.5 + 0.5 cos, 0.5 + 0.5 sin): only the angle is learned, so no seam at the range's end."""
+    if kind != "circular":
+        return torch.sigmoid(block)
+    norm = torch.sqrt((block * block).sum(dim=1, keepdim=True) + 1e-6)
+    return 0.5 + 0.5 * block / norm
 
 
 class Discriminator(nn.Module):

@@ -88,31 +88,32 @@ def _weighted_ks(a: np.ndarray, wa: np.ndarray, b: np.ndarray) -> float:
 def fidelity(
     space: CreativeSpace, real: np.ndarray, weight: np.ndarray, generated: np.ndarray
 ) -> float:
-    """Mean over attributes of 1 − KS (numeric, color channels) or 1 − TV (categorical)."""
+    """Mean over blocks of 1 − KS (numeric, color and circular columns) or 1 − TV
+    (categorical blocks: attributes and each step field of a sequence)."""
     scores = []
-    for col in space.columns:
-        r = real[:, col.offset : col.offset + col.width]
-        g = generated[:, col.offset : col.offset + col.width]
-        if col.kind == "categorical":
+    for kind, off, width in space.blocks():
+        r = real[:, off : off + width]
+        g = generated[:, off : off + width]
+        if kind == "categorical":
             pr = (r * weight[:, None]).sum(0) / weight.sum()
-            pg = np.bincount(g.argmax(1), minlength=col.width) / len(g)
+            pg = np.bincount(g.argmax(1), minlength=width) / len(g)
             scores.append(1.0 - 0.5 * float(np.abs(pr - pg).sum()))
         else:
-            scores.extend(1.0 - _weighted_ks(r[:, k], weight, g[:, k]) for k in range(col.width))
+            scores.extend(1.0 - _weighted_ks(r[:, k], weight, g[:, k]) for k in range(width))
     return float(np.mean(scores))
 
 
 def diversity(space: CreativeSpace, generated: np.ndarray) -> float:
-    """Share of distinct creatives: categorical values, numerics at 1 % of their range,
-    colors at their 8-bit value."""
+    """Share of distinct creatives: categorical values (and sequence steps), numerics and
+    circular columns at 1 % of their range, colors at their 8-bit value."""
     if len(generated) == 0:
         return 0.0
     keys = []
-    for col in space.columns:
-        block = generated[:, col.offset : col.offset + col.width]
-        if col.kind == "categorical":
+    for kind, off, width in space.blocks():
+        block = generated[:, off : off + width]
+        if kind == "categorical":
             keys.append(block.argmax(1)[:, None])
-        elif col.kind == "numeric":
+        elif kind in ("numeric", "circular"):
             keys.append(np.rint(100 * np.clip(block, 0, 1)).astype(int))
         else:
             keys.append(np.rint(255 * np.clip(block, 0, 1)).astype(int))

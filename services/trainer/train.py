@@ -207,7 +207,10 @@ def _fit_reward_model(
     x = torch.from_numpy(data.x).to(device)
     y = torch.from_numpy(data.label).to(device).unsqueeze(1)
     continuous = [
-        c.offset + i for c in data.space.columns if c.kind != "categorical" for i in range(c.width)
+        off + i
+        for kind, off, width in data.space.blocks()
+        if kind != "categorical"
+        for i in range(width)
     ]
     model = RewardModel(data.space.creative_dim, len(data.segments), cfg.model, continuous).to(
         device
@@ -280,8 +283,7 @@ def _fit_gan(
     progress: Progress | None,
 ) -> tuple[Generator, dict[str, float]]:
     space, n_seg, mc = data.space, len(data.segments), cfg.model
-    blocks = [(c.kind, c.offset, c.width) for c in space.columns]
-    gen = Generator(blocks, n_seg, mc).to(device)
+    gen = Generator(space.blocks(), n_seg, mc).to(device)
     critic = Discriminator(space.creative_dim, n_seg, mc).to(device)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=(0.5, 0.9))

@@ -88,6 +88,9 @@ def test_valid_spec_becomes_avro_campaign_and_catalog_creatives(registry: Schema
         "values": [],
         "min": 0.8,
         "max": 1.6,
+        "step": None,
+        "length": 0,
+        "fields": [],
     }
     creatives = creative_records(spec)
     codec = registry.codec("Creative")
