@@ -29,6 +29,7 @@ from services.common.campaign import (
     creative_records,
     load_spec,
 )
+from services.domains import DomainError, check_record
 
 __all__ = ["ApplyResult", "apply_spec", "register", "wait_for_leaders"]
 
@@ -50,8 +51,10 @@ class ApplyResult:
 
 def _load_or_exit(file: Path) -> CampaignSpec:
     try:
-        return load_spec(file)
-    except SpecError as exc:
+        spec = load_spec(file)
+        check_record(campaign_record(spec, revision=0))
+        return spec
+    except (SpecError, DomainError) as exc:
         Console(stderr=True).print(f"[red]invalid campaign spec[/red]\n{exc}", highlight=False)
         raise typer.Exit(2) from None
 

@@ -132,6 +132,10 @@ class CampaignSpec(Strict):
     max_generated: int = Field(4, ge=0, le=1000)
     # 'event': only decisions the app sends an `impression` event for are impressions.
     impressions: Literal["decision", "event"] = "decision"
+    # the creative domain plug-in (services/domains) and its options (its rules' settings);
+    # the CLI checks both with `services.domains.check_spec` before publishing
+    domain: str = Field("banner", pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    domain_options: dict[str, Any] = Field(default_factory=dict)
     seeds: list[SeedCreative] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -228,6 +232,8 @@ def campaign_record(
         "allow_retire_catalog": spec.allow_retire_catalog,
         "max_generated": spec.max_generated,
         "impressions": spec.impressions,
+        "domain": spec.domain,
+        "domain_options": json.dumps(spec.domain_options, sort_keys=True),
         "updated_at": now or datetime.now(UTC),
     }
 

@@ -10,7 +10,7 @@
 - ``low_contrast``: a text color on the background is below the campaign's ``min_contrast``;
 - ``near_duplicate``: closer than ``min_distance`` to a live creative (see `distance`).
 
-Which colors are text and which background is fixed in `services.inference.colors`
+Which colors are text and which background is fixed in `services.domains.banner_colors`
 (``text_color``/``background`` and a few aliases); the renderer draws with the same rules, so a
 creative without a text color gets black or white text and cannot fail the contrast check
 unless ``min_contrast`` exceeds 4.58.
@@ -25,14 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common.attribute_kinds import SequenceShape, circular_distance
-from services.inference.colors import (
-    background_of,
-    best_text_color,
-    contrast_ratio,
-    is_hex_color,
-    parse_hex,
-    text_colors_of,
-)
+from services.domains import DomainError, rules_for
+from services.domains.banner_colors import contrast_ratio, is_hex_color, parse_hex
 
 __all__ = [
     "REASONS",
@@ -50,6 +44,7 @@ REASONS = (
     "invalid_value",
     "forbidden_combination",
     "low_contrast",
+    "domain_rule",
     "near_duplicate",
 )
 
@@ -101,10 +96,14 @@ def admit(
     for combo in campaign.get("forbidden", []) or []:
         if combo and all(_same(attrs.get(k), v) for k, v in combo.items()):
             return _no("forbidden_combination", ", ".join(f"{k}={v}" for k, v in combo.items()))
-    min_contrast = campaign.get("min_contrast")
-    low = _contrast_failure(attrs, 4.5 if min_contrast is None else float(min_contrast))
-    if low is not None:
-        return _no("low_contrast", low)
+    try:
+        rules = rules_for(campaign)
+    except DomainError as exc:
+        return _no("domain_rule", str(exc))
+    for rule in rules:
+        problem = rule.check(attrs)
+        if problem is not None:
+            return _no(rule.reason, f"{rule.name}: {problem}")
     for other in live:
         d = distance(attrs, attributes_of(other), space)
         if d < min_distance:
@@ -236,18 +235,6 @@ def _same(value: object, wanted: str) -> bool:
         return float(value) == float(wanted)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
-
-
-def _contrast_failure(attrs: Mapping[str, object], min_contrast: float) -> str | None:
-    bg = background_of(attrs)
-    texts = text_colors_of(attrs) or {"(auto text)": best_text_color(bg)}
-    for name, color in texts.items():
-        if not is_hex_color(color):
-            continue  # not a declared color attribute: the renderer ignores it
-        ratio = contrast_ratio(str(color), bg)
-        if ratio < min_contrast:
-            return f"{name} {color} on {bg}: {ratio:.2f} < {min_contrast}"
-    return None
 
 
 def _attr_distance(x: object, y: object, spec: Mapping[str, object]) -> float:

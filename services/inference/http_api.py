@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.routing import Route
 
+from services.domains.banner_render import TEMPLATES, render_svg
 from services.inference.app import (
     MAX_CONTEXT,
     MAX_CONTEXT_KEY,
@@ -34,7 +35,6 @@ from services.inference.app import (
     NotReady,
     UnknownCampaign,
 )
-from services.inference.render import TEMPLATES, render_svg
 
 __all__ = ["build_http_app", "serve_http"]
 

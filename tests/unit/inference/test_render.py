@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.inference.render import TEMPLATES, render_svg
+from services.domains.banner_render import TEMPLATES, render_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 ALLOWED_ATTRS = {

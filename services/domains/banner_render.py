@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 
-from services.inference.colors import (
+from services.domains.banner_colors import (
     accent_of,
     background_of,
     best_text_color,
