@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 from rich.table import Table
+
+from services.cli.demo_view import show_live
 
 __all__ = ["register"]
 
@@ -221,7 +222,7 @@ async def _demo(
                 on_start=lambda p: player_box.setdefault("player", p),
             )
         )
-        await _show_live(console, sim, player_box, watch, supervisor, budget, live)
+        await show_live(console, sim, player_box, watch, supervisor, budget, live)
         await sim
         if interrupts["n"] < 2:
             svgs = await _fetch_svgs(stack, _wanted(run, watch, scen))
@@ -313,91 +314,6 @@ def _kafka_script(action: str, port: int) -> None:
         env.setdefault("ADMUSE_KAFKA_CONTROLLER_PORT", str(port + 1))
         env.setdefault("ADMUSE_KAFKA_DATA_DIR", str(_REPO / ".run" / f"kafka-{port}"))
     subprocess.run([str(_REPO / "deploy/kafka/kafka.sh"), action], check=True, env=env)
-
-
-async def _show_live(
-    console: Console,
-    sim: asyncio.Task[Any],
-    box: dict[str, Any],
-    watch: Any,
-    supervisor: Any,
-    budget: float,
-    live: bool,
-) -> None:
-    if not live or not console.is_terminal:
-        while not sim.done():
-            await asyncio.wait([sim], timeout=10)
-            if "player" in box:
-                console.print(_status_line(box["player"].stats, watch, budget, supervisor))
-        return
-    with Live(console=console, refresh_per_second=2, transient=False) as view:
-        while not sim.done():
-            if "player" in box:
-                view.update(_live_view(box["player"], watch, supervisor, budget))
-            await asyncio.wait([sim], timeout=0.5)
-        if "player" in box:
-            view.update(_live_view(box["player"], watch, supervisor, budget))
-
-
-def _status_line(stats: Any, watch: Any, budget: float, supervisor: Any) -> str:
-    elapsed = time.monotonic() - stats.started
-    arms = ", ".join(
-        f"{a} {s.impressions} imp {s.ctr:.1%} CTR" for a, s in sorted(stats.arms.items())
-    )
-    c = watch.counts()
-    return (
-        f"{elapsed:5.0f}/{budget:.0f}s  {stats.requests} requests  {arms}  "
-        f"models {c['models']}  generated admitted {c['generated_admitted']}  "
-        f"errors {sum(stats.errors.values())}  events unsent {stats.events_unsent}  "
-        f"services: {supervisor.line()}"
-    )
-
-
-def _live_view(player: Any, watch: Any, supervisor: Any, budget: float) -> Group:
-    s = player.stats
-    elapsed = time.monotonic() - s.started
-    table = Table(
-        title=f"admuse demo — {elapsed:.0f}s of {budget:.0f}s, {s.requests:,} requests",
-        title_justify="left",
-    )
-    for col in ("arm", "impressions", "clicks", "CTR", "true CTR", "regret / imp"):
-        table.add_column(col, justify="left" if col == "arm" else "right")
-    for arm, a in sorted(s.arms.items()):
-        n = max(1, a.impressions)
-        table.add_row(
-            arm,
-            f"{a.impressions:,}",
-            f"{a.clicks:,}",
-            f"{a.ctr:.2%}",
-            f"{a.expected_reward / n:.2%}",
-            f"{a.regret / n:.4f}",
-        )
-    c = watch.counts()
-    latest = watch.models[-1]["version"] if watch.models else "none yet"
-    lat = sorted(s.latencies_ms)
-    p50 = lat[len(lat) // 2] if lat else 0.0
-    lags = sorted(s.loop_lag_ms)
-    lag50 = lags[len(lags) // 2] if lags else 0.0
-    alive = ", ".join(
-        f"{n} {st['state'] if st['state'] == 'up' else '[red]' + st['state'] + '[/red]'}"
-        + (f" ({st['restarts']} restarts)" if st["restarts"] else "")
-        for n, st in supervisor.status().items()
-    )
-    errors = ", ".join(f"{k}: {v}" for k, v in s.errors.items()) or "none"
-    return Group(
-        table,
-        f"models published: {c['models']} (latest {latest}); served with a model: "
-        f"{sum(s.model_versions.values()):,}",
-        f"creatives: {c['catalog_live']} catalog live, "
-        f"{c['generated_admitted']} generated admitted ({c['generated_live']} live), "
-        f"{c['retired']} retired; generated impressions "
-        f"{s.generated_served:,}",
-        f"events sent {s.events_sent:,}, not sent {s.events_unsent:,}; Decide p50 {p50:.1f} ms "
-        f"(simulator loop lag "
-        f"{lag50:.0f} ms); errors {errors}; skipped "
-        f"{s.skipped}",
-        f"services: {alive}",
-    )
 
 
 def _wanted(run: Path, watch: Any, scen: Any) -> list[str]:

@@ -99,11 +99,12 @@ class Curator:
         self._keys = settings.trusted_key_set()
         if not self._keys:
             _log.warning(
-                "no trusted model-signing keys (ADMUSE_INFERENCE_TRUSTED_KEYS): every published "
-                "model will be refused; only catalog creatives serve"
+                "no_trusted_model_signing_keys",
+                detail="ADMUSE_INFERENCE_TRUSTED_KEYS is empty: every published model will be "
+                "refused; only catalog creatives serve",
             )
         else:
-            _log.info("trusting model-signing keys", key_ids=self._keys.key_ids)
+            _log.info("trusting_model_signing_keys", key_ids=self._keys.key_ids)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused: set[tuple[str, str]] = set()
@@ -176,7 +177,7 @@ class Curator:
             self._metrics.swaps.labels(campaign_id).inc()
             self._metrics.set_model(campaign_id, old, bundle.version)
             _log.info(
-                "model swapped in", campaign_id=campaign_id, version=bundle.version, previous=old
+                "model_swapped_in", campaign_id=campaign_id, version=bundle.version, previous=old
             )
         if self._settings.curate:
             await self._add_candidates(campaign_id, bundle)
@@ -191,7 +192,8 @@ class Curator:
             self._refused.add((campaign_id, version))
             self._metrics.refused.labels(campaign_id, reason).inc()
             _log.error(
-                "model refused; keeping the current one",
+                "model_refused",
+                detail="keeping the current one",
                 campaign_id=campaign_id,
                 version=version,
                 reason=reason,
@@ -200,7 +202,7 @@ class Curator:
             )
             return None
         _log.info(
-            "model loaded",
+            "model_loaded",
             campaign_id=campaign_id,
             version=version,
             load_s=round(time.monotonic() - started, 3),
@@ -316,7 +318,7 @@ class Curator:
                 )
             except Exception as exc:  # a generator failure must not take the service down
                 _log.error(
-                    "candidate generation failed",
+                    "candidate_generation_failed",
                     campaign_id=campaign_id,
                     segment=segment,
                     version=bundle.version,
@@ -330,7 +332,7 @@ class Curator:
             # what is worth the slice's traffic, never what is served beyond it.
             worth = [p for p in proposals if p["predicted_reward"] > bar]
             if len(worth) < len(proposals):
-                _log.info("candidates below the incumbent not tested", campaign_id=campaign_id,
+                _log.info("candidates_below_incumbent_not_tested", campaign_id=campaign_id,
                           segment=segment, held_back=len(proposals) - len(worth),
                           incumbent_predicted=round(bar, 5))  # fmt: skip
             for proposal in worth[:room]:  # best predicted first
@@ -348,7 +350,7 @@ class Curator:
         if refill and not admitted:
             return  # a review found no free slot: nothing to say every few seconds
         _log.info(
-            "generated creatives admitted",
+            "generated_creatives_admitted",
             campaign_id=campaign_id,
             version=bundle.version,
             admitted=admitted,
@@ -379,7 +381,7 @@ class Curator:
             try:
                 await self.review_retirement()
             except Exception as exc:  # a failed review must not end the reviews
-                _log.error("retirement review failed", error=repr(exc))
+                _log.error("retirement_review_failed", error=repr(exc))
 
     async def review_retirement(self) -> int:
         """One review of every campaign; returns how many creatives were retired.
@@ -430,7 +432,7 @@ class Curator:
                 continue
             out.append(verdict)
             self._metrics.challengers_decided.labels(campaign_id, verdict).inc()
-            _log.info("challenger decided", campaign_id=campaign_id, creative_id=c["creative_id"],
+            _log.info("challenger_decided", campaign_id=campaign_id, creative_id=c["creative_id"],
                       segment=segment, verdict=verdict, impressions=n, clicks=clicks,
                       age_s=round(age_s, 1))  # fmt: skip
             if verdict == PROMOTE:
@@ -451,7 +453,7 @@ class Curator:
         await self._publish(record["creative_id"], retired)
         self._state.apply_creative(record["creative_id"], retired)
         self._metrics.creatives_retired.labels(record["campaign_id"]).inc()
-        _log.info("creative retired", campaign_id=record["campaign_id"],
+        _log.info("creative_retired", campaign_id=record["campaign_id"],
                   creative_id=record["creative_id"], segment=record.get("segment"))  # fmt: skip
 
     def _review(

@@ -140,7 +140,7 @@ class DecisionLog:
                 # the request or lose the decision (it may then be sent before older spooled
                 # ones).
                 self._metrics.decision_spool_errors.inc()
-                _log.error("decision spool unwritable; holding in memory", error=repr(exc),
+                _log.error("decision_spool_unwritable", detail="holding in memory", error=repr(exc),
                            path=str(self._spool_path), in_memory=len(self._mem) + 1)  # fmt: skip
         self._mem.append(record)
         self._metrics.decisions_buffered.set(len(self._mem))
@@ -160,7 +160,8 @@ class DecisionLog:
             self._open_spool()
             if self._spooled:
                 _log.info(
-                    "decision spool found; replaying",
+                    "decision_spool_found",
+                    detail="replaying",
                     path=str(self._spool_path),
                     decisions=self._spooled,
                 )
@@ -186,7 +187,7 @@ class DecisionLog:
             try:
                 self._spill_memory()
             except OSError as exc:
-                _log.error("decisions could not be saved to the spool and are lost",
+                _log.error("decisions_lost", detail="they could not be saved to the spool",
                            decisions=len(self._mem), path=str(self._spool_path),
                            error=repr(exc))  # fmt: skip
                 self._mem.clear()
@@ -200,7 +201,8 @@ class DecisionLog:
         self._waiters.clear()
         if self.pending:
             _log.warning(
-                "decisions kept in the spool for the next start",
+                "decisions_kept_in_spool",
+                detail="for the next start",
                 path=str(self._spool_path),
                 decisions=self.pending,
             )
@@ -258,7 +260,7 @@ class DecisionLog:
             await asyncio.wait_for(wm.emit(producer, claim), self._send_timeout_s)
         except Exception as exc:
             self._metrics.decision_watermark_failures.inc()
-            _log.warning("decision watermark not written; next interval tries again",
+            _log.warning("decision_watermark_not_written", detail="next interval tries again",
                          claim_ms=claim, error=repr(exc))  # fmt: skip
 
     def _oldest_pending_ms(self) -> int | None:
@@ -297,14 +299,15 @@ class DecisionLog:
             if unsettled:
                 await asyncio.wait(unsettled, timeout=self._send_timeout_s)
         except Exception as exc:
-            _log.warning("decision batch not sent; will retry", decisions=len(batch.records),
-                         pending=self.pending, error=repr(exc))  # fmt: skip
+            _log.warning("decision_batch_not_sent", detail="will retry",
+                         decisions=len(batch.records), pending=self.pending,
+                         error=repr(exc))  # fmt: skip
         failed = [i for i, f in enumerate(batch.futures) if f is None or f.done()]
         failed = [i for i in failed if not batch.delivered(i)]
         if batch.unsettled():
             # Late acknowledgements: the producer still owns these records and retries them
             # itself (idempotently); sending them again would write second copies.
-            _log.warning("decision batch not acknowledged yet; waiting on the same sends",
+            _log.warning("decision_batch_not_acknowledged_yet", detail="waiting on the same sends",
                          decisions=len(batch.unsettled()), pending=self.pending)  # fmt: skip
             return False
         if not failed:
@@ -408,7 +411,8 @@ class DecisionLog:
             count += 1
         if pos < size:  # torn last frame from a crash mid-write: cut it off
             _log.warning(
-                "decision spool ends in a torn frame; dropping it",
+                "decision_spool_ends_in_a_torn_frame",
+                detail="dropping it",
                 path=str(self._spool_path),
                 bytes=size - pos,
             )

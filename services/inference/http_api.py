@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.routing import Route
 
 from services.domains.banner_render import TEMPLATES, render_svg
-from services.inference.app import (
+from services.inference.decide import (
     MAX_CONTEXT,
     MAX_CONTEXT_KEY,
     MAX_CONTEXT_VALUE,

@@ -189,7 +189,7 @@ class StateFollower:
         except BaseException:
             await consumer.stop()
             raise
-        _log.info("restoring state", partitions=len(partitions), records=sum(targets.values()))
+        _log.info("restoring_state", partitions=len(partitions), records=sum(targets.values()))
         self._task = asyncio.create_task(self._run(consumer, targets), name="state-follower")
 
     async def stop(self) -> None:
@@ -208,7 +208,7 @@ class StateFollower:
             try:
                 batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             except KafkaError as exc:
-                _log.warning("state topics unreachable; retrying", error=repr(exc))
+                _log.warning("state_topics_unreachable", detail="retrying", error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
             for tp, records in batches.items():
@@ -221,7 +221,7 @@ class StateFollower:
     def _mark_restored(self) -> None:
         s = self._state
         _log.info(
-            "state restored",
+            "state_restored",
             campaigns=len(s.campaigns),
             creatives=len(s.creatives),
             stats=sum(len(v) for v in s.stats.values()),
@@ -240,7 +240,7 @@ class StateFollower:
         except CodecError as exc:
             self._metrics.state_rejected.labels(topic, exc.reason).inc()
             _log.warning(
-                "state record skipped",
+                "state_record_skipped",
                 topic=topic,
                 offset=offset,
                 key=key_s,
@@ -251,7 +251,7 @@ class StateFollower:
         except (KeyError, TypeError, ValueError) as exc:
             self._metrics.state_rejected.labels(topic, "bad_value").inc()
             _log.warning(
-                "state record skipped",
+                "state_record_skipped",
                 topic=topic,
                 offset=offset,
                 key=key_s,

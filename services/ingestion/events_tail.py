@@ -66,7 +66,7 @@ class EventsTail:
             consumer.pause(*self._tps)
         added = len(self._dedup) - before
         _log.info(
-            "dedup window caught up from events topic",
+            "dedup_window_caught_up_from_events_topic",
             added=added,
             entries=len(self._dedup),
             seconds=round(time.monotonic() - started, 3),
@@ -81,7 +81,7 @@ class EventsTail:
                 idle_rounds += 1
                 if idle_rounds >= 20:  # positions stuck below a stable end: say so, go on
                     _log.warning(
-                        "dedup catch-up stopped early", ends={str(k): v for k, v in ends.items()}
+                        "dedup_catch_up_stopped_early", ends={str(k): v for k, v in ends.items()}
                     )
                     break
                 continue

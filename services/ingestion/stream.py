@@ -75,14 +75,15 @@ async def commit_delivered(
         if fenced is not None:
             raise fenced
         _log.error(
-            "records not delivered; aborting the transaction and stopping",
+            "records_not_delivered",
+            detail="aborting the transaction and stopping",
             failed_batches=len(failed),
             error=repr(failed[0]),
         )
         try:
             await producer.abort_transaction()
         except Exception as exc:  # a dead sender refuses it too: the restart's new epoch aborts it
-            _log.warning("aborting the transaction failed", error=repr(exc))
+            _log.warning("aborting_the_transaction_failed", error=repr(exc))
         raise DeliveryFailed(f"{len(failed)} batches not delivered: {failed[0]!r}") from failed[0]
     await producer.commit_transaction()
 
@@ -142,7 +143,7 @@ class _Rebalance(ConsumerRebalanceListener):
         async with self._stream.lock:
             self._stream.generation += 1
             await self._stream.tail.catch_up()
-            _log.info("raw partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+            _log.info("raw_partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
             self._stream.ready.set()
 
 
@@ -195,7 +196,7 @@ class IngestionStream:
                 try:
                     batches = await consumer.getmany(timeout_ms=200, max_records=self._max_batch)
                 except KafkaError as exc:  # broker trouble: keep trying, say so
-                    _log.warning("fetching raw records failed; retrying", error=repr(exc))
+                    _log.warning("fetching_raw_records_failed", detail="retrying", error=repr(exc))
                     await asyncio.sleep(1.0)
                     continue
                 self._metrics.dedup_entries.set(len(self._processor.dedup))
@@ -309,7 +310,7 @@ class IngestionStream:
         try:
             wm = self._wm.codec.decode(rec.value)  # type: ignore[arg-type]
         except CodecError as exc:
-            _log.warning("bad watermark in the raw topic; ignored", error=str(exc))
+            _log.warning("bad_watermark_in_the_raw_topic", detail="ignored", error=str(exc))
             self._metrics.bad_source_watermarks.inc()
             return []
         marks = [int(c["watermark_ms"]) for c in wm["claims"]]
@@ -352,12 +353,16 @@ class IngestionStream:
             futures = await self._send_all(outgoing)
             await producer.send_offsets_to_transaction(offsets, self._group_id)
         except ProducerFenced:
-            _log.error("producer fenced: another process runs with this instance id; stopping")
+            _log.error(
+                "producer_fenced", detail="another process runs with this instance id; stopping"
+            )
             raise
         except KafkaError as exc:
             # Nothing is committed yet: abort, go back to the group's committed offsets, retry.
             self._metrics.aborted.inc()
-            _log.warning("transaction failed before commit; retrying the batch", error=repr(exc))
+            _log.warning(
+                "transaction_failed_before_commit", detail="retrying the batch", error=repr(exc)
+            )
             await producer.abort_transaction()
             await self._rewind(consumer, batches)
             await asyncio.sleep(0.5)
@@ -378,7 +383,9 @@ class IngestionStream:
             ends = await consumer.end_offsets(owned)
             done = [tp.partition for tp in owned if await consumer.position(tp) >= ends[tp]]
         except KafkaError as exc:
-            _log.warning("asking for raw end offsets failed; watermarks wait", error=repr(exc))
+            _log.warning(
+                "asking_for_raw_end_offsets_failed", detail="watermarks wait", error=repr(exc)
+            )
             return
         self.clock.caught_up(done, asked_at)
         if not self.clock.changed():
@@ -391,7 +398,7 @@ class IngestionStream:
             futures = await self._send_all(records)
         except KafkaError as exc:
             self._metrics.aborted.inc()
-            _log.warning("writing watermarks failed; retrying later", error=repr(exc))
+            _log.warning("writing_watermarks_failed", detail="retrying later", error=repr(exc))
             await producer.abort_transaction()
             return
         await commit_delivered(producer, futures)
@@ -492,7 +499,7 @@ class IngestionStream:
             return
         if self._totals or force:
             _log.info(
-                "ingestion summary",
+                "ingestion_summary",
                 **dict(sorted(self._totals.items())),
                 dedup_entries=len(self._processor.dedup),
                 seconds=round(now - self._last_summary, 1),

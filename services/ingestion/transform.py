@@ -92,7 +92,9 @@ class Transform:
             try:
                 outcome = self._one(value, now_ms, done.formats)
             except Exception as exc:  # a bug must not stop the stream: keep the record
-                _log.exception("ingestion failed on a record; dead-lettered as internal_error")
+                _log.exception(
+                    "ingestion_failed_on_a_record", detail="dead-lettered as internal_error"
+                )
                 outcome = Rejection("internal_error", f"ingestion failed: {type(exc).__name__}")
             done.outcomes.append(outcome)
         return done
@@ -196,7 +198,7 @@ class TransformPool:
             for child in multiprocessing.active_children()
             if child.pid is not None and child.pid not in before
         )
-        _log.info("transform workers running", workers=self.workers, pids=self.pids)
+        _log.info("transform_workers_running", workers=self.workers, pids=self.pids)
 
     def stop(self) -> None:
         if self._pool is not None:
@@ -218,8 +220,8 @@ class TransformPool:
             self.rebuilt += 1
             self._on_failure()
             _log.error(
-                "a transform worker died; this batch is transformed in-process and the "
-                "workers restarted",
+                "transform_worker_died",
+                detail="this batch is transformed in-process and the workers restarted",
                 error=repr(exc),
             )
             self.stop()

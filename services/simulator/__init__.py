@@ -8,7 +8,8 @@ against Decide), `CreativeWatch` (follow a campaign's creatives and models), `an
 
 from services.simulator.app import simulate
 from services.simulator.htmlreport import write_html
-from services.simulator.report import analyze, load_results, print_result
+from services.simulator.report import analyze, load_results
+from services.simulator.result_table import print_result
 from services.simulator.scenario import Scenario, load_scenario
 from services.simulator.watch import CreativeWatch
 

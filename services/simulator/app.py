@@ -88,7 +88,7 @@ async def simulate(
         await producer.stop()
     summary = summary_of(stats)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    log.info("simulation done", **{k: v for k, v in summary.items() if k != "arms"})
+    log.info("simulation_done", **{k: v for k, v in summary.items() if k != "arms"})
     return stats
 
 

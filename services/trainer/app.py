@@ -81,7 +81,7 @@ async def _assign(consumer: AIOKafkaConsumer, state: TrainerState) -> None:
                 await consumer.seek_to_end(tp)
             else:
                 consumer.seek(tp, hit.offset)
-    log.info("partitions assigned", resumed=len(rewards) - len(missing), rebuilt=len(missing))
+    log.info("partitions_assigned", resumed=len(rewards) - len(missing), rebuilt=len(missing))
 
 
 def _load_buffer(settings: Settings) -> TrainingBuffer:
@@ -89,10 +89,10 @@ def _load_buffer(settings: Settings) -> TrainingBuffer:
         buf = TrainingBuffer.load(
             settings.buffer_path, settings.buffer_max_rows, settings.buffer_max_age_ms
         )
-        log.info("training buffer loaded", path=str(settings.buffer_path), rows=len(buf))
+        log.info("training_buffer_loaded", path=str(settings.buffer_path), rows=len(buf))
         return buf
     except BufferFileError as exc:
-        log.info("training buffer rebuilt from the rewards topic", reason=str(exc))
+        log.info("training_buffer_rebuilt", detail="from the rewards topic", reason=str(exc))
         return TrainingBuffer(
             settings.buffer_max_rows, settings.buffer_max_age_ms, settings.buffer_path
         )
@@ -111,7 +111,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     topics = Topics.from_settings(settings.kafka)
     device = pick_device(settings.device)
     log.info(
-        "trainer starting",
+        "trainer_starting",
         device=str(device),
         cuda_available=torch.cuda.is_available(),
         profile=settings.profile,
@@ -180,7 +180,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             await asyncio.wait([training])
             _report_crash(training)
         log.info(
-            "trainer stopped",
+            "trainer_stopped",
             buffered=len(state.buffer),
             rejected=dict(state.rejected),
             unshown=dict(state.unshown),
@@ -213,7 +213,7 @@ async def _train_and_publish(state: TrainerState, cid: str, device: Any, publish
         digest = _digest(built)
         if state.last_model.get(cid, (None,))[0] == digest:
             publish.metrics.not_published.labels(cid, "unchanged").inc()
-            log.info("model unchanged; not published", campaign_id=cid, reason=reason,
+            log.info("model_unchanged", detail="not published", campaign_id=cid, reason=reason,
                      seconds=round(time.perf_counter() - started, 2))  # fmt: skip
             return
         record = await asyncio.to_thread(store_model, publish.store, built, publish.signer)
@@ -221,7 +221,7 @@ async def _train_and_publish(state: TrainerState, cid: str, device: Any, publish
         publish.metrics.not_published.labels(cid, exc.reason).inc()
         quality = built.quality if built is not None else {}
         log.warning(
-            "model refused by quality gate",
+            "model_refused_by_quality_gate",
             campaign_id=cid,
             version=built.version if built is not None else None,
             reasons=quality.get("reasons"),
@@ -233,7 +233,7 @@ async def _train_and_publish(state: TrainerState, cid: str, device: Any, publish
             "export_failed" if isinstance(exc, ExportError) else "bad_encoding"
         )
         publish.metrics.not_published.labels(cid, why).inc()
-        log.warning("model not published", campaign_id=cid, reason=why, error=str(exc))
+        log.warning("model_not_published", campaign_id=cid, reason=why, error=str(exc))
         return
     try:
         await publish.producer.send(
@@ -241,13 +241,15 @@ async def _train_and_publish(state: TrainerState, cid: str, device: Any, publish
         )
     except NotDelivered as exc:  # stored but not announced: the next retrain publishes again
         publish.metrics.not_published.labels(cid, "kafka_unavailable").inc()
-        log.error("model not published: Kafka did not take it", campaign_id=cid, error=str(exc))
+        log.error(
+            "model_not_published", detail="Kafka did not take it", campaign_id=cid, error=str(exc)
+        )
         return
     publish.metrics.published.labels(cid).inc()
     state.last_model[cid] = (digest, built)
     m = built.metrics
     log.info(
-        "model published",
+        "model_published",
         campaign_id=cid,
         version=built.version,
         reason=reason,
@@ -284,7 +286,7 @@ async def _check_freshness(state: TrainerState) -> None:
             continue
         loss, se = found
         if loss - 2 * se > held_out * (1 + state.settings.retrain_loss_increase):
-            log.info("model error grew on new rewards", campaign_id=cid, version=built.version,
+            log.info("model_error_grew_on_new_rewards", campaign_id=cid, version=built.version,
                      logloss_new=round(loss, 5), logloss_se=round(se, 5),
                      logloss_held_out=round(held_out, 5), rows=len(rows))  # fmt: skip
             state.mark_stale(cid)
@@ -294,7 +296,7 @@ def _report_crash(task: asyncio.Task[None]) -> None:
     """A training run that failed unexpectedly is logged; the service keeps consuming."""
     exc = task.exception()
     if exc is not None:
-        log.error("training failed", error=repr(exc), exc_info=exc)
+        log.error("training_failed", error=repr(exc), exc_info=exc)
 
 
 def main() -> None:

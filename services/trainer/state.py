@@ -96,7 +96,7 @@ class TrainerState:
             reason = getattr(exc, "reason", type(exc).__name__)
             self.rejected[reason] += 1
             log.warning(
-                "record skipped",
+                "record_skipped",
                 topic=msg.topic,
                 partition=msg.partition,
                 offset=msg.offset,

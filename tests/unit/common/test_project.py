@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,10 +18,6 @@ APP_SERVICES = [
     name
     for name, svc in COMPOSE["services"].items()
     if name != "kafka" and svc["command"][0] != "admuse"
-]
-# One-shot `admuse` steps (the campaign the simulator plays is applied by the CLI).
-CLI_STEPS = [
-    name for name, svc in COMPOSE["services"].items() if svc.get("command", [""])[0] == "admuse"
 ]
 # Variables every service reads through services.common (not through its own Settings class).
 SHARED = env_vars(ServiceSettings) | {"ADMUSE_PSEUDONYM_SECRET", "ADMUSE_SCHEMAS_DIR"}
@@ -56,44 +49,8 @@ def test_compose_sets_only_variables_the_service_reads(name: str) -> None:
     assert not unknown, f"{name} sets variables its Settings does not read: {unknown}"
 
 
-@pytest.mark.parametrize("name", CLI_STEPS)
-def test_compose_cli_steps_run_a_real_command_with_shared_variables_only(name: str) -> None:
-    svc = COMPOSE["services"][name]
-    exe = Path(sys.executable).with_name("admuse")
-    out = subprocess.run(
-        [str(exe), *svc["command"][1:-2], "--help"], capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert "--scenario" in out.stdout
-    assert not sorted(set(svc.get("environment", {})) - SHARED)
-
-
 def test_every_topic_is_declared_once_with_a_schema() -> None:
     names = [spec.name for spec in Topics()]
     assert len(names) == len(set(names)) == 10
     schemas = {p.name.split(".")[0] for p in (ROOT / "schemas").glob("*.avsc")}
     assert {s.value for s in Topics() if s.value} <= schemas
-
-
-def test_admuse_help_lists_commands() -> None:
-    exe = Path(sys.executable).with_name("admuse")
-    out = subprocess.run(
-        [str(exe), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "120"},
-    )
-    assert out.returncode == 0, out.stderr
-    for command in (
-        "topics",
-        "campaign",
-        "demo",
-        "simulate",
-        "train",
-        "report",
-        "ope",
-        "replay",
-        "erase",
-    ):
-        assert f" {command} " in out.stdout, command
