@@ -51,9 +51,15 @@ class BannerDomain(Domain):
         return [Rule("contrast", lambda a: contrast_failure(a, minimum), reason="low_contrast")]
 
     def render(
-        self, fmt: str, attributes: Mapping[str, object], campaign: Mapping[str, Any]
+        self,
+        fmt: str,
+        attributes: Mapping[str, object],
+        campaign: Mapping[str, Any],
+        view: Mapping[str, Any] | None = None,
     ) -> bytes:
-        return render_svg(attributes).encode()
+        v = view or {}
+        size = {k: int(v[k]) for k in ("width", "height") if v.get(k) is not None}
+        return render_svg(attributes, template=v.get("template"), **size).encode()
 
 
 def contrast_failure(attrs: Mapping[str, object], min_contrast: float) -> str | None:

@@ -79,9 +79,15 @@ class Domain(ABC):
 
     @abstractmethod
     def render(
-        self, fmt: str, attributes: Mapping[str, object], campaign: Mapping[str, Any]
+        self,
+        fmt: str,
+        attributes: Mapping[str, object],
+        campaign: Mapping[str, Any],
+        view: Mapping[str, Any] | None = None,
     ) -> bytes:
-        """The creative in format `fmt` (a key of `formats`); never fails on odd values."""
+        """The creative in format `fmt` (a key of `formats`). `view` holds display hints from
+        the request (the banner's template, width, height); a domain ignores those it does
+        not know. ValueError when the creative cannot be rendered (a malformed melody)."""
 
     def reward(
         self, events: Iterable[tuple[str, float | None]], weights: Mapping[str, float]

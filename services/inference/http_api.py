@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, Literal
 
 import uvicorn
@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.routing import Route
 
-from services.domains.banner_render import TEMPLATES, render_svg
+from services.domains.banner_render import TEMPLATES
 from services.inference.decide import (
     MAX_CONTEXT,
     MAX_CONTEXT_KEY,
@@ -35,6 +35,7 @@ from services.inference.decide import (
     NotReady,
     UnknownCampaign,
 )
+from services.inference.renditions import NoRendition, rendition
 
 __all__ = ["build_http_app", "serve_http"]
 
@@ -205,10 +206,10 @@ def build_http_app(svc: Inference) -> FastAPI:
         response_class=Response,
         responses={
             200: {"content": {_SVG: {}}, "description": "The creative as SVG."},
-            404: {"model": Problem, "description": "Unknown creative."},
+            404: {"model": Problem, "description": "Unknown creative, or no SVG in its domain."},
             **_ERRORS,
         },
-        summary="Render a creative as an SVG banner",
+        summary="Render a creative as SVG (a banner, a film's storyboard card)",
     )
     async def creative_svg(
         creative_id: str,
@@ -216,9 +217,24 @@ def build_http_app(svc: Inference) -> FastAPI:
         width: Annotated[int, Query(ge=50, le=4000)] = 600,
         height: Annotated[int, Query(ge=30, le=4000)] = 200,
     ) -> Response:
-        creative = _find(svc, creative_id)
-        svg = render_svg(creative["attributes"], template=template, width=width, height=height)
-        return Response(svg, media_type=_SVG, headers={"Cache-Control": "max-age=300"})
+        view = {"template": template, "width": width, "height": height}
+        return await _rendered(svc, creative_id, "svg", view)
+
+    for fmt, what in (("wav", "audio (WAV)"), ("mid", "a MIDI file"), ("txt", "text")):
+        app.add_api_route(
+            f"/v1/creatives/{{creative_id}}.{fmt}",
+            _format_route(svc, fmt),
+            methods=["GET"],
+            dependencies=auth,
+            response_class=Response,
+            responses={
+                200: {"description": f"The creative as {what}."},
+                404: {"model": Problem, "description": f"Unknown creative, or no .{fmt}."},
+                422: {"model": Problem, "description": "The creative cannot be rendered."},
+                **_ERRORS,
+            },
+            summary=f"Render a creative as {what} (music: wav, mid, txt; film: txt)",
+        )
 
     @app.get(
         "/v1/creatives/{creative_id}",
@@ -266,6 +282,28 @@ def build_http_app(svc: Inference) -> FastAPI:
         return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _format_route(svc: Inference, fmt: str) -> Callable[[str], Awaitable[Response]]:
+    """The endpoint of `GET /v1/creatives/{id}.<fmt>`."""
+
+    async def creative_rendition(creative_id: str) -> Response:
+        return await _rendered(svc, creative_id, fmt, None)
+
+    creative_rendition.__name__ = f"creative_{fmt}"
+    return creative_rendition
+
+
+async def _rendered(
+    svc: Inference, creative_id: str, fmt: str, view: dict[str, Any] | None
+) -> Response:
+    creative = _find(svc, creative_id)
+    campaign = svc.state.campaigns.get(creative["campaign_id"])
+    try:  # a WAV is milliseconds of numpy: off the event loop
+        body, media = await asyncio.to_thread(rendition, creative, campaign, fmt, view)
+    except NoRendition as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    return Response(body, media_type=media, headers={"Cache-Control": "max-age=300"})
 
 
 def _find(svc: Inference, creative_id: str) -> dict[str, Any]:

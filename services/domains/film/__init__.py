@@ -94,7 +94,11 @@ class FilmDomain(Domain):
         return [Rule("story_required", required_in_order), Rule("story_forbidden", not_forbidden)]
 
     def render(
-        self, fmt: str, attributes: Mapping[str, object], campaign: Mapping[str, Any]
+        self,
+        fmt: str,
+        attributes: Mapping[str, object],
+        campaign: Mapping[str, Any],
+        view: Mapping[str, Any] | None = None,
     ) -> bytes:
         o = self.parse_options(campaign.get("domain_options"))
         assert isinstance(o, FilmOptions)

@@ -123,7 +123,11 @@ class MusicDomain(Domain):
         return rules + ([Rule("melody_leap", leaps)] if o.max_leap is not None else [])
 
     def render(
-        self, fmt: str, attributes: Mapping[str, object], campaign: Mapping[str, Any]
+        self,
+        fmt: str,
+        attributes: Mapping[str, object],
+        campaign: Mapping[str, Any],
+        view: Mapping[str, Any] | None = None,
     ) -> bytes:
         options = self.parse_options(campaign.get("domain_options"))
         assert isinstance(options, MusicOptions)
