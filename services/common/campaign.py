@@ -87,8 +87,10 @@ class RewardWeights(Strict):
 
 
 class RewardSpec(Strict):
-    kind: Literal["click", "conversion", "weighted"] = "click"
+    kind: Literal["click", "conversion", "weighted", "events"] = "click"
     weights: RewardWeights | None = None
+    # kind 'events': weight per feedback event type of the campaign's domain (docs/domains.md)
+    events: dict[str, float] | None = None
 
     @model_validator(mode="after")
     def _weights(self) -> RewardSpec:
@@ -98,14 +100,22 @@ class RewardSpec(Strict):
                 raise ValueError("kind 'weighted' needs weights with at least one above 0")
         elif self.weights is not None:
             raise ValueError(f"weights apply only to kind 'weighted', not {self.kind!r}")
+        if self.kind == "events":
+            e = self.events or {}
+            if not any(v > 0 for v in e.values()) or any(v < 0 for v in e.values()):
+                raise ValueError("kind 'events' needs events: {type: weight >= 0}, one above 0")
+        elif self.events is not None:
+            raise ValueError(f"events apply only to kind 'events', not {self.kind!r}")
         return self
 
     def effective_weights(self) -> RewardWeights:
-        """click: (1, 0, 0, 0); conversion: (0, 1, 0, 0); weighted: as given."""
+        """click: (1, 0, 0, 0); conversion: (0, 1, 0, 0); weighted: as given; events: none."""
         if self.kind == "click":
             return RewardWeights(click=1.0)
         if self.kind == "conversion":
             return RewardWeights(click=0.0, conversion=1.0)
+        if self.kind == "events":
+            return RewardWeights(click=0.0)
         assert self.weights is not None
         return self.weights
 
@@ -223,6 +233,7 @@ def campaign_record(
             "conversion_weight": w.conversion,
             "value_weight": w.value,
             "sentiment_weight": w.sentiment,
+            "event_weights": dict(spec.reward.events or {}),
         },
         "attribution_window_ms": round(spec.attribution_window * 1000),
         "holdout_share": spec.holdout_share,

@@ -86,10 +86,17 @@ def rules_for(campaign: Mapping[str, Any]) -> list[Rule]:
 
 def check_record(campaign: Mapping[str, Any]) -> None:
     """A Campaign record (`campaign_record(spec)`) its domain can serve: a known domain,
-    options it accepts, attributes it can read, seeds that pass its rules. DomainError saying
+    options it accepts, attributes it can read, reward events it sends. DomainError saying
     everything that is wrong otherwise. `admuse campaign apply|show` call it before publishing.
     """
     domain, options = domain_for(campaign)
     problems = domain.space_problems(campaign.get("attributes") or [], options)
+    reward = campaign.get("reward") or {}
+    unknown = sorted(set(reward.get("event_weights") or {}) - set(domain.feedback))
+    if unknown:
+        problems.append(
+            f"reward events {unknown} are not feedback events of this domain "
+            f"({sorted(domain.feedback)})"
+        )
     if problems:
         raise DomainError(f"domain {domain.name!r}: " + "; ".join(problems))

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from services.common.watermark import clock_of
+from services.domains import get_domain
 
 __all__ = [
     "JOIN_TYPES",
@@ -35,7 +36,12 @@ __all__ = [
     "to_ms",
 ]
 
-JOIN_TYPES = frozenset({"impression", "click", "conversion", "comment"})
+# the creative domains' feedback events (AdEvent v3; services/domains): kept per decision and
+# turned into a reward by the campaign's domain when its reward kind is 'events'
+FEEDBACK_TYPES = frozenset(
+    {"play", "listen_through", "skip", "like", "replay", "vote", "watch_through", "drop_off"}
+)
+JOIN_TYPES = frozenset({"impression", "click", "conversion", "comment"}) | FEEDBACK_TYPES
 IMPRESSION_SOURCES = ("decision", "event")
 MAX_SEEN = 64  # event ids remembered per decision for de-duplication
 MAX_HELD = 100  # events held per not-yet-seen decision
@@ -60,16 +66,21 @@ class RewardRule:
     value_weight: float = 0.0
     sentiment_weight: float = 0.0
     impressions: str = "decision"  # what makes a decision an impression (IMPRESSION_SOURCES)
+    domain: str = "banner"  # kind 'events': whose feedback mapping (services/domains)
+    event_weights: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_campaign(cls, campaign: Mapping[str, Any]) -> RewardRule:
         spec = campaign.get("reward") or {}
         kind = spec.get("kind", "click")
-        if kind not in ("click", "conversion", "weighted"):
+        if kind not in ("click", "conversion", "weighted", "events"):
             raise ValueError(
                 f"campaign {campaign.get('campaign_id')!r} has reward kind {kind!r}; "
-                "expected 'click', 'conversion' or 'weighted'"
+                "expected 'click', 'conversion', 'weighted' or 'events'"
             )
+        domain = str(campaign.get("domain") or "banner")
+        if kind == "events":
+            get_domain(domain)  # DomainError (a ValueError) names an unknown one
         impressions = campaign.get("impressions") or "decision"
         if impressions not in IMPRESSION_SOURCES:
             raise ValueError(
@@ -83,6 +94,8 @@ class RewardRule:
             value_weight=float(spec.get("value_weight", 0.0)),
             sentiment_weight=float(spec.get("sentiment_weight", 0.0)),
             impressions=impressions,
+            domain=domain,
+            event_weights=tuple(sorted((spec.get("event_weights") or {}).items())),
         )
 
     def value(self, state: Mapping[str, Any]) -> float:
@@ -91,6 +104,9 @@ class RewardRule:
             return 1.0 if state["clicked"] else 0.0
         if self.kind == "conversion":
             return 1.0 if state["converted"] else 0.0
+        if self.kind == "events":
+            fb = [(t, v) for t, v in state.get("fb", [])]
+            return get_domain(self.domain).reward(fb, dict(self.event_weights))
         sentiment = _mean_sentiment(state) or 0.0
         return (
             self.click_weight * state["clicked"]
@@ -107,7 +123,10 @@ class RewardRule:
         return bool(state.get("shown") or state["clicked"] or state["converted"])
 
     def settles(self, event_type: str) -> bool:
-        """Whether an attributed event of this type emits the reward at once."""
+        """Whether an attributed event of this type emits the reward at once (never for
+        kind 'events': a listen-through or a replay may follow, so the window closes it)."""
+        if self.kind == "events":
+            return False
         if self.kind == "click":
             return event_type == "click"
         if self.kind == "conversion":
@@ -180,6 +199,7 @@ def open_decision(
         "value": 0.0,
         "sentiment_sum": 0.0,
         "sentiment_n": 0,
+        "fb": [],  # [type, value] of the domain feedback events (kind 'events')
         "event_at": None,
         "seen": [],
         "late": 0,
@@ -225,7 +245,9 @@ def apply_event(
             return Step(new, None, "duplicate")  # a second impression of one decision
         new["shown"] = True
         return Step(new, None, "attributed")
-    if event["type"] == "click":
+    if event["type"] in FEEDBACK_TYPES:
+        new["fb"] = [*state.get("fb", []), [event["type"], event.get("value")]][-MAX_SEEN:]
+    elif event["type"] == "click":
         new["clicked"] = True
     elif event["type"] == "conversion":
         new["converted"] = True

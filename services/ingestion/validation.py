@@ -28,7 +28,11 @@ __all__ = [
     "validate_event",
 ]
 
-EVENT_TYPES = frozenset({"impression", "click", "conversion", "view", "comment", "dismiss"})
+EVENT_TYPES = frozenset(
+    {"impression", "click", "conversion", "view", "comment", "dismiss"}
+    | {"play", "listen_through", "skip", "like", "replay"}  # music (AdEvent v3)
+    | {"vote", "watch_through", "drop_off"}  # film (AdEvent v3)
+)
 MIN_OCCURRED_AT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 _MAX_ID = 256
 _MAX_MAP_ENTRIES = 64

@@ -2,9 +2,10 @@
 
 The estimator is written down in docs/analysis.md ("Votes between variants"). In short: each
 shown slot is its own decision with its own propensity (the app asks Decide once per slot,
-independently); one vote is one unit of reward, shared by the slots showing the winning
-creative; the value of a policy is its expected share of votes against opponents drawn from
-the logging policy, estimated by IPS (and self-normalized IPS) over slots.
+independently); one vote is one unit of reward, for the slot the viewer chose (the app sends
+`vote` with that slot's decision_id; the other slots close with reward 0); the value of a
+policy is its expected share of votes against opponents drawn from the logging policy,
+estimated by IPS (and self-normalized IPS) over slots.
 """
 
 from __future__ import annotations
@@ -35,30 +36,30 @@ class VoteEstimate:
         return self.ips - z * self.stderr, self.ips + z * self.stderr
 
 
-def vote_rewards(slots: Sequence[Slot], winner: str | None) -> dict[str, float]:
-    """Reward per decision of one vote: 1 shared equally by the slots showing `winner`, 0 for
-    the others; every slot 0 when nobody voted (`winner` None) or the winner was not shown.
-    ValueError for fewer than two slots or a repeated decision."""
+def vote_rewards(slots: Sequence[Slot], chosen: str | None) -> dict[str, float]:
+    """Reward per decision of one vote: 1 for the chosen slot's decision, 0 for the others;
+    every slot 0 when nobody voted (`chosen` None). ValueError for fewer than two slots, a
+    repeated decision, or a choice that was not shown."""
     if len(slots) < 2:
         raise ValueError(f"a vote needs at least two shown variants, got {len(slots)}")
     ids = [s.decision_id for s in slots]
     if len(set(ids)) != len(ids):
         raise ValueError(f"a vote shows each decision once; repeated: {ids}")
-    won = [s for s in slots if s.creative_id == winner]
-    share = 1.0 / len(won) if won else 0.0
-    return {s.decision_id: (share if s.creative_id == winner else 0.0) for s in slots}
+    if chosen is not None and chosen not in ids:
+        raise ValueError(f"the vote is for decision {chosen!r}, which was not shown: {ids}")
+    return {d: float(d == chosen) for d in ids}
 
 
 def vote_value(
-    votes: Iterable[tuple[Sequence[Slot], str | None]],
+    votes: Iterable[tuple[Sequence[Slot], str | None]],  # (slots, chosen decision_id)
     target: Callable[[str, str], float],
 ) -> VoteEstimate:
     """Expected vote share of the `target` policy (`target(context, creative_id)` = the
     probability it shows that creative in a slot) against logging-policy opponents:
     IPS = mean over slots of target/propensity × reward, SNIPS its self-normalized form."""
     terms, weights = [], []
-    for slots, winner in votes:
-        rewards = vote_rewards(slots, winner)
+    for slots, chosen in votes:
+        rewards = vote_rewards(slots, chosen)
         for s in slots:
             if not 0 < s.propensity <= 1:
                 raise ValueError(f"slot {s.decision_id}: propensity {s.propensity} not in (0, 1]")

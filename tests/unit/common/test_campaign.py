@@ -116,7 +116,7 @@ def test_creative_ids_are_stable_across_applies() -> None:
         ({"reward": {"kind": "weighted"}}, "reward: kind 'weighted' needs weights"),
         (
             {"reward": {"kind": "likes"}},
-            "reward.kind: Input should be 'click', 'conversion' or 'weighted'",
+            "reward.kind: Input should be 'click', 'conversion', 'weighted' or 'events'",
         ),
         ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
         (

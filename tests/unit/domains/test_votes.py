@@ -10,19 +10,20 @@ from services.domains.film.votes import Slot, vote_rewards, vote_value
 
 def test_one_vote_is_one_unit_of_reward() -> None:
     slots = [Slot("d1", "a", 0.5), Slot("d2", "b", 0.3), Slot("d3", "a", 0.5)]
-    assert vote_rewards(slots, "a") == {"d1": 0.5, "d2": 0.0, "d3": 0.5}
-    assert vote_rewards(slots, "b") == {"d1": 0.0, "d2": 1.0, "d3": 0.0}
+    assert vote_rewards(slots, "d3") == {"d1": 0.0, "d2": 0.0, "d3": 1.0}
+    assert vote_rewards(slots, "d2") == {"d1": 0.0, "d2": 1.0, "d3": 0.0}
     assert sum(vote_rewards(slots, None).values()) == 0.0  # nobody voted
-    assert sum(vote_rewards(slots, "z").values()) == 0.0  # the winner was not shown
+    with pytest.raises(ValueError, match="not shown"):
+        vote_rewards(slots, "d9")
     with pytest.raises(ValueError, match="at least two"):
-        vote_rewards(slots[:1], "a")
+        vote_rewards(slots[:1], "d1")
     with pytest.raises(ValueError, match="repeated"):
-        vote_rewards([slots[0], slots[0]], "a")
+        vote_rewards([slots[0], slots[0]], "d1")
 
 
 def test_bad_propensities_are_refused() -> None:
     with pytest.raises(ValueError, match="propensity 0"):
-        vote_value([([Slot("d1", "a", 0.0), Slot("d2", "b", 0.5)], "a")], lambda x, a: 1.0)
+        vote_value([([Slot("d1", "a", 0.0), Slot("d2", "b", 0.5)], "d1")], lambda x, a: 1.0)
 
 
 def test_ips_covers_the_true_vote_share_of_a_target_policy() -> None:
@@ -38,9 +39,9 @@ def test_ips_covers_the_true_vote_share_of_a_target_policy() -> None:
         for v in range(1000):
             pair = rng.choice(names, size=2)
             s1, s2 = strength[pair[0]], strength[pair[1]]
-            winner = pair[0] if rng.uniform() < s1 / (s1 + s2) else pair[1]
+            first = rng.uniform() < s1 / (s1 + s2)  # a tie (c, c) picks either slot
             slots = [Slot(f"{v}-0", pair[0], mu), Slot(f"{v}-1", pair[1], mu)]
-            votes.append((slots, winner))
+            votes.append((slots, f"{v}-0" if first else f"{v}-1"))
         est = vote_value(votes, lambda x, a: 1.0 if a == "c" else 0.0)
         lo, hi = est.interval()
         covered += lo <= truth <= hi
