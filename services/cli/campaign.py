@@ -63,8 +63,10 @@ def _scenario_campaign(name: str) -> CampaignSpec:
     from services.simulator import load_scenario
 
     try:
-        return load_scenario(name).campaign
-    except SpecError as exc:
+        spec = load_scenario(name).campaign
+        check_record(campaign_record(spec, revision=0))
+        return spec
+    except (SpecError, DomainError) as exc:
         Console(stderr=True).print(f"[red]invalid scenario[/red]\n{exc}", highlight=False)
         raise typer.Exit(2) from None
 
@@ -73,7 +75,7 @@ def show(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.
     """Validate a campaign spec and print what `apply` would publish."""
     spec = _load_or_exit(file)
     console = Console()
-    console.print(f"[bold]{spec.campaign_id}[/bold] — {spec.name}")
+    console.print(f"[bold]{spec.campaign_id}[/bold] — {spec.name} ({spec.domain} domain)")
     console.print(
         f"segment keys: {', '.join(spec.segment_keys) or '(none: one segment)'}; "
         f"reward: {spec.reward.kind}; attribution window: {spec.attribution_window:g}s; "

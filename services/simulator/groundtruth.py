@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.campaign import CategoricalAttribute, ColorAttribute, NumericAttribute
+from services.common.attribute_kinds import circular_distance
+from services.common.campaign import (
+    CategoricalAttribute,
+    CircularAttribute,
+    ColorAttribute,
+    NumericAttribute,
+    SequenceAttribute,
+)
 from services.simulator.scenario import Scenario, TruthEffect
 
 __all__ = ["Best", "GroundTruth", "hex_to_rgb", "rgb_to_hex"]
@@ -117,6 +124,18 @@ class GroundTruth:
             peak = over.peak if over and over.peak is not None else eff.peak
             assert peak is not None
             return -weight * ((x - peak) / (attr.max - attr.min)) ** 2
+        if isinstance(attr, CircularAttribute):
+            x = _as_float(value)
+            peak = over.peak if over and over.peak is not None else eff.peak
+            if x is None or peak is None:
+                return 0.0
+            return -weight * circular_distance(x, peak, attr.min, attr.max) ** 2
+        if isinstance(attr, SequenceAttribute):
+            target = over.steps if over and over.steps is not None else eff.steps
+            shape = attr.shape()
+            if target is None or not shape.is_valid(value):
+                return -weight  # an unreadable sequence is as far as can be
+            return -weight * shape.distance(shape.parse(value), shape.parse(target))
         rgb = _as_rgb(value)
         if rgb is None:
             return 0.0
@@ -193,6 +212,13 @@ class GroundTruth:
             elif isinstance(a, ColorAttribute):
                 target = (over.target if over and over.target else eff.target) if eff else None
                 out[a.name] = (target or "#808080").lower()
+            elif isinstance(a, CircularAttribute):
+                peak = (over.peak if over and over.peak is not None else eff.peak) if eff else None
+                out[a.name] = peak if peak is not None else a.min
+            elif isinstance(a, SequenceAttribute):
+                steps = (over.steps if over and over.steps else eff.steps) if eff else None
+                first = self.spec.seeds[0].attributes[a.name]
+                out[a.name] = a.canonical(steps if steps is not None else first)
         return out
 
 

@@ -44,8 +44,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from services.common.campaign import (
     CampaignSpec,
     CategoricalAttribute,
+    CircularAttribute,
     ColorAttribute,
     NumericAttribute,
+    SequenceAttribute,
     SpecError,
     format_validation_error,
     read_spec_file,
@@ -93,14 +95,21 @@ class TruthEffectOverride(_Strict):
     values: dict[str, float] | None = None
     peak: float | None = None
     target: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
+    steps: str | None = None
     weight: float | None = Field(None, ge=0)
 
 
 class TruthEffect(_Strict):
+    """categorical: `values` (logit per value); numeric: `peak` (−weight·((x−peak)/range)²);
+    circular: `peak` (−weight·d², d the circular distance, 1 = opposite); color: `target`;
+    sequence: `steps`, a full sequence (−weight × share of its (step, field) slots that
+    differ)."""
+
     attribute: str
     values: dict[str, float] = Field(default_factory=dict)
     peak: float | None = None
     target: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
+    steps: str | None = None
     weight: float = Field(1.0, ge=0)
     segments: dict[str, TruthEffectOverride] = Field(default_factory=dict)
 
@@ -237,6 +246,18 @@ def _check_effect(i: int, eff: TruthEffect, attrs: Mapping[str, Any], segments: 
             raise ValueError(f"{where}: a color effect needs `target` ('#rrggbb')")
         if eff.values or eff.peak is not None:
             raise ValueError(f"{where}: a color effect takes `target` and `weight` only")
+    elif isinstance(attr, CircularAttribute):
+        for peak in [eff.peak, *(o.peak for o in overrides if o.peak is not None)]:
+            problem = attr.check(peak) if peak is not None else "missing"
+            if problem:
+                raise ValueError(f"{where}: a circular effect needs a `peak` on it ({problem})")
+    elif isinstance(attr, SequenceAttribute):
+        for steps in [eff.steps, *(o.steps for o in overrides if o.steps is not None)]:
+            problem = attr.check(steps) if steps is not None else "missing"
+            if problem:
+                raise ValueError(f"{where}: a sequence effect needs full `steps` ({problem})")
+    if eff.steps is not None and not isinstance(attr, SequenceAttribute):
+        raise ValueError(f"{where}: `steps` applies to sequence attributes only")
 
 
 def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
