@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.common.attribute_kinds import SequenceShape, circular_positions
+from services.common.spec_files import control_chars
 
 __all__ = [
     "Attribute",
@@ -47,28 +47,13 @@ _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
-def _control_chars(value: Any, where: str = "") -> str | None:
-    """Where the first control character (NUL, newline, ESC, DEL, C1 ...) is in a value (keys
-    of dicts included) and which, as U+XXXX; None when there is none."""
-    if isinstance(value, str):
-        bad = next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
-        return None if bad is None else f"{where or 'value'} contains U+{ord(bad):04X}"
-    items: list[tuple[str, Any]] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            items += [(f"{where} key".strip(), k), (f"{where}.{k}".lstrip("."), v)]
-    elif isinstance(value, (list, tuple)):
-        items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
-    return next((found for w, v in items if (found := _control_chars(v, w))), None)
-
-
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="before")
     @classmethod
     def _no_control_characters(cls, v: Any) -> Any:
-        found = _control_chars(v)
+        found = control_chars(v)
         if found:
             raise ValueError(f"{found}, a control character; text must be printable")
         return v

@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from services.common.attributes import (
@@ -49,6 +47,11 @@ from services.common.attributes import (
     NumericAttribute,
     SequenceAttribute,
     Strict,
+)
+from services.common.spec_files import (
+    SpecError,
+    format_validation_error,
+    read_spec_file,
 )
 
 __all__ = [
@@ -64,6 +67,7 @@ __all__ = [
     "SequenceAttribute",
     "SpecError",
     "campaign_record",
+    "catalog_creative",
     "creative_records",
     "format_validation_error",
     "load_spec",
@@ -72,11 +76,6 @@ __all__ = [
 ]
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
-_KIND_TAGS = ("categorical", "numeric", "color", "circular", "sequence")
-
-
-class SpecError(ValueError):
-    """A spec file that cannot be read or does not validate; the message names the field."""
 
 
 class RewardWeights(Strict):
@@ -274,41 +273,33 @@ def creative_records(spec: CampaignSpec, now: datetime | None = None) -> list[di
     out = []
     for seed in spec.seeds:
         attrs = {a.name: a.canonical(seed.attributes[a.name]) for a in spec.attributes}
-        out.append(
-            {
-                "creative_id": spec.seed_id(seed),
-                "campaign_id": spec.campaign_id,
-                "origin": "catalog",
-                "name": seed.name,
-                "attributes": attrs,
-                "status": "live",
-                "segment": None,
-                "model_version": None,
-                "predicted_reward": None,
-                "prior_alpha": 1.0,
-                "prior_beta": 1.0,
-                "created_at": now,
-                "retired_at": None,
-            }
-        )
+        out.append(catalog_creative(spec.seed_id(seed), spec.campaign_id, seed.name, attrs, now))
     return out
 
 
-def format_validation_error(exc: ValidationError, source: str = "campaign spec") -> str:
-    """One line per problem: `source: field.path: message`."""
-    lines = []
-    for err in exc.errors():
-        loc = ""
-        for part in err["loc"]:
-            if isinstance(part, int):
-                loc += f"[{part}]"
-            elif part in _KIND_TAGS and loc.endswith("]"):
-                continue  # the discriminator tag pydantic adds to the path
-            else:
-                loc += f".{part}" if loc else str(part)
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{source}: {loc + ': ' if loc else ''}{msg}")
-    return "\n".join(lines)
+def catalog_creative(
+    creative_id: str,
+    campaign_id: str,
+    name: str,
+    attributes: Mapping[str, str | float],
+    created_at: datetime | int,
+) -> dict[str, Any]:
+    """A live `Creative` record made by people (origin catalog), with a flat prior."""
+    return {
+        "creative_id": creative_id,
+        "campaign_id": campaign_id,
+        "origin": "catalog",
+        "name": name,
+        "attributes": dict(attributes),
+        "status": "live",
+        "segment": None,
+        "model_version": None,
+        "predicted_reward": None,
+        "prior_alpha": 1.0,
+        "prior_beta": 1.0,
+        "created_at": created_at,
+        "retired_at": None,
+    }
 
 
 def parse_spec(data: Any, source: str = "campaign spec") -> CampaignSpec:
@@ -319,29 +310,6 @@ def parse_spec(data: Any, source: str = "campaign spec") -> CampaignSpec:
         return CampaignSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, source)) from None
-
-
-def read_spec_file(path: Path | str) -> Any:
-    """Parse a YAML (.yaml/.yml) or JSON file into Python data, with a clear error."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the file ({exc.strerror})") from None
-    try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SpecError(
-            f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}"
-        ) from None
-    except RecursionError:
-        raise SpecError(f"{path}: nested too deeply") from None
-    except ValueError:  # the parsers' only other ValueError: an integer with too many digits
-        raise SpecError(
-            f"{path}: a number has more than {sys.get_int_max_str_digits()} digits"
-        ) from None
 
 
 def load_spec(path: Path | str) -> CampaignSpec:

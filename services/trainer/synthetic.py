@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from services.common.campaign import catalog_creative
 from services.common.segment import segment_of
 
 __all__ = ["SyntheticTruth", "synthetic_campaign", "synthetic_catalog", "synthetic_rewards"]
@@ -114,21 +115,9 @@ def synthetic_catalog(
             "background": "#" + "".join(f"{v:02x}" for v in rng.integers(0, 256, 3)),
         }
         out.append(
-            {
-                "creative_id": f"{campaign_id}-cat-{i:02d}",
-                "campaign_id": campaign_id,
-                "origin": "catalog",
-                "name": f"catalog {i}",
-                "attributes": attrs,
-                "status": "live",
-                "segment": None,
-                "model_version": None,
-                "predicted_reward": None,
-                "prior_alpha": 1.0,
-                "prior_beta": 1.0,
-                "created_at": created_at_ms,
-                "retired_at": None,
-            }
+            catalog_creative(
+                f"{campaign_id}-cat-{i:02d}", campaign_id, f"catalog {i}", attrs, created_at_ms
+            )
         )
     return out
 
