@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,9 +13,12 @@ from pathlib import Path
 
 import grpc
 import httpx
+import mido
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from scipy.io import wavfile
 
+from services.common.campaign import creative_records, parse_spec
 from services.common.kafka import ensure_topics, make_producer
 from services.common.privacy import pseudonymize
 from services.common.settings import KafkaSettings
@@ -28,6 +33,7 @@ from tests.integration.inference_harness import (
     seed_campaign,
 )
 from tests.polling import eventually
+from tests.unit.domains.fixtures import FILM_SPEC, MUSIC_SPEC, record
 
 pytestmark = pytest.mark.integration
 
@@ -268,6 +274,43 @@ async def test_openapi_fuzzing_finds_no_server_error(served: Served) -> None:
     await asyncio.to_thread(fuzz)
     assert sum(seen.values()) >= 50
     assert any(200 <= s < 300 for s in seen) and any(400 <= s < 500 for s in seen), seen
+
+
+async def test_music_and_film_creatives_are_served_as_audio_and_storyboards(
+    served: Served,
+) -> None:
+    """A campaign's domain picks the renderings: WAV and MIDI read back by standard readers."""
+    for spec in (MUSIC_SPEC, FILM_SPEC):
+        topics = served.topics
+        creatives = [(c["creative_id"], c) for c in creative_records(parse_spec(spec))]
+        await produce(
+            served.kafka, topics.campaigns.name, "Campaign", [(spec["campaign_id"], record(spec))]
+        )
+        await produce(served.kafka, topics.creatives.name, "Creative", creatives)
+    async with served.client() as client:
+
+        async def served_as_wav() -> bool:
+            return (await client.get("/v1/creatives/jingle-up.wav")).status_code == 200
+
+        await eventually(served_as_wav, 15, "the music creative served as WAV")
+        wav = await client.get("/v1/creatives/jingle-up.wav")
+        mid = await client.get("/v1/creatives/jingle-up.mid")
+        lyric = await client.get("/v1/creatives/jingle-up.txt")
+        no_svg = await client.get("/v1/creatives/jingle-up.svg")
+        board = await client.get("/v1/creatives/pilot-classic.svg")
+        no_wav = await client.get("/v1/creatives/spring-c1.wav")
+    async with served.client(None) as anonymous:
+        unauthorized = await anonymous.get("/v1/creatives/jingle-up.wav")
+    assert wav.headers["content-type"] == "audio/wav"
+    rate, pcm = wavfile.read(io.BytesIO(wav.content))
+    assert abs(len(pcm) / rate - 3.25) < 0.01  # 6.5 beats at 120 bpm
+    notes = [m.note for m in mido.MidiFile(file=io.BytesIO(mid.content)) if m.type == "note_on"]
+    assert mid.headers["content-type"] == "audio/midi" and len(notes) == 6
+    assert lyric.text == "C major\nSing it loud\n"
+    assert no_svg.status_code == 404 and "music creatives render as" in no_svg.text
+    assert board.status_code == 200 and ET.fromstring(board.content).tag.endswith("svg")
+    assert no_wav.status_code == 404  # a banner has no audio
+    assert unauthorized.status_code == 401
 
 
 async def test_state_is_followed_live(served: Served) -> None:
