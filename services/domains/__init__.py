@@ -8,6 +8,7 @@ API and the reports, and the reward mapping all ask `domain_for(campaign)`.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 from collections.abc import Mapping
 from importlib.metadata import entry_points
@@ -57,7 +58,7 @@ def get_domain(name: str) -> Domain:
         raise DomainError(f"unknown creative domain {name!r}; known: {available()}")
     module, _, attr = target.partition(":")
     try:
-        cls = getattr(__import__(module, fromlist=[attr]), attr)
+        cls = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
         raise DomainError(f"domain {name!r} ({target}) cannot be loaded: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Domain)):

@@ -74,7 +74,7 @@ def _values(name: str) -> list[dict[str, Any]]:
     return [example(schema)]
 
 
-@pytest.mark.parametrize("name", ["AdEvent", "Decision"])
+@pytest.mark.parametrize("name", ["AdEvent", "Decision", "Campaign"])
 def test_java_decodes_what_our_codec_writes(
     avro_java: list[str], name: str, tmp_path: Path
 ) -> None:
