@@ -113,7 +113,10 @@ class Domain(ABC):
 
 
 def options_of(domain: Domain, raw: Mapping[str, Any] | str | None) -> BaseModel:
-    data = json.loads(raw) if isinstance(raw, str) and raw else (raw or {})
+    try:
+        data = json.loads(raw) if isinstance(raw, str) and raw else (raw or {})
+    except ValueError as exc:  # a record whose options text is not JSON
+        raise DomainError(f"domain {domain.name!r} options are not JSON: {exc}") from None
     try:
         return domain.Options.model_validate(data)
     except ValidationError as exc:

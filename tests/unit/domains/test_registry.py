@@ -52,9 +52,11 @@ def test_unknown_domains_and_bad_options_are_named() -> None:
     unknown_beat = FILM_SPEC | {"domain_options": {"required": ["wedding"]}}
     with pytest.raises(DomainError, match="wedding"):
         check_record(record(unknown_beat))
-    # the gate admits nothing for a domain it does not know, and says why
+    # the gate admits nothing for a domain it does not know (or options it cannot read)
     verdict = admit({}, {"attributes": [], "domain": "opera"}, [])
     assert verdict.reason == "domain_rule" and "opera" in (verdict.detail or "")
+    verdict = admit({}, {"attributes": [], "domain": "music", "domain_options": "{oops"}, [])
+    assert verdict.reason == "domain_rule" and "not JSON" in (verdict.detail or "")
 
 
 def test_a_fourth_domain_plugs_in_through_an_entry_point(
