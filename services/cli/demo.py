@@ -191,7 +191,7 @@ async def _demo(
     sup_stop = asyncio.Event()
     sup_task: asyncio.Task[None] | None = None
     watch = CreativeWatch(kafka, scen.campaign.campaign_id)
-    svgs: dict[str, str] = {}
+    svgs: dict[str, str | bytes] = {}
     player_box: dict[str, Any] = {}
     code = 0
     try:
@@ -329,11 +329,12 @@ def _wanted(run: Path, watch: Any, scen: Any) -> list[str]:
     return list(dict.fromkeys(want))[:40]
 
 
-async def _fetch_svgs(stack: Any, ids: list[str]) -> dict[str, str]:
-    """Each creative's SVG from inference's renderer, while it still runs."""
+async def _fetch_svgs(stack: Any, ids: list[str]) -> dict[str, str | bytes]:
+    """Each creative's rendering from inference's renderer, while it still runs: the SVG
+    (banner, film storyboard), else the WAV (music) as bytes."""
     import httpx
 
-    out: dict[str, str] = {}
+    out: dict[str, str | bytes] = {}
     async with httpx.AsyncClient(
         base_url=stack.decide_url, timeout=5.0, headers={"X-API-Key": stack.api_key}
     ) as client:
@@ -342,6 +343,10 @@ async def _fetch_svgs(stack: Any, ids: list[str]) -> dict[str, str]:
                 resp = await client.get(f"/v1/creatives/{cid}.svg")
                 if resp.status_code == 200 and resp.text.lstrip().startswith("<svg"):
                     out[cid] = resp.text
+                elif resp.status_code == 404:
+                    wav = await client.get(f"/v1/creatives/{cid}.wav")
+                    if wav.status_code == 200 and wav.content[:4] == b"RIFF":
+                        out[cid] = wav.content
     return out
 
 
@@ -369,7 +374,7 @@ def _finish(
     scen: Any,
     run: Path,
     watch: Any,
-    svgs: dict[str, str],
+    svgs: dict[str, str | bytes],
     services: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from services.simulator import analyze, load_results, print_result, write_html

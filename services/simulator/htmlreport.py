@@ -121,12 +121,24 @@ def gallery_rows(
     return out
 
 
+def _rendering(body: str | bytes | None, name: str) -> str:
+    """A creative's rendering inline: SVG text (a banner, a storyboard) as an image, WAV
+    bytes (a music track) as an audio player."""
+    if isinstance(body, bytes) and body[:4] == b"RIFF":
+        data = base64.b64encode(body).decode()
+        return f"<audio controls title='{name}' src='data:audio/wav;base64,{data}'></audio>"
+    if isinstance(body, str) and body:
+        data = base64.b64encode(body.encode()).decode()
+        return f"<img alt='{name}' src='data:image/svg+xml;base64,{data}'>"
+    return "<p class='muted'>(no rendering fetched)</p>"
+
+
 def write_html(
     path: Path,
     result: Mapping[str, Any],
     rows: list[dict[str, Any]],
     creatives: Mapping[str, Mapping[str, Any]],
-    svgs: Mapping[str, str],
+    svgs: Mapping[str, str | bytes],
 ) -> Path:
     names = {cid: _label(cid, c) for cid, c in creatives.items()}
     shown = present_arms(result)
@@ -211,13 +223,7 @@ def write_html(
         )
     parts.append("</table><h2>Top creatives</h2><div class='gallery'>")
     for g in gallery_rows(rows, creatives, result):
-        svg = svgs.get(g["creative_id"])
-        img = (
-            f"<img alt='{e(g['name'])}' src='data:image/svg+xml;base64,"
-            f"{base64.b64encode(svg.encode()).decode()}'>"
-            if svg
-            else "<p class='muted'>(no rendering fetched)</p>"
-        )
+        img = _rendering(svgs.get(g["creative_id"]), e(g["name"]))
         attrs = ", ".join(f"{e(str(k))}={e(str(v))}" for k, v in sorted(g["attributes"].items()))
         pred = g["predicted_reward"]
         for_segment = f", for {e(g['segment'])}" if g["segment"] else ""

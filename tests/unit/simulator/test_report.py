@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import random
 import re
 from pathlib import Path
@@ -9,7 +11,9 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from scipy.io import wavfile
 
+from services.domains.music.synth import render_wav
 from services.simulator.groundtruth import GroundTruth
 from services.simulator.htmlreport import write_html
 from services.simulator.report import analyze
@@ -124,3 +128,13 @@ def test_terminal_table_and_self_contained_html(tmp_path: Path) -> None:
     # no network needed: every src is inline
     assert not re.search(r"src=['\"](?!data:)", html)
     assert "<script" not in html
+
+
+def test_music_tracks_play_inline_in_the_report(tmp_path: Path) -> None:
+    rows, creatives = fake_run(600)
+    result = analyze(rows, load_scenario("e2e"), creatives=creatives)
+    wav = render_wav({"melody": "1:1 3:1 5:2", "tempo": 120, "key": 2})
+    html = write_html(tmp_path / "r.html", result, rows, creatives, {"gen-1": wav}).read_text()
+    (player,) = re.findall(r"<audio controls [^>]*src='data:audio/wav;base64,([^']+)'>", html)
+    rate, pcm = wavfile.read(io.BytesIO(base64.b64decode(player)))
+    assert rate == 22050 and len(pcm) == 2 * rate  # 4 beats at 120 bpm, playable as is
