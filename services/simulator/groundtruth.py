@@ -22,6 +22,7 @@ from services.common.campaign import (
     NumericAttribute,
     SequenceAttribute,
 )
+from services.simulator.feedback import feedback_for
 from services.simulator.scenario import Scenario, TruthEffect
 
 __all__ = ["Best", "GroundTruth", "hex_to_rgb", "rgb_to_hex"]
@@ -64,6 +65,14 @@ class GroundTruth:
         self._reward_per_click = w.click + self._conv_rate * (
             w.conversion + w.value * self._conv_value
         )
+        # campaigns rewarded by their domain's feedback events: E[reward | engaged or not]
+        self.feedback = (
+            feedback_for(self.spec.domain, self.spec.reward.events)
+            if self.spec.reward.kind == "events"
+            else None
+        )
+        if self.feedback is not None:
+            self._engaged, self._idle = self.feedback.expected(True), self.feedback.expected(False)
         self._best_catalog: dict[tuple[str, tuple[float, ...]], Best] = {}
         self._optimum: dict[tuple[str, tuple[float, ...]], Best] = {}
 
@@ -98,8 +107,12 @@ class GroundTruth:
     def expected_reward(
         self, segment: str, attributes: Mapping[str, Any], at_s: float = 0.0
     ) -> float:
-        """E[reward] of showing this creative once, by the campaign's reward definition."""
-        return self.p_click(segment, attributes, at_s) * self._reward_per_click
+        """E[reward] of showing this creative once, by the campaign's reward definition
+        (for `events` rewards: the domain's mapping of engaged and idle reactions)."""
+        p = self.p_click(segment, attributes, at_s)
+        if self.feedback is not None:
+            return self._idle + p * (self._engaged - self._idle)
+        return p * self._reward_per_click
 
     def _phase(self, at_s: float) -> tuple[float, ...]:
         """Where each drift stands (to 5 %): the oracle is cached per phase."""

@@ -255,8 +255,12 @@ class Player:
         at_s = time.time() - self._t0_wall  # scenario time: drift changes the truth with it
         p = truth.p_click(segment, attributes, at_s)
         shown = rng.random() < self.scenario.audience.shown_share
+        # for `events` rewards `clicked` is the latent engagement, sent as the domain's
+        # reactions (feedback.py) instead of a click
         clicked = shown and rng.random() < p
-        converted = clicked and rng.random() < truth.conversion_rate
+        feedback = truth.feedback
+        reactions = feedback.events(clicked, rng) if feedback is not None and shown else []
+        converted = clicked and feedback is None and rng.random() < truth.conversion_rate
         conv = self.scenario.truth.conversion
         value = max(0.0, rng.gauss(conv.value_mean, conv.value_sd)) if converted and conv else None
         click_delay = lognormal_delay(rng, self.scenario.truth.click_delay) if clicked else None
@@ -280,8 +284,12 @@ class Player:
         if shown:
             # Sent off the request path: a slow or absent Kafka must not hold a Decide slot.
             self._later(n, "impression", base, 0.0)
-        if click_delay is not None:
+        if click_delay is not None and feedback is None:
             self._later(n, "click", base, click_delay)
+        if reactions:  # (no random draw otherwise: banner runs replay as before on a seed)
+            at = click_delay or lognormal_delay(rng, self.scenario.truth.click_delay)
+            for i, (kind, value, after) in enumerate(reactions):
+                self._later(n, kind, {**base, "value": value}, at + after, tag=f"{kind}{i}")
         if conv_delay is not None and click_delay is not None:
             self._later(n, "conversion", {**base, "value": value}, click_delay + conv_delay)
 
@@ -326,17 +334,19 @@ class Player:
             }
         )
 
-    def _later(self, n: int, kind: str, base: dict[str, Any], delay: float) -> None:
-        task = asyncio.create_task(self._emit(n, kind, base, delay))
+    def _later(
+        self, n: int, kind: str, base: dict[str, Any], delay: float, tag: str | None = None
+    ) -> None:
+        task = asyncio.create_task(self._emit(n, kind, base, delay, tag or kind))
         self._delayed.add(task)
         task.add_done_callback(self._delayed.discard)
 
-    async def _emit(self, n: int, kind: str, base: dict[str, Any], delay: float) -> None:
+    async def _emit(self, n: int, kind: str, base: dict[str, Any], delay: float, tag: str) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
         event = {
             **base,
-            "event_id": f"sim{self.seed}-{self._t0_wall:.0f}-{n}-{kind}",
+            "event_id": f"sim{self.seed}-{self._t0_wall:.0f}-{n}-{tag}",
             "type": kind,
             "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from services.simulator.groundtruth import GroundTruth
 from services.simulator.player import Player
 from services.simulator.scenario import Delay, load_scenario
 
@@ -45,9 +47,9 @@ def decide_api(scenario_name: str = "e2e") -> httpx.MockTransport:
 
 
 async def play(
-    tmp_path: Path, seed: int, shown_share: float = 1.0
+    tmp_path: Path, seed: int, shown_share: float = 1.0, name: str = "e2e"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    scenario = load_scenario("e2e")
+    scenario = load_scenario(name)
     scenario = scenario.model_copy(
         update={"audience": scenario.audience.model_copy(update={"shown_share": shown_share})}
     )
@@ -63,7 +65,7 @@ async def play(
         events.append(event)
 
     async with httpx.AsyncClient(
-        transport=decide_api(), base_url="http://x", headers={"X-API-Key": "k"}
+        transport=decide_api(name), base_url="http://x", headers={"X-API-Key": "k"}
     ) as client:
         player = Player(
             scenario,
@@ -172,3 +174,25 @@ async def test_events_kafka_did_not_take_are_counted_not_sent(tmp_path: Path) ->
     unsent_clicks = sum(1 for r in log if not r["sent"] and r["type"] == "click")
     assert stats.clicks_unsent == unsent_clicks
     assert {r["event_id"] for r in log} == {e["event_id"] for e in tried}
+
+
+async def test_listeners_answer_with_the_music_domains_events(tmp_path: Path) -> None:
+    rows, events = await play(tmp_path, seed=3, name="music")
+    answered = [r for r in rows if "error" not in r]
+    engaged = sum(r["clicked"] for r in answered)
+    types = Counter(e["type"] for e in events)
+    assert len(answered) > 100 and 0 < engaged < len(answered)
+    assert "click" not in types and "conversion" not in types
+    assert types["play"] == types["listen_through"] == types["impression"] == len(answered)
+    assert types["skip"] == len(answered) - engaged and 0 < types["like"] <= engaged
+    heard = {e["decision_id"]: e["value"] for e in events if e["type"] == "listen_through"}
+    skipped = {e["decision_id"] for e in events if e["type"] == "skip"}
+    assert all(0.8 <= f <= 1 for d, f in heard.items() if d not in skipped)
+    assert all(0.05 <= heard[d] <= 0.35 for d in skipped)
+    assert len({ev["event_id"] for ev in events}) == len(events)  # replays are not duplicates
+    truth = GroundTruth(load_scenario("music"))
+    for r in answered:  # the oracle counts in the reward the services learn from
+        assert 0 < r["expected_reward"] <= r["oracle_reward"] <= 1
+        p = truth.p_click(r["segment"], r["attributes"])
+        idle, full = 0.6 * 0.2, 0.6 * 0.9 + 0.3 * 0.5 + 0.1 * 0.3  # the feedback model's means
+        assert r["expected_reward"] == pytest.approx(idle + p * (full - idle), abs=0.005)
