@@ -35,12 +35,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.common.spec_files import (
     SpecError,
     control_chars,
     format_validation_error,
+    parse_model,
     read_spec_file,
 )
 
@@ -338,12 +339,7 @@ def catalog_creative(
 
 def parse_spec(data: Any, source: str = "campaign spec") -> CampaignSpec:
     """Validate a mapping as a CampaignSpec; raise SpecError naming the fields at fault."""
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return CampaignSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source)) from None
+    return parse_model(CampaignSpec, data, source)
 
 
 def load_spec(path: Path | str) -> CampaignSpec:
