@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from services.common.attributes import (
     Attribute,
@@ -51,6 +51,7 @@ from services.common.attributes import (
 from services.common.spec_files import (
     SpecError,
     format_validation_error,
+    parse_model,
     read_spec_file,
 )
 
@@ -304,12 +305,7 @@ def catalog_creative(
 
 def parse_spec(data: Any, source: str = "campaign spec") -> CampaignSpec:
     """Validate a mapping as a CampaignSpec; raise SpecError naming the fields at fault."""
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return CampaignSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source)) from None
+    return parse_model(CampaignSpec, data, source)
 
 
 def load_spec(path: Path | str) -> CampaignSpec:

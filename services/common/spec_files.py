@@ -6,13 +6,22 @@ from __future__ import annotations
 import json
 import sys
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["SpecError", "control_chars", "format_validation_error", "read_spec_file"]
+__all__ = [
+    "SpecError",
+    "control_chars",
+    "format_validation_error",
+    "parse_model",
+    "read_spec_file",
+]
+
+M = TypeVar("M", bound=BaseModel)
 
 _KIND_TAGS = ("categorical", "numeric", "color", "circular", "sequence")  # pydantic tags
 
@@ -74,3 +83,13 @@ def read_spec_file(path: Path | str) -> Any:
         raise SpecError(
             f"{path}: a number has more than {sys.get_int_max_str_digits()} digits"
         ) from None
+
+
+def parse_model(model: type[M], data: Any, source: str) -> M:
+    """Validate a mapping as `model`; raise SpecError naming the fields at fault."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, source)) from None

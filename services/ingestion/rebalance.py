@@ -3,24 +3,33 @@ catch the dedup window up before new ones run."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-
-if TYPE_CHECKING:
-    from services.ingestion.stream import IngestionStream
 
 __all__ = ["StreamRebalance"]
 
 _log = structlog.get_logger("services.ingestion.stream")
 
 
+class _Stream(Protocol):
+    """What the hooks touch of the ingestion stream (stream.py)."""
+
+    rebalancing: bool
+    lock: asyncio.Lock
+    generation: int
+    clock: Any
+    tail: Any
+    ready: asyncio.Event
+
+
 class StreamRebalance(ConsumerRebalanceListener):
     """Finish the batch in flight before partitions go; catch up dedup before new ones run."""
 
-    def __init__(self, stream: IngestionStream) -> None:
+    def __init__(self, stream: _Stream) -> None:
         self._stream = stream
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.campaign import (
     CampaignSpec,
@@ -49,7 +49,7 @@ from services.common.campaign import (
     NumericAttribute,
     SequenceAttribute,
     SpecError,
-    format_validation_error,
+    parse_model,
     read_spec_file,
 )
 from services.common.segment import segment_of
@@ -261,12 +261,7 @@ def _check_effect(i: int, eff: TruthEffect, attrs: Mapping[str, Any], segments: 
 
 
 def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source)) from None
+    return parse_model(Scenario, data, source)
 
 
 def default_scenario_path() -> Path:
