@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.inference.challengers import ChallengerBudget
+from services.inference.challengers import ChallengerBudget, slice_weights
 from services.inference.curator import Curator
 from services.inference.metrics import Metrics
 from services.inference.models import ModelBundle
@@ -103,8 +103,14 @@ async def test_challengers_are_promoted_or_retired_on_their_own_evidence_or_the_
     assert live == {"a", "b", "win", "young"}
     policy = curator._policy
     props = policy.propensities(state.campaigns["c"], SEG)
-    # the promoted one competes in the main bandit; the young challenger gets the slice
-    assert props["young"] == pytest.approx(settings.challenger_share)
+    # the promoted one competes in the main bandit; the young challenger gets at most the
+    # slice, in proportion to its chance of beating the best proven creative
+    young = policy.arms("c", SEG, [state.creatives["young"]])
+    best = max(policy.arms("c", SEG, [state.creatives[c] for c in ("a", "b", "win")]),
+               key=lambda a: a.alpha / (a.alpha + a.beta))  # fmt: skip
+    weight = slice_weights(young, best)[0]
+    assert 0 < weight <= 1
+    assert props["young"] == pytest.approx(settings.challenger_share * weight)
     assert props["win"] > props["b"]
 
 
@@ -124,7 +130,7 @@ async def test_challengers_are_admitted_only_into_free_slots_with_an_honest_prio
                                             "campaign_id": "spring"})  # fmt: skip
     curator, published = _curator(settings, state)
     curator.following = True
-    now = time.monotonic()
+    now = time.time()  # the curator's clock
     for i in range(int(rate * 60)):  # a minute of optimized traffic at `rate` per second
         curator._policy.traffic.hit(("spring", seg), now=now - 60 + i / rate)
     slots = curator.challenger_slots("spring", seg)
