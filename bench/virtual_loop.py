@@ -101,7 +101,7 @@ def _settings(
     cell: Cell, public: str, private: str, store: str
 ) -> tuple[InferenceSettings, TrainerSettings]:
     # the demo's pace (services/cli/stack.py) unless the cell overrides it
-    inf = {"challenger_share": 0.3, "challenger_decide_s": 90.0, "challenger_precision": 1.0,
+    inf = {"challenger_share": 0.2, "challenger_decide_s": 90.0, "challenger_precision": 1.0,
            "retire_check_s": 10.0, "trusted_keys": public, "policy_refresh_ms": 0,
            "api_keys": "virtual", "ADMUSE_MODEL_STORE_URL": store,
            "ADMUSE_PSEUDONYM_SECRET": "virtual-loop"}  # fmt: skip

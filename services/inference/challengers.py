@@ -7,11 +7,19 @@ or the early clicks say. A challenger is decided once it has `impressions_needed
 (enough to know its CTR to ±``precision`` relative, at two standard errors) or once it is
 `decide_within_s` old, whichever comes first:
 
-- **promote** when its own data (no model prior) make it at least as likely as not to beat
-  the best proven creative of the segment: ``P(θ_challenger > θ_best) ≥ promote_prob``; it then
+- **promote** when its own data (no model prior) make it likely to beat every proven creative
+  of the segment: ``P(θ_challenger > max θ_proven) ≥ promote_prob`` (0.9); it then
   competes in the main bandit on equal terms with the human creatives (and can be retired
   there like any creative);
 - **retire** otherwise.
+
+Sequential verdicts (`early`): from a quarter of its impressions, a challenger clearly better
+(P ≥ 1 − early) is promoted and one clearly worse (P ≤ early) retired at once. Weighted slots
+(`slice_weights`): a challenger uses its slot in proportion to its chance of beating the best
+proven creative, so a loser costs little while it is judged. An earned slice
+(`earned_share`): a campaign whose challengers keep losing gets a smaller slice. The model's
+word on generated creatives is discounted by its record (`generated_calibration`) before it
+decides what is worth testing.
 
 Sizing. With a segment's optimized request rate ``r`` and CTR ``p`` (both measured), a
 challenger needs ``n(p) = z² (1 − p) / (p · precision²)`` impressions, so the slice can judge
@@ -76,7 +84,7 @@ class ChallengerBudget:
     decide_within_s: float = 300.0
     precision: float = 0.5
     z: float = 2.0
-    promote_prob: float = 0.8
+    promote_prob: float = 0.9
     min_ctr: float = 0.001
     early: float = 0.05
     early_after: float = 0.25
@@ -106,7 +114,7 @@ class ChallengerBudget:
         clicks: float,
         impressions: float,
         age_s: float,
-        best_proven: Arm | None,
+        best_proven: Arm | Sequence[Arm] | None,
         ctr: float,
     ) -> str | None:
         """`PROMOTE`, `RETIRE`, or None while the challenger is still being judged.
@@ -119,7 +127,7 @@ class ChallengerBudget:
         due = impressions >= needed or age_s >= self.decide_within_s
         if not due and impressions < self.early_after * needed:
             return None
-        if best_proven is None:
+        if best_proven is None or (not isinstance(best_proven, Arm) and not best_proven):
             return PROMOTE if due else None
         p_better = self.p_better(clicks, impressions, best_proven)
         if due:
@@ -129,12 +137,16 @@ class ChallengerBudget:
         return RETIRE if p_better <= self.early else None
 
     @staticmethod
-    def p_better(clicks: float, impressions: float, best_proven: Arm) -> float:
-        """P(the challenger's CTR > the best proven one's) on its own data (flat prior)."""
+    def p_better(clicks: float, impressions: float, proven: Arm | Sequence[Arm]) -> float:
+        """P(the challenger's CTR beats every proven creative's) on its own data (flat prior).
+        Given all the proven arms, not just the one with the best mean, it also counts the
+        uncertainty about which of them is best: at a few per cent CTR the leader by mean is
+        often not the best human creative, and beating it is not enough."""
         n = max(float(impressions), 0.0) if math.isfinite(impressions) else 0.0
         s = min(max(float(clicks), 0.0), n) if math.isfinite(clicks) else 0.0
         own = Arm("challenger", 1.0 + s, 1.0 + n - s)
-        return float(prob_best([own, best_proven])[0])
+        arms = [proven] if isinstance(proven, Arm) else list(proven)
+        return float(prob_best([own, *arms])[0])
 
 
 def earned_share(share: float, creatives: Iterable[Mapping[str, Any]]) -> float:

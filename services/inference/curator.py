@@ -450,7 +450,7 @@ class Curator:
             clicks, n = (stats.reward_sum, stats.impressions) if stats else (0.0, 0)
             age_s = max(0.0, (now_ms - _ms(c.get("created_at"), now_ms)) / 1000)
             verdict = self.budget.decide(
-                clicks, n, age_s, self._best_proven(campaign_id, segment),
+                clicks, n, age_s, self._proven(campaign_id, segment),
                 self.segment_ctr(campaign_id, segment),
             )  # fmt: skip
             if verdict is None:
@@ -468,10 +468,9 @@ class Curator:
                 await self._retire(c)
         return out
 
-    def _best_proven(self, campaign_id: str, segment: str) -> Arm | None:
+    def _proven(self, campaign_id: str, segment: str) -> list[Arm]:
         pool = [c for c in self._state.live_creatives(campaign_id, segment) if not is_challenger(c)]
-        arms = self._policy.arms(campaign_id, segment, pool)
-        return max(arms, key=lambda a: a.alpha / (a.alpha + a.beta), default=None)
+        return self._policy.arms(campaign_id, segment, pool)
 
     async def _retire(self, record: dict[str, Any]) -> None:
         retired = {**record, "status": "retired", "retired_at": int(self._clock() * 1000)}

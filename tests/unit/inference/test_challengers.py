@@ -353,3 +353,23 @@ def test_the_model_word_on_generated_creatives_is_discounted_by_its_record(
     lots = [(0.05, factor * 0.05 * 100_000, 100_000)]
     assert generated_calibration(lots) == pytest.approx(factor, rel=0.01)
     assert generated_calibration([(float("nan"), 1.0, 10), (0.1, 5.0, -1)]) == 1.0
+
+
+@given(
+    own=st.tuples(st.integers(0, 50), st.integers(50, 3000)),
+    proven=st.lists(
+        st.tuples(st.floats(0.005, 0.3), st.integers(10, 20_000)), min_size=1, max_size=6
+    ),
+)
+def test_promotion_needs_to_beat_every_proven_creative_not_just_the_leader(
+    own: tuple[int, int], proven: list[tuple[float, int]]
+) -> None:
+    """Against several proven creatives the challenger must beat their maximum, whose
+    uncertainty counts: never more likely than beating the leader by mean alone."""
+    arms = [Arm(f"h{i}", 1 + p * n, 1 + (1 - p) * n) for i, (p, n) in enumerate(proven)]
+    leader = max(arms, key=lambda a: a.alpha / (a.alpha + a.beta))
+    clicks, n = own
+    b = ChallengerBudget()
+    assert b.p_better(clicks, n, arms) <= b.p_better(clicks, n, leader) + 1e-3
+    if b.decide(clicks, n, b.decide_within_s, arms, 0.02) == PROMOTE:
+        assert b.p_better(clicks, n, arms) >= b.promote_prob - 1e-3
