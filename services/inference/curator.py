@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from services.common.lifecycle import is_serving
 from services.common.logging import get_logger
 from services.common.model_store import (
     ArtifactTooLarge,
@@ -275,8 +276,8 @@ class Curator:
 
     async def _generate(self, campaign_id: str, bundle: ModelBundle, *, refill: bool) -> None:
         campaign = self._state.campaigns.get(campaign_id)
-        if campaign is None:
-            return
+        if campaign is None or not is_serving(campaign):
+            return  # paused or stopped: nothing is generated (services/common/lifecycle.py)
         known = [c for c in self._state.creatives.values() if c["campaign_id"] == campaign_id]
         if not refill and any(c.get("model_version") == bundle.version for c in known):
             return  # already done (e.g. before a restart)
@@ -390,6 +391,8 @@ class Curator:
         """
         retired = 0
         for campaign_id, campaign in list(self._state.campaigns.items()):
+            if not is_serving(campaign):
+                continue  # no traffic while paused: nothing to judge, nobody to retire
             decided = await self._judge_challengers(campaign_id)
             retired += decided.count("retire")
             bundle = self.models.get(campaign_id)

@@ -55,6 +55,7 @@ class DecideRequest(BaseModel):
 
 
 class DecideResponse(BaseModel):
+    status: Literal["active"] = Field(description="The campaign ran the experiment.")
     decision_id: str
     campaign_id: str
     creative_id: str
@@ -66,6 +67,19 @@ class DecideResponse(BaseModel):
     segment: str
     render_url: str
     attributes: dict[str, str | float]
+
+
+class HeldResponse(BaseModel):
+    """A paused or stopped campaign's answer: no decision; the fallback creative or none."""
+
+    status: Literal["paused", "stopped"]
+    decision_id: None = Field(description="No decision was made or logged: send no events.")
+    campaign_id: str
+    creative_id: str | None = Field(description="The campaign's fallback creative, if any.")
+    segment: str
+    render_url: str | None
+    attributes: dict[str, str | float]
+    message: str
 
 
 class CreativeOut(BaseModel):
@@ -145,7 +159,11 @@ def build_http_app(svc: Inference) -> FastAPI:
         "/v1/decide",
         response_model=None,
         responses={
-            200: {"model": DecideResponse},
+            200: {
+                "model": DecideResponse | HeldResponse,
+                "description": "A decision (status active), or a paused or stopped campaign's "
+                "answer: its fallback creative or none, no decision (docs/contracts.md).",
+            },
             404: {"model": Problem, "description": "Unknown campaign."},
             409: {"model": Problem, "description": "No live creative."},
             503: {"model": Problem, "description": "Still restoring state."},
