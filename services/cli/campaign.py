@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +30,7 @@ from services.cli.campaign_spec import (
     load_spec,
 )
 from services.common.compacted import quiet_new_topic_noise, read_compacted
+from services.common.review import is_blocked
 
 __all__ = ["ApplyResult", "apply_spec", "register", "wait_for_leaders"]
 
@@ -51,6 +52,7 @@ class ApplyResult:
     revision: int
     creatives: list[str]
     retired: list[str]
+    blocked: list[str] = field(default_factory=list)  # seeds a person blocked: not published
 
 
 def _load_or_exit(file: Path) -> CampaignSpec:
@@ -101,6 +103,7 @@ def apply(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON
         f"applied campaign [bold]{result.campaign_id}[/bold] revision {result.revision}: "
         f"{len(result.creatives)} catalog creative(s) live"
         + (f", retired {', '.join(result.retired)}" if result.retired else "")
+        + (f"; blocked, so not published: {', '.join(result.blocked)}" if result.blocked else "")
     )
 
 
@@ -175,11 +178,18 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
     record = campaign_record(spec, revision, now)
     if prior:  # the lifecycle is not the spec's to change
         record.update(state=prior["state"], state_changed_at=prior["state_changed_at"])
-    creatives = creative_records(spec, now)
-    live_ids = {c["creative_id"] for c in creatives}
     existing = await read_compacted(kafka, topics.creatives.name, creative_codec)
+    # A person's review outlives the spec: a blocked seed stays blocked, a pin stays pinned.
+    seeds = creative_records(spec, now)
+    blocked = sorted(c["creative_id"] for c in seeds if is_blocked(existing.get(c["creative_id"])))
+    creatives = [
+        {**c, **{k: existing[cid].get(k) for k in ("pinned", "reviewed_by") if cid in existing}}
+        for c in seeds
+        if (cid := c["creative_id"]) not in blocked
+    ]
+    live_ids = {c["creative_id"] for c in creatives}
     stale = [
-        {**c, "status": "retired", "retired_at": now}
+        {**c, "status": "retired", "retired_at": now, "pinned": None}
         for c in existing.values()
         if c["campaign_id"] == spec.campaign_id
         and c["origin"] == "catalog"
@@ -205,7 +215,11 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
     finally:
         await producer.stop()
     return ApplyResult(
-        spec.campaign_id, revision, sorted(live_ids), sorted(c["creative_id"] for c in stale)
+        spec.campaign_id,
+        revision,
+        sorted(live_ids),
+        sorted(c["creative_id"] for c in stale),
+        blocked,
     )
 
 

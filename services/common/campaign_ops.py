@@ -17,8 +17,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.common.lifecycle import LifecycleError, campaign_state, next_state
+from services.common.review import ReviewError, reviewed
 
-__all__ = ["StateChange", "change_campaign_state", "read_campaigns"]
+__all__ = [
+    "ReviewChange",
+    "StateChange",
+    "change_campaign_state",
+    "read_campaigns",
+    "read_creatives",
+    "review_creative",
+]
 
 
 @dataclass(frozen=True)
@@ -35,14 +43,88 @@ class StateChange:
         return self.before != self.after
 
 
+@dataclass(frozen=True)
+class ReviewChange:
+    """The outcome of a review action: the record before and after (equal: nothing written)."""
+
+    creative_id: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
 async def read_campaigns(kafka: Any) -> dict[str, dict[str, Any]]:
     """Every campaign's current record, by campaign_id."""
+    return await _read(kafka, "campaigns", "Campaign")
+
+
+async def read_creatives(
+    kafka: Any, campaign_id: str | None = None, status: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Current creative records by creative_id, of one campaign and one status if given
+    (`status="pending"`: the review queue)."""
+    every = await _read(kafka, "creatives", "Creative")
+    return {
+        cid: c
+        for cid, c in every.items()
+        if (campaign_id is None or c["campaign_id"] == campaign_id)
+        and (status is None or c["status"] == status)
+    }
+
+
+async def review_creative(
+    kafka: Any,
+    creative_id: str,
+    action: str,
+    *,
+    by: str,
+    segment: str | None = None,
+    now: datetime | None = None,
+) -> ReviewChange:
+    """Approve, block, retire, pin (for `segment`, default: every segment it serves) or unpin
+    a creative (services/common/review.py); raises ReviewError for an unknown creative or an
+    action the rules forbid. Publishes only when the record changes."""
+    from services.common.kafka import wait_for_broker
+
+    await wait_for_broker(kafka, 30)
+    current = (await read_creatives(kafka)).get(creative_id)
+    if current is None:
+        raise ReviewError(
+            "unknown_creative",
+            f"unknown creative {creative_id!r} (list them with `admuse creatives list`)",
+        )
+    after = reviewed(current, action, by=by, now=now or datetime.now(UTC), segment=segment)
+    if after != current:
+        await _publish(kafka, "creatives", "Creative", creative_id, after)
+    return ReviewChange(creative_id, current, after)
+
+
+async def _read(kafka: Any, topic: str, record: str) -> dict[str, dict[str, Any]]:
     from services.common.codec import SchemaRegistry
     from services.common.compacted import read_compacted
     from services.common.topics import Topics
 
-    topic = Topics.from_settings(kafka).campaigns.name
-    return await read_compacted(kafka, topic, SchemaRegistry.load().codec("Campaign"))
+    name = getattr(Topics.from_settings(kafka), topic).name
+    return await read_compacted(kafka, name, SchemaRegistry.load().codec(record))
+
+
+async def _publish(kafka: Any, topic: str, record: str, key: str, value: dict[str, Any]) -> None:
+    """Write one record and wait for Kafka's acknowledgement."""
+    from services.common.codec import SchemaRegistry
+    from services.common.kafka import make_producer
+    from services.common.topics import Topics
+
+    encoded = SchemaRegistry.load().codec(record).encode(value)
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        name = getattr(Topics.from_settings(kafka), topic).name
+        await producer.send_and_wait(name, encoded, key=key.encode())
+    finally:
+        await producer.stop()
 
 
 async def change_campaign_state(
@@ -50,9 +132,7 @@ async def change_campaign_state(
 ) -> StateChange:
     """Pause, resume or stop a campaign (`action`); raises LifecycleError (unknown campaign,
     a move the rules forbid). Publishes a new revision only when the state changes."""
-    from services.common.codec import SchemaRegistry
-    from services.common.kafka import make_producer, wait_for_broker
-    from services.common.topics import Topics
+    from services.common.kafka import wait_for_broker
 
     await wait_for_broker(kafka, 30)
     current = (await read_campaigns(kafka)).get(campaign_id)
@@ -74,12 +154,5 @@ async def change_campaign_state(
         "revision": int(current["revision"]) + 1,
         "updated_at": now,
     }
-    codec = SchemaRegistry.load().codec("Campaign")
-    producer = make_producer(kafka)
-    await producer.start()
-    try:
-        topic = Topics.from_settings(kafka).campaigns.name
-        await producer.send_and_wait(topic, codec.encode(record), key=campaign_id.encode())
-    finally:
-        await producer.stop()
+    await _publish(kafka, "campaigns", "Campaign", campaign_id, record)
     return StateChange(campaign_id, before, after, record["revision"])

@@ -50,6 +50,7 @@ from services.common.model_store import (
     ModelStore,
     OutsideStore,
 )
+from services.common.review import PENDING, awaiting_review, is_blocked, needs_approval
 from services.common.segment import ALL_SEGMENTS
 from services.common.signing import SignatureError
 from services.inference.artifacts import fetch_verified
@@ -64,6 +65,7 @@ from services.inference.challengers import (
     is_challenger,
     prior_strength,
 )
+from services.inference.gate import pinned
 from services.inference.metrics import Metrics
 from services.inference.models import ModelBundle, ModelRejected
 from services.inference.policy import Policy
@@ -291,8 +293,9 @@ class Curator:
         admitted = 0
         for segment in bundle.segments or [ALL_SEGMENTS]:
             serving = self._state.live_creatives(campaign_id, segment)
+            # creatives awaiting approval hold their slots: the review queue stays bounded
             own = [
-                c for c in serving
+                c for c in serving + awaiting_review(known)
                 if c["origin"] == "generated" and (c.get("segment") or ALL_SEGMENTS) == segment
             ]  # fmt: skip
             waiting = sum(1 for c in own if is_challenger(c))
@@ -339,6 +342,10 @@ class Curator:
                     proposal["predicted_reward"], strength, proven
                 )
                 key, creative = _creative_record(campaign_id, segment, bundle, proposal)
+                if is_blocked(self._state.creatives.get(key)):
+                    continue  # a person blocked this design: never again
+                if needs_approval(campaign):
+                    creative["status"] = PENDING  # serves once a person approves it
                 await self._publish(key, creative)
                 # Visible at once (the follower reads the same record back), so the next
                 # model's candidates count it against max_generated.
@@ -419,12 +426,15 @@ class Curator:
         now_ms = time.time() * 1000
         out = []
         for c in self._state.live_creatives(campaign_id):
-            if not is_challenger(c):
-                continue
+            if not is_challenger(c) or c.get("pinned"):
+                continue  # a pinned challenger is a person's to judge
             segment = c.get("segment") or ALL_SEGMENTS
+            if pinned(self._state, campaign_id, segment):
+                continue  # a pin holds the segment's traffic: no evidence comes meanwhile
             stats = self._state.segment_stats(campaign_id, segment, c["creative_id"])
             clicks, n = (stats.reward_sum, stats.impressions) if stats else (0.0, 0)
-            age_s = max(0.0, (now_ms - _ms(c.get("created_at"), now_ms)) / 1000)
+            born = c.get("approved_at") or c.get("created_at")  # approval starts the clock
+            age_s = max(0.0, (now_ms - _ms(born, now_ms)) / 1000)
             verdict = self.budget.decide(
                 clicks, n, age_s, self._best_proven(campaign_id, segment),
                 self.segment_ctr(campaign_id, segment),
@@ -469,6 +479,7 @@ class Curator:
             c["creative_id"]
             for c in pool
             if c.get("segment") != own
+            or c.get("pinned")
             or (keep_catalog and c["origin"] == "catalog")
             or self._impressions(campaign_id, segment, c) < self._settings.retire_min_impressions
         }

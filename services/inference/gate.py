@@ -1,5 +1,5 @@
 """The lifecycle gate Decide consults before the policy (docs/contracts.md "Paused and stopped
-campaigns").
+campaigns"), and the pins the policy honours.
 
 A campaign that is not `active` (services/common/lifecycle.py) does not run the experiment:
 Decide answers 200 / OK with `status` `paused` or `stopped`, the campaign's fallback creative
@@ -9,6 +9,9 @@ policy made, and an app sends no events for such an answer (there is nothing to 
 them to). Each answer is counted in `admuse_inference_held_answers_total{campaign_id, status,
 api, creative}` (`creative`: `fallback` or `none`), so a paused campaign's traffic stays
 visible. An app that ignores `status` still gets a well-formed answer, never an error storm.
+
+Pins (services/common/review.py): `pinned` lists the live creatives pinned for a segment; the
+policy serves them, uniformly, to the optimized arm (policy `pinned`, propensity 1/k).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from services.common.lifecycle import ACTIVE, campaign_state
+from services.common.review import pin_applies
 from services.inference.state import State
 
-__all__ = ["Gate"]
+__all__ = ["Gate", "pinned"]
 
 
 class Gate:
@@ -66,3 +70,11 @@ class Gate:
         if creative is None or creative["origin"] != "catalog":
             return None
         return creative if creative.get("segment") in (None, segment) else None
+
+
+def pinned(state: State, campaign_id: str, segment: str) -> list[dict[str, Any]]:
+    """The live creatives pinned for `segment` (services/common/review.py), in id order."""
+    live = state.live.get(campaign_id, {})
+    return sorted(
+        (c for c in live.values() if pin_applies(c, segment)), key=lambda c: c["creative_id"]
+    )

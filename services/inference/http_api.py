@@ -88,7 +88,9 @@ class CreativeOut(BaseModel):
     origin: str
     name: str | None = None
     attributes: dict[str, str | float]
-    status: str
+    status: str = Field(description="pending, live, retired or blocked (docs/contracts.md).")
+    stage: str | None = None
+    pinned: str | None = Field(None, description="Segment it is pinned for ('*': all).")
     segment: str | None = None
     model_version: str | None = None
     predicted_reward: float | None = None
@@ -207,7 +209,7 @@ def build_http_app(svc: Inference) -> FastAPI:
     )
     async def list_creatives(
         campaign_id: Annotated[str | None, Query(max_length=MAX_ID)] = None,
-        status: Literal["live", "retired", "all"] = "live",
+        status: Literal["live", "pending", "retired", "blocked", "all"] = "live",
     ) -> dict[str, Any]:
         out = [
             _creative_out(c)
@@ -301,6 +303,8 @@ def _creative_out(c: dict[str, Any]) -> dict[str, Any]:
         "name": c.get("name"),
         "attributes": c["attributes"],
         "status": c["status"],
+        "stage": c.get("stage"),
+        "pinned": c.get("pinned"),
         "segment": c.get("segment"),
         "model_version": c.get("model_version"),
         "predicted_reward": c.get("predicted_reward"),
