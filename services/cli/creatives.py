@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 __all__ = ["register"]
 
@@ -93,8 +93,10 @@ def list_creatives(
     from services.common.settings import KafkaSettings
 
     found = asyncio.run(read_creatives(KafkaSettings(), campaign, status))
-    table = Table("creative_id", "campaign", "status", "stage", "pinned", "origin", "segment",
-                  "model", "predicted")  # fmt: skip
+    table = Table("campaign", "status", "stage", "pinned", "origin", "segment", "model",
+                  "predicted")  # fmt: skip
+    width = max((len(cid) for cid in found), default=11)
+    table.columns.insert(0, Column("creative_id", no_wrap=True, min_width=width))  # never cut
     for cid, c in sorted(found.items()):
         predicted = c.get("predicted_reward")
         cells = (

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from services.cli import app
 from services.cli.campaign import apply_spec
 from services.cli.campaign_spec import parse_spec
-from services.common.campaign_ops import read_campaigns
+from services.common.campaign_ops import read_campaigns, read_creatives, review_creative
 from services.common.kafka import ensure_topics
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
@@ -35,13 +35,14 @@ pytestmark = pytest.mark.integration
 
 
 async def admuse(kafka: KafkaSettings, *args: str) -> tuple[int, str]:
-    """Run the real `admuse` command (in a thread: it runs its own event loop)."""
+    """Run the real `admuse` command (in a thread: it runs its own event loop); its output
+    with the terminal's line wrapping undone."""
     env = {
         "ADMUSE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "ADMUSE_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
     }
     result = await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
-    return result.exit_code, result.output
+    return result.exit_code, " ".join(result.output.split())
 
 
 @pytest.fixture
@@ -127,7 +128,7 @@ async def _is(status: Any, want: str) -> bool:
     return bool(await status() == want)
 
 
-async def test_apply_keeps_the_state_and_unknown_campaigns_are_named(
+async def test_apply_keeps_the_state_blocks_and_pins_and_unknown_campaigns_are_named(
     kafka_base: KafkaSettings,
 ) -> None:
     kafka = kafka_base.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}."})
@@ -140,6 +141,15 @@ async def test_apply_keeps_the_state_and_unknown_campaigns_are_named(
     campaign = (await read_campaigns(kafka))["spring"]
     assert result.revision == 3 and campaign["state"] == "paused"
     assert campaign["state_changed_at"] is not None
+    # A person's review outlives the spec, through the same write path the console uses.
+    await review_creative(kafka, "soft-1", "block", by="ana")
+    await review_creative(kafka, "spring-classic", "pin", by="ana", segment="country=DE")
+    result = await apply_spec(kafka, spec)
+    creatives = await read_creatives(kafka, "spring")
+    assert result.blocked == ["soft-1"] and result.creatives == ["spring-classic"]
+    assert creatives["soft-1"]["status"] == "blocked"
+    assert creatives["spring-classic"]["pinned"] == "country=DE"
+    assert creatives["spring-classic"]["status"] == "live"
     code, out = await admuse(kafka, "campaign", "list")
     assert code == 0 and "spring" in out and "paused" in out, out
     code, out = await admuse(kafka, "campaign", "stop", "autumn")
