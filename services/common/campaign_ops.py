@@ -96,7 +96,12 @@ async def review_creative(
             "unknown_creative",
             f"unknown creative {creative_id!r} (list them with `admuse creatives list`)",
         )
-    after = reviewed(current, action, by=by, now=now or datetime.now(UTC), segment=segment)
+    keys = None
+    if action == "pin" and segment is not None:
+        campaign = (await read_campaigns(kafka)).get(current["campaign_id"])
+        keys = campaign["segment_keys"] if campaign else None
+    when = now or datetime.now(UTC)
+    after = reviewed(current, action, by=by, now=when, segment=segment, segment_keys=keys)
     if after != current:
         await _publish(kafka, "creatives", "Creative", creative_id, after)
     return ReviewChange(creative_id, current, after)

@@ -23,9 +23,12 @@ raises `ReviewError` with a stable `reason` and a message that says what to do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+
+from services.common.segment import ALL_SEGMENTS, parse_segment, segment_of
 
 __all__ = [
     "BLOCKED",
@@ -35,6 +38,7 @@ __all__ = [
     "REVIEW_ACTIONS",
     "ReviewError",
     "awaiting_review",
+    "check_segment",
     "is_blocked",
     "needs_approval",
     "pin_applies",
@@ -43,7 +47,6 @@ __all__ = [
 
 PENDING, LIVE, RETIRED, BLOCKED = "pending", "live", "retired", "blocked"
 REVIEW_ACTIONS = ("approve", "block", "retire", "pin", "unpin")
-ALL_SEGMENTS = "*"
 
 
 class ReviewError(ValueError):
@@ -86,8 +89,11 @@ def reviewed(
     by: str,
     now: datetime,
     segment: str | None = None,
+    segment_keys: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The record after `action`; equal to `creative` when nothing changes."""
+    """The record after `action`; equal to `creative` when nothing changes. A pin's `segment`
+    is checked against the campaign's `segment_keys` when given (a pin no request can match
+    would fail silently)."""
     cid, status = creative["creative_id"], creative["status"]
     out = dict(creative)
     if action not in REVIEW_ACTIONS:
@@ -121,12 +127,39 @@ def reviewed(
             raise ReviewError(
                 "not_live", f"creative {cid!r} is {status}: only a live one can be pinned{hint}"
             )
+        if segment is not None and segment_keys is not None:
+            check_segment(segment, segment_keys)
         scope = _pin_scope(creative, segment)
         if creative.get("pinned") == scope:
             return out
         out["pinned"] = scope
     out["reviewed_by"] = by
     return out
+
+
+def check_segment(segment: str, segment_keys: Sequence[str]) -> str:
+    """`segment` if it is `*` or a segment requests of the campaign can have (the canonical
+    form `services.common.segment.segment_of` gives); else ReviewError `bad_segment`."""
+    if segment == ALL_SEGMENTS:
+        return segment
+    problem = None
+    if len(segment) > 1024 or any(unicodedata.category(ch) == "Cc" for ch in segment):
+        problem = "is too long or holds control characters"
+    else:
+        try:
+            parts = parse_segment(segment)
+        except ValueError:
+            parts = None
+        if parts is None or segment_of(segment_keys, parts) != segment:
+            problem = "is not a segment of this campaign"
+    if problem:
+        example = segment_of(segment_keys, {k: "…" for k in segment_keys})
+        raise ReviewError(
+            "bad_segment",
+            f"segment {segment[:200]!r} {problem}: its segments look like {example!r} "
+            "(keys sorted, '*' for a value a request lacks), or use '*' for all",
+        )
+    return segment
 
 
 def _pin_scope(creative: Mapping[str, Any], segment: str | None) -> str:

@@ -143,12 +143,14 @@ async def test_apply_keeps_the_state_blocks_and_pins_and_unknown_campaigns_are_n
     assert campaign["state_changed_at"] is not None
     # A person's review outlives the spec, through the same write path the console uses.
     await review_creative(kafka, "soft-1", "block", by="ana")
-    await review_creative(kafka, "spring-classic", "pin", by="ana", segment="country=DE")
+    await review_creative(
+        kafka, "spring-classic", "pin", by="ana", segment="country=DE|device=mobile"
+    )
     result = await apply_spec(kafka, spec)
     creatives = await read_creatives(kafka, "spring")
     assert result.blocked == ["soft-1"] and result.creatives == ["spring-classic"]
     assert creatives["soft-1"]["status"] == "blocked"
-    assert creatives["spring-classic"]["pinned"] == "country=DE"
+    assert creatives["spring-classic"]["pinned"] == "country=DE|device=mobile"
     assert creatives["spring-classic"]["status"] == "live"
     code, out = await admuse(kafka, "campaign", "list")
     assert code == 0 and "spring" in out and "paused" in out, out

@@ -125,6 +125,8 @@ async def test_pin_holds_the_optimized_arm_and_retire_stops_a_creative(
     traffic = Traffic(proc.url)
     try:
         assert {"spring-c0", "spring-c1", "spring-c2"} == await traffic.served(200)
+        code, out = await admuse(kafka, "creatives", "pin", "spring-c1", "--segment", "country=DE")
+        assert code == 2 and "not a segment of this campaign" in out, out  # no request matches
         code, out = await admuse(kafka, "creatives", "pin", "spring-c1", "--segment", SEGMENT)
         assert code == 0 and f"pinned for {SEGMENT}" in out, out
 

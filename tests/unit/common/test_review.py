@@ -14,6 +14,7 @@ from services.common.review import (
     REVIEW_ACTIONS,
     ReviewError,
     awaiting_review,
+    check_segment,
     needs_approval,
     pin_applies,
     reviewed,
@@ -125,3 +126,35 @@ def test_any_sequence_keeps_the_invariants(start: str, steps: list[tuple[str, An
         assert c["status"] == "blocked" if was_blocked else c["status"] != "blocked"
         assert c["pinned"] is None or c["status"] == "live"
         codec.encode(c)
+
+
+def test_a_pin_segment_must_be_one_requests_can_have() -> None:
+    keys = ["device", "country"]
+    assert check_segment("country=DE|device=mobile", keys) == "country=DE|device=mobile"
+    assert check_segment("country=*|device=mobile", keys) == "country=*|device=mobile"
+    assert check_segment("*", keys) == "*"
+    for bad in ("country=DE", "device=mobile|country=DE", "country=DE|device=mobile|x=1",
+                "nonsense", "country=DE|device", "country=DE\n|device=m"):  # fmt: skip
+        with pytest.raises(ReviewError) as err:
+            check_segment(bad, keys)
+        assert err.value.reason == "bad_segment" and "country=…|device=…" in str(err.value)
+    with pytest.raises(ReviewError):
+        _act_keys(_creative("live"), "country=DE", keys)
+
+
+def _act_keys(c: dict[str, Any], segment: str, keys: list[str]) -> dict[str, Any]:
+    return reviewed(c, "pin", by="ana", now=NOW, segment=segment, segment_keys=keys)
+
+
+@settings(max_examples=300, deadline=None)
+@given(segment=st.text(max_size=60), keys=st.lists(st.sampled_from(["a", "b", "c"]), unique=True))
+def test_garbage_pin_segments_are_refused_or_canonical(segment: str, keys: list[str]) -> None:
+    from services.common.segment import parse_segment, segment_of
+
+    try:
+        out = _act_keys(_creative("live"), segment, keys)
+    except ReviewError as exc:
+        assert exc.reason == "bad_segment", exc
+        return
+    assert out["pinned"] == segment
+    assert segment == "*" or segment_of(keys, parse_segment(segment)) == segment
