@@ -24,7 +24,7 @@ from services.common.lifecycle import ACTIVE, campaign_state
 from services.common.review import pin_applies
 from services.inference.state import State
 
-__all__ = ["Gate", "pinned"]
+__all__ = ["Gate", "Pins", "pinned"]
 
 
 class Gate:
@@ -78,3 +78,21 @@ def pinned(state: State, campaign_id: str, segment: str) -> list[dict[str, Any]]
     return sorted(
         (c for c in live.values() if pin_applies(c, segment)), key=lambda c: c["creative_id"]
     )
+
+
+class Pins:
+    """`pinned` for the request path, cached per campaign × segment until the campaign's
+    creatives change (`State.structure_version`, bumped by every creative record)."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+        self._cache: dict[tuple[str, str], tuple[int, list[dict[str, Any]]]] = {}
+
+    def __call__(self, campaign_id: str, segment: str) -> list[dict[str, Any]]:
+        version = self._state.structure_version.get(campaign_id, 0)
+        hit = self._cache.get((campaign_id, segment))
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        found = pinned(self._state, campaign_id, segment)
+        self._cache[(campaign_id, segment)] = (version, found)
+        return found

@@ -53,7 +53,7 @@ from services.inference.bandit import (
     posterior,
 )
 from services.inference.challengers import RateMeter, is_challenger, mix_challengers
-from services.inference.gate import pinned
+from services.inference.gate import Pins
 from services.inference.state import State
 
 __all__ = ["Choice", "NoCreatives", "Policy", "UnknownCampaign"]
@@ -127,6 +127,7 @@ class Policy:
         self._stale: set[tuple[str, str, str]] = set()
         # Optimized-arm requests per second per (campaign, segment): sizes the challenger slice.
         self.traffic = RateMeter()
+        self._pins = Pins(state)
         self._instance = uuid.uuid4().hex[:6]
         self._seq = 0
 
@@ -141,7 +142,7 @@ class Policy:
         if arm == ARM_CONTROL:
             return self._control(campaign, segment)
         if arm == ARM_OPTIMIZED:
-            pins = pinned(self._state, campaign_id, segment)
+            pins = self._pins(campaign_id, segment)
             if pins:  # a person's choice holds the optimized arm (services/common/review.py)
                 return self._pinned(campaign, pins)
             self.traffic.hit((campaign_id, segment))
