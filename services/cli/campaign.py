@@ -53,6 +53,7 @@ class ApplyResult:
     creatives: list[str]
     retired: list[str]
     blocked: list[str] = field(default_factory=list)  # seeds a person blocked: not published
+    state: str = "active"  # the lifecycle state, kept across applies
 
 
 def _load_or_exit(file: Path) -> CampaignSpec:
@@ -72,7 +73,8 @@ def show(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.
         f"segment keys: {', '.join(spec.segment_keys) or '(none: one segment)'}; "
         f"reward: {spec.reward.kind}; attribution window: {spec.attribution_window:g}s; "
         f"holdout: {spec.holdout_share:.0%}; min contrast: {spec.min_contrast:g}; "
-        f"max generated per segment: {spec.max_generated}"
+        f"max generated per segment: {spec.max_generated}; approval: {spec.approval}; "
+        f"fallback: {spec.fallback or '(none)'}"
     )
     attrs = Table("attribute", "kind", "domain", title="creative space")
     for a in spec.attributes:
@@ -104,6 +106,7 @@ def apply(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON
         f"{len(result.creatives)} catalog creative(s) live"
         + (f", retired {', '.join(result.retired)}" if result.retired else "")
         + (f"; blocked, so not published: {', '.join(result.blocked)}" if result.blocked else "")
+        + (f"; the campaign stays {result.state}" if result.state != "active" else "")
     )
 
 
@@ -205,11 +208,11 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
             campaign_codec.encode(record),
             key=spec.campaign_id.encode(),
         )
-        for record in [*creatives, *stale]:
+        for creative in [*creatives, *stale]:
             await producer.send(
                 topics.creatives.name,
-                creative_codec.encode(record),
-                key=record["creative_id"].encode(),
+                creative_codec.encode(creative),
+                key=creative["creative_id"].encode(),
             )
         await producer.flush()
     finally:
@@ -220,6 +223,7 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
         sorted(live_ids),
         sorted(c["creative_id"] for c in stale),
         blocked,
+        record["state"],
     )
 
 

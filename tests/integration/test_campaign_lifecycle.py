@@ -139,7 +139,7 @@ async def test_apply_keeps_the_state_blocks_and_pins_and_unknown_campaigns_are_n
     assert code == 0, out
     result = await apply_spec(kafka, spec)  # the spec changes; the lifecycle does not
     campaign = (await read_campaigns(kafka))["spring"]
-    assert result.revision == 3 and campaign["state"] == "paused"
+    assert result.revision == 3 and campaign["state"] == result.state == "paused"
     assert campaign["state_changed_at"] is not None
     # A person's review outlives the spec, through the same write path the console uses.
     await review_creative(kafka, "soft-1", "block", by="ana")
