@@ -1,13 +1,18 @@
 """`admuse models list|pin|rollback <campaign>`: which model versions exist and which serves.
 
-The operations (and what pin and rollback mean) are `services.common.model_ops`, shared with
-the console; this module prints them.
+Versions are read from the model store (`ADMUSE_MODEL_STORE_URL`, one folder per version with
+its signed artifacts); the serving one is the newest record for the campaign on admuse.models.
+`pin` publishes the ModelPublished record of a stored version again, so inference swaps it in
+(verifying its signature and quality verdict as for any publication); `rollback` pins the
+newest stored version older than the one serving. Either holds until the trainer publishes a
+newer model (which is then watched by the automatic rollback).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -17,35 +22,125 @@ from rich.table import Table
 __all__ = ["register"]
 
 models_app = typer.Typer(help="Model versions: list, pin, roll back.", no_args_is_help=True)
+_FILES = {
+    "generator": "generator.onnx",
+    "reward_model": "reward_model.onnx",
+    "metadata": "metadata.json",
+    "signature": "signature.json",
+}
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(models_app, name="models")
 
 
-def _settings_and_store() -> tuple[Any, Any]:
-    from services.common.model_store import ModelStore
+def _settings() -> Any:
     from services.common.settings import ServiceSettings
 
-    settings = ServiceSettings()
-    return settings, ModelStore(settings.model_store_url)
+    return ServiceSettings()
+
+
+def _versions(store: Any, campaign: str) -> list[str]:
+    """Stored versions with a signature, oldest first (versions start with their UTC time)."""
+    return [
+        v for v in store.list_dir(campaign) if "signature.json" in store.list_dir(f"{campaign}/{v}")
+    ]
+
+
+def _record(store: Any, campaign: str, version: str) -> dict[str, Any]:
+    from services.common.model_store import sha256_hex
+
+    artifacts = []
+    blobs = {}
+    for role, name in _FILES.items():
+        uri = store.uri_of(f"{campaign}/{version}/{name}")
+        blobs[role] = data = store.get(uri)
+        artifacts.append({"name": role, "uri": uri, "sha256": sha256_hex(data), "size": len(data)})
+    meta = json.loads(blobs["metadata"])
+    metrics = {k: float(v) for k, v in meta.get("metrics", {}).items() if _finite(v)}
+    return {
+        "model_name": campaign,
+        "campaign_id": campaign,
+        "version": version,
+        "artifacts": artifacts,
+        "metrics": metrics,
+        "training_rows": int(meta.get("training_rows", 0)),
+        "seed": int(meta.get("seed", 0)),
+        "published_at": datetime.now(UTC),
+    }
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, int | float) and float("-inf") < float(v) < float("inf")
+
+
+async def _serving(settings: Any, campaign: str) -> str | None:
+    """The version of the newest admuse.models record for `campaign` (None: none)."""
+    from aiokafka import TopicPartition
+
+    from services.common.codec import SchemaRegistry
+    from services.common.kafka import make_consumer, wait_for_broker
+    from services.common.topics import Topics
+
+    topics = Topics.from_settings(settings.kafka)
+    codec = SchemaRegistry.load().codec("ModelPublished")
+    await wait_for_broker(settings.kafka, 30)
+    consumer = make_consumer(settings.kafka, group_id=None)
+    await consumer.start()
+    latest = None
+    try:
+        parts = consumer.partitions_for_topic(topics.models.name) or {0}
+        tps = [TopicPartition(topics.models.name, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if end[tp] > 0}
+        while pending:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for rec in records:
+                    if rec.key == campaign.encode() and rec.value is not None:
+                        latest = codec.decode(rec.value)["version"]
+            pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
+    finally:
+        await consumer.stop()
+    return latest
+
+
+async def _publish(settings: Any, record: dict[str, Any]) -> None:
+    from services.common.codec import SchemaRegistry
+    from services.common.kafka import make_producer
+    from services.common.topics import Topics
+
+    topics = Topics.from_settings(settings.kafka)
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        codec = SchemaRegistry.load().codec("ModelPublished")
+        await producer.send_and_wait(
+            topics.models.name, codec.encode(record), key=record["model_name"].encode()
+        )
+    finally:
+        await producer.stop()
 
 
 @models_app.command("list")
 def list_models(campaign: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Stored versions of a campaign, the quality verdict of each, and which one serves."""
-    from services.common.model_ops import model_versions
+    from services.common.model_store import ModelStore
 
-    settings, store = _settings_and_store()
-    versions = asyncio.run(model_versions(settings.kafka, store, campaign))
+    settings = _settings()
+    store = ModelStore(settings.model_store_url)
+    serving = asyncio.run(_serving(settings, campaign))
     table = Table("version", "quality", "reward_auc", "rows", "serving", title=campaign)
-    for v in versions:
+    for version in _versions(store, campaign):
+        meta = json.loads(store.get(store.uri_of(f"{campaign}/{version}/metadata.json")))
+        quality = meta.get("quality") or {}
         table.add_row(
-            v.version,
-            "passed" if v.quality_passed else "FAILED",
-            "nan" if math.isnan(v.reward_auc) else f"{v.reward_auc:.3f}",
-            "" if v.training_rows is None else str(v.training_rows),
-            "◀ serving" if v.serving else "",
+            version,
+            "passed" if quality.get("passed") else "FAILED",
+            f"{meta.get('metrics', {}).get('reward_auc', float('nan')):.3f}",
+            str(meta.get("training_rows", "")),
+            "◀ serving" if version == serving else "",
         )
     Console().print(table)
 
@@ -56,26 +151,28 @@ def pin(
     version: str = typer.Argument(..., help="A stored version (see `admuse models list`)."),
 ) -> None:
     """Serve a stored version now (published again to admuse.models)."""
-    from services.common.model_ops import ModelOpError, pin_model
+    from services.common.model_store import ModelStore
 
-    settings, store = _settings_and_store()
-    try:
-        asyncio.run(pin_model(settings.kafka, store, campaign, version))
-    except ModelOpError as exc:
-        Console(stderr=True).print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    settings = _settings()
+    store = ModelStore(settings.model_store_url)
+    if version not in _versions(store, campaign):
+        Console(stderr=True).print(f"[red]{campaign} has no signed version {version!r}[/red]")
+        raise typer.Exit(2)
+    asyncio.run(_publish(settings, _record(store, campaign, version)))
     Console(stderr=True).print(f"published {campaign} {version}; inference swaps it in")
 
 
 @models_app.command("rollback")
 def rollback(campaign: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Serve the newest stored version older than the serving one."""
-    from services.common.model_ops import ModelOpError, rollback_model
+    from services.common.model_store import ModelStore
 
-    settings, store = _settings_and_store()
-    try:
-        serving, to = asyncio.run(rollback_model(settings.kafka, store, campaign))
-    except ModelOpError as exc:
-        Console(stderr=True).print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    Console(stderr=True).print(f"rolled {campaign} back from {serving} to {to}")
+    settings = _settings()
+    store = ModelStore(settings.model_store_url)
+    serving = asyncio.run(_serving(settings, campaign))
+    older = [v for v in _versions(store, campaign) if serving is None or v < serving]
+    if not older:
+        Console(stderr=True).print(f"[red]{campaign}: no stored version before {serving}[/red]")
+        raise typer.Exit(2)
+    asyncio.run(_publish(settings, _record(store, campaign, older[-1])))
+    Console(stderr=True).print(f"rolled {campaign} back from {serving} to {older[-1]}")
