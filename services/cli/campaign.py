@@ -111,30 +111,35 @@ def apply(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON
 
 
 _CampaignId = Annotated[str, typer.Argument(help="The campaign's id.")]
+_By = Annotated[
+    str | None, typer.Option("--by", help="Who acts (state_changed_by); default: $USER.")
+]
 
 
-def pause(campaign_id: _CampaignId) -> None:
+def pause(campaign_id: _CampaignId, by: _By = None) -> None:
     """Pause a campaign: Decide answers its fallback creative (or none), status 'paused'."""
-    _change(campaign_id, "pause")
+    _change(campaign_id, "pause", by)
 
 
-def resume(campaign_id: _CampaignId) -> None:
+def resume(campaign_id: _CampaignId, by: _By = None) -> None:
     """Resume a paused campaign: Decide runs the experiment again."""
-    _change(campaign_id, "resume")
+    _change(campaign_id, "resume", by)
 
 
-def stop(campaign_id: _CampaignId) -> None:
+def stop(campaign_id: _CampaignId, by: _By = None) -> None:
     """Stop a campaign for good (like pause, with status 'stopped'; it cannot resume)."""
-    _change(campaign_id, "stop")
+    _change(campaign_id, "stop", by)
 
 
-def _change(campaign_id: str, action: str) -> None:
-    from services.common.campaign_ops import change_campaign_state
+def _change(campaign_id: str, action: str, by: str | None) -> None:
+    from services.common.campaign_ops import change_campaign_state, operator
     from services.common.lifecycle import LifecycleError
     from services.common.settings import KafkaSettings
 
     try:
-        change = asyncio.run(change_campaign_state(KafkaSettings(), campaign_id, action))
+        change = asyncio.run(
+            change_campaign_state(KafkaSettings(), campaign_id, action, by=by or operator())
+        )
     except LifecycleError as exc:
         Console(stderr=True).print(f"[red]{action} refused[/red]: {exc}", highlight=False)
         raise typer.Exit(3 if exc.reason == "unknown_campaign" else 2) from None
@@ -180,7 +185,8 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
     revision = (prior["revision"] + 1) if prior else 1
     record = campaign_record(spec, revision, now)
     if prior:  # the lifecycle is not the spec's to change
-        record.update(state=prior["state"], state_changed_at=prior["state_changed_at"])
+        keep = ("state", "state_changed_at", "state_changed_by")
+        record.update({k: prior[k] for k in keep})
     existing = await read_compacted(kafka, topics.creatives.name, creative_codec)
     # A person's review outlives the spec: a blocked seed stays blocked, a pin stays pinned.
     seeds = creative_records(spec, now)

@@ -85,8 +85,9 @@ async def test_pause_serves_the_fallback_resume_serves_the_policy_stop_is_final(
             return str(answer["status"])
 
         assert await status() == "active"
-        code, out = await admuse(kafka, "campaign", "pause", "spring")
+        code, out = await admuse(kafka, "campaign", "pause", "spring", "--by", "ana")
         assert code == 0 and "active → paused" in out, out
+        assert (await read_campaigns(kafka))["spring"]["state_changed_by"] == "ana"
         await eventually(lambda: _is(status, "paused"), 10, "Decide to answer paused")
         for i in range(20):
             resp = await client.post("/v1/decide", json={**body, "user_id": f"p-{i}"})
