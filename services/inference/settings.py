@@ -85,9 +85,9 @@ class Settings(ServiceSettings):
         0.05,
         ge=0.0,
         lt=0.5,
-        description="Sequential verdicts: a challenger whose own data make it better than the "
-        "best proven creative with probability >= 1 - this (or <= this) is promoted (retired) "
-        "before its impressions are in (0: only at its impressions or deadline).",
+        description="Sequential retirement: a challenger whose own data make it better than "
+        "every proven creative with probability <= this is retired before its impressions are "
+        "in (0: only at its impressions or deadline).",
     )
     challenger_weigh: bool = Field(
         True,
