@@ -109,17 +109,23 @@ def test_early_verdicts_only_on_clear_evidence(
 ) -> None:
     """Before its impressions and deadline a challenger is never promoted, retired only when
     its own data make it better than the best proven creative with P ≤ early, and never
-    decided on less than `early_after` of the impressions it needs."""
+    decided on less than `early_after` of the impressions it needs; with them in, promoted
+    only at P ≥ promote_prob, retired only when not ahead."""
     best = Arm("best", 1 + ctr * 5000, 1 + (1 - ctr) * 5000)
     needed = budget.impressions_needed(ctr)
     n = int(frac * needed)
     s = min(n, 3 * ctr * n * clicks_share)
     t = age * budget.decide_within_s * 0.999
     verdict = budget.decide(s, n, t, best, ctr)
-    if n >= needed:
-        assert verdict in (PROMOTE, RETIRE)
-        return
     p = budget.p_better(s, n, best)
+    if n >= needed:  # its impressions are in: clear verdicts, or it keeps testing
+        if verdict == PROMOTE:
+            assert p >= budget.promote_prob
+        elif verdict == RETIRE:
+            assert p < 0.5
+        else:
+            assert 0.5 <= p < budget.promote_prob
+        return
     assert verdict != PROMOTE
     if n < budget.early_after * needed:
         assert verdict is None
@@ -375,4 +381,4 @@ def test_promotion_needs_to_beat_every_proven_creative_not_just_the_leader(
     b = ChallengerBudget()
     assert b.p_better(clicks, n, arms) <= b.p_better(clicks, n, leader) + 1e-3
     if b.decide(clicks, n, b.decide_within_s, arms, 0.02) == PROMOTE:
-        assert b.p_better(clicks, n, arms) >= b.promote_prob - 1e-3
+        assert b.p_better(clicks, n, arms) >= b.settle_prob - 1e-3
