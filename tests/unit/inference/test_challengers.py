@@ -360,7 +360,7 @@ def test_the_model_word_on_generated_creatives_is_discounted_by_its_record(
     over = [(p, factor * p * n, n) for p, _, n in rows]
     rho = generated_calibration(over)
     assert factor - 1e-9 <= rho <= 1.0 + 1e-9
-    lots = [(0.05, factor * 0.05 * 100_000, 100_000)]
+    lots = [(0.05, factor * 0.05 * 10_000_000, 10_000_000)]
     assert generated_calibration(lots) == pytest.approx(factor, rel=0.01)
     assert generated_calibration([(float("nan"), 1.0, 10), (0.1, 5.0, -1)]) == 1.0
 

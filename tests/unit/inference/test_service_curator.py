@@ -110,7 +110,9 @@ async def test_challengers_are_promoted_or_retired_on_their_own_evidence_or_the_
                key=lambda a: a.alpha / (a.alpha + a.beta))  # fmt: skip
     weight = slice_weights(young, best)[0]
     assert 0 < weight <= 1
-    assert props["young"] == pytest.approx(settings.challenger_share * weight)
+    # the slice this campaign earned: 1 promoted, 2 retired → q = 2/5 → 80 % of the share
+    assert policy.challenger_share("c") == pytest.approx(settings.challenger_share * 0.8)
+    assert props["young"] == pytest.approx(policy.challenger_share("c") * weight)
     assert props["win"] > props["b"]
 
 
