@@ -61,6 +61,7 @@ from services.inference.challengers import (
     PROMOTE,
     PROMOTED,
     ChallengerBudget,
+    generated_calibration,
     honest_prior,
     is_challenger,
     prior_strength,
@@ -90,7 +91,9 @@ class Curator:
         metrics: Metrics,
         publish_creative: Publish,
         providers: list[str],
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock  # wall time; simulated time in bench/virtual_loop.py
         self.models: dict[str, ModelBundle] = {}
         self._settings = settings
         self._state = state
@@ -124,6 +127,7 @@ class Curator:
             share=settings.challenger_share,
             decide_within_s=settings.challenger_decide_s,
             precision=settings.challenger_precision,
+            early=settings.challenger_early,
         )
 
     def model_version(self, campaign_id: str) -> str | None:
@@ -267,13 +271,31 @@ class Curator:
         """Optimized requests per second this instance serves in `segment` ('*': all)."""
         traffic = self._policy.traffic
         if segment != ALL_SEGMENTS:
-            return traffic.rate((campaign_id, segment))
-        return sum(traffic.rate(k) for k in traffic.keys() if k[0] == campaign_id)
+            return traffic.rate((campaign_id, segment), self._clock())
+        now = self._clock()
+        return sum(traffic.rate(k, now) for k in traffic.keys() if k[0] == campaign_id)
+
+    def generated_calibration(self, campaign_id: str) -> float:
+        """Observed / predicted clicks of the campaign's generated creatives in their segments
+        (`challengers.generated_calibration`)."""
+        outcomes = []
+        for c in self._state.creatives.values():
+            if c["campaign_id"] != campaign_id or c["origin"] != "generated":
+                continue
+            stats = self._state.segment_stats(
+                campaign_id, c.get("segment") or ALL_SEGMENTS, c["creative_id"]
+            )
+            predicted = c.get("predicted_reward")
+            if stats is not None and predicted is not None:
+                outcomes.append((float(predicted), stats.reward_sum, float(stats.impressions)))
+        return generated_calibration(outcomes)
 
     def challenger_slots(self, campaign_id: str, segment: str) -> int:
         """Challengers the segment's slice can judge at once, from measured traffic and CTR."""
         return self.budget.slots(
-            self.segment_rate(campaign_id, segment), self.segment_ctr(campaign_id, segment)
+            self.segment_rate(campaign_id, segment),
+            self.segment_ctr(campaign_id, segment),
+            self._policy.challenger_share(campaign_id),
         )
 
     async def _generate(self, campaign_id: str, bundle: ModelBundle, *, refill: bool) -> None:
@@ -291,6 +313,7 @@ class Curator:
             bundle.metadata.get("metrics") or {}, self._settings.max_prior_strength
         )
         admitted = 0
+        rho = min(1.0, self.generated_calibration(campaign_id))
         for segment in bundle.segments or [ALL_SEGMENTS]:
             serving = self._state.live_creatives(campaign_id, segment)
             # creatives awaiting approval hold their slots: the review queue stays bounded
@@ -330,18 +353,21 @@ class Curator:
             pool = [c for c in serving if not is_challenger(c)]
             proven = self._policy.arms(campaign_id, segment, pool)
             bar = self._incumbent_score(bundle, segment, pool, proven)
-            # Test only what the model itself expects to beat the incumbent: its word chooses
+            # Test only what the model itself expects to beat the incumbent, its word on
+            # generated creatives discounted by how well it held on earlier ones: it chooses
             # what is worth the slice's traffic, never what is served beyond it.
-            worth = [p for p in proposals if p["predicted_reward"] > bar]
+            worth = [p for p in proposals if rho * p["predicted_reward"] > bar]
             if len(worth) < len(proposals):
                 _log.info("candidates below the incumbent not tested", campaign_id=campaign_id,
                           segment=segment, held_back=len(proposals) - len(worth),
                           incumbent_predicted=round(bar, 5))  # fmt: skip
             for proposal in worth[:room]:  # best predicted first
                 proposal["prior_alpha"], proposal["prior_beta"] = honest_prior(
-                    proposal["predicted_reward"], strength, proven
+                    rho * proposal["predicted_reward"], strength, proven
                 )
-                key, creative = _creative_record(campaign_id, segment, bundle, proposal)
+                key, creative = _creative_record(
+                    campaign_id, segment, bundle, proposal, self._clock()
+                )
                 if is_blocked(self._state.creatives.get(key)):
                     continue  # a person blocked this design: never again
                 if needs_approval(campaign):
@@ -361,6 +387,7 @@ class Curator:
             version=bundle.version,
             admitted=admitted,
             prior_strength=round(strength, 2),
+            generated_calibration=round(rho, 3),
             refill=refill,
         )
 
@@ -423,7 +450,7 @@ class Curator:
 
     async def _judge_challengers(self, campaign_id: str) -> list[str]:
         """Promote or retire every challenger that is due (`ChallengerBudget.decide`)."""
-        now_ms = time.time() * 1000
+        now_ms = self._clock() * 1000
         out = []
         for c in self._state.live_creatives(campaign_id):
             if not is_challenger(c) or c.get("pinned"):
@@ -436,7 +463,7 @@ class Curator:
             born = c.get("approved_at") or c.get("created_at")  # approval starts the clock
             age_s = max(0.0, (now_ms - _ms(born, now_ms)) / 1000)
             verdict = self.budget.decide(
-                clicks, n, age_s, self._best_proven(campaign_id, segment),
+                clicks, n, age_s, self._proven(campaign_id, segment),
                 self.segment_ctr(campaign_id, segment),
             )  # fmt: skip
             if verdict is None:
@@ -454,13 +481,12 @@ class Curator:
                 await self._retire(c)
         return out
 
-    def _best_proven(self, campaign_id: str, segment: str) -> Arm | None:
+    def _proven(self, campaign_id: str, segment: str) -> list[Arm]:
         pool = [c for c in self._state.live_creatives(campaign_id, segment) if not is_challenger(c)]
-        arms = self._policy.arms(campaign_id, segment, pool)
-        return max(arms, key=lambda a: a.alpha / (a.alpha + a.beta), default=None)
+        return self._policy.arms(campaign_id, segment, pool)
 
     async def _retire(self, record: dict[str, Any]) -> None:
-        retired = {**record, "status": "retired", "retired_at": int(time.time() * 1000)}
+        retired = {**record, "status": "retired", "retired_at": int(self._clock() * 1000)}
         await self._publish(record["creative_id"], retired)
         self._state.apply_creative(record["creative_id"], retired)
         self._metrics.creatives_retired.labels(record["campaign_id"]).inc()
@@ -492,7 +518,7 @@ class Curator:
 
 
 def _creative_record(
-    campaign_id: str, segment: str, bundle: ModelBundle, proposal: dict[str, Any]
+    campaign_id: str, segment: str, bundle: ModelBundle, proposal: dict[str, Any], now: float
 ) -> tuple[str, dict[str, Any]]:
     attributes = proposal["attributes"]
     digest = hashlib.sha256(
@@ -512,7 +538,7 @@ def _creative_record(
         "predicted_reward": float(proposal["predicted_reward"]),
         "prior_alpha": float(proposal["prior_alpha"]),
         "prior_beta": float(proposal["prior_beta"]),
-        "created_at": int(time.time() * 1000),
+        "created_at": int(now * 1000),
         "retired_at": None,
     }
 

@@ -52,7 +52,13 @@ from services.inference.bandit import (
     experiment_arm,
     posterior,
 )
-from services.inference.challengers import RateMeter, is_challenger, mix_challengers
+from services.inference.challengers import (
+    RateMeter,
+    earned_share,
+    is_challenger,
+    mix_challengers,
+    slice_weights,
+)
 from services.inference.gate import Pins
 from services.inference.state import State
 
@@ -111,6 +117,7 @@ class Policy:
         refresh_ms: int,
         backoff_impressions: int,
         challenger_share: float = 0.0,
+        challenger_weigh: bool = True,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -123,6 +130,7 @@ class Policy:
         self._backoff = backoff_impressions
         self._clock = clock  # reads decayed evidence as of now (a simulated clock in benches)
         self._challenger_share = challenger_share
+        self._challenger_weigh = challenger_weigh
         self._cache: dict[tuple[str, str, str], _Snapshot] = {}
         self._stale: set[tuple[str, str, str]] = set()
         # Optimized-arm requests per second per (campaign, segment): sizes the challenger slice.
@@ -145,7 +153,7 @@ class Policy:
             pins = self._pins(campaign_id, segment)
             if pins:  # a person's choice holds the optimized arm (services/common/review.py)
                 return self._pinned(campaign, pins)
-            self.traffic.hit((campaign_id, segment))
+            self.traffic.hit((campaign_id, segment), self._clock())
         snap = self._snapshot(campaign, segment, arm)
         i = min(bisect.bisect_right(snap.cdf, self._rng.random()), len(snap.creatives) - 1)
         return Choice(
@@ -156,6 +164,10 @@ class Policy:
             snap.version,
             len(snap.creatives),
         )
+
+    def now(self) -> float:
+        """The policy's clock (wall time in the service; simulated time in benches)."""
+        return self._clock()
 
     def propensities(
         self, campaign: dict[str, Any], segment: str, arm: str = ARM_OPTIMIZED
@@ -213,14 +225,30 @@ class Policy:
         main, challengers = self._pools(campaign_id, segment, arm)
         if not main and not challengers:
             raise NoCreatives(campaign_id, segment)
-        p = self._mix(campaign_id, segment, main, len(challengers))
+        p = self._mix(campaign_id, segment, main, challengers)
         return self._install(key, campaign, structure, stats, main + challengers, p)
 
     def _mix(
-        self, campaign_id: str, segment: str, main: list[dict[str, Any]], n_challengers: int
+        self,
+        campaign_id: str,
+        segment: str,
+        main: list[dict[str, Any]],
+        challengers: list[dict[str, Any]],
     ) -> np.ndarray:
-        p_main = self._bandit.snapshot(self.arms(campaign_id, segment, main)).p if main else []
-        return mix_challengers(np.asarray(p_main), n_challengers, self._challenger_share)
+        arms = self.arms(campaign_id, segment, main)
+        p_main = self._bandit.snapshot(arms).p if main else []
+        best = max(arms, key=lambda a: a.alpha / (a.alpha + a.beta), default=None)
+        w = (
+            slice_weights(self.arms(campaign_id, segment, challengers), best)
+            if self._challenger_weigh
+            else len(challengers)
+        )
+        return mix_challengers(np.asarray(p_main), w, self.challenger_share(campaign_id))
+
+    def challenger_share(self, campaign_id: str) -> float:
+        """The slice the campaign's challengers have earned (`challengers.earned_share`)."""
+        mine = (c for c in self._state.creatives.values() if c["campaign_id"] == campaign_id)
+        return earned_share(self._challenger_share, mine)
 
     def _install(
         self,
@@ -262,8 +290,8 @@ class Policy:
             return
         creatives = snap.creatives
         main = [c for c in creatives if not (key[2] == ARM_OPTIMIZED and is_challenger(c))]
-        n_challengers = len(creatives) - len(main)
-        p = await asyncio.to_thread(self._mix, campaign_id, segment, main, n_challengers)
+        challengers = [c for c in creatives if key[2] == ARM_OPTIMIZED and is_challenger(c)]
+        p = await asyncio.to_thread(self._mix, campaign_id, segment, main, challengers)
         if self._state.structure_version.get(campaign_id, 0) == structure:
             self._install(key, campaign, structure, stats, creatives, p)
 

@@ -86,8 +86,8 @@ class TrainerState:
                 row = RewardRow.from_record(rec)
                 if not rec.get("shown", True):  # never shown: not an impression, no row
                     self.unshown[rec["campaign_id"]] += 1
-                elif self.buffer.add(rec["campaign_id"], row):
-                    self._count(rec["campaign_id"], row)
+                else:
+                    self.add_reward(rec["campaign_id"], row)
             elif msg.topic == self.topics.campaigns.name:
                 CreativeSpace.from_attributes(rec["attributes"])  # refuse unusable spaces
                 self.campaigns[rec["campaign_id"]] = rec
@@ -104,6 +104,14 @@ class TrainerState:
                 reason=reason,
                 error=str(exc),
             )
+
+    def add_reward(self, cid: str, row: RewardRow) -> bool:
+        """Buffer one shown reward and count it toward the retrain triggers (False: a
+        duplicate the buffer already holds)."""
+        if not self.buffer.add(cid, row):
+            return False
+        self._count(cid, row)
+        return True
 
     def _count(self, cid: str, row: RewardRow) -> None:
         self.new_rewards[cid] += 1

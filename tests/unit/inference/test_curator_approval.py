@@ -25,7 +25,7 @@ async def _admit(cfg: Settings, **campaign: Any) -> tuple[Any, State, list[dict[
                                             "campaign_id": "spring"})  # fmt: skip
     curator, published = _curator(cfg, state)
     curator.following = True
-    now = time.monotonic()
+    now = time.time()  # the curator's clock (wall time in service, simulated in benches)
     for i in range(3000):  # a minute of optimized traffic, plenty of challenger slots
         curator._policy.traffic.hit(("spring", seg), now=now - 60 + i / 50)
     metadata = fx.metadata("m1")
