@@ -17,7 +17,7 @@ install: ## Create this checkout's environment (.venv, from deploy/lock/) and in
 	@$(MAKE) --no-print-directory proto
 
 EXTRAS := --extra ingestion --extra features --extra trainer --extra inference --extra simulator \
-  --extra report --extra bench --extra dev
+  --extra report --extra console --extra bench --extra dev
 lock: ## Re-resolve deploy/lock/{cpu,gpu}.txt from pyproject.toml's ranges (then commit them)
 	@for v in cpu gpu; do uv pip compile pyproject.toml $(EXTRAS) --extra onnx-$$v --generate-hashes \
 	  --universal --python-version 3.11 --no-header -q -o deploy/lock/$$v.txt || exit 1; done
