@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from services.common.lifecycle import is_serving
 from services.common.logging import get_logger
 from services.common.model_store import (
     ArtifactTooLarge,
@@ -49,6 +50,7 @@ from services.common.model_store import (
     ModelStore,
     OutsideStore,
 )
+from services.common.review import PENDING, awaiting_review, is_blocked, needs_approval
 from services.common.segment import ALL_SEGMENTS
 from services.common.signing import SignatureError
 from services.inference.artifacts import fetch_verified
@@ -63,6 +65,7 @@ from services.inference.challengers import (
     is_challenger,
     prior_strength,
 )
+from services.inference.gate import pinned
 from services.inference.metrics import Metrics
 from services.inference.models import ModelBundle, ModelRejected
 from services.inference.policy import Policy
@@ -275,8 +278,8 @@ class Curator:
 
     async def _generate(self, campaign_id: str, bundle: ModelBundle, *, refill: bool) -> None:
         campaign = self._state.campaigns.get(campaign_id)
-        if campaign is None:
-            return
+        if campaign is None or not is_serving(campaign):
+            return  # paused or stopped: nothing is generated (services/common/lifecycle.py)
         known = [c for c in self._state.creatives.values() if c["campaign_id"] == campaign_id]
         if not refill and any(c.get("model_version") == bundle.version for c in known):
             return  # already done (e.g. before a restart)
@@ -290,8 +293,9 @@ class Curator:
         admitted = 0
         for segment in bundle.segments or [ALL_SEGMENTS]:
             serving = self._state.live_creatives(campaign_id, segment)
+            # creatives awaiting approval hold their slots: the review queue stays bounded
             own = [
-                c for c in serving
+                c for c in serving + awaiting_review(known)
                 if c["origin"] == "generated" and (c.get("segment") or ALL_SEGMENTS) == segment
             ]  # fmt: skip
             waiting = sum(1 for c in own if is_challenger(c))
@@ -338,6 +342,10 @@ class Curator:
                     proposal["predicted_reward"], strength, proven
                 )
                 key, creative = _creative_record(campaign_id, segment, bundle, proposal)
+                if is_blocked(self._state.creatives.get(key)):
+                    continue  # a person blocked this design: never again
+                if needs_approval(campaign):
+                    creative["status"] = PENDING  # serves once a person approves it
                 await self._publish(key, creative)
                 # Visible at once (the follower reads the same record back), so the next
                 # model's candidates count it against max_generated.
@@ -390,6 +398,8 @@ class Curator:
         """
         retired = 0
         for campaign_id, campaign in list(self._state.campaigns.items()):
+            if not is_serving(campaign):
+                continue  # no traffic while paused: nothing to judge, nobody to retire
             decided = await self._judge_challengers(campaign_id)
             retired += decided.count("retire")
             bundle = self.models.get(campaign_id)
@@ -416,12 +426,15 @@ class Curator:
         now_ms = time.time() * 1000
         out = []
         for c in self._state.live_creatives(campaign_id):
-            if not is_challenger(c):
-                continue
+            if not is_challenger(c) or c.get("pinned"):
+                continue  # a pinned challenger is a person's to judge
             segment = c.get("segment") or ALL_SEGMENTS
+            if pinned(self._state, campaign_id, segment):
+                continue  # a pin holds the segment's traffic: no evidence comes meanwhile
             stats = self._state.segment_stats(campaign_id, segment, c["creative_id"])
             clicks, n = (stats.reward_sum, stats.impressions) if stats else (0.0, 0)
-            age_s = max(0.0, (now_ms - _ms(c.get("created_at"), now_ms)) / 1000)
+            born = c.get("approved_at") or c.get("created_at")  # approval starts the clock
+            age_s = max(0.0, (now_ms - _ms(born, now_ms)) / 1000)
             verdict = self.budget.decide(
                 clicks, n, age_s, self._best_proven(campaign_id, segment),
                 self.segment_ctr(campaign_id, segment),
@@ -466,6 +479,7 @@ class Curator:
             c["creative_id"]
             for c in pool
             if c.get("segment") != own
+            or c.get("pinned")
             or (keep_catalog and c["origin"] == "catalog")
             or self._impressions(campaign_id, segment, c) < self._settings.retire_min_impressions
         }

@@ -23,8 +23,10 @@ uniform over every live creative); ``catalog`` (the campaign's ``catalog_share``
 sampling over the live catalog creatives alone, the baseline that measures what generation
 adds; ``optimized`` — the full loop: Thompson sampling over the proven creatives (catalog and
 promoted generated ones) mixed with the challenger slice (`challengers.mix_challengers`:
-challengers share ``challenger_share`` of the traffic uniformly). The arms share the
-posteriors (one set of statistics per creative), so they differ only in what they may serve.
+challengers share ``challenger_share`` of the traffic uniformly) — unless a person pinned
+creatives for the segment: then they share the optimized arm uniformly (policy ``pinned``).
+The arms share the posteriors (one set of statistics per creative), so they differ only in
+what they may serve.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from services.inference.bandit import (
     posterior,
 )
 from services.inference.challengers import RateMeter, is_challenger, mix_challengers
+from services.inference.gate import Pins
 from services.inference.state import State
 
 __all__ = ["Choice", "NoCreatives", "Policy", "UnknownCampaign"]
@@ -124,6 +127,7 @@ class Policy:
         self._stale: set[tuple[str, str, str]] = set()
         # Optimized-arm requests per second per (campaign, segment): sizes the challenger slice.
         self.traffic = RateMeter()
+        self._pins = Pins(state)
         self._instance = uuid.uuid4().hex[:6]
         self._seq = 0
 
@@ -138,6 +142,9 @@ class Policy:
         if arm == ARM_CONTROL:
             return self._control(campaign, segment)
         if arm == ARM_OPTIMIZED:
+            pins = self._pins(campaign_id, segment)
+            if pins:  # a person's choice holds the optimized arm (services/common/review.py)
+                return self._pinned(campaign, pins)
             self.traffic.hit((campaign_id, segment))
         snap = self._snapshot(campaign, segment, arm)
         i = min(bisect.bisect_right(snap.cdf, self._rng.random()), len(snap.creatives) - 1)
@@ -163,6 +170,11 @@ class Policy:
     def arms(self, campaign_id: str, segment: str, creatives: list[dict[str, Any]]) -> list[Arm]:
         """Beta posteriors (prior + stats, with back-off to '*') of `creatives` in `segment`."""
         return [self._arm(campaign_id, segment, c) for c in creatives]
+
+    def _pinned(self, campaign: dict[str, Any], pins: list[dict[str, Any]]) -> Choice:
+        i = int(self._rng.integers(len(pins))) if len(pins) > 1 else 0
+        version = f"pinned-r{campaign.get('revision', 0)}-k{len(pins)}"
+        return Choice(pins[i], 1.0 / len(pins), ARM_OPTIMIZED, "pinned", version, len(pins))
 
     def _control(self, campaign: dict[str, Any], segment: str) -> Choice:
         campaign_id = campaign["campaign_id"]

@@ -28,6 +28,7 @@ import structlog
 from aiokafka import ConsumerRecord
 
 from services.common.codec import CodecError, RecordCodec, SchemaRegistry
+from services.common.lifecycle import is_serving
 from services.common.topics import Topics
 from services.trainer.buffer import RewardRow, TrainingBuffer
 from services.trainer.settings import Settings
@@ -146,8 +147,8 @@ class TrainerState:
         s = self.settings
         out = []
         for cid, new in self.new_rewards.items():
-            if new <= 0 or cid not in self.campaigns:
-                continue
+            if new <= 0 or cid not in self.campaigns or not is_serving(self.campaigns[cid]):
+                continue  # a paused or stopped campaign is not retrained (lifecycle.py)
             reason = self._reason(cid, now)
             if reason is None:
                 continue
