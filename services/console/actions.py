@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from services.common.logging import get_logger
 from services.console.pages import render
-from services.console.security import check_csrf, check_key, require_user
+from services.console.security import check_csrf, check_key, local_path, require_user
 
 __all__ = ["router", "stored_models"]
 
@@ -33,8 +33,7 @@ def _back(request: Request, to: str, flash: str) -> Response:
 async def signin(request: Request) -> Response:
     form = await request.form()
     check_csrf(request, form)
-    nxt = str(form.get("next") or "/campaigns")
-    nxt = nxt if nxt.startswith("/") and not nxt.startswith("//") else "/campaigns"
+    nxt = local_path(str(form.get("next") or ""))
     if not check_key(str(form.get("key") or ""), request.app.state.settings.keys()):
         _log.warning("console_signin_refused")
         return render(request, "signin.html", 401, next=nxt, problem="unknown admin key")
@@ -136,3 +135,61 @@ def stored_models(settings: Any, campaign_ids: list[str]) -> dict[str, list[dict
             versions = []
         out[cid] = versions
     return out
+
+
+@router.post("/campaigns/{campaign_id}/state")
+async def campaign_state(
+    request: Request, campaign_id: str, _user: str = Depends(require_user)
+) -> Response:
+    """Pause, resume or stop (services.common.campaign_ops, as `admuse campaign pause`)."""
+    from services.common.campaign_ops import change_campaign_state
+    from services.common.lifecycle import LifecycleError
+
+    form = await request.form()
+    check_csrf(request, form)
+    action = str(form.get("action") or "")
+    to = f"/campaigns/{campaign_id}"
+    try:
+        change = await change_campaign_state(request.app.state.settings.kafka, campaign_id, action)
+    except LifecycleError as exc:
+        return _back(request, to, f"not changed: {exc}")
+    _log.info(
+        "console_campaign_state", campaign_id=campaign_id, before=change.before, after=change.after
+    )
+    what = f"{change.before} → {change.after}" if change.changed else f"already {change.after}"
+    return _back(request, to, f"{campaign_id}: {what}")
+
+
+@router.post("/creatives/{creative_id}/review")
+async def review(request: Request, creative_id: str, user: str = Depends(require_user)) -> Response:
+    """Approve, block, retire, pin or unpin (services.common.campaign_ops, as `admuse
+    creatives approve|block|retire|pin|unpin`)."""
+    from services.common.campaign_ops import review_creative
+    from services.common.review import ReviewError
+
+    form = await request.form()
+    check_csrf(request, form)
+    action = str(form.get("action") or "")
+    segment = str(form.get("segment") or "") or None
+    back = local_path(str(form.get("back") or ""), "/creatives")
+    try:
+        change = await review_creative(
+            request.app.state.settings.kafka,
+            creative_id,
+            action,
+            by=f"console:{user}",
+            segment=segment,
+        )
+    except ReviewError as exc:
+        return _back(request, back, f"not done: {exc}")
+    _log.info("console_creative_reviewed", creative_id=creative_id, action=action)
+    after = change.after["status"] + (
+        f", pinned {change.after['pinned']}" if change.after.get("pinned") else ""
+    )
+    return _back(
+        request,
+        back,
+        f"{creative_id}: {action} → {after}"
+        if change.changed
+        else f"{creative_id}: nothing to change",
+    )

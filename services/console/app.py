@@ -19,7 +19,9 @@ from pydantic import ValidationError
 from starlette.middleware.sessions import SessionMiddleware
 
 from services.common.codec import SchemaRegistry
+from services.common.lifecycle import campaign_state
 from services.common.logging import configure_logging, get_logger
+from services.common.review import needs_approval
 from services.console import actions, pages
 from services.console.security import CsrfFailed, NotSignedIn, SecurityHeaders
 from services.console.settings import Settings
@@ -39,6 +41,8 @@ def templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["pct"] = lambda v, d=2: "–" if v is None or v != v else f"{v:.{d}%}"
+    env.globals["campaign_state"] = campaign_state
+    env.globals["needs_approval"] = needs_approval
     env.filters["num"] = lambda v, d=3: "–" if v is None or v != v else f"{v:.{d}g}"
     return env
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from services.console.charts import interval_bars, line_chart
-from services.console.security import csrf_token, require_user
+from services.console.security import csrf_token, local_path, require_user
 from services.console.state import ConsoleState
 from services.inference import render_svg
 
@@ -56,12 +56,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/signin")
 async def signin_page(request: Request, next: str = "/campaigns") -> HTMLResponse:
-    return render(request, "signin.html", next=_local(next), problem=None)
-
-
-def _local(path: str) -> str:
-    """Only a path of this site after sign-in (no open redirect)."""
-    return path if path.startswith("/") and not path.startswith("//") else "/campaigns"
+    return render(request, "signin.html", next=local_path(next), problem=None)
 
 
 @router.get("/")

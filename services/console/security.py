@@ -26,6 +26,7 @@ __all__ = [
     "check_csrf",
     "check_key",
     "csrf_token",
+    "local_path",
     "require_user",
 ]
 
@@ -94,3 +95,8 @@ def require_user(request: Request) -> str:
     if not user:
         raise NotSignedIn()
     return str(user)
+
+
+def local_path(path: str, default: str = "/campaigns") -> str:
+    """Only a path of this site to go to after an action (no open redirect)."""
+    return path if path.startswith("/") and not path.startswith("//") else default
