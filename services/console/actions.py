@@ -23,9 +23,10 @@ _log = get_logger(__name__)
 MAX_SPEC_BYTES = 256 * 1024
 
 
-def _back(request: Request, to: str, flash: str) -> Response:
+async def _back(request: Request, to: str, flash: str) -> Response:
+    """Read the topics again (the page shown next shows the action's effect), then go `to`."""
     request.session["flash"] = flash
-    request.app.state.console.kick()
+    await request.app.state.console.refresh()
     return RedirectResponse(to, status_code=303)
 
 
@@ -83,7 +84,7 @@ async def apply_campaign(request: Request, _user: str = Depends(require_user)) -
         )
     result = await apply_spec(request.app.state.settings.kafka, spec)
     _log.info("console_campaign_applied", campaign_id=result.campaign_id, revision=result.revision)
-    return _back(
+    return await _back(
         request,
         f"/campaigns/{result.campaign_id}",
         f"applied {result.campaign_id} revision {result.revision}: "
@@ -101,9 +102,9 @@ async def pin(request: Request, campaign_id: str, _user: str = Depends(require_u
     try:
         await pin_version(request.app.state.settings, campaign_id, version)
     except ModelOpError as exc:
-        return _back(request, "/models", f"not pinned: {exc}")
+        return await _back(request, "/models", f"not pinned: {exc}")
     _log.info("console_model_pinned", campaign_id=campaign_id, version=version)
-    return _back(request, "/models", f"pinned {campaign_id} {version}; inference swaps it in")
+    return await _back(request, "/models", f"pinned {campaign_id} {version}; inference swaps it in")
 
 
 @router.post("/models/{campaign_id}/rollback")
@@ -116,9 +117,9 @@ async def rollback(
     try:
         serving, to = await rollback_model(request.app.state.settings, campaign_id)
     except ModelOpError as exc:
-        return _back(request, "/models", f"not rolled back: {exc}")
+        return await _back(request, "/models", f"not rolled back: {exc}")
     _log.info("console_model_rolled_back", campaign_id=campaign_id, to_version=to)
-    return _back(request, "/models", f"rolled {campaign_id} back from {serving} to {to}")
+    return await _back(request, "/models", f"rolled {campaign_id} back from {serving} to {to}")
 
 
 def stored_models(settings: Any, campaign_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -152,12 +153,12 @@ async def campaign_state(
     try:
         change = await change_campaign_state(request.app.state.settings.kafka, campaign_id, action)
     except LifecycleError as exc:
-        return _back(request, to, f"not changed: {exc}")
+        return await _back(request, to, f"not changed: {exc}")
     _log.info(
         "console_campaign_state", campaign_id=campaign_id, before=change.before, after=change.after
     )
     what = f"{change.before} → {change.after}" if change.changed else f"already {change.after}"
-    return _back(request, to, f"{campaign_id}: {what}")
+    return await _back(request, to, f"{campaign_id}: {what}")
 
 
 @router.post("/creatives/{creative_id}/review")
@@ -181,12 +182,12 @@ async def review(request: Request, creative_id: str, user: str = Depends(require
             segment=segment,
         )
     except ReviewError as exc:
-        return _back(request, back, f"not done: {exc}")
+        return await _back(request, back, f"not done: {exc}")
     _log.info("console_creative_reviewed", creative_id=creative_id, action=action)
     after = change.after["status"] + (
         f", pinned {change.after['pinned']}" if change.after.get("pinned") else ""
     )
-    return _back(
+    return await _back(
         request,
         back,
         f"{creative_id}: {action} → {after}"

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -39,6 +39,7 @@ def templates() -> Environment:
         autoescape=select_autoescape(["html"], default=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        undefined=StrictUndefined,  # a misspelt field fails the page (and its test)
     )
     env.filters["pct"] = lambda v, d=2: "–" if v is None or v != v else f"{v:.{d}%}"
     env.globals["campaign_state"] = campaign_state
