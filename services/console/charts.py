@@ -5,6 +5,7 @@ neither)."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -16,8 +17,14 @@ from services.console.experiment import Point
 __all__ = ["ARM_COLORS", "interval_bars", "line_chart"]
 
 ARM_COLORS = {"control": "#8a8f98", "catalog": "#d9822b", "optimized": "#2a7ae2"}
+# Characters XML 1.0 cannot carry: replaced, so a chart is well-formed whatever a label holds.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _OTHER = ("#7b5ea7", "#1b998b", "#c0392b", "#2c3e50")
 _W, _H, _L, _R, _T, _B = 640, 240, 48, 110, 12, 28
+
+
+def _text(value: str) -> str:
+    return escape(_NOT_XML.sub("\ufffd", value))
 
 
 def _color(name: str, i: int) -> str:
@@ -29,7 +36,7 @@ def line_chart(series: Mapping[str, Sequence[Point]], title: str) -> Markup:
     pts = [p for ps in series.values() for p in ps]
     head = (
         f'<svg class="chart" role="img" viewBox="0 0 {_W} {_H}" '
-        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+        f'xmlns="http://www.w3.org/2000/svg"><title>{_text(title)}</title>'
     )
     if not pts:
         return Markup(
@@ -72,11 +79,11 @@ def line_chart(series: Mapping[str, Sequence[Point]], title: str) -> Markup:
         line = " ".join(f"{x(p.t_ms):.1f},{y(p.rate):.1f}" for p in ps)
         out.append(
             f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2" '
-            f'data-arm="{escape(name)}" data-n="{ps[-1].n}"/>'
+            f'data-arm="{_text(name)}" data-n="{ps[-1].n}"/>'
         )
         out.append(
             f'<text x="{_L + pw + 6}" y="{y(ps[-1].rate) + 4:.1f}" class="legend" '
-            f'fill="{color}">{escape(name)} {ps[-1].rate:.2%}</text>'
+            f'fill="{color}">{_text(name)} {ps[-1].rate:.2%}</text>'
         )
     out.append("</svg>")
     return Markup("".join(out))
@@ -87,7 +94,7 @@ def interval_bars(rows: Sequence[tuple[str, float, float, float]], title: str) -
     h = 22 * len(rows) + 20
     head = (
         f'<svg class="bars" role="img" viewBox="0 0 {_W} {h}" '
-        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
+        f'xmlns="http://www.w3.org/2000/svg"><title>{_text(title)}</title>'
     )
     highs = [r[3] for r in rows if math.isfinite(r[3])]
     top = max(highs, default=0.01) or 0.01
@@ -95,7 +102,7 @@ def interval_bars(rows: Sequence[tuple[str, float, float, float]], title: str) -
     out = [head]
     for i, (label, v, lo, hi) in enumerate(rows):
         yy = 14 + 22 * i
-        out.append(f'<text x="0" y="{yy + 4}" class="axis">{escape(label[:36])}</text>')
+        out.append(f'<text x="0" y="{yy + 4}" class="axis">{_text(label[:36])}</text>')
         if math.isfinite(lo) and math.isfinite(hi):
             x0 = lw + (_W - lw - 60) * lo / top
             x1 = lw + (_W - lw - 60) * hi / top
