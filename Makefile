@@ -29,7 +29,7 @@ proto: ## Generate gRPC code from proto/ (never edited by hand)
 	  $(PY) -m grpc_tools.protoc -Iservices/inference/generated=proto --python_out=. \
 	    --grpc_python_out=. --pyi_out=. proto/admuse/v1/*.proto; fi
 
-demo: install ## The main job: broker, services, simulator, report
+demo: install ## The main job: broker, services, console, simulator, report (DEMO_ARGS=--keep: console stays up)
 	@PATH=$(VENV)/bin:$$PATH $(VENV)/bin/admuse demo $(DEMO_ARGS)
 
 chaos: install ## The fault suite: faults under load, then the books (CHAOS_ARGS="--cycles 20")
