@@ -24,7 +24,7 @@ import yaml
 
 from services.common.settings import KafkaSettings
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCENARIO = Path(__file__).parents[2] / "services" / "simulator" / "scenarios" / "e2e.yaml"
@@ -32,8 +32,12 @@ CAMPAIGN = "e2e-loop"
 PACE = {  # a trainer fast enough that two model versions exist within the test
     "ADMUSE_TRAINER_RETRAIN_FLOOR_MIN_S": "5",
     "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.3",
-    "ADMUSE_TRAINER_MIN_ROWS": "200",
-    "ADMUSE_TRAINER_GAN_STEPS": "150",
+    "ADMUSE_TRAINER_MIN_ROWS": "150",
+    "ADMUSE_TRAINER_GAN_STEPS": "100",
+    # a wide challenger slice judged slowly: room for several designs in review at once
+    "ADMUSE_INFERENCE_CHALLENGER_SHARE": "0.5",
+    "ADMUSE_INFERENCE_CHALLENGER_DECIDE_S": "900",
+    "ADMUSE_INFERENCE_CHALLENGER_PRECISION": "2.0",
     "ADMUSE_CONSOLE_REFRESH_S": "1",
 }
 
@@ -184,28 +188,28 @@ def test_console_runs_the_campaign_in_a_real_browser(stack: Any) -> None:
             )
             page.screenshot(path=shots / "experiment.png", full_page=True)
 
-            # A generated creative waits for review; approved, Decide serves it.
-            page.goto(f"{url}/creatives?campaign={CAMPAIGN}&status=pending")
-            card = page.locator("article.card[data-status=pending]").first
-            expect(card).to_be_visible(timeout=180_000)
-            page.screenshot(path=shots / "creatives.png", full_page=True)
-            approved = card.get_attribute("data-creative")
-            card.locator("button[data-action=approve]").click()
-            expect(page.locator(".flash")).to_contain_text(f"{approved}: approve → live")
-            device = (card.get_attribute("data-segment") or "device=mobile").partition("=")[2]
-            wait_for(
-                lambda: approved in decider.served(40, device or "mobile"),
-                90,
-                f"Decide to serve {approved}",
-            )
-
             # Block a catalog creative: Decide never serves it again.
             blocked = f"{CAMPAIGN}-teal"
             page.goto(f"{url}/creatives?campaign={CAMPAIGN}&status=live")
             page.locator(f"article[data-creative={blocked}] button[data-action=block]").click()
             expect(page.locator(".flash")).to_contain_text(f"{blocked}: block → blocked")
             wait_for(lambda: blocked not in decider.served(60), 30, "the block to take effect")
-            assert blocked not in decider.served(300)
+            assert blocked not in decider.served(150)
+
+            # A generated creative waits for review; approved, Decide serves it.
+            page.goto(f"{url}/creatives?campaign={CAMPAIGN}&status=pending")
+            card = page.locator("article.card[data-status=pending]").first
+            expect(card).to_be_visible(timeout=240_000)
+            page.screenshot(path=shots / "creatives.png", full_page=True)
+            approved = card.get_attribute("data-creative")
+            device = (card.get_attribute("data-segment") or "device=mobile").partition("=")[2]
+            card.locator("button[data-action=approve]").click()
+            expect(page.locator(".flash")).to_contain_text(f"{approved}: approve → live")
+            wait_for(
+                lambda: approved in decider.served(40, device or "mobile"),
+                90,
+                f"Decide to serve {approved}",
+            )
 
             # Roll back once two model versions exist.
             page.goto(f"{url}/models")
