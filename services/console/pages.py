@@ -144,9 +144,23 @@ async def creatives(
             if segment and c.get("segment") not in (segment, None):
                 continue
             rows.append({"c": c, "e": effects.get((c["campaign_id"], c["creative_id"]))})
+    effect_charts = {}
+    if snap is not None:
+        for cid, view in sorted(snap.views.items()):
+            if campaign and cid != campaign:
+                continue
+            for seg, per_attr in sorted(view.segment_effects.items()):
+                if segment and seg != segment:
+                    continue
+                for name, effects in per_attr.items():
+                    effect_charts[(cid, seg, name)] = interval_bars(
+                        [(e.group, e.rate, e.low, e.high) for e in effects[:12]],
+                        f"{cid} {seg}: CTR by {name}",
+                    )
     return render(
         request,
         "creatives.html",
+        effect_charts=effect_charts,
         rows=rows,
         statuses=sorted(statuses),
         segments=sorted(segments),

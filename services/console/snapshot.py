@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.analysis.dataset import LoggedData
+from services.analysis.effects import Effect, attribute_effects
 from services.analysis.kafka_io import ReadWindow, load_campaign, read_latest, read_topic
 from services.analysis.report import CampaignReport, report_from_logs
 from services.common.codec import SchemaRegistry
@@ -32,6 +34,7 @@ class CampaignView:
     series: Series
     pending: int | None
     regret: dict[str, dict[str, float]] = field(default_factory=dict)
+    segment_effects: dict[str, dict[str, list[Effect]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ async def read_snapshot(
             ctr_series(logs.rewards),
             logs.pending,
             regret_by_arm([r for r in results if r.get("campaign_id", cid) == cid]),
+            _segment_effects(logs.rewards, logs.attributes),
         )
     return Snapshot(
         int(time.time() * 1000),
@@ -98,6 +102,19 @@ async def read_snapshot(
         views,
         time.monotonic() - started,
     )
+
+
+def _segment_effects(
+    rewards: LoggedData, attributes: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, list[Effect]]]:
+    """Attribute effects within each segment (the report's function on the segment's shown
+    rows): which values work for whom."""
+    if "shown" in rewards.extra:
+        rewards = rewards.select(rewards.extra["shown"].astype(bool))
+    return {
+        seg: attribute_effects(rewards.select(rewards.context == code), attributes)
+        for code, seg in enumerate(rewards.contexts)
+    }
 
 
 def _simulator_results(run_dir: Path | None) -> list[dict[str, Any]]:

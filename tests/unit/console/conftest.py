@@ -18,7 +18,7 @@ from services.console.app import create_app
 from services.console.experiment import ctr_series
 from services.console.ops import Operations
 from services.console.settings import Settings
-from services.console.snapshot import CampaignView, Snapshot
+from services.console.snapshot import CampaignView, Snapshot, _segment_effects
 from services.console.state import ConsoleState
 
 EVIL = '<script>alert("x")</script>'
@@ -101,6 +101,7 @@ def snapshot() -> Snapshot:
         ctr_series(data),
         12,
         {"optimized": {"n": 10, "expected_ctr": 0.1, "regret_per_impression": 0.02}},
+        _segment_effects(data, {"c-a": {"headline": EVIL}, "c-b": {"headline": "B"}}),
     )
     return Snapshot(1_796_000_400_000, {"camp": campaign}, creatives, models, {"camp": view}, 0.2)
 

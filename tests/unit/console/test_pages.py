@@ -66,6 +66,7 @@ async def test_every_page_renders_escaped_under_a_strict_csp(client: httpx.Async
     gallery = (await client.get("/creatives?status=pending")).text
     assert 'data-creative="gen-1"' in gallery and 'data-creative="c-a"' not in gallery
     assert 'data-action="approve"' in gallery
+    assert "device=mobile · headline" in gallery and "device=desktop · headline" in gallery
     ops = (await client.get("/operations")).text
     assert "schema_violation" in ops and "•••" in ops and "inference" in ops
 
