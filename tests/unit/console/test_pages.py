@@ -62,6 +62,8 @@ async def test_every_page_renders_escaped_under_a_strict_csp(client: httpx.Async
         assert "unsafe-inline" not in csp
         assert EVIL not in r.text, f"{path} renders markup from the data unescaped"
         if r.headers["content-type"].startswith("text/html"):
+            title = re.search(r"<title>(.*?)</title>", r.text, re.S)
+            assert title and len(title.group(1)) < 60 and "<" not in title.group(1), path
             assert "<script>" not in r.text.replace('<script src="/static/console.js" defer>', "")
     gallery = (await client.get("/creatives?status=pending")).text
     assert 'data-creative="gen-1"' in gallery and 'data-creative="c-a"' not in gallery
