@@ -53,6 +53,7 @@ class ApplyResult:
     creatives: list[str]
     retired: list[str]
     blocked: list[str] = field(default_factory=list)  # seeds a person blocked: not published
+    state: str = "active"  # the lifecycle state, kept across applies
 
 
 def _load_or_exit(file: Path) -> CampaignSpec:
@@ -72,7 +73,8 @@ def show(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.
         f"segment keys: {', '.join(spec.segment_keys) or '(none: one segment)'}; "
         f"reward: {spec.reward.kind}; attribution window: {spec.attribution_window:g}s; "
         f"holdout: {spec.holdout_share:.0%}; min contrast: {spec.min_contrast:g}; "
-        f"max generated per segment: {spec.max_generated}"
+        f"max generated per segment: {spec.max_generated}; approval: {spec.approval}; "
+        f"fallback: {spec.fallback or '(none)'}"
     )
     attrs = Table("attribute", "kind", "domain", title="creative space")
     for a in spec.attributes:
@@ -104,34 +106,40 @@ def apply(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON
         f"{len(result.creatives)} catalog creative(s) live"
         + (f", retired {', '.join(result.retired)}" if result.retired else "")
         + (f"; blocked, so not published: {', '.join(result.blocked)}" if result.blocked else "")
+        + (f"; the campaign stays {result.state}" if result.state != "active" else "")
     )
 
 
 _CampaignId = Annotated[str, typer.Argument(help="The campaign's id.")]
+_By = Annotated[
+    str | None, typer.Option("--by", help="Who acts (state_changed_by); default: $USER.")
+]
 
 
-def pause(campaign_id: _CampaignId) -> None:
+def pause(campaign_id: _CampaignId, by: _By = None) -> None:
     """Pause a campaign: Decide answers its fallback creative (or none), status 'paused'."""
-    _change(campaign_id, "pause")
+    _change(campaign_id, "pause", by)
 
 
-def resume(campaign_id: _CampaignId) -> None:
+def resume(campaign_id: _CampaignId, by: _By = None) -> None:
     """Resume a paused campaign: Decide runs the experiment again."""
-    _change(campaign_id, "resume")
+    _change(campaign_id, "resume", by)
 
 
-def stop(campaign_id: _CampaignId) -> None:
+def stop(campaign_id: _CampaignId, by: _By = None) -> None:
     """Stop a campaign for good (like pause, with status 'stopped'; it cannot resume)."""
-    _change(campaign_id, "stop")
+    _change(campaign_id, "stop", by)
 
 
-def _change(campaign_id: str, action: str) -> None:
-    from services.common.campaign_ops import change_campaign_state
+def _change(campaign_id: str, action: str, by: str | None) -> None:
+    from services.common.campaign_ops import change_campaign_state, operator
     from services.common.lifecycle import LifecycleError
     from services.common.settings import KafkaSettings
 
     try:
-        change = asyncio.run(change_campaign_state(KafkaSettings(), campaign_id, action))
+        change = asyncio.run(
+            change_campaign_state(KafkaSettings(), campaign_id, action, by=by or operator())
+        )
     except LifecycleError as exc:
         Console(stderr=True).print(f"[red]{action} refused[/red]: {exc}", highlight=False)
         raise typer.Exit(3 if exc.reason == "unknown_campaign" else 2) from None
@@ -177,7 +185,8 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
     revision = (prior["revision"] + 1) if prior else 1
     record = campaign_record(spec, revision, now)
     if prior:  # the lifecycle is not the spec's to change
-        record.update(state=prior["state"], state_changed_at=prior["state_changed_at"])
+        keep = ("state", "state_changed_at", "state_changed_by")
+        record.update({k: prior[k] for k in keep})
     existing = await read_compacted(kafka, topics.creatives.name, creative_codec)
     # A person's review outlives the spec: a blocked seed stays blocked, a pin stays pinned.
     seeds = creative_records(spec, now)
@@ -205,11 +214,11 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
             campaign_codec.encode(record),
             key=spec.campaign_id.encode(),
         )
-        for record in [*creatives, *stale]:
+        for creative in [*creatives, *stale]:
             await producer.send(
                 topics.creatives.name,
-                creative_codec.encode(record),
-                key=record["creative_id"].encode(),
+                creative_codec.encode(creative),
+                key=creative["creative_id"].encode(),
             )
         await producer.flush()
     finally:
@@ -220,6 +229,7 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
         sorted(live_ids),
         sorted(c["creative_id"] for c in stale),
         blocked,
+        record["state"],
     )
 
 

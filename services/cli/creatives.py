@@ -8,7 +8,6 @@ The rules are services/common/review.py; the write path, shared with the console
 from __future__ import annotations
 
 import asyncio
-import getpass
 from typing import Annotated
 
 import typer
@@ -64,11 +63,11 @@ def pin(
 
 
 def _review(creative_id: str, action: str, by: str | None, segment: str | None = None) -> None:
-    from services.common.campaign_ops import review_creative
+    from services.common.campaign_ops import operator, review_creative
     from services.common.review import ReviewError
     from services.common.settings import KafkaSettings
 
-    who = by or _user()
+    who = by or operator()
     try:
         change = asyncio.run(
             review_creative(KafkaSettings(), creative_id, action, by=who, segment=segment)
@@ -106,10 +105,3 @@ def list_creatives(
         table.add_row(*map(escape, cells), "-" if predicted is None else f"{predicted:.4f}")
     Console().print(table)
     Console().print(f"{len(found)} creative(s)")
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"

@@ -23,6 +23,7 @@ __all__ = [
     "ReviewChange",
     "StateChange",
     "change_campaign_state",
+    "operator",
     "read_campaigns",
     "read_creatives",
     "review_creative",
@@ -54,6 +55,16 @@ class ReviewChange:
     @property
     def changed(self) -> bool:
         return self.before != self.after
+
+
+def operator() -> str:
+    """Who runs this process (the login name), for `by` when a tool is not told."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 async def read_campaigns(kafka: Any) -> dict[str, dict[str, Any]]:
@@ -133,7 +144,12 @@ async def _publish(kafka: Any, topic: str, record: str, key: str, value: dict[st
 
 
 async def change_campaign_state(
-    kafka: Any, campaign_id: str, action: str, *, now: datetime | None = None
+    kafka: Any,
+    campaign_id: str,
+    action: str,
+    *,
+    by: str | None = None,
+    now: datetime | None = None,
 ) -> StateChange:
     """Pause, resume or stop a campaign (`action`); raises LifecycleError (unknown campaign,
     a move the rules forbid). Publishes a new revision only when the state changes."""
@@ -156,6 +172,7 @@ async def change_campaign_state(
         **current,
         "state": after,
         "state_changed_at": now,
+        "state_changed_by": by,
         "revision": int(current["revision"]) + 1,
         "updated_at": now,
     }

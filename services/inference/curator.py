@@ -238,7 +238,7 @@ class Curator:
             if (
                 creative["campaign_id"] == campaign_id
                 and creative.get("model_version") == bad_version
-                and creative["status"] == "live"
+                and creative["status"] in ("live", PENDING)  # nor left waiting for review
             ):
                 await self._retire(creative)
         return previous.version

@@ -85,8 +85,9 @@ async def test_pause_serves_the_fallback_resume_serves_the_policy_stop_is_final(
             return str(answer["status"])
 
         assert await status() == "active"
-        code, out = await admuse(kafka, "campaign", "pause", "spring")
+        code, out = await admuse(kafka, "campaign", "pause", "spring", "--by", "ana")
         assert code == 0 and "active → paused" in out, out
+        assert (await read_campaigns(kafka))["spring"]["state_changed_by"] == "ana"
         await eventually(lambda: _is(status, "paused"), 10, "Decide to answer paused")
         for i in range(20):
             resp = await client.post("/v1/decide", json={**body, "user_id": f"p-{i}"})
@@ -139,7 +140,7 @@ async def test_apply_keeps_the_state_blocks_and_pins_and_unknown_campaigns_are_n
     assert code == 0, out
     result = await apply_spec(kafka, spec)  # the spec changes; the lifecycle does not
     campaign = (await read_campaigns(kafka))["spring"]
-    assert result.revision == 3 and campaign["state"] == "paused"
+    assert result.revision == 3 and campaign["state"] == result.state == "paused"
     assert campaign["state_changed_at"] is not None
     # A person's review outlives the spec, through the same write path the console uses.
     await review_creative(kafka, "soft-1", "block", by="ana")

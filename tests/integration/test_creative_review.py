@@ -39,7 +39,12 @@ class Traffic:
     """Decide calls in the test's segment, by distinct users; every answer kept."""
 
     def __init__(self, url: str) -> None:
-        self._client = httpx.AsyncClient(base_url=url, headers={"X-API-Key": API_KEY}, timeout=10)
+        self._client = httpx.AsyncClient(
+            base_url=url,
+            headers={"X-API-Key": API_KEY},
+            limits=httpx.Limits(max_connections=16),  # a batch queues for a connection
+            timeout=httpx.Timeout(30, pool=None),
+        )
         self._n = 0
 
     async def batch(self, n: int = 100) -> list[dict[str, Any]]:
@@ -72,7 +77,7 @@ async def proc(kafka: KafkaSettings, topics: Topics, tmp_path: Path) -> AsyncIte
         proc.stop()
 
 
-async def test_pending_until_approved_then_blocked_for_good_across_a_restart(
+async def test_pending_until_approved_then_blocked_for_good_across_a_kill(
     kafka: KafkaSettings, topics: Topics, proc: InferenceProcess, tmp_path: Path
 ) -> None:
     traffic = Traffic(proc.url)
@@ -107,7 +112,7 @@ async def test_pending_until_approved_then_blocked_for_good_across_a_restart(
         assert code == 2 and "approve it first" in out, out
     finally:
         await traffic.close()
-    proc.stop()
+    proc.kill()  # SIGKILL: the new process knows only what the topics say
     again = await InferenceProcess(kafka, tmp_path, **ENV).start()
     traffic = Traffic(again.url)
     try:
