@@ -140,7 +140,7 @@ def stored_models(settings: Any, campaign_ids: list[str]) -> dict[str, list[dict
 
 @router.post("/campaigns/{campaign_id}/state")
 async def campaign_state(
-    request: Request, campaign_id: str, _user: str = Depends(require_user)
+    request: Request, campaign_id: str, user: str = Depends(require_user)
 ) -> Response:
     """Pause, resume or stop (services.common.campaign_ops, as `admuse campaign pause`)."""
     from services.common.campaign_ops import change_campaign_state
@@ -151,7 +151,9 @@ async def campaign_state(
     action = str(form.get("action") or "")
     to = f"/campaigns/{campaign_id}"
     try:
-        change = await change_campaign_state(request.app.state.settings.kafka, campaign_id, action)
+        change = await change_campaign_state(
+            request.app.state.settings.kafka, campaign_id, action, by=f"console:{user}"
+        )
     except LifecycleError as exc:
         return await _back(request, to, f"not changed: {exc}")
     _log.info(
