@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import inspect
 import secrets
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,6 @@ def create_app(settings: Settings, state: ConsoleState | None = None) -> FastAPI
 
 
 def main() -> None:
-    import uvicorn
-
     try:
         settings = Settings()  # type: ignore[call-arg]  # required values come from the env
     except ValidationError as exc:
@@ -118,13 +117,36 @@ def main() -> None:
             f"console settings are incomplete or wrong: {problems} (see the README table 'console')"
         ) from None
     configure_logging(settings.log.level, settings.log.format, service="console")
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully and exit 0 (a supervisor or
+    Compose stopping the console is not a crash)."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # signals are ours (below)
+            yield
+
+    server = _Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+        )
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda sig=sig: _stop(server, sig))
+    await server.serve()
+
+
+def _stop(server: Any, sig: signal.Signals) -> None:
+    _log.info("console_stopping", signal=sig.name)
+    server.should_exit = True
