@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -225,20 +226,25 @@ def test_console_runs_the_campaign_in_a_real_browser(stack: Any) -> None:
                 return [v for v in stored if now != "none" and v < now]
 
             wait_for(older_versions, 240, "a model version older than the serving one")
-            section.locator("text=Roll back").click()
-            flash = page.locator(".flash")
-            expect(flash).to_contain_text(f"rolled {CAMPAIGN} back from ")
-            target = flash.inner_text().rsplit(" to ", 1)[1].strip()
-            stored = section.locator("tr[data-version]").evaluate_all(
-                "rows => rows.map(r => r.dataset.version)"
-            )
-            assert target in stored, (target, stored)
-            # Inference swaps the older version in (the trainer may publish a newer one later).
-            wait_for(
-                lambda: target in {decider.decide()["model_version"] for _ in range(10)},
-                30,
-                f"inference to serve {target}",
-            )
+            # Decide is watched from the click on: the trainer may publish a newer model
+            # seconds after the rollback, so the rolled-back version may serve only briefly.
+            seen: set[str | None] = set()
+            watching = threading.Event()
+            watcher = threading.Thread(target=_watch_versions, args=(values, seen, watching))
+            watcher.start()
+            try:
+                section.locator("text=Roll back").click()
+                flash = page.locator(".flash")
+                expect(flash).to_contain_text(f"rolled {CAMPAIGN} back from ")
+                target = flash.inner_text().rsplit(" to ", 1)[1].strip()
+                stored = section.locator("tr[data-version]").evaluate_all(
+                    "rows => rows.map(r => r.dataset.version)"
+                )
+                assert target in stored, (target, stored)
+                wait_for(lambda: target in seen, 30, f"inference to serve {target}")
+            finally:
+                watching.set()
+                watcher.join(30)
             page.screenshot(path=shots / "models.png", full_page=True)
 
             # Pause: Decide answers with the fallback, no decision.
@@ -257,6 +263,16 @@ def test_console_runs_the_campaign_in_a_real_browser(stack: Any) -> None:
         finally:
             browser.close()
             decider.client.close()
+
+
+def _watch_versions(values: dict[str, str], seen: set[str | None], done: threading.Event) -> None:
+    """Collect the model versions Decide answers with until `done`."""
+    decider = Decider(values["ADMUSE_SIMULATOR_DECIDE_URL"], values["ADMUSE_SIMULATOR_API_KEY"])
+    try:
+        while not done.is_set():
+            seen.add(decider.decide()["model_version"])
+    finally:
+        decider.client.close()
 
 
 def _ok(url: str) -> bool:
