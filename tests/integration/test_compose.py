@@ -208,7 +208,7 @@ async def test_every_service_runs_from_its_compose_entry(
     kafka = kafka_base.model_copy(update={"topic_prefix": f"c{uuid.uuid4().hex[:8]}."})
     local = _Local(project, kafka, tmp_path)
     services = project["services"]
-    waves = [["ingestion", "features", "trainer", "inference"], ["simulator"]]
+    waves = [["ingestion", "features", "trainer", "inference", "console"], ["simulator"]]
     assert {n for w in waves for n in w} == {
         n for n, s in services.items() if n != "kafka" and "gpu" not in s.get("profiles", [])
     }
