@@ -111,21 +111,26 @@ class SourceWatermarks:
         self._lag_ms = lag_ms
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.stated = 0  # claims written into every partition
         self.failed = 0  # claims not written (counted; the next one replaces them)
         self.last_claim_ms: int | None = None
         self._warn = rate_limited(_log, 10.0)
 
     def start(self) -> None:
+        """Start stating claims (again calls do nothing)."""
+        if self._task is not None or self._closed:
+            return
         self._task = asyncio.create_task(self._run(), name=f"source-watermarks-{self.name}")
 
     async def close(self, *, end: bool, timeout_s: float = 10.0) -> None:
         """Stop stating claims; with `end`, state the end of this source (nothing more comes)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._closed = True
+        if self._task is None:
+            return  # never started: it stated nothing, so it has nothing to end
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
         if end:
             await self._state(END_OF_TIME, timeout_s)
 

@@ -157,8 +157,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 held=held,
                 lag_ms=settings.watermark_skew_ms,
             )
-            source.start()
-            stack.push_async_callback(source.close, end=True)
+            stack.push_async_callback(source.close, end=True)  # started by the first event
             http_app = build_http_app(
                 producer=http_producer,
                 raw_topic=topics.events_raw.name,
@@ -172,7 +171,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 is_alive=lambda: not stream_task.done(),
                 kafka_timeout_s=settings.http_kafka_timeout_s,
                 retry_after_s=settings.http_retry_after_s,
-                held=held,
+                source=source,
                 resend_horizon_s=settings.http_resend_horizon_s,
             )
             server = _Server(

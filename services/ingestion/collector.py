@@ -9,7 +9,8 @@ valid event within `kafka_timeout_s` (broker away, producer being replaced) the 
 with `Retry-After` and the per-event results (those `accepted` were written): the app sends
 the request again and ingestion drops the copies by event_id. The collector is a live source
 of the raw topic (services/common/source_watermark.py): its claim stays below every event it
-is writing, and below every refused one until the resend horizon has passed. Bodies: one JSON
+is writing, and below every refused one until the resend horizon has passed (it states claims
+from the first event it receives on: until then it holds nothing). Bodies: one JSON
 object, a JSON array, or NDJSON (`Content-Type: application/x-ndjson`, one object per line),
 optionally `Content-Encoding: gzip` (the size limit applies to the compressed and the inflated
 body). Also /healthz, /readyz and /metrics.
@@ -30,7 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.privacy import ApiKeys
 from services.common.producer import NotDelivered, ResilientProducer
-from services.common.source_watermark import HeldEvents
+from services.common.source_watermark import HeldEvents, SourceWatermarks
 from services.ingestion.decoding import decode_json
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.rejection import Rejection
@@ -55,13 +56,13 @@ def build_http_app(
     is_alive: Callable[[], bool],
     kafka_timeout_s: float = 1.5,
     retry_after_s: int = 5,
-    held: HeldEvents | None = None,
+    source: SourceWatermarks | None = None,
     resend_horizon_s: float = 30.0,
 ) -> FastAPI:
     """The collector's FastAPI app; the caller owns the producer's lifecycle."""
     app = FastAPI(title="admuse ingestion", docs_url=None, redoc_url=None)
     keys = ApiKeys(api_keys)
-    held = held if held is not None else HeldEvents()
+    held = source.held if source is not None else HeldEvents()
 
     def authorized(request: Request) -> bool:
         if not keys:
@@ -151,6 +152,8 @@ def build_http_app(
                 )  # fmt: skip
                 continue
             results.append({"index": index, "event_id": checked.event_id, "accepted": True})
+            if source is not None:
+                source.start()  # a live source from its first event on (idempotent)
             occurred = int(checked.fields["occurred_at"])
             holds[index] = (held.hold(occurred), occurred)
             sends[index] = producer.send(
