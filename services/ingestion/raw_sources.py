@@ -17,8 +17,9 @@ Liveness, decided here and documented in docs/contracts.md:
   every source, expires none of them;
 - after a partition is assigned (a start, a restart, a rebalance) ingestion knows none of its
   sources: it states no claim for it until `learn_ms` of live time has passed, long enough for
-  every live source to state a claim again (they do every 500 ms), so a restart rebuilds the
-  sources from the topic itself before any window can close on it.
+  every live source to state a claim again (they do every 500 ms, and within their producer's
+  reconnect back-off after a broker outage), so a restart rebuilds the sources from the topic
+  itself before any window can close on it.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ class Settings(ServiceSettings):
         0.2, gt=0, le=10, description="Watermarks are written into admuse.events this often."
     )
     source_learn_ms: int = Field(
-        2000,
+        10_000,
         ge=0,
         description="After a raw partition is assigned, its watermark waits this long (while "
         "Kafka answers) to learn the live sources' claims before stating one.",

@@ -121,7 +121,7 @@ class WatermarkOut:
     producer_name: str
     interval_s: float
     skew_ms: int
-    sources_learn_ms: int = 2000  # raw_sources.py: learning and expiry of live sources
+    sources_learn_ms: int = 10_000  # raw_sources.py: learning and expiry of live sources
     sources_expiry_ms: int = 30_000
 
 

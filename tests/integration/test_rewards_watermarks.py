@@ -144,6 +144,7 @@ async def loop(
         ADMUSE_INGESTION_WATERMARK_INTERVAL_S="0.1",
         ADMUSE_INGESTION_TRANSFORM_WORKERS="0",
         ADMUSE_INGESTION_MAX_BATCH="20",  # the backlog takes 100+ transactions
+        ADMUSE_INGESTION_SOURCE_LEARN_MS="1000",  # the quiet spell starts right after ready
     )
     features = FeaturesWorker(
         kafka,
