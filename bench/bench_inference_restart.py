@@ -5,10 +5,10 @@ The suite's own broker holds a synthetic campaign, eight catalog creatives and o
 started again `--runs` times per variant, alternating: the baseline is this tree at
 `--baseline-rev` (default: main; `git archive`, run with the same virtual environment), the
 candidate is the working tree. Per start it records, from the spawn, when the HTTP port first
-answers, when /readyz turns 200 and when the first Decide answers 200, plus the phases inference
-logs. The supervisor's first-restart delay comes on top (`admuse demo` / `up`: see
-services/cli/supervise.py). Median per variant and the ratio go to stdout and
-`<run>/restart.json`.
+answers, when /readyz turns 200 and when the first Decide answers 200, the CPU seconds the
+process used until then (what a loaded machine inflates least), plus the phases inference
+logs. The supervisor's first-restart delay comes on top (services/cli/supervise.py). Median
+per variant and the ratio go to stdout and `<run>/restart.json`.
 
     .venv/bin/python bench/bench_inference_restart.py --port 29294 --runs 5
 """
@@ -112,6 +112,13 @@ def _phases(log: Path, t0: float) -> dict[str, float]:
     return out
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process used so far: what a loaded machine does not
+    inflate the way it inflates wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _one_start(tree: Path, env: dict[str, str], url: str, log: Path) -> dict[str, Any]:
     body = {"campaign_id": "spring", "user_id": "bench", "context": {"country": "DE"}}
     headers = {"X-API-Key": env["ADMUSE_INFERENCE_API_KEYS"]}
@@ -140,6 +147,7 @@ def _one_start(tree: Path, env: dict[str, str], url: str, log: Path) -> dict[str
                         got = client.post(f"{url}/v1/decide", json=body, headers=headers)
                         if got.status_code == 200:
                             marks["decide"] = time.time() - t0
+                            marks["cpu"] = _cpu_s(proc.pid)
                     time.sleep(0.02)
         finally:
             os.killpg(proc.pid, signal.SIGKILL)  # as the fault suite kills it
@@ -175,9 +183,11 @@ def main() -> None:
     summary: dict[str, Any] = {"load_average": os.getloadavg(), "runs": results}
     for name, rows in results.items():
         summary[name] = {
-            k: statistics.median(r[k] for r in rows if k in r) for k in ("http", "ready", "decide")
+            k: statistics.median(r[k] for r in rows if k in r)
+            for k in ("http", "ready", "decide", "cpu")
         }
-    summary["ratio_decide"] = round(summary["new"]["decide"] / summary["baseline"]["decide"], 2)
+    for k in ("decide", "cpu"):
+        summary[f"ratio_{k}"] = round(summary["new"][k] / summary["baseline"][k], 2)
     (run / "restart.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
     print(f"details: {run / 'restart.json'}")
