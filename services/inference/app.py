@@ -31,6 +31,7 @@ from services.inference import propensity
 from services.inference.curator import Curator
 from services.inference.decision_watermarks import DecisionWatermarks
 from services.inference.decisions import DecisionLog, NotLogged
+from services.inference.gate import Gate
 from services.inference.metrics import Metrics
 from services.inference.models import choose_providers
 from services.inference.policy import NoCreatives, Policy, UnknownCampaign
@@ -109,6 +110,7 @@ class Inference:
     def __post_init__(self) -> None:
         self._keys = ApiKeys(self.settings.api_key_set())
         self._secret = self.settings.pseudonym_secret.get_secret_value().encode()
+        self.gate = Gate(self.state, self.metrics.registry)
 
     def key_ok(self, key: str | None) -> bool:
         return self._keys.matches(key)
@@ -128,8 +130,11 @@ class Inference:
         campaign = self.state.campaigns.get(campaign_id)
         if campaign is None:
             raise UnknownCampaign(campaign_id)
-        pseudonym = pseudonymize(self._secret, user_id)
         segment = segment_of(campaign["segment_keys"], context)
+        held = self.gate.answer(campaign, segment, api)  # paused or stopped: no decision
+        if held is not None:
+            return held
+        pseudonym = pseudonymize(self._secret, user_id)
         choice = self.policy.choose(campaign, segment, pseudonym)
         decision_id = uuid.uuid4().hex
         model_version = self.curator.model_version(campaign_id)
@@ -162,6 +167,7 @@ class Inference:
         self.metrics.decisions.labels(choice.arm, api).inc()
         self.metrics.latency.labels(api).observe(time.perf_counter() - started)
         return {
+            "status": "active",
             "decision_id": decision_id,
             "campaign_id": campaign_id,
             "creative_id": creative["creative_id"],
@@ -222,6 +228,7 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         refresh_ms=settings.policy_refresh_ms,
         backoff_impressions=settings.backoff_impressions,
         challenger_share=settings.challenger_share,
+        challenger_weigh=settings.challenger_weigh,
     )
     providers = _providers(settings.providers)
     curator = Curator(settings, state, policy, metrics, publish_creative, providers)

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from services.common.lifecycle import is_serving
 from services.common.logging import get_logger
 from services.common.model_store import (
     ArtifactTooLarge,
@@ -49,6 +50,7 @@ from services.common.model_store import (
     ModelStore,
     OutsideStore,
 )
+from services.common.review import PENDING, awaiting_review, is_blocked, needs_approval
 from services.common.segment import ALL_SEGMENTS
 from services.common.signing import SignatureError
 from services.inference.artifacts import fetch_verified
@@ -59,10 +61,12 @@ from services.inference.challengers import (
     PROMOTE,
     PROMOTED,
     ChallengerBudget,
+    generated_calibration,
     honest_prior,
     is_challenger,
     prior_strength,
 )
+from services.inference.gate import pinned
 from services.inference.metrics import Metrics
 from services.inference.models import ModelBundle, ModelRejected
 from services.inference.policy import Policy
@@ -87,7 +91,9 @@ class Curator:
         metrics: Metrics,
         publish_creative: Publish,
         providers: list[str],
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock  # wall time; simulated time in bench/virtual_loop.py
         self.models: dict[str, ModelBundle] = {}
         self._settings = settings
         self._state = state
@@ -121,6 +127,7 @@ class Curator:
             share=settings.challenger_share,
             decide_within_s=settings.challenger_decide_s,
             precision=settings.challenger_precision,
+            early=settings.challenger_early,
         )
 
     def model_version(self, campaign_id: str) -> str | None:
@@ -235,7 +242,7 @@ class Curator:
             if (
                 creative["campaign_id"] == campaign_id
                 and creative.get("model_version") == bad_version
-                and creative["status"] == "live"
+                and creative["status"] in ("live", PENDING)  # nor left waiting for review
             ):
                 await self._retire(creative)
         return previous.version
@@ -264,19 +271,37 @@ class Curator:
         """Optimized requests per second this instance serves in `segment` ('*': all)."""
         traffic = self._policy.traffic
         if segment != ALL_SEGMENTS:
-            return traffic.rate((campaign_id, segment))
-        return sum(traffic.rate(k) for k in traffic.keys() if k[0] == campaign_id)
+            return traffic.rate((campaign_id, segment), self._clock())
+        now = self._clock()
+        return sum(traffic.rate(k, now) for k in traffic.keys() if k[0] == campaign_id)
+
+    def generated_calibration(self, campaign_id: str) -> float:
+        """Observed / predicted clicks of the campaign's generated creatives in their segments
+        (`challengers.generated_calibration`)."""
+        outcomes = []
+        for c in self._state.creatives.values():
+            if c["campaign_id"] != campaign_id or c["origin"] != "generated":
+                continue
+            stats = self._state.segment_stats(
+                campaign_id, c.get("segment") or ALL_SEGMENTS, c["creative_id"]
+            )
+            predicted = c.get("predicted_reward")
+            if stats is not None and predicted is not None:
+                outcomes.append((float(predicted), stats.reward_sum, float(stats.impressions)))
+        return generated_calibration(outcomes)
 
     def challenger_slots(self, campaign_id: str, segment: str) -> int:
         """Challengers the segment's slice can judge at once, from measured traffic and CTR."""
         return self.budget.slots(
-            self.segment_rate(campaign_id, segment), self.segment_ctr(campaign_id, segment)
+            self.segment_rate(campaign_id, segment),
+            self.segment_ctr(campaign_id, segment),
+            self._policy.challenger_share(campaign_id),
         )
 
     async def _generate(self, campaign_id: str, bundle: ModelBundle, *, refill: bool) -> None:
         campaign = self._state.campaigns.get(campaign_id)
-        if campaign is None:
-            return
+        if campaign is None or not is_serving(campaign):
+            return  # paused or stopped: nothing is generated (services/common/lifecycle.py)
         known = [c for c in self._state.creatives.values() if c["campaign_id"] == campaign_id]
         if not refill and any(c.get("model_version") == bundle.version for c in known):
             return  # already done (e.g. before a restart)
@@ -288,10 +313,12 @@ class Curator:
             bundle.metadata.get("metrics") or {}, self._settings.max_prior_strength
         )
         admitted = 0
+        rho = min(1.0, self.generated_calibration(campaign_id))
         for segment in bundle.segments or [ALL_SEGMENTS]:
             serving = self._state.live_creatives(campaign_id, segment)
+            # creatives awaiting approval hold their slots: the review queue stays bounded
             own = [
-                c for c in serving
+                c for c in serving + awaiting_review(known)
                 if c["origin"] == "generated" and (c.get("segment") or ALL_SEGMENTS) == segment
             ]  # fmt: skip
             waiting = sum(1 for c in own if is_challenger(c))
@@ -326,18 +353,25 @@ class Curator:
             pool = [c for c in serving if not is_challenger(c)]
             proven = self._policy.arms(campaign_id, segment, pool)
             bar = self._incumbent_score(bundle, segment, pool, proven)
-            # Test only what the model itself expects to beat the incumbent: its word chooses
+            # Test only what the model itself expects to beat the incumbent, its word on
+            # generated creatives discounted by how well it held on earlier ones: it chooses
             # what is worth the slice's traffic, never what is served beyond it.
-            worth = [p for p in proposals if p["predicted_reward"] > bar]
+            worth = [p for p in proposals if rho * p["predicted_reward"] > bar]
             if len(worth) < len(proposals):
                 _log.info("candidates below the incumbent not tested", campaign_id=campaign_id,
                           segment=segment, held_back=len(proposals) - len(worth),
                           incumbent_predicted=round(bar, 5))  # fmt: skip
             for proposal in worth[:room]:  # best predicted first
                 proposal["prior_alpha"], proposal["prior_beta"] = honest_prior(
-                    proposal["predicted_reward"], strength, proven
+                    rho * proposal["predicted_reward"], strength, proven
                 )
-                key, creative = _creative_record(campaign_id, segment, bundle, proposal)
+                key, creative = _creative_record(
+                    campaign_id, segment, bundle, proposal, self._clock()
+                )
+                if is_blocked(self._state.creatives.get(key)):
+                    continue  # a person blocked this design: never again
+                if needs_approval(campaign):
+                    creative["status"] = PENDING  # serves once a person approves it
                 await self._publish(key, creative)
                 # Visible at once (the follower reads the same record back), so the next
                 # model's candidates count it against max_generated.
@@ -353,6 +387,7 @@ class Curator:
             version=bundle.version,
             admitted=admitted,
             prior_strength=round(strength, 2),
+            generated_calibration=round(rho, 3),
             refill=refill,
         )
 
@@ -390,6 +425,8 @@ class Curator:
         """
         retired = 0
         for campaign_id, campaign in list(self._state.campaigns.items()):
+            if not is_serving(campaign):
+                continue  # no traffic while paused: nothing to judge, nobody to retire
             decided = await self._judge_challengers(campaign_id)
             retired += decided.count("retire")
             bundle = self.models.get(campaign_id)
@@ -413,17 +450,20 @@ class Curator:
 
     async def _judge_challengers(self, campaign_id: str) -> list[str]:
         """Promote or retire every challenger that is due (`ChallengerBudget.decide`)."""
-        now_ms = time.time() * 1000
+        now_ms = self._clock() * 1000
         out = []
         for c in self._state.live_creatives(campaign_id):
-            if not is_challenger(c):
-                continue
+            if not is_challenger(c) or c.get("pinned"):
+                continue  # a pinned challenger is a person's to judge
             segment = c.get("segment") or ALL_SEGMENTS
+            if pinned(self._state, campaign_id, segment):
+                continue  # a pin holds the segment's traffic: no evidence comes meanwhile
             stats = self._state.segment_stats(campaign_id, segment, c["creative_id"])
             clicks, n = (stats.reward_sum, stats.impressions) if stats else (0.0, 0)
-            age_s = max(0.0, (now_ms - _ms(c.get("created_at"), now_ms)) / 1000)
+            born = c.get("approved_at") or c.get("created_at")  # approval starts the clock
+            age_s = max(0.0, (now_ms - _ms(born, now_ms)) / 1000)
             verdict = self.budget.decide(
-                clicks, n, age_s, self._best_proven(campaign_id, segment),
+                clicks, n, age_s, self._proven(campaign_id, segment),
                 self.segment_ctr(campaign_id, segment),
             )  # fmt: skip
             if verdict is None:
@@ -441,13 +481,12 @@ class Curator:
                 await self._retire(c)
         return out
 
-    def _best_proven(self, campaign_id: str, segment: str) -> Arm | None:
+    def _proven(self, campaign_id: str, segment: str) -> list[Arm]:
         pool = [c for c in self._state.live_creatives(campaign_id, segment) if not is_challenger(c)]
-        arms = self._policy.arms(campaign_id, segment, pool)
-        return max(arms, key=lambda a: a.alpha / (a.alpha + a.beta), default=None)
+        return self._policy.arms(campaign_id, segment, pool)
 
     async def _retire(self, record: dict[str, Any]) -> None:
-        retired = {**record, "status": "retired", "retired_at": int(time.time() * 1000)}
+        retired = {**record, "status": "retired", "retired_at": int(self._clock() * 1000)}
         await self._publish(record["creative_id"], retired)
         self._state.apply_creative(record["creative_id"], retired)
         self._metrics.creatives_retired.labels(record["campaign_id"]).inc()
@@ -466,6 +505,7 @@ class Curator:
             c["creative_id"]
             for c in pool
             if c.get("segment") != own
+            or c.get("pinned")
             or (keep_catalog and c["origin"] == "catalog")
             or self._impressions(campaign_id, segment, c) < self._settings.retire_min_impressions
         }
@@ -478,7 +518,7 @@ class Curator:
 
 
 def _creative_record(
-    campaign_id: str, segment: str, bundle: ModelBundle, proposal: dict[str, Any]
+    campaign_id: str, segment: str, bundle: ModelBundle, proposal: dict[str, Any], now: float
 ) -> tuple[str, dict[str, Any]]:
     attributes = proposal["attributes"]
     digest = hashlib.sha256(
@@ -498,7 +538,7 @@ def _creative_record(
         "predicted_reward": float(proposal["predicted_reward"]),
         "prior_alpha": float(proposal["prior_alpha"]),
         "prior_beta": float(proposal["prior_beta"]),
-        "created_at": int(time.time() * 1000),
+        "created_at": int(now * 1000),
         "retired_at": None,
     }
 

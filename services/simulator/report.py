@@ -26,6 +26,7 @@ from services.analysis.compare import compare_arms
 from services.analysis.stats import srm_test
 from services.simulator.groundtruth import GroundTruth
 from services.simulator.scenario import Scenario
+from services.simulator.stratify import stratified_difference
 
 __all__ = ["analyze", "load_results", "print_result", "time_series"]
 
@@ -86,7 +87,8 @@ def analyze(
             else None,
             "true_ctr_ratio": o["true_ctr"] / c["true_ctr"] if c["true_ctr"] else None,
         }
-    generation = _generation(arms, arm_rows)
+    segment_shares = {s.name: s.share for s in scenario.audience.segments}
+    generation = _generation(arms, arm_rows, segment_shares)
     served = Counter(r["creative_id"] for r in rows)
     generated_ids = {cid for cid, cr in creatives.items() if cr.get("origin") == "generated"}
     generated_ids |= {r["creative_id"] for r in rows if r["origin"] == "generated"}
@@ -155,7 +157,9 @@ def _srm(
 
 
 def _generation(
-    arms: dict[str, dict[str, Any]], arm_rows: Mapping[str, list[dict[str, Any]]]
+    arms: dict[str, dict[str, Any]],
+    arm_rows: Mapping[str, list[dict[str, Any]]],
+    segment_shares: Mapping[str, float],
 ) -> dict[str, Any] | None:
     """Full loop vs catalog bandit: what generation adds (None without a catalog arm)."""
     k, o = arms["catalog"], arms["optimized"]
@@ -168,6 +172,11 @@ def _generation(
     diff, half = _difference_interval(
         [r["p_click"] for r in arm_rows["optimized"]], [r["p_click"] for r in arm_rows["catalog"]]
     )
+    strat, strat_low, strat_high = stratified_difference(
+        [(r["segment"], r["p_click"]) for r in arm_rows["optimized"]],
+        [(r["segment"], r["p_click"]) for r in arm_rows["catalog"]],
+        segment_shares,
+    )
     return {
         "lift": cmp.lift.estimate,
         "lift_low": cmp.lift.low,
@@ -179,6 +188,10 @@ def _generation(
         "true_lift": diff / k["true_ctr"] if k["true_ctr"] else None,
         "true_lift_low": (diff - half) / k["true_ctr"] if k["true_ctr"] else None,
         "true_lift_high": (diff + half) / k["true_ctr"] if k["true_ctr"] else None,
+        # per segment, weighted by the audience (`stratify`): free of the arms' chance mixes
+        "true_ctr_difference_stratified": strat,
+        "true_ctr_difference_stratified_low": strat_low,
+        "true_ctr_difference_stratified_high": strat_high,
     }
 
 
@@ -333,6 +346,7 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
             f" P(full loop beats catalog bandit) = {gen['prob_full_loop_beats_catalog']:.3f}; "
             f"true CTR {gen['true_ctr_difference']:+.3%} (95% interval "
             f"{gen['true_ctr_difference_low']:+.3%} to {gen['true_ctr_difference_high']:+.3%})"
+            + _stratified_text(gen)
         )
     if cmp:
         observed = ", ".join(
@@ -395,6 +409,14 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
 
 
 LABELS = {"control": "control", "catalog": "catalog bandit", "optimized": "full loop"}
+
+
+def _stratified_text(gen: Mapping[str, Any]) -> str:
+    d = gen.get("true_ctr_difference_stratified")
+    if d is None or not math.isfinite(d):
+        return ""
+    lo, hi = gen["true_ctr_difference_stratified_low"], gen["true_ctr_difference_stratified_high"]
+    return f"; per segment {d:+.3%} (95% interval {lo:+.3%} to {hi:+.3%})"
 
 
 def present_arms(result: Mapping[str, Any]) -> list[str]:

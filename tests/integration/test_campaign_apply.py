@@ -6,9 +6,10 @@ import copy
 
 import pytest
 
-from services.cli.campaign import _read_compacted, apply_spec
+from services.cli.campaign import apply_spec
 from services.cli.campaign_spec import parse_spec
 from services.common.codec import SchemaRegistry
+from services.common.compacted import read_compacted
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from tests.unit.simulator.test_campaign_spec import SPEC
@@ -22,10 +23,10 @@ async def test_apply_publishes_campaign_and_seeds_and_retires_dropped_seeds(
     first = await apply_spec(kafka, parse_spec(SPEC))
     assert first.revision == 1 and first.creatives == ["soft-1", "spring-classic"]
 
-    campaigns = await _read_compacted(kafka, topics.campaigns.name, registry.codec("Campaign"))
+    campaigns = await read_compacted(kafka, topics.campaigns.name, registry.codec("Campaign"))
     assert campaigns["spring"]["revision"] == 1
     assert campaigns["spring"]["segment_keys"] == ["country", "device"]
-    creatives = await _read_compacted(kafka, topics.creatives.name, registry.codec("Creative"))
+    creatives = await read_compacted(kafka, topics.creatives.name, registry.codec("Creative"))
     assert {k: v["status"] for k, v in creatives.items()} == {
         "spring-classic": "live",
         "soft-1": "live",
@@ -35,11 +36,11 @@ async def test_apply_publishes_campaign_and_seeds_and_retires_dropped_seeds(
     fewer["seeds"] = fewer["seeds"][:1]
     second = await apply_spec(kafka, parse_spec(fewer))
     assert second.revision == 2 and second.retired == ["soft-1"]
-    creatives = await _read_compacted(kafka, topics.creatives.name, registry.codec("Creative"))
+    creatives = await read_compacted(kafka, topics.creatives.name, registry.codec("Creative"))
     assert creatives["soft-1"]["status"] == "retired"
     assert creatives["soft-1"]["retired_at"] is not None
     assert creatives["spring-classic"]["status"] == "live"
-    campaigns = await _read_compacted(kafka, topics.campaigns.name, registry.codec("Campaign"))
+    campaigns = await read_compacted(kafka, topics.campaigns.name, registry.codec("Campaign"))
     assert campaigns["spring"]["revision"] == 2
 
 
