@@ -13,7 +13,7 @@ import gc
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from services.common.producer import ResilientProducer
 from services.common.segment import segment_of
 from services.common.topics import Topics
 from services.common.watermark import WatermarkCodec
+from services.inference import propensity
 from services.inference.curator import Curator
 from services.inference.decision_watermarks import DecisionWatermarks
 from services.inference.decisions import DecisionLog, NotLogged
@@ -293,10 +294,13 @@ def _rollback_watch(
     return watch
 
 
-async def become_ready(svc: Inference) -> None:
-    """Ready once the state topics are caught up and the models found there are loaded."""
+async def become_ready(svc: Inference, loaded: Awaitable[Any] | None = None) -> None:
+    """Ready once the state topics are caught up, the models found there are loaded and
+    `loaded` (libraries imported in the background) is done."""
     assert svc.follower is not None
     await svc.follower.restored.wait()
+    if loaded is not None:
+        await loaded
     await svc.curator.idle()
     svc.curator.following = True
     # Everything loaded so far (libraries, models, restored state) lives as long as the process:
@@ -317,6 +321,8 @@ async def run(settings: Settings) -> None:
     from services.inference.grpc_api import serve_grpc
     from services.inference.http_api import serve_http
 
+    gc.enable()  # off during the imports (__main__.py)
+    scipy_loaded = propensity.preload()  # beside the Kafka work below; ready waits for it
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -326,7 +332,9 @@ async def run(settings: Settings) -> None:
         servers = [asyncio.create_task(serve_http(svc), name="http")]
         if settings.grpc_port >= 0:
             servers.append(asyncio.create_task(serve_grpc(svc), name="grpc"))
-        ready = asyncio.create_task(become_ready(svc), name="readiness")
+        ready = asyncio.create_task(
+            become_ready(svc, asyncio.to_thread(scipy_loaded.join)), name="readiness"
+        )
         try:
             done, _ = await asyncio.wait(servers, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
