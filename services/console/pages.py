@@ -28,6 +28,10 @@ def _state(request: Request) -> ConsoleState:
 def render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     """A page, or only its live parts when the page's script asks (X-Console-Partial)."""
     state = _state(request)
+    partial = request.headers.get("x-console-partial") == "1"
+    # Only a whole page shows (and so takes) the flash: a live refresh of the page before the
+    # action's redirect must not swallow it.
+    flash = None if partial else request.session.pop("flash", None)
     html = request.app.state.templates.get_template(name).render(
         request=request,
         csrf=csrf_token(request),
@@ -36,8 +40,8 @@ def render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> H
         ops=state.ops,
         read_error=state.error,
         version=state.version,
-        partial=request.headers.get("x-console-partial") == "1",
-        flash=request.session.pop("flash", None),
+        partial=partial,
+        flash=flash,
         **ctx,
     )
     return HTMLResponse(html, status_code=status_code)

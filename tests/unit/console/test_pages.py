@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from services.cli.campaign_spec import SpecError, load_spec
+from services.console.settings import Settings
+from services.console.state import ConsoleState
 from tests.unit.console.conftest import EVIL, KEY, sign_in, token
 
 PAGES = [
@@ -126,3 +128,24 @@ async def test_spec_errors_are_shown_inline_as_the_cli_says_them(
 
     assert [html.unescape(s) for s in shown] == expected
     assert "textarea" in r.text  # the editor keeps the text to fix
+
+
+@pytest.mark.parametrize("partial", [True, False])
+def test_only_a_whole_page_takes_the_flash(
+    settings: Settings, state: ConsoleState, partial: bool
+) -> None:
+    """A live refresh racing an action's redirect must leave the action's message to the page
+    the redirect loads (the message was lost when the refresh got there first)."""
+    from starlette.requests import Request
+
+    from services.console.app import create_app
+    from services.console.pages import render
+
+    app = create_app(settings, state)
+    headers = [(b"x-console-partial", b"1")] if partial else []
+    session = {"user": "admin", "csrf": "t", "flash": "c-a: block → blocked"}
+    scope = {"type": "http", "method": "GET", "path": "/campaigns", "headers": headers,
+             "query_string": b"", "app": app, "session": session}  # fmt: skip
+    html = render(Request(scope), "campaigns.html", spec_text="", problems=None).body.decode()
+    assert ("block → blocked" in html) is not partial
+    assert ("flash" in session) is partial
