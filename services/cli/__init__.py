@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from services.cli import campaign, demo, tail, topics
+from services.cli import campaign, creatives, demo, tail, topics
 from services.cli import erase as erase_cmd
 from services.cli import keys as keys_cmd
 from services.cli import models as models_cmd
@@ -44,6 +44,7 @@ app = typer.Typer(
 # One line per command module; each defines `register(app)`.
 topics.register(app)
 campaign.register(app)
+creatives.register(app)
 demo.register(app)
 up_cmd.register(app)
 ope_cmd.register(app)

@@ -18,6 +18,8 @@ forbidden: [{headline: "New in", cta: "Buy now"}]
 min_contrast: 4.5
 allow_retire_catalog: false
 max_generated: 4
+approval: required            # generated creatives wait for a person (default: auto)
+fallback: spring-classic      # seed a paused or stopped campaign answers Decide with
 seeds:
   - {name: Classic, attributes: {headline: "Save 20%", font_scale: 1.0, background: "#ffffff"}}
 ```
@@ -186,6 +188,8 @@ class CampaignSpec(_Strict):
     max_generated: int = Field(4, ge=0, le=1000)
     # 'event': only decisions the app sends an `impression` event for are impressions.
     impressions: Literal["decision", "event"] = "decision"
+    approval: Literal["auto", "required"] = "auto"  # required: generated creatives need a person
+    fallback: str | None = Field(None, pattern=_ID)  # seed creative id served while not active
     seeds: list[SeedCreative] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -241,6 +245,8 @@ class CampaignSpec(_Strict):
                     f"{where}: creative id {cid!r} repeats seeds[{ids[cid]}]; give an id"
                 )
             ids[cid] = i
+        if self.fallback is not None and self.fallback not in ids:
+            raise ValueError(f"fallback: {self.fallback!r} is no seed's creative id {sorted(ids)}")
         return self
 
     def attribute_map(self) -> dict[str, CategoricalAttribute | NumericAttribute | ColorAttribute]:
@@ -291,6 +297,10 @@ def campaign_record(
         "allow_retire_catalog": spec.allow_retire_catalog,
         "max_generated": spec.max_generated,
         "impressions": spec.impressions,
+        "state": "active",  # a new campaign; `apply` keeps an existing one's state
+        "state_changed_at": None,
+        "approval": spec.approval,
+        "fallback_creative_id": spec.fallback,
         "updated_at": now or datetime.now(UTC),
     }
 

@@ -84,6 +84,7 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         refresh_ms=settings.policy_refresh_ms,
         backoff_impressions=settings.backoff_impressions,
         challenger_share=settings.challenger_share,
+        challenger_weigh=settings.challenger_weigh,
     )
     providers = _providers(settings.providers)
     curator = Curator(settings, state, policy, metrics, publish_creative, providers)

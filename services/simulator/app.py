@@ -100,6 +100,7 @@ def summary_of(stats: LiveStats) -> dict[str, Any]:
         "decide_latency_ms": {"p50": _q(lat, 0.5), "p99": _q(lat, 0.99)},
         "simulator_loop_lag_ms": {"p50": _q(lag, 0.5), "p99": _q(lag, 0.99)},
         "skipped": stats.skipped,
+        "held": dict(stats.held),
         "errors": dict(stats.errors),
         "events_sent": stats.events_sent,
         "events_unsent": stats.events_unsent,

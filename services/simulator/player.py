@@ -73,6 +73,8 @@ class LiveStats:
     requests: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
+    # Answers of a paused or stopped campaign (no decision; no events sent), by status.
+    held: Counter[str] = field(default_factory=Counter)
     arms: dict[str, ArmStats] = field(default_factory=dict)
     model_versions: Counter[str] = field(default_factory=Counter)
     creatives_served: Counter[str] = field(default_factory=Counter)
@@ -215,6 +217,9 @@ class Player:
             return
         try:
             decision = resp.json()
+            if decision.get("status", "active") != "active":  # docs/contracts.md: no decision
+                self.stats.held[str(decision["status"])] += 1
+                return
             decision_id, creative_id = decision["decision_id"], decision["creative_id"]
             attributes = decision.get("attributes") or {}
             arm = decision.get("arm", "?")
