@@ -69,6 +69,9 @@ def demo(
         list[str] | None, typer.Option(help="Extra KEY=VALUE for every service (repeatable).")
     ] = None,
     live: Annotated[bool, typer.Option(help="Show the live view (off: a line every 10 s).")] = True,
+    keep: Annotated[
+        bool, typer.Option(help="After the traffic, keep the console and services up until Ctrl-C.")
+    ] = False,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -100,7 +103,7 @@ def demo(
     prefix = topic_prefix if topic_prefix is not None else f"demo-{stamp}."
     stack = _stack_for(console, run, prefix, extra, resume is not None)
     code = asyncio.run(
-        _demo(console, scen, run, budget, seed, rate, stack, keep_kafka, ready_timeout, live)
+        _demo(console, scen, run, budget, seed, rate, stack, keep_kafka, ready_timeout, live, keep)
     )
     raise typer.Exit(code)
 
@@ -143,8 +146,10 @@ async def _demo(
     keep_kafka: bool,
     ready_timeout: float,
     live: bool,
+    keep: bool = False,
 ) -> int:
     from services.cli.campaign import apply_spec, wait_for_leaders
+    from services.cli.console_proc import start_console
     from services.cli.stack import StackError, warm_up_coordinators
     from services.cli.supervise import Supervisor
     from services.common.kafka import ensure_topics
@@ -194,6 +199,7 @@ async def _demo(
     code = 0
     try:
         stack.start(_REPO)
+        console_url, console_key = start_console(stack, _REPO)
         console.print(f"started {', '.join(stack.processes)}; logs in {run / 'logs'}")
         t0 = time.monotonic()
         await asyncio.to_thread(stack.wait_ready, ready_timeout, None, stop.is_set)
@@ -201,7 +207,8 @@ async def _demo(
             raise StackError("interrupted while the services were starting")
         console.print(
             f"services ready in {time.monotonic() - t0:.0f}s; playing {budget:.0f}s of "
-            f"traffic (scenario {scen.campaign.campaign_id}, seed {seed})"
+            f"traffic (scenario {scen.campaign.campaign_id}, seed {seed})\n"
+            f"console: [bold]{console_url}[/bold] sign-in key [bold]{console_key}[/bold]"
         )
         sup_task = asyncio.create_task(supervisor.run(sup_stop), name="supervisor")
         await watch.start()
@@ -222,6 +229,12 @@ async def _demo(
         )
         await show_live(console, sim, player_box, watch, supervisor, budget, live)
         await sim
+        if keep and not stop.is_set():
+            console.print(
+                f"traffic done; the console stays up at {console_url} (key {console_key}) "
+                "with the services and the broker: Ctrl-C stops them and prints the report"
+            )
+            await stop.wait()
         if interrupts["n"] < 2:
             svgs = await fetch_svgs(stack, wanted(run, watch, scen))
             await save_metrics(stack, run)

@@ -286,7 +286,7 @@ class Stack:
     def stop(self) -> dict[str, int | None]:
         """Stop in reverse dependency order: inference first (flushes decisions), then the rest."""
         codes = {}
-        for name in ("inference", "trainer", "features", "ingestion"):
+        for name in ("console", "inference", "trainer", "features", "ingestion"):
             if name in self.processes:
                 codes[name] = self.processes[name].stop()
         return codes
