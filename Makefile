@@ -42,8 +42,8 @@ test: install ## Lint, then every test (unit, integration, e2e) against a fresh 
 test-unit: install ## Unit tests only (no broker)
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: ## ruff check + format check
-	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+lint: ## ruff check + format check + layer contracts (import-linter, pyproject.toml)
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports --no-cache
 
 format: ## ruff format + autofix
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

@@ -34,13 +34,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.common.creative_space import CreativeSpace
 from services.trainer.buffer import RewardRow
 from services.trainer.export import onnx_session
-from services.trainer.publisher import build_model
+from services.trainer.pipeline import build_model
 from services.trainer.quality import auc
-from services.trainer.space import CreativeSpace
 from services.trainer.synthetic import (
-    GroundTruth,
+    SyntheticTruth,
     synthetic_campaign,
     synthetic_catalog,
     synthetic_rewards,
@@ -59,7 +59,7 @@ def _feeds(meta: dict, n: int, rng: np.random.Generator) -> dict[str, np.ndarray
 
 
 def bench_training(rows: int, profile: str):
-    campaign, catalog, truth = synthetic_campaign(), synthetic_catalog(), GroundTruth()
+    campaign, catalog, truth = synthetic_campaign(), synthetic_catalog(), SyntheticTruth()
     records = synthetic_rewards(catalog, rows, truth)
     reward_rows = [RewardRow.from_record(r) for r in records]
     creatives = {c["creative_id"]: c for c in catalog}
@@ -121,7 +121,7 @@ def _random_creative(scenario, rng: np.random.Generator) -> dict:
 
 
 def bench_bends(name: str, rows: int, profile: str, seeds: int) -> None:
-    from services.cli.campaign_spec import campaign_record
+    from services.common.campaign import campaign_record
     from services.simulator.groundtruth import GroundTruth as SimTruth
     from services.simulator.scenario import load_scenario
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from services.analysis.compare import compare_arms
-from services.cli.campaign_spec import campaign_record, creative_records
+from services.common.campaign import campaign_record, creative_records
 from services.common.codec import SchemaRegistry
 from services.common.model_store import ModelStore
 from services.common.segment import ALL_SEGMENTS, segment_of
@@ -57,7 +57,7 @@ from services.simulator.scenario import Scenario, parse_scenario
 from services.simulator.stratify import stratified_difference
 from services.trainer.buffer import RewardRow, TrainingBuffer
 from services.trainer.freshness import prequential_logloss
-from services.trainer.publisher import QualityRefused, build_model, store_model
+from services.trainer.pipeline import QualityRefused, build_model, store_model
 from services.trainer.settings import Settings as TrainerSettings
 from services.trainer.state import TrainerState
 from services.trainer.train import TrainConfig, TrainingError

@@ -7,7 +7,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 
-__all__ = ["eventually"]
+__all__ = ["eventually", "wait_until"]
 
 
 async def eventually(
@@ -27,3 +27,14 @@ async def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         await asyncio.sleep(every_s)
+
+
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.25
+) -> None:
+    """`eventually` for code without an event loop (a subprocess coming up)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(every_s)

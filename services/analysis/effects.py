@@ -7,6 +7,8 @@ For a group g of rows (one creative, or all creatives with `headline=Save 20%`):
   so a creative served mostly to a high-CTR audience does not look good for that alone;
 - lift = rate / expected - 1, with the rate's interval divided by `expected` (the segment
   averages pool every creative's rows, so their own noise is small next to the group's).
+
+Wilson interval and lift are `services.common.effects` (one definition, docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -15,18 +17,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 from services.analysis.dataset import LoggedData
-from services.analysis.stats import wilson_interval
+from services.common.effects import lift_over, wilson_interval, z_value
 
-__all__ = ["Effect", "attribute_effects", "creative_effects", "group_effects"]
+__all__ = ["GroupEffect", "attribute_effects", "creative_effects", "group_effects"]
 
 _NUMERIC_BINS = 4
 
 
 @dataclass(frozen=True)
-class Effect:
+class GroupEffect:
     group: str
     n: int
     reward_sum: float
@@ -44,7 +45,7 @@ def group_effects(
     group: np.ndarray,
     names: list[str] | tuple[str, ...],
     confidence: float = 0.95,
-) -> list[Effect]:
+) -> list[GroupEffect]:
     """Effects of row groups (`group[i]` in 0..len(names)-1, -1 = no group), biggest first."""
     n_g = len(names)
     keep = group >= 0
@@ -68,12 +69,11 @@ def group_effects(
         with np.errstate(invalid="ignore", divide="ignore"):
             var = (sq - counts * rates**2) / np.maximum(counts - 1, 1)
             se = np.sqrt(np.maximum(var, 0) / counts)
-        z = float(norm.ppf(0.5 + confidence / 2))
+        z = z_value(confidence)
         low, high = rates - z * se, rates + z * se
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lift, lift_low, lift_high = rates / expected - 1, low / expected - 1, high / expected - 1
+    lift, lift_low, lift_high = lift_over(rates, low, high, expected)
     out = [
-        Effect(
+        GroupEffect(
             str(names[i]),
             int(counts[i]),
             float(sums[i]),
@@ -91,7 +91,7 @@ def group_effects(
     return sorted(out, key=lambda e: (-e.n, e.group))
 
 
-def creative_effects(data: LoggedData, confidence: float = 0.95) -> list[Effect]:
+def creative_effects(data: LoggedData, confidence: float = 0.95) -> list[GroupEffect]:
     """One effect per logged creative."""
     return group_effects(data, data.action, data.actions, confidence)
 
@@ -100,13 +100,13 @@ def attribute_effects(
     data: LoggedData,
     attributes: Mapping[str, Mapping[str, str | float]],
     confidence: float = 0.95,
-) -> dict[str, list[Effect]]:
+) -> dict[str, list[GroupEffect]]:
     """Per attribute: one effect per value (numeric attributes binned by quartile).
 
     attributes: {creative_id: {attribute: value}}; creatives without an entry are left out.
     """
     names = sorted({k for attrs in attributes.values() for k in attrs})
-    out: dict[str, list[Effect]] = {}
+    out: dict[str, list[GroupEffect]] = {}
     for name in names:
         per_action = [attributes.get(a, {}).get(name) for a in data.actions]
         labels = _labels(per_action)

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from services.analysis.effects import Effect
+from services.analysis.effects import GroupEffect
 from services.analysis.ope import OpeResult
 from services.analysis.report import CampaignReport
 
@@ -86,7 +86,7 @@ _ARM_HEAD = [
 _EFFECT_HEAD = ["", "n", "rate [95%]", "segment avg", "lift [95%]"]
 
 
-def _effect_rows(effects: Iterable[Effect], limit: int | None = None) -> list[list[str]]:
+def _effect_rows(effects: Iterable[GroupEffect], limit: int | None = None) -> list[list[str]]:
     rows = []
     for i, e in enumerate(effects):
         if limit is not None and i >= limit:
@@ -250,7 +250,7 @@ def _table(caption: str, head: Sequence[str], rows: Iterable[Sequence[str]]) -> 
     return f"<table><caption>{html.escape(caption)}</caption><tr>{h}</tr>{b}</table>"
 
 
-def _forest(effects: Sequence[Effect], width: int = 560) -> str:
+def _forest(effects: Sequence[GroupEffect], width: int = 560) -> str:
     """Inline SVG: each group's lift with its interval, zero marked."""
     shown = [e for e in effects if all(math.isfinite(v) for v in (e.lift, e.lift_low, e.lift_high))]
     if not shown:

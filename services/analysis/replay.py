@@ -14,47 +14,39 @@ columns the file has, and every unparseable row is reported by its number (1 = f
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import yaml
 
-from services.analysis.dataset import LoggedData, encode_strings
-from services.common.segment import segment_of
+from services.analysis.dataset import LoggedData
+from services.analysis.replay_columns import (
+    at,
+    context_keys,
+    floats,
+    ranges,
+    segments,
+    texts,
+    timestamps,
+)
+from services.analysis.replay_files import (
+    BadRow,
+    ReplayError,
+    read_csv,
+    read_csv_arrow,
+    read_jsonl,
+    read_parquet,
+)
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    pass
 
 __all__ = ["BadRow", "ColumnMapping", "ReplayError", "ReplayResult", "read_logs"]
 
 _MAX_LISTED = 20
-_SECONDS_BELOW = 1e11
-_NUMBER = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
-_TRUE = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0}
-
-
-class ReplayError(ValueError):
-    """The file cannot be read as logs; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class BadRow:
-    row: int  # 1-based data row
-    line: int | None  # line in the file (CSV/JSONL)
-    column: str
-    value: str
-    reason: str
-
-    def __str__(self) -> str:
-        where = f"row {self.row}" + (f" (line {self.line})" if self.line else "")
-        return f"{where}: {self.column}={self.value!r}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -162,15 +154,15 @@ def _load(
     bad row is read again by the line-exact Python reader, so every bad row gets its line."""
     wanted = list(mapping.columns())
     bad: list[BadRow] = []
-    fast_cols = _read_csv_arrow(path, wanted) if fast else None
+    fast_cols = read_csv_arrow(path, wanted) if fast else None
     if fast_cols is not None:
         cols, lines = fast_cols, None
     elif kind == "csv":
-        cols, lines = _read_csv(path, wanted, bad)
+        cols, lines = read_csv(path, wanted, bad)
     elif kind == "jsonl":
-        cols, lines = _read_jsonl(path, wanted, bad)
+        cols, lines = read_jsonl(path, wanted, bad)
     else:
-        cols, lines = _read_parquet(path, wanted)
+        cols, lines = read_parquet(path, wanted)
     n = len(lines) if lines is not None else len(next(iter(cols.values()))) if cols else 0
     ok = np.ones(n, dtype=bool)
     structural = {b.row for b in bad}
@@ -184,13 +176,13 @@ def _load(
                     int(i) + 1,
                     None if lines is None else int(lines[i]),
                     column,
-                    str(_at(values, i)),
+                    str(at(values, i)),
                     reason,
                 )
             )
         ok[rows] = False
 
-    prop = _floats(cols[mapping.propensity], report, mapping.propensity, ok)
+    prop = floats(cols[mapping.propensity], report, mapping.propensity, ok)
     with np.errstate(invalid="ignore"):
         out = ok & ~((prop > 0) & (prop <= 1))
     report(
@@ -199,17 +191,17 @@ def _load(
         cols[mapping.propensity],
         "propensity must be in (0, 1]",
     )
-    reward = _floats(cols[mapping.reward], report, mapping.reward, ok, booleans=True)
-    action = _texts(cols[mapping.action])
+    reward = floats(cols[mapping.reward], report, mapping.reward, ok, booleans=True)
+    action = texts(cols[mapping.action])
     report(
         np.flatnonzero(ok & (action == "")), mapping.action, cols[mapping.action], "action is empty"
     )
     ts = np.zeros(n, dtype=np.int64)
     if mapping.timestamp:
-        ts = _timestamps(cols[mapping.timestamp], report, mapping.timestamp, ok)
+        ts = timestamps(cols[mapping.timestamp], report, mapping.timestamp, ok)
     extra: dict[str, np.ndarray] = {"row": np.arange(1, n + 1)}
     if mapping.position:
-        pos = _floats(cols[mapping.position], report, mapping.position, ok)
+        pos = floats(cols[mapping.position], report, mapping.position, ok)
         with np.errstate(invalid="ignore"):
             badpos = ok & ~((pos >= 0) & (pos == np.floor(pos)))
         report(
@@ -220,16 +212,16 @@ def _load(
         )
         extra["position"] = np.nan_to_num(pos).astype(np.int64)
     if mapping.user:
-        extra["user"] = _texts(cols[mapping.user])
+        extra["user"] = texts(cols[mapping.user])
     ctx_values = {}
-    for c, key in _context_keys(mapping.context).items():
-        vals = _texts(cols[c])
+    for c, key in context_keys(mapping.context).items():
+        vals = texts(cols[c])
         vals[vals == ""] = "*"
         ctx_values[key] = extra[f"context.{key}"] = vals
-    context = _segments(tuple(ctx_values), ctx_values, n)
+    context = segments(tuple(ctx_values), ctx_values, n)
     arm = None
     if mapping.arm:
-        arm = _texts(cols[mapping.arm])
+        arm = texts(cols[mapping.arm])
         arm[arm == ""] = "logged"
 
     bad.sort(key=lambda b: (b.row, b.column))
@@ -240,7 +232,7 @@ def _load(
         listed = "\n  ".join(str(b) for b in bad[:_MAX_LISTED])
         more = f"\n  … and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
         raise ReplayError(
-            f"{path}: {len(rows)} of {n} rows are bad (rows {_ranges(rows)}):\n  {listed}{more}\n"
+            f"{path}: {len(rows)} of {n} rows are bad (rows {ranges(rows)}):\n  {listed}{more}\n"
             "fix them, or pass --skip-bad-rows to leave them out (they are still listed)"
         )
     data = LoggedData.from_columns(
@@ -264,310 +256,3 @@ def _kind(path: Path) -> str:
     if ".csv" in suffixes or ".tsv" in suffixes:
         return "csv"
     raise ReplayError(f"cannot tell the format of {path.name}; pass --format csv|jsonl|parquet")
-
-
-def _missing(path: Path, wanted: Iterable[str], have: Iterable[str]) -> None:
-    have = list(have)
-    missing = [c for c in wanted if c not in have]
-    if missing:
-        raise ReplayError(f"{path.name}: mapped column(s) {missing} not in the file; it has {have}")
-
-
-def _read_csv(
-    path: Path, wanted: list[str], bad: list[BadRow]
-) -> tuple[dict[str, list], list[int]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-        reader = csv.reader(f, dialect)
-        header = next(reader, None)
-        if header is None:
-            raise ReplayError(f"{path.name} is empty (no header row)")
-        header = [h.strip() for h in header]
-        _missing(path, wanted, header)
-        idx = [header.index(c) for c in wanted]
-        width = len(header)
-        cols: list[list[str]] = [[] for _ in wanted]
-        lines: list[int] = []
-        for row in reader:
-            line = reader.line_num
-            lines.append(line)
-            if len(row) != width:
-                if not row:
-                    bad.append(BadRow(len(lines), line, "*", "", "empty line"))
-                else:
-                    bad.append(
-                        BadRow(
-                            len(lines),
-                            line,
-                            "*",
-                            ",".join(row)[:80],
-                            f"has {len(row)} fields, the header has {width}",
-                        )
-                    )
-                row = [""] * width
-            for col, i in zip(cols, idx, strict=True):
-                col.append(row[i])
-    return dict(zip(wanted, cols, strict=True)), lines
-
-
-def _read_csv_arrow(path: Path, wanted: list[str]) -> dict[str, list] | None:
-    """Every wanted column as strings via pyarrow.csv; None when a row is malformed (wrong field
-    count, empty line, a newline inside quotes) or Arrow cannot read the file."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        header = next(
-            csv.reader(f, "excel-tab" if path.suffix.lower() == ".tsv" else "excel"), None
-        )
-    if header is None:
-        raise ReplayError(f"{path.name} is empty (no header row)")
-    names = [h.strip() for h in header]
-    _missing(path, wanted, names)
-    if len(set(names)) != len(names):
-        return None
-    malformed: list[object] = []
-
-    def on_invalid(row: object) -> str:
-        malformed.append(row)
-        return "skip"
-
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-            parse_options=pacsv.ParseOptions(
-                delimiter="\t" if path.suffix.lower() == ".tsv" else ",",
-                ignore_empty_lines=False,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in wanted},
-                include_columns=wanted,
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError):
-        return None
-    if malformed:
-        return None
-    return {c: table.column(c).combine_chunks() for c in wanted}
-
-
-def _read_jsonl(
-    path: Path, wanted: list[str], bad: list[BadRow]
-) -> tuple[dict[str, list], list[int]]:
-    cols: dict[str, list[Any]] = {c: [] for c in wanted}
-    seen: set[str] = set()
-    lines: list[int] = []
-    with path.open(encoding="utf-8-sig") as f:
-        for lineno, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            lines.append(lineno)
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                obj = None
-                bad.append(
-                    BadRow(len(lines), lineno, "*", text.strip()[:80], f"not JSON: {exc.msg}")
-                )
-            if obj is not None and not isinstance(obj, dict):
-                bad.append(BadRow(len(lines), lineno, "*", text.strip()[:80], "not a JSON object"))
-                obj = None
-            obj = obj or {}
-            seen.update(obj)
-            for c in wanted:
-                value = _lookup(obj, c)
-                if value is not None:
-                    seen.add(c)
-                cols[c].append(value)
-    if lines:
-        _missing(path, wanted, [c for c in wanted if c in seen] + sorted(seen - set(wanted)))
-    return cols, lines
-
-
-def _lookup(obj: dict[str, Any], column: str) -> Any:
-    """obj[column], else a dotted path into nested objects (`context.country`)."""
-    if column in obj or "." not in column:
-        return obj.get(column)
-    value: Any = obj
-    for part in column.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _read_parquet(path: Path, wanted: list[str]) -> tuple[dict[str, list], None]:
-    import pyarrow.parquet as pq
-
-    try:
-        schema = pq.read_schema(path)
-        _missing(path, wanted, schema.names)
-        table = pq.read_table(path, columns=wanted)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, ReplayError):
-            raise
-        raise ReplayError(f"cannot read {path.name} as Parquet: {exc}") from None
-    return {c: table.column(c).combine_chunks() for c in wanted}, None
-
-
-def _text(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    return str(v).strip()
-
-
-def _texts(values: list[Any]) -> np.ndarray:
-    """Column as stripped strings ('' for missing), object array."""
-    import pyarrow.compute as pc
-
-    strings = _as_arrow_strings(values)
-    if strings is not None:
-        trimmed = pc.fill_null(pc.utf8_trim_whitespace(strings), "")
-        return np.array(trimmed.to_numpy(zero_copy_only=False), dtype=object)
-    return np.array([_text(v) for v in values], dtype=object)
-
-
-def _as_arrow_strings(values: list[Any] | pa.Array) -> pa.Array | None:
-    import pyarrow as pa
-
-    if isinstance(values, pa.Array):
-        return values if pa.types.is_string(values.type) else values.cast(pa.string())
-    try:
-        return pa.array(values, type=pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-
-
-def _floats(
-    values: list[Any], report: Any, column: str, ok: np.ndarray, booleans: bool = False
-) -> np.ndarray:
-    """Parse a column to float64; unparseable or non-finite values are reported as bad rows."""
-    try:
-        out = _numbers(values)
-    except ValueError:
-        out = _parse_floats(values, booleans)
-    bad = ~np.isfinite(out)
-    report(
-        np.flatnonzero(bad & ok),
-        column,
-        values,
-        "not a number" if not booleans else "not a number or true/false",
-    )
-    return out
-
-
-def _at(values: list[Any] | pa.Array, i: int | np.integer) -> Any:
-    v = values[int(i)]
-    return v.as_py() if hasattr(v, "as_py") else v
-
-
-def _numbers(values: list[Any] | pa.Array) -> np.ndarray:
-    """Fast path: a writable float64 array when every value is a number, else ValueError."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(values, pa.Array):
-        try:
-            return np.array(pc.cast(values, pa.float64()), dtype=np.float64)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise ValueError(str(exc)) from None
-    try:
-        return np.array(values, dtype=np.float64)
-    except TypeError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _parse_floats(values: list[Any], booleans: bool) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    strings = _as_arrow_strings(values)
-    if strings is None:  # mixed Python types (JSONL): parse one by one
-        out = np.full(len(values), np.nan)
-        for i, v in enumerate(values):
-            key = v.strip().lower() if isinstance(v, str) else None
-            try:
-                out[i] = _TRUE[key] if booleans and key in _TRUE else float(v)
-            except (ValueError, TypeError):
-                pass
-        return out
-    trimmed = pc.utf8_trim_whitespace(strings)
-    is_num = pc.fill_null(pc.match_substring_regex(trimmed, _NUMBER), False)
-    out = np.array(pc.cast(pc.if_else(is_num, trimmed, "nan"), pa.float64()), dtype=np.float64)
-    if booleans:
-        lower = pc.utf8_lower(trimmed)
-        for word, value in _TRUE.items():
-            hit = pc.fill_null(pc.equal(lower, word), False).to_numpy(zero_copy_only=False)
-            out[hit] = value
-    return out
-
-
-def _timestamps(values: list[Any], report: Any, column: str, ok: np.ndarray) -> np.ndarray:
-    try:
-        x = _numbers(values)
-    except ValueError:
-        x = _parse_floats(values, booleans=False)
-    numeric = np.isfinite(x)
-    out = np.where(np.abs(x) < _SECONDS_BELOW, x * 1000, x)
-    out = np.where(numeric, out, 0).astype(np.int64)
-    bad = np.zeros(len(values), dtype=bool)
-    for i in np.flatnonzero(~numeric):
-        v = _at(values, i)
-        try:
-            dt = v if isinstance(v, datetime) else datetime.fromisoformat(str(v).strip())
-        except ValueError:
-            bad[i] = True
-            continue
-        dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-        out[i] = int(dt.timestamp() * 1000)
-    report(np.flatnonzero(bad & ok), column, values, "not a timestamp (epoch s/ms or ISO-8601)")
-    return out
-
-
-def _context_keys(columns: tuple[str, ...]) -> dict[str, str]:
-    """Context key per column: the last dotted component (`context.country` -> `country`),
-    unless two columns would share it."""
-    short = {c: c.rsplit(".", 1)[-1] for c in columns}
-    if len(set(short.values())) < len(short):
-        return {c: c for c in columns}
-    return short
-
-
-def _segments(keys: tuple[str, ...], values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-    """Segment key per row, computed once per distinct combination of context values."""
-    if not keys:
-        return np.full(n, "*", dtype=object)
-    ordered = sorted(keys)
-    combined = np.zeros(n, dtype=np.int64)
-    vocabs = []
-    for k in ordered:
-        vocab, codes = encode_strings(values[k])
-        vocabs.append(vocab)
-        combined = combined * len(vocab) + codes
-    uniq, inverse = np.unique(combined, return_inverse=True)
-    labels = []
-    for code in uniq:
-        parts = {}
-        for k, vocab in zip(reversed(ordered), reversed(vocabs), strict=True):
-            code, i = divmod(int(code), len(vocab))
-            parts[k] = str(vocab[i])
-        labels.append(segment_of(ordered, parts))
-    return np.array(labels, dtype=object)[inverse.reshape(-1)]
-
-
-def _ranges(rows: list[int], limit: int = 12) -> str:
-    parts: list[str] = []
-    start = prev = rows[0]
-    for r in [*rows[1:], None]:  # type: ignore[list-item]
-        if r is not None and r == prev + 1:
-            prev = r
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if r is not None:
-            start = prev = r
-    shown = ", ".join(parts[:limit])
-    return shown + (f", … ({len(parts) - limit} more ranges)" if len(parts) > limit else "")

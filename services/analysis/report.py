@@ -20,7 +20,7 @@ import numpy as np
 
 from services.analysis.compare import ArmComparison, compare_arms, jsonable
 from services.analysis.dataset import LoggedData
-from services.analysis.effects import Effect, attribute_effects, creative_effects
+from services.analysis.effects import GroupEffect, attribute_effects, creative_effects
 from services.analysis.stats import Rate, SrmResult, rate, srm_test
 
 __all__ = ["PENDING_NOTE_SHARE", "ArmRow", "CampaignReport", "build_report", "report_from_logs"]
@@ -55,8 +55,8 @@ class CampaignReport:
     comparisons: dict[str, ArmComparison]
     srm: SrmResult | None
     expected_control_share: float | None
-    creatives: list[Effect]
-    attributes: dict[str, list[Effect]]
+    creatives: list[GroupEffect]
+    attributes: dict[str, list[GroupEffect]]
     notes: list[str] = field(default_factory=list)
     generation: ArmComparison | None = None  # full loop vs catalog bandit
     expected_shares: dict[str, float] = field(default_factory=dict)

@@ -3,7 +3,7 @@ sequential test and the sample-ratio-mismatch check.
 
 Every function takes plain counts (successes, trials) and is deterministic. Formulas:
 
-- rate interval: Wilson score interval.
+- rate interval: Wilson score interval (`services.common.effects`, shared with features).
 - relative lift (treatment / control - 1): delta method on the log of the rate ratio (Katz), so
   the interval is asymmetric and never crosses -100%.
 - probability treatment beats control: P(p_T > p_C) under independent Beta(prior + counts)
@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from services.common.effects import wilson_interval, z_value
+
 __all__ = [
     "Lift",
     "Rate",
@@ -43,7 +45,7 @@ Z95 = 1.959963984540054
 
 
 def _z(confidence: float) -> float:
-    return float(stats.norm.ppf(0.5 + confidence / 2))
+    return z_value(confidence)
 
 
 @dataclass(frozen=True)
@@ -94,25 +96,6 @@ class SequentialResult:
     diff_low: float
     diff_high: float
     looks: int
-
-
-def wilson_interval(
-    successes: np.ndarray | float, trials: np.ndarray | float, confidence: float = 0.95
-) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a binomial rate; vectorized. nan where trials == 0."""
-    s = np.asarray(successes, dtype=np.float64)
-    n = np.asarray(trials, dtype=np.float64)
-    z = _z(confidence)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = s / n
-        denom = 1 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-        low = np.clip(centre - half, 0.0, 1.0)
-        high = np.clip(centre + half, 0.0, 1.0)
-    low = np.where(n > 0, np.where(s <= 0, 0.0, low), np.nan)  # exact at the edges
-    high = np.where(n > 0, np.where(s >= n, 1.0, high), np.nan)
-    return low, high
 
 
 def rate(successes: float, trials: int, confidence: float = 0.95) -> Rate:

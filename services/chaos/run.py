@@ -40,14 +40,11 @@ async def run_suite(
     settle_s: float = 60.0,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    from services.cli.campaign import apply_spec, wait_for_leaders
-    from services.cli.stack import Stack, warm_up_coordinators
-    from services.cli.supervise import Supervisor
+    from services.cli import Stack, Supervisor, apply_spec, wait_for_leaders, warm_up_coordinators
     from services.common.kafka import ensure_topics, wait_for_broker
     from services.common.settings import KafkaSettings
     from services.common.topics import Topics
-    from services.simulator.app import simulate
-    from services.simulator.scenario import load_scenario
+    from services.simulator import load_scenario, simulate
 
     scen = load_scenario(scenario_name)
     broker = Broker(port, run / "kafka")
@@ -84,7 +81,6 @@ async def run_suite(
                 run_dir=run,
                 duration_s=0,
                 rate=rate,
-                apply_campaign=False,
                 stop=traffic_stop,
                 drain_s=scen.campaign.attribution_window + 5,
                 send_timeout_s=120.0,
@@ -132,7 +128,7 @@ async def run_suite(
 async def _reconcile(
     kafka: Any, run: Path, faults: list[dict[str, Any]], services: dict[str, Any], stats: Any
 ) -> dict[str, Any]:
-    from services.analysis.kafka_io import ReadWindow, read_topic
+    from services.analysis import ReadWindow, read_topic
     from services.common.codec import SchemaRegistry
     from services.common.topics import Topics
 

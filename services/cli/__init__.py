@@ -17,8 +17,28 @@ from services.cli import replay as replay_cmd
 from services.cli import report as report_cmd
 from services.cli import train as train_cmd
 from services.cli import up as up_cmd
+from services.cli.campaign import ApplyResult, apply_spec, wait_for_leaders
+from services.cli.models import ModelOpError, pin_version, rollback_model, stored_versions
+from services.cli.stack import Stack, StackError, warm_up_coordinators
+from services.cli.supervise import Supervisor
 
-__all__ = ["app", "main"]
+# `app`/`main` are the command; the rest is what the fault suite (services/chaos) and the
+# console (services/console) use.
+__all__ = [
+    "ApplyResult",
+    "ModelOpError",
+    "Stack",
+    "StackError",
+    "Supervisor",
+    "app",
+    "apply_spec",
+    "main",
+    "pin_version",
+    "rollback_model",
+    "stored_versions",
+    "wait_for_leaders",
+    "warm_up_coordinators",
+]
 
 app = typer.Typer(
     name="admuse",

@@ -4,8 +4,9 @@
 `apply` publishes the `Campaign` record (key campaign_id) to `admuse.campaigns` with the next
 revision, every seed as a live catalog `Creative` to `admuse.creatives`, and retires catalog
 creatives of this campaign that an earlier apply published and the file no longer lists.
-The spec format is documented in `services/cli/campaign_spec.py`. Apply keeps the campaign's
-lifecycle state: a paused campaign stays paused when its spec changes.
+The spec format is documented in `services/common/campaign.py`, the one campaign model.
+Apply keeps the campaign's lifecycle state: a paused campaign stays paused when its spec
+changes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from services.cli.campaign_spec import (
+from services.common.campaign import (
     CampaignSpec,
     SpecError,
     campaign_record,
@@ -64,6 +65,16 @@ def _load_or_exit(file: Path) -> CampaignSpec:
         raise typer.Exit(2) from None
 
 
+def _scenario_campaign(name: str) -> CampaignSpec:
+    from services.simulator import load_scenario
+
+    try:
+        return load_scenario(name).campaign
+    except SpecError as exc:
+        Console(stderr=True).print(f"[red]invalid scenario[/red]\n{exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def show(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.")]) -> None:
     """Validate a campaign spec and print what `apply` would publish."""
     spec = _load_or_exit(file)
@@ -95,11 +106,22 @@ def show(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.
         console.print(f"forbidden: {combo}")
 
 
-def apply(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.")]) -> None:
+def apply(
+    file: Annotated[
+        Path | None, typer.Argument(help="Campaign spec, YAML or JSON.", show_default=False)
+    ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="Instead of a file: the campaign of a simulator scenario (name/path)."),
+    ] = None,
+) -> None:
     """Validate a campaign spec and publish it (campaign + seed creatives) to Kafka."""
     from services.common.settings import KafkaSettings
 
-    spec = _load_or_exit(file)
+    if (file is None) == (scenario is None):
+        Console(stderr=True).print("[red]give a campaign spec FILE or --scenario, not both[/red]")
+        raise typer.Exit(2)
+    spec = _load_or_exit(file) if file is not None else _scenario_campaign(str(scenario))
     result = asyncio.run(apply_spec(KafkaSettings(), spec))
     Console().print(
         f"applied campaign [bold]{result.campaign_id}[/bold] revision {result.revision}: "

@@ -15,20 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 from rich.table import Table
+
+from services.cli.demo_artifacts import fetch_svgs, save_metrics, wanted
+from services.cli.demo_view import show_live
+from services.cli.local_broker import ensure_broker, kafka_script
 
 __all__ = ["register"]
 
@@ -85,8 +84,8 @@ def demo(
 
     The services are supervised: one that crashes is restarted (with back-off); the command
     exits 1 when a service is down at the end or kept crashing."""
-    from services.cli.campaign_spec import SpecError
-    from services.simulator.scenario import load_scenario
+    from services.common.campaign import SpecError
+    from services.simulator import load_scenario
 
     console = Console()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -156,8 +155,8 @@ async def _demo(
     from services.common.kafka import ensure_topics
     from services.common.settings import KafkaSettings
     from services.common.topics import Topics
-    from services.simulator.app import simulate as play
-    from services.simulator.watch import CreativeWatch
+    from services.simulator import CreativeWatch
+    from services.simulator import simulate as play
 
     stop = asyncio.Event()
     interrupts = {"n": 0}
@@ -176,7 +175,7 @@ async def _demo(
     kafka = KafkaSettings().model_copy(
         update={"topic_prefix": prefix, "bootstrap_servers": stack.bootstrap}
     )
-    started_kafka = await _ensure_broker(console, kafka)
+    started_kafka = await ensure_broker(console, kafka)
     created = await ensure_topics(kafka, Topics.from_settings(kafka))
     await wait_for_leaders(kafka, created)
     await warm_up_coordinators(kafka)
@@ -223,13 +222,12 @@ async def _demo(
                 seed=seed,
                 duration_s=budget,
                 rate=rate,
-                apply_campaign=False,
                 stop=stop,
                 drain_s=min(15.0, scen.campaign.attribution_window + 2),
                 on_start=lambda p: player_box.setdefault("player", p),
             )
         )
-        await _show_live(console, sim, player_box, watch, supervisor, budget, live)
+        await show_live(console, sim, player_box, watch, supervisor, budget, live)
         await sim
         if keep and not stop.is_set():
             console.print(
@@ -238,8 +236,8 @@ async def _demo(
             )
             await stop.wait()
         if interrupts["n"] < 2:
-            svgs = await _fetch_svgs(stack, _wanted(run, watch, scen))
-            await _save_metrics(stack, run)
+            svgs = await fetch_svgs(stack, wanted(run, watch, scen))
+            await save_metrics(stack, run)
     except StackError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         code = 1
@@ -258,7 +256,7 @@ async def _demo(
         if started_kafka and not keep_kafka:
             console.print("stopping the broker this demo started (--keep-kafka leaves it)")
             port = int(kafka.bootstrap_servers.split(",")[0].rpartition(":")[2])
-            await asyncio.to_thread(_kafka_script, "down", port)
+            await asyncio.to_thread(kafka_script, "down", port)
     if interrupts["n"] >= 2:
         console.print(f"interrupted twice: no report; results so far in {run}")
         return 130
@@ -283,185 +281,6 @@ def print_services(console: Console, services: dict[str, dict[str, Any]]) -> Non
     console.print(table)
 
 
-async def _ensure_broker(console: Console, kafka: Any) -> bool:
-    """True when this demo started the broker (deploy/kafka/kafka.sh up)."""
-    from services.common.kafka import wait_for_broker
-
-    host, _, port = kafka.bootstrap_servers.split(",")[0].rpartition(":")
-    with _quiet_connect_errors():
-        try:
-            await wait_for_broker(kafka, 3)
-            console.print(f"Kafka answers at {kafka.bootstrap_servers} (leaving it as it is)")
-            return False
-        except TimeoutError:
-            pass
-        if host not in ("127.0.0.1", "localhost"):
-            console.print(f"[red]no broker answers at {kafka.bootstrap_servers}[/red]")
-            raise typer.Exit(1)
-        console.print(
-            f"no broker answering: starting one on port {port} (deploy/kafka/kafka.sh up)"
-        )
-        await asyncio.to_thread(_kafka_script, "up", int(port))
-        await wait_for_broker(kafka, 60)
-    return True
-
-
-@contextlib.contextmanager
-def _quiet_connect_errors() -> Iterator[None]:
-    """aiokafka logs every refused connection while we probe for a broker: expected here."""
-    log = logging.getLogger("aiokafka")
-    level = log.level
-    log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def _kafka_script(action: str, port: int) -> None:
-    """deploy/kafka/kafka.sh for the broker at 127.0.0.1:<port> (own data folder off 9092)."""
-    import os
-
-    env = {**os.environ, "PYTHON": sys.executable, "ADMUSE_KAFKA_PORT": str(port)}
-    if port != 9092:
-        env.setdefault("ADMUSE_KAFKA_CONTROLLER_PORT", str(port + 1))
-        env.setdefault("ADMUSE_KAFKA_DATA_DIR", str(_REPO / ".run" / f"kafka-{port}"))
-    subprocess.run([str(_REPO / "deploy/kafka/kafka.sh"), action], check=True, env=env)
-
-
-async def _show_live(
-    console: Console,
-    sim: asyncio.Task[Any],
-    box: dict[str, Any],
-    watch: Any,
-    supervisor: Any,
-    budget: float,
-    live: bool,
-) -> None:
-    if not live or not console.is_terminal:
-        while not sim.done():
-            await asyncio.wait([sim], timeout=10)
-            if "player" in box:
-                console.print(_status_line(box["player"].stats, watch, budget, supervisor))
-        return
-    with Live(console=console, refresh_per_second=2, transient=False) as view:
-        while not sim.done():
-            if "player" in box:
-                view.update(_live_view(box["player"], watch, supervisor, budget))
-            await asyncio.wait([sim], timeout=0.5)
-        if "player" in box:
-            view.update(_live_view(box["player"], watch, supervisor, budget))
-
-
-def _status_line(stats: Any, watch: Any, budget: float, supervisor: Any) -> str:
-    elapsed = time.monotonic() - stats.started
-    arms = ", ".join(
-        f"{a} {s.impressions} imp {s.ctr:.1%} CTR" for a, s in sorted(stats.arms.items())
-    )
-    c = watch.counts()
-    return (
-        f"{elapsed:5.0f}/{budget:.0f}s  {stats.requests} requests  {arms}  "
-        f"models {c['models']}  generated admitted {c['generated_admitted']}  "
-        f"errors {sum(stats.errors.values())}  events unsent {stats.events_unsent}  "
-        f"services: {supervisor.line()}"
-    )
-
-
-def _live_view(player: Any, watch: Any, supervisor: Any, budget: float) -> Group:
-    s = player.stats
-    elapsed = time.monotonic() - s.started
-    table = Table(
-        title=f"admuse demo — {elapsed:.0f}s of {budget:.0f}s, {s.requests:,} requests",
-        title_justify="left",
-    )
-    for col in ("arm", "impressions", "clicks", "CTR", "true CTR", "regret / imp"):
-        table.add_column(col, justify="left" if col == "arm" else "right")
-    for arm, a in sorted(s.arms.items()):
-        n = max(1, a.impressions)
-        table.add_row(
-            arm,
-            f"{a.impressions:,}",
-            f"{a.clicks:,}",
-            f"{a.ctr:.2%}",
-            f"{a.expected_reward / n:.2%}",
-            f"{a.regret / n:.4f}",
-        )
-    c = watch.counts()
-    latest = watch.models[-1]["version"] if watch.models else "none yet"
-    lat = sorted(s.latencies_ms)
-    p50 = lat[len(lat) // 2] if lat else 0.0
-    lags = sorted(s.loop_lag_ms)
-    lag50 = lags[len(lags) // 2] if lags else 0.0
-    alive = ", ".join(
-        f"{n} {st['state'] if st['state'] == 'up' else '[red]' + st['state'] + '[/red]'}"
-        + (f" ({st['restarts']} restarts)" if st["restarts"] else "")
-        for n, st in supervisor.status().items()
-    )
-    errors = ", ".join(f"{k}: {v}" for k, v in s.errors.items()) or "none"
-    return Group(
-        table,
-        f"models published: {c['models']} (latest {latest}); served with a model: "
-        f"{sum(s.model_versions.values()):,}",
-        f"creatives: {c['catalog_live']} catalog live, "
-        f"{c['generated_admitted']} generated admitted ({c['generated_live']} live), "
-        f"{c['retired']} retired; generated impressions "
-        f"{s.generated_served:,}",
-        f"events sent {s.events_sent:,}, not sent {s.events_unsent:,}; Decide p50 {p50:.1f} ms "
-        f"(simulator loop lag "
-        f"{lag50:.0f} ms); errors {errors}; skipped "
-        f"{s.skipped}",
-        f"services: {alive}",
-    )
-
-
-def _wanted(run: Path, watch: Any, scen: Any) -> list[str]:
-    from collections import Counter
-
-    from services.simulator.report import load_results
-
-    rows, _ = load_results(run / "results.jsonl")
-    served = Counter(r["creative_id"] for r in rows)
-    want = [cid for cid, _ in served.most_common(12)]
-    want += [c["creative_id"] for c in watch.generated if c["creative_id"] not in want]
-    want += [scen.campaign.seed_id(s) for s in scen.campaign.seeds]
-    return list(dict.fromkeys(want))[:40]
-
-
-async def _fetch_svgs(stack: Any, ids: list[str]) -> dict[str, str]:
-    """Each creative's SVG from inference's renderer, while it still runs."""
-    import httpx
-
-    out: dict[str, str] = {}
-    async with httpx.AsyncClient(
-        base_url=stack.decide_url, timeout=5.0, headers={"X-API-Key": stack.api_key}
-    ) as client:
-        for cid in ids:
-            with contextlib.suppress(httpx.HTTPError):
-                resp = await client.get(f"/v1/creatives/{cid}.svg")
-                if resp.status_code == 200 and resp.text.lstrip().startswith("<svg"):
-                    out[cid] = resp.text
-    return out
-
-
-async def _save_metrics(stack: Any, run: Path) -> None:
-    """Each HTTP service's /metrics at the end of the run, for diagnosis (Decide latency…)."""
-    import httpx
-
-    urls = {
-        "inference": f"{stack.decide_url}/metrics",
-        "ingestion": f"http://127.0.0.1:{stack.ingestion_port}/metrics",
-        "features": f"http://127.0.0.1:{stack.features_port}/metrics",
-    }
-    async with httpx.AsyncClient(timeout=5.0, headers={"X-API-Key": stack.api_key}) as client:
-        for name, url in urls.items():
-            with contextlib.suppress(httpx.HTTPError, OSError):
-                resp = await client.get(url)
-                if resp.status_code == 200:
-                    await asyncio.to_thread(
-                        (run / "logs" / f"{name}.metrics.txt").write_text, resp.text
-                    )
-
-
 def _finish(
     console: Console,
     scen: Any,
@@ -470,8 +289,7 @@ def _finish(
     svgs: dict[str, str],
     services: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from services.simulator.htmlreport import write_html
-    from services.simulator.report import analyze, load_results, print_result
+    from services.simulator import analyze, load_results, print_result, write_html
 
     rows, failed = load_results(run / "results.jsonl")
     result = analyze(rows, scen, creatives=watch.creatives, models=watch.models, failed=len(failed))
@@ -510,9 +328,8 @@ def simulate(
 ) -> None:
     """Play a scenario against services that already run, then print the result."""
     from services.common.settings import KafkaSettings
-    from services.simulator.app import simulate as play
-    from services.simulator.scenario import load_scenario
-    from services.simulator.watch import CreativeWatch
+    from services.simulator import CreativeWatch, load_scenario
+    from services.simulator import simulate as play
 
     console = Console()
     scen = load_scenario(scenario)
@@ -523,6 +340,11 @@ def simulate(
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
         watch = CreativeWatch(kafka, scen.campaign.campaign_id)
         await watch.start()
+        if apply_campaign:
+            from services.cli.campaign import apply_spec
+
+            applied = await apply_spec(kafka, scen.campaign)
+            console.print(f"applied campaign {applied.campaign_id} revision {applied.revision}")
         try:
             await play(
                 scen,
@@ -533,7 +355,6 @@ def simulate(
                 seed=seed,
                 duration_s=duration,
                 rate=rate,
-                apply_campaign=apply_campaign,
                 stop=stop,
             )
         finally:

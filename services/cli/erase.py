@@ -14,22 +14,18 @@ import time
 import uuid
 
 import typer
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 from rich.console import Console
 
-from services.common.settings import KafkaSettings
+from services.common.settings import KafkaSettings, PseudonymSecretSetting
 
 __all__ = ["erasure_request", "register"]
 
 _PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
 
 
-class _EraseSettings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
-
+class _EraseSettings(PseudonymSecretSetting):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    pseudonym_secret: SecretStr | None = Field(None, validation_alias="ADMUSE_PSEUDONYM_SECRET")
 
 
 def register(app: typer.Typer) -> None:
@@ -58,7 +54,7 @@ def erase(
     """Publish an ErasureRequest to admuse.erasure for each user (by pseudonym only)."""
     from services.common.codec import SchemaRegistry
     from services.common.kafka import ensure_topics, make_producer, wait_for_broker
-    from services.common.privacy import pseudonymize
+    from services.common.privacy import Pseudonymizer
     from services.common.topics import Topics
 
     console = Console(stderr=True)
@@ -72,14 +68,12 @@ def erase(
         console.print(f"[red]not a pseudonym (64 hex characters): {', '.join(bad)}[/red]")
         raise typer.Exit(2)
     if user:
-        if settings.pseudonym_secret is None or not settings.pseudonym_secret.get_secret_value():
-            console.print(
-                "[red]ADMUSE_PSEUDONYM_SECRET is not set: it is needed to find the user's "
-                "pseudonym (use the secret ingestion and inference run with)[/red]"
-            )
-            raise typer.Exit(2)
-        secret = settings.pseudonym_secret.get_secret_value().encode()
-        pseudonyms += [pseudonymize(secret, u) for u in user]
+        try:
+            pseudonymize = Pseudonymizer(settings.pseudonym_key())
+        except ValueError as exc:
+            console.print(f"[red]{exc} (needed to find the user's pseudonym)[/red]")
+            raise typer.Exit(2) from None
+        pseudonyms += [pseudonymize(u) for u in user]
 
     kafka = settings.kafka
     topics = Topics.from_settings(kafka)

@@ -83,34 +83,21 @@ def _finite(v: object) -> bool:
 
 async def _serving(settings: Any, campaign: str) -> str | None:
     """The version of the newest admuse.models record for `campaign` (None: none)."""
-    from aiokafka import TopicPartition
-
     from services.common.codec import SchemaRegistry
-    from services.common.kafka import make_consumer, wait_for_broker
+    from services.common.kafka import read_from_beginning, wait_for_broker
     from services.common.topics import Topics
 
     topics = Topics.from_settings(settings.kafka)
     codec = SchemaRegistry.load().codec("ModelPublished")
     await wait_for_broker(settings.kafka, 30)
-    consumer = make_consumer(settings.kafka, group_id=None)
-    await consumer.start()
-    latest = None
-    try:
-        parts = consumer.partitions_for_topic(topics.models.name) or {0}
-        tps = [TopicPartition(topics.models.name, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if end[tp] > 0}
-        while pending:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for rec in records:
-                    if rec.key == campaign.encode() and rec.value is not None:
-                        latest = codec.decode(rec.value)["version"]
-            pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
-    finally:
-        await consumer.stop()
-    return latest
+    latest: list[str] = []
+
+    def keep(rec: Any) -> None:
+        if rec.key == campaign.encode() and rec.value is not None:
+            latest.append(codec.decode(rec.value)["version"])
+
+    await read_from_beginning(settings.kafka, [topics.models.name], keep, timeout_s=60)
+    return latest[-1] if latest else None
 
 
 async def _publish(settings: Any, record: dict[str, Any]) -> None:

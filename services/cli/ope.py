@@ -14,9 +14,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from services.analysis.dataset import LoggedData
-    from services.analysis.ope import OpeResult
-    from services.analysis.policies import TargetPolicy
+    from services.analysis import LoggedData, OpeResult, TargetPolicy
 
 EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
@@ -120,9 +118,15 @@ def run_ope(
     """Evaluate, print, write files; exit 3 when refused. Shared with `admuse replay --to ope`."""
     from rich.console import Console
 
-    from services.analysis import output
-    from services.analysis.ope import SupportThresholds, evaluate
-    from services.analysis.policies import PolicyError
+    from services.analysis import (
+        PolicyError,
+        SupportThresholds,
+        evaluate,
+        ope_html,
+        print_ope,
+        write_html,
+        write_json,
+    )
 
     if arm != "all":
         data = data.select(data.arm_mask(arm))
@@ -138,11 +142,11 @@ def run_ope(
         thresholds=SupportThresholds(min_ess=min_ess, max_unsupported_mass=max_unsupported),
         force=force,
     )
-    output.print_ope(result, Console())
+    print_ope(result, Console())
     if json_out:
-        output.write_json(json_out, result)
+        write_json(json_out, result)
     if html_out:
-        output.write_html(html_out, output.ope_html(result))
+        write_html(html_out, ope_html(result))
     if result.refused:
         raise typer.Exit(EXIT_REFUSED)
     return result
@@ -150,32 +154,39 @@ def run_ope(
 
 def build_policy(data: LoggedData, spec: str, campaign: str | None) -> TargetPolicy:
     """The TargetPolicy for a spec; `greedy` without a file reads admuse.stats of `campaign`."""
-    from services.analysis import policies
+    from services.analysis import (
+        PolicyError,
+        fixed,
+        from_distribution,
+        greedy,
+        load_bandit_state,
+        load_distribution,
+        parse_policy_spec,
+        uniform,
+    )
 
-    parsed = policies.parse_policy_spec(spec)
+    parsed = parse_policy_spec(spec)
     if parsed.kind == "uniform":
-        return policies.uniform(data)
+        return uniform(data)
     if parsed.kind == "creative":
-        return policies.fixed(data, parsed.arg or "")
+        return fixed(data, parsed.arg or "")
     if parsed.kind == "file":
-        return policies.from_distribution(
-            data, policies.load_distribution(parsed.arg or ""), f"file:{parsed.arg}"
-        )
+        return from_distribution(data, load_distribution(parsed.arg or ""), f"file:{parsed.arg}")
     if parsed.arg:
-        state = policies.load_bandit_state(parsed.arg)
+        state = load_bandit_state(parsed.arg)
     elif campaign:
         state = _bandit_state_from_kafka(campaign)
     else:
-        raise policies.PolicyError(
+        raise PolicyError(
             "greedy needs a bandit state: greedy:<state.json>, or --campaign to read admuse.stats"
         )
-    return policies.greedy(data, state)
+    return greedy(data, state)
 
 
 def load_replay(path: Path, mapping: str, fmt: str, skip_bad_rows: bool) -> LoggedData:
     from rich.console import Console
 
-    from services.analysis.replay import ColumnMapping, ReplayError, read_logs
+    from services.analysis import ColumnMapping, ReplayError, read_logs
 
     try:
         result = read_logs(
@@ -223,7 +234,7 @@ def check_pending(outcomes: int, pending: int, max_pending: float) -> None:
 def _load_kafka(
     campaign: str, from_: str | None, to: str | None, offsets: str | None, max_pending: float
 ) -> LoggedData:
-    from services.analysis.kafka_io import (
+    from services.analysis import (
         CampaignLogs,
         ReadWindow,
         load_campaign,
@@ -264,7 +275,7 @@ def _load_kafka(
 
 
 def _bandit_state_from_kafka(campaign: str) -> dict[str, dict[str, tuple[float, float]]]:
-    from services.analysis.kafka_io import read_bandit_state
+    from services.analysis import read_bandit_state
     from services.common.codec import SchemaRegistry
     from services.common.settings import KafkaSettings
 

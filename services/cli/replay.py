@@ -9,7 +9,6 @@ row stops the replay before anything is written.
 from __future__ import annotations
 
 import asyncio
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,10 +18,7 @@ import typer
 from services.cli.ope import fail, load_replay, run_ope
 
 if TYPE_CHECKING:
-    from services.analysis.dataset import LoggedData
-    from services.analysis.kafka_io import ReplayWrite
-
-PSEUDONYM_SECRET_ENV = "ADMUSE_PSEUDONYM_SECRET"
+    from services.analysis import LoggedData, ReplayWrite
 
 
 class Target(StrEnum):
@@ -71,11 +67,14 @@ def replay(
     if to is Target.kafka:
         if not campaign:
             fail("--to kafka needs --campaign")
-        secret = os.environ.get(PSEUDONYM_SECRET_ENV)
-        if not secret:
+        from services.common.settings import PseudonymSecretSetting
+
+        try:
+            secret = PseudonymSecretSetting().pseudonym_key()
+        except ValueError as exc:
             fail(
-                f"--to kafka needs {PSEUDONYM_SECRET_ENV} (the secret ingestion uses), so the "
-                "replayed decisions carry the same user pseudonyms as their events"
+                f"--to kafka: {exc}; the replayed decisions must carry the same user "
+                "pseudonyms as their events"
             )
         if attribution_window_s <= 0:
             fail("--attribution-window-s must be positive")
@@ -91,7 +90,7 @@ def replay(
             html_out=html_out,
         )
         return
-    written = _write(data, campaign or "", file.name, secret.encode(), attribution_window_s)
+    written = _write(data, campaign or "", file.name, secret, attribution_window_s)
     Console().print(
         f"replayed {written.decisions} decision(s) and {written.events} event(s) of "
         f"{file.name} into campaign {campaign}"
@@ -101,7 +100,7 @@ def replay(
 def _write(
     data: LoggedData, campaign: str, source: str, secret: bytes, window_s: float
 ) -> ReplayWrite:
-    from services.analysis.kafka_io import write_replay
+    from services.analysis import write_replay
     from services.common.codec import SchemaRegistry
     from services.common.kafka import ensure_topics, wait_for_broker
     from services.common.settings import KafkaSettings

@@ -17,7 +17,7 @@ import typer
 from services.cli.ope import EXIT_BAD_INPUT, EXIT_REFUSED, fail
 
 if TYPE_CHECKING:
-    from services.analysis.kafka_io import CampaignLogs, ReadWindow
+    from services.analysis import CampaignLogs, ReadWindow
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_SRM", "register", "report"]
 
@@ -65,9 +65,16 @@ def report(
     """Experiment report: arms, lift, P(beats control), sequential test, SRM, effects."""
     from rich.console import Console
 
-    from services.analysis import output
-    from services.analysis.kafka_io import ReadWindow, parse_offsets, parse_time
-    from services.analysis.report import report_from_logs
+    from services.analysis import (
+        ReadWindow,
+        parse_offsets,
+        parse_time,
+        print_report,
+        report_from_logs,
+        report_html,
+        write_html,
+        write_json,
+    )
 
     if control_share is not None and not 0 < control_share < 1:
         fail(f"--control-share must be in (0, 1), got {control_share}")
@@ -89,11 +96,11 @@ def report(
     pending = sum(row.pending for row in result.arms)
     total = sum(row.impressions for row in result.arms)
     share = pending / total if total else 0.0
-    output.print_report(result, Console(), limit=limit)
+    print_report(result, Console(), limit=limit)
     if json_out:
-        output.write_json(json_out, result)
+        write_json(json_out, result)
     if html_out:
-        output.write_html(html_out, output.report_html(result))
+        write_html(html_out, report_html(result))
     if fail_on_srm and result.srm is not None and result.srm.flagged:
         raise typer.Exit(EXIT_SRM)
     if max_pending is not None and share > max_pending:
@@ -107,7 +114,7 @@ def report(
 
 
 def _load(campaign: str, d_window: ReadWindow, r_window: ReadWindow) -> CampaignLogs:
-    from services.analysis.kafka_io import load_campaign
+    from services.analysis import load_campaign
     from services.common.codec import SchemaRegistry
     from services.common.kafka import wait_for_broker
     from services.common.settings import KafkaSettings

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 __all__ = [
     "RUN_FILE",
     "SERVICES",
@@ -83,6 +81,8 @@ class ServiceProcess:
             return False
         if self.ready_url is None:
             return True
+        import httpx  # here, so `admuse --help` does not pay for it
+
         try:
             return httpx.get(self.ready_url, timeout=1.0).status_code == 200
         except httpx.HTTPError:

@@ -81,19 +81,18 @@ async def _tail(
     follow: bool,
     max_records: int | None,
 ) -> int:
-    from aiokafka import TopicPartition
-
-    from services.common.kafka import make_consumer, wait_for_broker
+    from services.common.kafka import make_consumer, partitions_of, wait_for_broker
 
     await wait_for_broker(kafka, 30)
-    parts = await _partitions(kafka, name)
-    if not parts:
+    try:
+        tps = await partitions_of(kafka, [name], timeout_s=0)
+    except LookupError:
         print(
             f"admuse tail: topic {name} does not exist on {kafka.bootstrap_servers} "
             "(`admuse topics create` makes them)",
             file=sys.stderr,
         )
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
     stop = asyncio.Event()
@@ -102,7 +101,6 @@ async def _tail(
         loop.add_signal_handler(sig, stop.set)
     printed = 0
     try:
-        tps = [TopicPartition(name, p) for p in sorted(parts)]
         consumer.assign(tps)
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
@@ -121,19 +119,6 @@ async def _tail(
     finally:
         await consumer.stop()
     return printed
-
-
-async def _partitions(kafka: Any, name: str) -> set[int]:
-    from aiokafka.client import AIOKafkaClient
-
-    client = AIOKafkaClient(**kafka.client_kwargs())
-    await client.bootstrap()
-    try:
-        client.set_topics([name])
-        await client.force_metadata_update()
-        return client.cluster.partitions_for_topic(name) or set()
-    finally:
-        await client.close()
 
 
 def record_line(rec: Any, registry: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ writes them to the model store and publishes `ModelPublished`, as the trainer se
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import typer
@@ -32,7 +31,7 @@ def train(
     timeout: float = typer.Option(60.0, help="Seconds to wait for the broker."),
 ) -> None:
     """Train a campaign's generator and reward model from its rewards and publish them."""
-    from services.trainer.settings import Settings
+    from services.trainer import Settings
 
     overrides: dict[str, Any] = {}
     if profile is not None:
@@ -69,11 +68,10 @@ async def _run(
     console: Console,
 ) -> dict[str, Any]:
     from services.common.codec import SchemaRegistry
-    from services.common.kafka import make_consumer, make_producer, wait_for_broker
+    from services.common.kafka import make_producer, wait_for_broker
     from services.common.model_store import ModelStore
     from services.common.topics import Topics
-    from services.trainer.buffer import TrainingBuffer
-    from services.trainer.state import TrainerState
+    from services.trainer import TrainerState, TrainingBuffer
 
     registry = SchemaRegistry.load()
     topics = Topics.from_settings(settings.kafka)
@@ -85,7 +83,7 @@ async def _run(
         TrainingBuffer(settings.buffer_max_rows, settings.buffer_max_age_ms),
     )
     with console.status("reading campaigns, creatives and rewards from Kafka"):
-        await _read_all(settings, state, make_consumer)
+        await _read_all(settings, state)
     if campaign_id not in state.campaigns:
         raise LookupError(
             f"campaign {campaign_id!r} is not on {topics.campaigns.name}; "
@@ -96,13 +94,10 @@ async def _run(
         f"{campaign_id}: {len(rows)} rewards, {sum(r.reward > 0 for r in rows)} "
         f"rewarded, {len(state.creatives)} creatives"
     )
-    from services.trainer.app import train_config
-    from services.trainer.publisher import build_model, store_model
-    from services.trainer.train import pick_device
+    from services.trainer import pick_device, store_model, train_campaign
 
     device = pick_device(settings.device)
     console.print(f"device: {device}")
-    cfg = train_config(settings)
     columns = (
         TextColumn("{task.description:<13}"),
         BarColumn(),
@@ -118,15 +113,14 @@ async def _run(
             bar.update(tasks[phase], completed=done)
 
         built = await asyncio.to_thread(
-            build_model,
+            train_campaign,
+            settings,
             state.campaigns[campaign_id],
             state.creatives,
             rows,
-            cfg,
-            seed=settings.seed if seed is None else seed,
+            seed=seed,
             device=device,
             progress=progress,
-            gate=settings.gate(),
         )
     quality = built.quality
     if not publish:
@@ -148,28 +142,10 @@ async def _run(
     return record
 
 
-async def _read_all(settings: Any, state: Any, make_consumer: Any) -> None:
+async def _read_all(settings: Any, state: Any) -> None:
     """Consume campaigns, creatives and rewards from the beginning up to their end now."""
-    from aiokafka import TopicPartition
+    from services.common.kafka import read_from_beginning
 
     topics = state.topics
-    consumer = make_consumer(settings.kafka, group_id=None)
-    await consumer.start()
-    try:
-        tps = []
-        for spec in (topics.campaigns, topics.creatives, topics.rewards):
-            ids = consumer.partitions_for_topic(spec.name) or set(range(spec.partitions))
-            tps += [TopicPartition(spec.name, p) for p in sorted(ids)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if end[tp] > 0}
-        deadline = time.monotonic() + 600
-        while pending and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for msgs in batches.values():
-                for msg in msgs:
-                    state.apply(msg)
-            pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
-    finally:
-        await consumer.stop()
+    names = [topics.campaigns.name, topics.creatives.name, topics.rewards.name]
+    await read_from_beginning(settings.kafka, names, state.apply, timeout_s=600)

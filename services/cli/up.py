@@ -68,7 +68,8 @@ async def _up(
 ) -> int:
     from services.cli.campaign import wait_for_leaders
     from services.cli.console_proc import CONSOLE_FILE, start_console
-    from services.cli.demo import _ensure_broker, print_services
+    from services.cli.demo import print_services
+    from services.cli.local_broker import ensure_broker
     from services.cli.stack import RUN_FILE, StackError, warm_up_coordinators
     from services.cli.supervise import Supervisor
     from services.common.kafka import ensure_topics
@@ -82,7 +83,7 @@ async def _up(
     kafka = KafkaSettings().model_copy(
         update={"topic_prefix": stack.topic_prefix, "bootstrap_servers": stack.bootstrap}
     )
-    await _ensure_broker(console, kafka)
+    await ensure_broker(console, kafka)
     created = await ensure_topics(kafka, Topics.from_settings(kafka))
     await wait_for_leaders(kafka, created)
     await warm_up_coordinators(kafka)

@@ -34,6 +34,7 @@ from fastavro.validation import ValidationError
 from prometheus_client import Counter
 
 __all__ = [
+    "CORRUPT_BODY_ERRORS",
     "LEGACY_FINGERPRINT_READS",
     "MAGIC",
     "CodecError",
@@ -48,6 +49,16 @@ __all__ = [
     "WrongMagicError",
     "default_schemas_dir",
 ]
+
+# What fastavro raises on a corrupt body (besides EOF/truncation, handled apart).
+CORRUPT_BODY_ERRORS = (
+    UnicodeDecodeError,
+    ValueError,
+    TypeError,
+    KeyError,
+    OverflowError,
+    MemoryError,
+)
 
 MAGIC = b"\xc3\x01"
 _HEADER = len(MAGIC) + 8
@@ -272,14 +283,7 @@ class RecordCodec:
             raise ResolutionError(
                 f"cannot read {writer.name} v{writer.version} as v{self.reader.version}: {exc}"
             ) from exc
-        except (
-            UnicodeDecodeError,
-            ValueError,
-            TypeError,
-            KeyError,
-            OverflowError,
-            MemoryError,
-        ) as exc:
+        except CORRUPT_BODY_ERRORS as exc:
             raise TruncatedError(f"{self.name} v{writer.version} body is corrupt: {exc}") from exc
         if body.tell() != len(body.getbuffer()):
             extra = len(body.getbuffer()) - body.tell()

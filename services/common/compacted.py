@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,51 +20,25 @@ async def read_compacted(
     kafka: Any, topic: str, codec: Any, timeout_s: float = 30.0
 ) -> dict[str, dict[str, Any]]:
     """Latest decodable value per key of `topic`, read from the beginning to the end offsets
-    seen at the start; raises TimeoutError when the end is not reached within `timeout_s`."""
-    from services.common.kafka import make_consumer
-
-    consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
-    try:
-        with quiet_new_topic_noise():
-            return await _read_to_end(consumer, kafka, topic, codec, timeout_s)
-    finally:
-        await consumer.stop()
-
-
-async def _read_to_end(
-    consumer: Any, kafka: Any, topic: str, codec: Any, timeout_s: float
-) -> dict[str, dict[str, Any]]:
-    from aiokafka import TopicPartition
-
+    seen at the start (`services.common.kafka.read_from_beginning`); raises TimeoutError when
+    the end is not reached within `timeout_s`."""
     from services.common.codec import CodecError
-    from services.common.topics import Topics
+    from services.common.kafka import read_from_beginning
 
-    spec = Topics.from_settings(kafka).by_name(topic)
-    parts = [TopicPartition(topic, p) for p in range(spec.partitions)]
-    consumer.assign(parts)
-    await consumer.seek_to_beginning(*parts)
-    end = await consumer.end_offsets(parts)
     out: dict[str, dict[str, Any]] = {}
-    pending = {tp for tp in parts if end[tp] > 0}
-    deadline = time.monotonic() + timeout_s
-    while pending:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"could not read {topic} to its end within {timeout_s:g} s")
-        batches = await consumer.getmany(*pending, timeout_ms=500, max_records=2000)
-        for records in batches.values():
-            for rec in records:
-                key = rec.key.decode("utf-8", "replace") if rec.key else ""
-                if rec.value is None:
-                    out.pop(key, None)
-                    continue
-                try:
-                    out[key] = codec.decode(rec.value)
-                except CodecError:
-                    continue  # not ours to judge here; the owning service dead-letters it
-        for tp in list(pending):
-            if await consumer.position(tp) >= end[tp]:
-                pending.discard(tp)
+
+    def keep(rec: Any) -> None:
+        key = rec.key.decode("utf-8", "replace") if rec.key else ""
+        if rec.value is None:
+            out.pop(key, None)
+            return
+        try:
+            out[key] = codec.decode(rec.value)
+        except CodecError:
+            pass  # not ours to judge here; the owning service dead-letters it
+
+    with quiet_new_topic_noise():
+        await read_from_beginning(kafka, [topic], keep, timeout_s=timeout_s)
     return out
 
 

@@ -1,4 +1,9 @@
-"""Kafka client factories and idempotent topic creation.
+"""Kafka client factories, idempotent topic creation, and reading topics to their end.
+
+`partitions_of` asks the broker which partitions topics have (public client API only; no
+`consumer._client`). `read_to_end` drains assigned partitions up to end offsets taken at the
+start and raises `TimeoutError` when they are not reached in time (never a silent partial
+read); `read_from_beginning` wraps it for the small compacted topics tools load whole.
 
 Producers are idempotent with acks=all. Consumers read committed data only, never
 auto-commit, and decompress gzip, snappy, lz4 and zstd batches (cramjam) whatever client
@@ -9,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
@@ -29,6 +34,10 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
+    "partitions_of",
+    "positions_reached",
+    "read_from_beginning",
+    "read_to_end",
     "wait_for_broker",
 ]
 
@@ -184,3 +193,91 @@ async def _describe(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[st
             _code, _msg, _type, name, entries = resource[:5]
             out[name] = {e[0]: e[1] for e in entries}
     return out
+
+
+async def partitions_of(
+    kafka: KafkaSettings, topics: Iterable[str], *, timeout_s: float = 10.0
+) -> list[TopicPartition]:
+    """Every partition of `topics`, sorted, from a metadata request (polled until each topic
+    has partitions: a topic created a moment ago may not be in the metadata yet). Raises
+    `LookupError` naming the topics that have none by the deadline."""
+    names = list(dict.fromkeys(topics))
+    client = AIOKafkaClient(**kafka.client_kwargs())
+    await client.bootstrap()
+    try:
+        client.set_topics(names)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            await client.force_metadata_update()
+            found = {t: client.cluster.partitions_for_topic(t) or set() for t in names}
+            missing = [t for t, ps in found.items() if not ps]
+            if not missing:
+                return [TopicPartition(t, p) for t in names for p in sorted(found[t])]
+            if time.monotonic() > deadline:
+                raise LookupError(
+                    f"topic(s) {missing} have no partitions on {kafka.bootstrap_servers}; "
+                    "create them first (ensure_topics)"
+                )
+            await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+
+
+async def positions_reached(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]) -> bool:
+    """Whether the consumer's position is at or past `ends` on every partition."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
+Handler = Callable[[ConsumerRecord[Any, Any]], Awaitable[None] | None]
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer,
+    ends: Mapping[TopicPartition, int],
+    handle: Handler,
+    *,
+    timeout_s: float,
+    max_records: int = 2000,
+) -> int:
+    """Feed every record below `ends` of the assigned partitions to `handle` (awaited when it
+    returns an awaitable); return how many. Raises `TimeoutError` when the positions have not
+    reached `ends` within `timeout_s`."""
+    pending = {tp for tp, end in ends.items() if end > 0}
+    pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    deadline = time.monotonic() + timeout_s
+    n = 0
+    while pending:
+        if time.monotonic() > deadline:
+            left = {f"{tp.topic}[{tp.partition}]": ends[tp] for tp in pending}
+            raise TimeoutError(f"did not read {left} to its end within {timeout_s:.0f}s")
+        batches = await consumer.getmany(*pending, timeout_ms=500, max_records=max_records)
+        for tp, records in batches.items():
+            for rec in records:
+                if rec.offset >= ends[tp]:
+                    break
+                n += 1
+                result = handle(rec)
+                if result is not None:
+                    await result
+        pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    return n
+
+
+async def read_from_beginning(
+    kafka: KafkaSettings, topics: Iterable[str], handle: Handler, *, timeout_s: float = 30.0
+) -> int:
+    """Read whole topics (every partition, from the beginning up to the end offsets now)
+    with a fresh group-less consumer; `handle` sees each record. Returns the count."""
+    tps = await partitions_of(kafka, topics)
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        return await read_to_end(consumer, ends, handle, timeout_s=timeout_s)
+    finally:
+        await consumer.stop()

@@ -4,16 +4,41 @@ raw id is stored past the door it came in by."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable
 
-__all__ = ["ApiKeys", "pseudonymize", "stable_unit"]
+__all__ = ["ApiKeys", "Pseudonymizer", "pseudonymize", "stable_unit"]
 
 
 def pseudonymize(secret: bytes, user_id: str) -> str:
     """Hex HMAC-SHA256 of the user id under `secret` (64 lowercase hex chars)."""
-    return hmac.new(secret, user_id.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return Pseudonymizer(secret, cache=0)(user_id)
+
+
+class Pseudonymizer:
+    """`pseudonymize` under one key, for a service that pseudonymizes every request: the
+    keyed HMAC state is made once and copied per id, and the `cache` most recent users'
+    pseudonyms are remembered (in memory only, like the key itself)."""
+
+    __slots__ = ("_mac", "pseudonymize")
+
+    def __init__(self, secret: bytes, *, cache: int = 100_000) -> None:
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+        compute = self._compute
+        self.pseudonymize = functools.lru_cache(maxsize=cache)(compute) if cache else compute
+
+    def _compute(self, user_id: str) -> str:
+        mac = self._mac.copy()
+        mac.update(user_id.encode("utf-8", "surrogatepass"))
+        return mac.hexdigest()
+
+    def __call__(self, user_id: str) -> str:
+        return self.pseudonymize(user_id)
+
+    def __repr__(self) -> str:  # the key never reaches a log line or a traceback
+        return "Pseudonymizer(<key hidden>)"
 
 
 def stable_unit(pseudonym: str, salt: str = "") -> float:

@@ -14,7 +14,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.security import build_ssl_context
 
-__all__ = ["KafkaSettings", "LogSettings", "ServiceSettings", "env_vars"]
+__all__ = [
+    "PSEUDONYM_SECRET_ENV",
+    "KafkaSettings",
+    "LogSettings",
+    "PseudonymSecretSetting",
+    "RequiredPseudonymSecret",
+    "ServiceSettings",
+    "env_vars",
+]
+
+PSEUDONYM_SECRET_ENV = "ADMUSE_PSEUDONYM_SECRET"
 
 
 class KafkaSettings(BaseSettings):
@@ -86,6 +96,39 @@ class LogSettings(BaseSettings):
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a TTY, JSON otherwise."
     )
+
+
+def _pseudonym_secret_field(default: Any) -> Any:
+    return Field(
+        default,
+        validation_alias=PSEUDONYM_SECRET_ENV,
+        description="HMAC-SHA256 key of user pseudonyms, the same for ingestion and inference.",
+    )
+
+
+class PseudonymSecretSetting(BaseSettings):
+    """`ADMUSE_PSEUDONYM_SECRET`, declared once: the key of every user pseudonym. Ingestion,
+    inference and `admuse erase|replay` mix it into their settings; whoever needs the key
+    calls `pseudonym_key()`, which names the variable when it is missing."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    pseudonym_secret: SecretStr | None = _pseudonym_secret_field(None)
+
+    def pseudonym_key(self) -> bytes:
+        """The key as bytes; `ValueError` when the variable is unset or empty."""
+        if self.pseudonym_secret is None or not self.pseudonym_secret.get_secret_value():
+            raise ValueError(
+                f"{PSEUDONYM_SECRET_ENV} is not set: it keys every user pseudonym; set it to "
+                "the secret ingestion and inference share (a long random string)"
+            )
+        return self.pseudonym_secret.get_secret_value().encode("utf-8")
+
+
+class RequiredPseudonymSecret(PseudonymSecretSetting):
+    """The same variable where a service cannot start without it (inference)."""
+
+    pseudonym_secret: SecretStr = _pseudonym_secret_field(...)
 
 
 class ServiceSettings(BaseSettings):

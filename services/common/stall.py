@@ -54,7 +54,7 @@ async def watch_shutdown(stop: asyncio.Event, after_s: float) -> None:
     await stop.wait()
     while True:
         await asyncio.sleep(after_s)
-        _log.warning("shutdown stalled", after_s=after_s, tasks=task_stacks())
+        _log.warning("shutdown_stalled", after_s=after_s, tasks=task_stacks())
 
 
 @contextlib.asynccontextmanager

@@ -54,8 +54,8 @@ async def signout(request: Request, _user: str = Depends(require_user)) -> Respo
 
 def validate_spec_text(text: str) -> Any:
     """The spec in the editor through `admuse campaign apply`'s own reader and validator
-    (services.cli.campaign_spec.load_spec, on a .yaml file); raises SpecError."""
-    from services.cli.campaign_spec import SpecError, load_spec
+    (services.common.campaign.load_spec, on a .yaml file); raises SpecError."""
+    from services.common.campaign import SpecError, load_spec
 
     if len(text.encode()) > MAX_SPEC_BYTES:
         raise SpecError(f"campaign spec: larger than {MAX_SPEC_BYTES} bytes")
@@ -70,8 +70,8 @@ def validate_spec_text(text: str) -> Any:
 
 @router.post("/campaigns/apply")
 async def apply_campaign(request: Request, _user: str = Depends(require_user)) -> Response:
-    from services.cli.campaign import apply_spec
-    from services.cli.campaign_spec import SpecError
+    from services.cli import apply_spec
+    from services.common.campaign import SpecError
 
     form = await request.form()
     check_csrf(request, form)
@@ -94,7 +94,7 @@ async def apply_campaign(request: Request, _user: str = Depends(require_user)) -
 
 @router.post("/models/{campaign_id}/pin")
 async def pin(request: Request, campaign_id: str, _user: str = Depends(require_user)) -> Response:
-    from services.cli.models import ModelOpError, pin_version
+    from services.cli import ModelOpError, pin_version
 
     form = await request.form()
     check_csrf(request, form)
@@ -111,7 +111,7 @@ async def pin(request: Request, campaign_id: str, _user: str = Depends(require_u
 async def rollback(
     request: Request, campaign_id: str, _user: str = Depends(require_user)
 ) -> Response:
-    from services.cli.models import ModelOpError, rollback_model
+    from services.cli import ModelOpError, rollback_model
 
     check_csrf(request, await request.form())
     try:
@@ -124,7 +124,7 @@ async def rollback(
 
 def stored_models(settings: Any, campaign_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """{campaign: signed versions with their quality report}, from the model store."""
-    from services.cli.models import stored_versions
+    from services.cli import stored_versions
     from services.common.model_store import ModelStore
 
     store = ModelStore(settings.model_store_url)

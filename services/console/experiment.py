@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from services.analysis.dataset import LoggedData
-from services.analysis.stats import wilson_interval
+from services.analysis import LoggedData, wilson_interval
 
 __all__ = ["Point", "Series", "ctr_series", "regret_by_arm"]
 

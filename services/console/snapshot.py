@@ -14,10 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.analysis.dataset import LoggedData
-from services.analysis.effects import Effect, attribute_effects
-from services.analysis.kafka_io import ReadWindow, load_campaign, read_latest, read_topic
-from services.analysis.report import CampaignReport, report_from_logs
+from services.analysis import (
+    CampaignReport,
+    GroupEffect,
+    LoggedData,
+    ReadWindow,
+    group_attribute_effects,
+    load_campaign,
+    read_latest,
+    read_topic,
+    report_from_logs,
+)
 from services.common.codec import SchemaRegistry
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
@@ -34,7 +41,7 @@ class CampaignView:
     series: Series
     pending: int | None
     regret: dict[str, dict[str, float]] = field(default_factory=dict)
-    segment_effects: dict[str, dict[str, list[Effect]]] = field(default_factory=dict)
+    segment_effects: dict[str, dict[str, list[GroupEffect]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -106,13 +113,13 @@ async def read_snapshot(
 
 def _segment_effects(
     rewards: LoggedData, attributes: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, list[Effect]]]:
+) -> dict[str, dict[str, list[GroupEffect]]]:
     """Attribute effects within each segment (the report's function on the segment's shown
     rows): which values work for whom."""
     if "shown" in rewards.extra:
         rewards = rewards.select(rewards.extra["shown"].astype(bool))
     return {
-        seg: attribute_effects(rewards.select(rewards.context == code), attributes)
+        seg: group_attribute_effects(rewards.select(rewards.context == code), attributes)
         for code, seg in enumerate(rewards.contexts)
     }
 

@@ -25,7 +25,7 @@ __all__ = [
     "JOIN_TYPES",
     "MAX_HELD",
     "MAX_SEEN",
-    "RewardSpec",
+    "RewardRule",
     "Step",
     "apply_event",
     "close_due",
@@ -51,8 +51,8 @@ def to_ms(value: datetime | int | float | None) -> int | None:
 
 
 @dataclass(frozen=True)
-class RewardSpec:
-    """How events become a reward (the campaign's ``RewardSpec``)."""
+class RewardRule:
+    """How events become a reward (the campaign's ``RewardRule``)."""
 
     kind: str = "click"
     click_weight: float = 1.0
@@ -62,7 +62,7 @@ class RewardSpec:
     impressions: str = "decision"  # what makes a decision an impression (IMPRESSION_SOURCES)
 
     @classmethod
-    def from_campaign(cls, campaign: Mapping[str, Any]) -> RewardSpec:
+    def from_campaign(cls, campaign: Mapping[str, Any]) -> RewardRule:
         spec = campaign.get("reward") or {}
         kind = spec.get("kind", "click")
         if kind not in ("click", "conversion", "weighted"):
@@ -140,7 +140,7 @@ def event_of(event: Mapping[str, Any]) -> dict[str, Any]:
 def open_decision(
     decision: Mapping[str, Any],
     held: Mapping[str, Any] | None,
-    spec: RewardSpec,
+    spec: RewardRule,
     *,
     partition: int,
     now_ms: int,
@@ -201,7 +201,7 @@ def open_decision(
 def apply_event(
     state: Mapping[str, Any],
     event: Mapping[str, Any],
-    spec: RewardSpec,
+    spec: RewardRule,
     *,
     now_ms: int,
     retention_ms: int,
@@ -244,7 +244,7 @@ def apply_event(
 
 def close_due(
     state: Mapping[str, Any],
-    spec: RewardSpec,
+    spec: RewardRule,
     *,
     now_ms: int,
     grace_ms: int,
@@ -288,7 +288,7 @@ def hold_event(
 
 
 def _finish(
-    state: dict[str, Any], spec: RewardSpec, outcome: str, now_ms: int, retention_ms: int
+    state: dict[str, Any], spec: RewardRule, outcome: str, now_ms: int, retention_ms: int
 ) -> dict[str, Any]:
     dec = state["dec"]
     reward = {

@@ -15,7 +15,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from services.common.codec import CodecError, RecordCodec
-from services.common.kafka import make_consumer
+from services.common.kafka import make_consumer, positions_reached
 from services.common.logging import get_logger
 from services.common.settings import KafkaSettings
 
@@ -72,14 +72,14 @@ class CompactedView:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             end = await consumer.end_offsets(tps) if tps else {}
-            if await _caught_up(consumer, end):
+            if await positions_reached(consumer, end):
                 self.ready.set()
             while True:
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
                 for records in batch.values():
                     for rec in records:
                         self._apply(rec.key, rec.value)
-                if not self.ready.is_set() and await _caught_up(consumer, end):
+                if not self.ready.is_set() and await positions_reached(consumer, end):
                     self.ready.set()
         finally:
             await consumer.stop()
@@ -97,10 +97,3 @@ class CompactedView:
             log.warning("bad_record", topic=self._topic, key=k, reason=exc.reason, error=str(exc))
             if self._on_bad:
                 self._on_bad(exc.reason)
-
-
-async def _caught_up(consumer: Any, end: dict[TopicPartition, int]) -> bool:
-    for tp, offset in end.items():
-        if await consumer.position(tp) < offset:
-            return False
-    return True

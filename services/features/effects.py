@@ -4,36 +4,26 @@ For every segment and every (attribute, value) — e.g. ``cta = "Shop now"`` —
 impressions and clicks of the creatives that carry that value; report the click-through rate
 with a 95% Wilson score interval and its lift over the segment's average CTR (all creatives).
 The lift interval divides the CTR interval by the segment average (treated as known, which
-is close when the segment has far more impressions than one value). Numeric attribute values
-are not grouped (every creative would be its own group); categorical and color values are.
+is close when the segment has far more impressions than one value) — the one definition of
+lift (`services.common.effects`, docs/analysis.md) that `admuse report` uses too. Numeric
+attribute values are not grouped (every creative would be its own group); categorical and
+color values are.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Z95", "Effect", "attribute_effects", "wilson_interval"]
+from services.common.effects import lift_over, wilson_interval
 
-Z95 = 1.959963984540054
-
-
-def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion; (0, 1) when there are no trials."""
-    if trials <= 0:
-        return 0.0, 1.0
-    p = successes / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+__all__ = ["SegmentEffect", "attribute_effects"]
 
 
 @dataclass(frozen=True)
-class Effect:
+class SegmentEffect:
     segment: str
     attribute: str
     value: str
@@ -55,7 +45,7 @@ class Effect:
 def attribute_effects(
     rows: Iterable[tuple[str, str, int, int]],
     attributes: Mapping[str, Mapping[str, Any]],
-) -> list[Effect]:
+) -> list[SegmentEffect]:
     """Effects from cumulative stats rows ``(segment, creative_id, impressions, clicks)``.
 
     `attributes` maps creative_id to its attribute values; creatives it does not know count
@@ -78,13 +68,15 @@ def attribute_effects(
         seg_imp, seg_clicks = seg_totals[segment]
         seg_ctr = seg_clicks / seg_imp if seg_imp else 0.0
         ctr = clicks / impressions if impressions else 0.0
-        low, high = wilson_interval(clicks, impressions)
-        if seg_ctr > 0:
-            lift, lift_low, lift_high = ctr / seg_ctr - 1, low / seg_ctr - 1, high / seg_ctr - 1
+        if impressions:
+            low, high = (float(x) for x in wilson_interval(clicks, impressions))
         else:
-            lift = lift_low = lift_high = None
+            low, high = 0.0, 1.0  # nothing shown yet: anything is possible
+        lift = lift_low = lift_high = None
+        if seg_ctr > 0:
+            lift, lift_low, lift_high = (float(x) for x in lift_over(ctr, low, high, seg_ctr))
         out.append(
-            Effect(
+            SegmentEffect(
                 segment,
                 name,
                 value,

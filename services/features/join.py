@@ -27,14 +27,16 @@ from typing import Any
 
 from services.common.watermark import DECIDED, LIVE
 from services.features.attribution import (
-    RewardSpec,
+    RewardRule,
     apply_event,
     close_due,
     event_of,
     hold_event,
     open_decision,
 )
+from services.features.replay_guard import applied, counted, marked, with_count
 from services.features.stats import Partial, StatsKey, stats_groups
+from services.features.watermark import clock_of_entry, held_clock
 
 __all__ = ["DECISIONS", "EVENTS", "JoinConfig", "JoinTable", "Outputs"]
 
@@ -67,36 +69,12 @@ class Outputs:
     closed_due: list[int] = field(default_factory=list)  # window ends (+grace) closed by a tick
 
 
-def _applied(entry: Mapping[str, Any] | None, tag: str, offset: int) -> bool:
-    return entry is not None and entry.get("o", {}).get(tag, -1) >= offset
-
-
-def _mark(entry: dict[str, Any], tag: str, offset: int) -> dict[str, Any]:
-    return {**entry, "o": {**entry.get("o", {}), tag: offset}}
-
-
-def _counted(entry: Mapping[str, Any] | None, tag: str, offset: int, decision_id: str) -> bool:
-    """Whether a stats entry already counts this decision, settled by message `offset`.
-    One message (a tick) can settle several decisions of the same stats group."""
-    if entry is None:
-        return False
-    last = entry.get("o", {}).get(tag, -1)
-    return last > offset or (last == offset and decision_id in entry.get("ids", {}).get(tag, ()))
-
-
-def _count(entry: dict[str, Any], tag: str, offset: int, decision_id: str) -> dict[str, Any]:
-    ids = entry.get("ids", {})
-    same = entry.get("o", {}).get(tag) == offset
-    at_offset = [*ids.get(tag, []), decision_id] if same else [decision_id]
-    return {**_mark(entry, tag, offset), "ids": {**ids, tag: at_offset}}
-
-
 class JoinTable:
     def __init__(
         self,
         table: MutableMapping[str, Any],
         config: JoinConfig,
-        spec_for: Callable[[str], RewardSpec],
+        spec_for: Callable[[str], RewardRule],
     ) -> None:
         self.table = table
         self.config = config
@@ -119,7 +97,7 @@ class JoinTable:
         held_key = f"e:{decision['decision_id']}"
         current = self.table.get(key)
         if current is not None:
-            if _applied(current, DECISIONS, offset):
+            if applied(current, DECISIONS, offset):
                 self._replay(current, DECISIONS, offset, out)
                 self.table.pop(held_key, None)
             else:
@@ -159,7 +137,7 @@ class JoinTable:
         if current is None:
             held_key = f"e:{decision_id}"
             held = self.table.get(held_key)
-            if _applied(held, EVENTS, offset):
+            if applied(held, EVENTS, offset):
                 out.replayed = True
                 return out
             step = hold_event(
@@ -172,12 +150,12 @@ class JoinTable:
             )
             out.verdicts.append(step.verdict)
             if step.state is not None:
-                state = _mark(self._hold_until(step.state, event), EVENTS, offset)
+                state = marked(self._hold_until(step.state, event), EVENTS, offset)
                 self.table[held_key] = state
                 if held is None:
                     self._push(partition, state, held_key)
             return out
-        if _applied(current, EVENTS, offset):
+        if applied(current, EVENTS, offset):
             self._replay(current, EVENTS, offset, out)
             return out
         step = apply_event(
@@ -190,7 +168,7 @@ class JoinTable:
         out.verdicts.append(step.verdict)
         if step.state is None:
             return out
-        state = _mark(step.state, EVENTS, offset)
+        state = marked(step.state, EVENTS, offset)
         if step.reward is not None:
             state = self._settle(state, partition, EVENTS, offset, out)
             self._push(partition, state, key)
@@ -231,7 +209,7 @@ class JoinTable:
         """The decisions of `clock` in this partition are complete up to decided_at `mark`:
         held events that waited on it past their allowance will find no decision."""
         out = Outputs()
-        heap = self._heap(partition).get(_held_clock(clock))
+        heap = self._heap(partition).get(held_clock(clock))
         if heap:
             self._close(partition, offset, heap, mark, mark, out)
         return out
@@ -242,7 +220,7 @@ class JoinTable:
         source = str(event.get("source") or "")
         clock = f"replay:{source[14:]}" if source.startswith("admuse-replay:") else DECIDED
         latest = max(int(e["occurred_at"]) for e in held["events"])
-        return {**held, "clock": _held_clock(clock), "expires": latest + self.config.max_hold_ms}
+        return {**held, "clock": held_clock(clock), "expires": latest + self.config.max_hold_ms}
 
     def _close(
         self,
@@ -276,7 +254,7 @@ class JoinTable:
                 else:
                     self._push(partition, state, key)
                 continue
-            if _applied(state, EVENTS, offset):
+            if applied(state, EVENTS, offset):
                 self._replay(state, EVENTS, offset, out)
                 self._push(partition, state, key)
                 continue
@@ -293,7 +271,7 @@ class JoinTable:
                 continue
             out.verdicts.append(step.verdict)
             out.closed_due.append(int(state["deadline"]) + cfg.close_grace_ms)
-            done = self._settle(_mark(step.state, EVENTS, offset), partition, EVENTS, offset, out)
+            done = self._settle(marked(step.state, EVENTS, offset), partition, EVENTS, offset, out)
             self.table[key] = done
             keep.append((done, key))
         for state, key in keep:
@@ -355,7 +333,7 @@ class JoinTable:
         for group in stats_groups(reward):
             skey = f"s:{partition}:{group.key}"
             entry = self.table.get(skey)
-            if not _counted(entry, tag, offset, reward["decision_id"]):
+            if not counted(entry, tag, offset, reward["decision_id"]):
                 partial = Partial.from_json(entry["c"] if entry else None).add(
                     reward,
                     int(reward["decided_at"]),
@@ -364,7 +342,7 @@ class JoinTable:
                 )
                 base = entry or {"key": group.to_json(), "p": partition, "o": {}}
                 new = {**base, "c": partial.to_json()}
-                self.table[skey] = _count(new, tag, offset, reward["decision_id"])
+                self.table[skey] = with_count(new, tag, offset, reward["decision_id"])
             self._dirty.add((partition, skey))
         out.rewards.append(reward)
         return {**state, "done_by": [tag, offset]}
@@ -379,7 +357,9 @@ class JoinTable:
     def _push(self, partition: int, state: Mapping[str, Any], key: str) -> None:
         heaps = self._heaps.get(partition)
         if heaps is not None:
-            heapq.heappush(heaps.setdefault(_clock(state), []), (_due(state, self.config), key))
+            heapq.heappush(
+                heaps.setdefault(clock_of_entry(state), []), (_due(state, self.config), key)
+            )
 
     def _heap(self, partition: int) -> dict[str, list[tuple[int, str]]]:
         """The due-time heaps of a partition, one per clock (rebuilt from the table)."""
@@ -387,7 +367,7 @@ class JoinTable:
         if heaps is None:
             heaps, closed_by = {}, {}
             for k, v in self._entries(partition):
-                heaps.setdefault(_clock(v), []).append((_due(v, self.config), k))
+                heaps.setdefault(clock_of_entry(v), []).append((_due(v, self.config), k))
                 if v.get("done_by") and v["done_by"][0] == EVENTS:
                     closed_by.setdefault(v["done_by"][1], []).append(k)
             for heap in heaps.values():
@@ -404,19 +384,6 @@ class JoinTable:
         for k, v in list(self.table.items()):
             if k[:2] in ("d:", "e:") and v.get("p") == partition:
                 yield k, v
-
-
-def _clock(state: Mapping[str, Any]) -> str:
-    """The clock an entry waits on: a pending decision its source's; held events the
-    decisions' (when decision watermarks are used); the rest the live one."""
-    if (state["k"] == "d" and state["status"] == "pending") or state["k"] == "e":
-        return str(state.get("clock", LIVE))
-    return LIVE
-
-
-def _held_clock(decisions_clock: str) -> str:
-    """Heap name of the held events waiting on a clock of admuse.decisions."""
-    return f"decisions:{decisions_clock}"
 
 
 def _due(state: Mapping[str, Any], config: JoinConfig) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 
 from services.common.watermark import LIVE, PartitionWatermark, least
 
-__all__ = ["EventsMarks", "JoinMarks"]
+__all__ = ["EventsMarks", "JoinMarks", "clock_of_entry", "held_clock"]
 
 
 class EventsMarks:
@@ -88,3 +88,16 @@ class JoinMarks:
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:
             self._marks.pop(p, None)
+
+
+def clock_of_entry(state: Mapping[str, Any]) -> str:
+    """The clock an entry waits on: a pending decision its source's; held events the
+    decisions' (when decision watermarks are used); the rest the live one."""
+    if (state["k"] == "d" and state["status"] == "pending") or state["k"] == "e":
+        return str(state.get("clock", LIVE))
+    return LIVE
+
+
+def held_clock(decisions_clock: str) -> str:
+    """Heap name of the held events waiting on a clock of admuse.decisions."""
+    return f"decisions:{decisions_clock}"

@@ -25,29 +25,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from services.common.codec import RecordCodec
 from services.common.logging import get_logger
+from services.inference.decision_spool import DecisionSpool, Record
 from services.inference.decision_watermarks import DecisionWatermarks
 from services.inference.metrics import Metrics
 
 __all__ = ["DecisionLog", "NotLogged"]
 
-_FRAME = struct.Struct(">II")
 _log = get_logger(__name__)
-
-Record = tuple[bytes, bytes]
 
 
 class NotLogged(RuntimeError):
@@ -93,8 +89,7 @@ class DecisionLog:
         self._factory = producer_factory
         self._topic = topic
         self._codec = codec
-        self._spool_path = spool_path
-        self._pos_path = spool_path.with_name(spool_path.name + ".pos")
+        self._spool = DecisionSpool(spool_path, metrics)
         self._metrics = metrics
         self._buffer_size = buffer_size
         self._batch_size = batch_size
@@ -106,10 +101,6 @@ class DecisionLog:
         self._mem: deque[Record] = deque()
         self._inflight: _Batch | None = None
         self._waiters: dict[bytes, asyncio.Future[None]] = {}
-        self._spool_w: BinaryIO | None = None
-        self._spool_r: BinaryIO | None = None
-        self._spool_pos = 0  # committed read position
-        self._spooled = 0
         self._producer: AIOKafkaProducer | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -130,9 +121,9 @@ class DecisionLog:
         if acked:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters[record[0]] = waiter
-        if self._spool_w is not None or len(self._mem) >= self._buffer_size:
+        if self._spool.is_open or len(self._mem) >= self._buffer_size:
             try:
-                self._append_spool([record])
+                self._spool.append([record])
                 self._wakeup.set()
                 return waiter
             except OSError as exc:
@@ -140,8 +131,8 @@ class DecisionLog:
                 # the request or lose the decision (it may then be sent before older spooled
                 # ones).
                 self._metrics.decision_spool_errors.inc()
-                _log.error("decision spool unwritable; holding in memory", error=repr(exc),
-                           path=str(self._spool_path), in_memory=len(self._mem) + 1)  # fmt: skip
+                _log.error("decision_spool_unwritable", detail="holding in memory", error=repr(exc),
+                           path=str(self._spool.path), in_memory=len(self._mem) + 1)  # fmt: skip
         self._mem.append(record)
         self._metrics.decisions_buffered.set(len(self._mem))
         self._wakeup.set()
@@ -150,23 +141,24 @@ class DecisionLog:
     @property
     def pending(self) -> int:
         """Decisions not yet acknowledged by Kafka (memory plus spool)."""
-        return len(self._mem) + self._spooled
+        return len(self._mem) + self._spool.count
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._spool_path.parent.mkdir(parents=True, exist_ok=True)
-        if self._spool_path.exists():
-            self._open_spool()
-            if self._spooled:
+        self._spool.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._spool.path.exists():
+            self._spool.open()
+            if self._spool.count:
                 _log.info(
-                    "decision spool found; replaying",
-                    path=str(self._spool_path),
-                    decisions=self._spooled,
+                    "decision_spool_found",
+                    detail="replaying",
+                    path=str(self._spool.path),
+                    decisions=self._spool.count,
                 )
                 self._wakeup.set()
             else:
-                self._remove_spool()
+                self._spool.remove()
         self._task = asyncio.create_task(self._run(), name="decision-log")
 
     async def close(self, flush_timeout_s: float = 5.0) -> None:
@@ -184,24 +176,23 @@ class DecisionLog:
         self._settle_inflight()
         if self._mem:
             try:
-                self._spill_memory()
+                self._spool.put_in_front(list(self._mem))  # memory is older than the spool
             except OSError as exc:
-                _log.error("decisions could not be saved to the spool and are lost",
-                           decisions=len(self._mem), path=str(self._spool_path),
+                _log.error("decisions_lost", detail="they could not be saved to the spool",
+                           decisions=len(self._mem), path=str(self._spool.path),
                            error=repr(exc))  # fmt: skip
-                self._mem.clear()
-        for fh in (self._spool_r, self._spool_w):
-            if fh is not None:
-                fh.close()
-        self._spool_r = self._spool_w = None
+            self._mem.clear()
+            self._metrics.decisions_buffered.set(0)
+        self._spool.close()
         for waiter in self._waiters.values():
             if not waiter.done():
                 waiter.set_exception(NotLogged("decision not acknowledged before shutdown"))
         self._waiters.clear()
         if self.pending:
             _log.warning(
-                "decisions kept in the spool for the next start",
-                path=str(self._spool_path),
+                "decisions_kept_in_spool",
+                detail="for the next start",
+                path=str(self._spool.path),
                 decisions=self.pending,
             )
 
@@ -258,15 +249,15 @@ class DecisionLog:
             await asyncio.wait_for(wm.emit(producer, claim), self._send_timeout_s)
         except Exception as exc:
             self._metrics.decision_watermark_failures.inc()
-            _log.warning("decision watermark not written; next interval tries again",
+            _log.warning("decision_watermark_not_written", detail="next interval tries again",
                          claim_ms=claim, error=repr(exc))  # fmt: skip
 
     def _oldest_pending_ms(self) -> int | None:
         """decided_at of the oldest decision not yet acknowledged (memory holds the oldest,
         in flight included, unless the spool was unwritable; the spool's head otherwise)."""
         heads = [self._mem[0]] if self._mem else []
-        if self._spool_r is not None and self._spooled:
-            heads += self._read_spool(1)[0]
+        if self._spool.count:
+            heads += self._spool.read(1)[0]
         if not heads:
             return None
         return min(_decided_ms(self._codec.decode(v)["decided_at"]) for _k, v in heads)
@@ -281,8 +272,8 @@ class DecisionLog:
     def _next_batch(self) -> tuple[list[Record], bool, int]:
         if self._mem:
             return list(islice(self._mem, self._batch_size)), False, 0
-        if self._spool_r is not None and self._spooled:
-            batch, pos = self._read_spool(self._batch_size)
+        if self._spool.count:
+            batch, pos = self._spool.read(self._batch_size)
             return batch, True, pos
         return [], False, 0
 
@@ -297,14 +288,15 @@ class DecisionLog:
             if unsettled:
                 await asyncio.wait(unsettled, timeout=self._send_timeout_s)
         except Exception as exc:
-            _log.warning("decision batch not sent; will retry", decisions=len(batch.records),
-                         pending=self.pending, error=repr(exc))  # fmt: skip
+            _log.warning("decision_batch_not_sent", detail="will retry",
+                         decisions=len(batch.records), pending=self.pending,
+                         error=repr(exc))  # fmt: skip
         failed = [i for i, f in enumerate(batch.futures) if f is None or f.done()]
         failed = [i for i in failed if not batch.delivered(i)]
         if batch.unsettled():
             # Late acknowledgements: the producer still owns these records and retries them
             # itself (idempotently); sending them again would write second copies.
-            _log.warning("decision batch not acknowledged yet; waiting on the same sends",
+            _log.warning("decision_batch_not_acknowledged_yet", detail="waiting on the same sends",
                          decisions=len(batch.unsettled()), pending=self.pending)  # fmt: skip
             return False
         if not failed:
@@ -347,13 +339,7 @@ class DecisionLog:
                 self._mem.popleft()
             self._metrics.decisions_buffered.set(len(self._mem))
             return
-        self._spool_pos = new_pos
-        self._spooled -= n
-        self._metrics.decisions_spooled.set(self._spooled)
-        if self._spooled <= 0:
-            self._remove_spool()
-        else:
-            _write_atomic(self._pos_path, str(new_pos).encode())
+        self._spool.commit(n, new_pos)
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -373,101 +359,6 @@ class DecisionLog:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 2.0)
 
-    # -- spool ----------------------------------------------------------------------------
-
-    def _append_spool(self, records: list[Record]) -> None:
-        if self._spool_w is None:
-            self._open_spool()
-        assert self._spool_w is not None
-        self._spool_w.write(b"".join(_FRAME.pack(len(k), len(v)) + k + v for k, v in records))
-        self._spool_w.flush()
-        self._spooled += len(records)
-        self._metrics.decisions_spooled.set(self._spooled)
-
-    def _open_spool(self) -> None:
-        self._spool_w = open(self._spool_path, "ab")
-        self._spool_r = open(self._spool_path, "rb")
-        try:
-            self._spool_pos = int(self._pos_path.read_text())
-        except (FileNotFoundError, ValueError):
-            self._spool_pos = 0
-        self._spooled = self._count_frames()
-        self._metrics.decisions_spooled.set(self._spooled)
-
-    def _count_frames(self) -> int:
-        assert self._spool_r is not None and self._spool_w is not None
-        count, pos = 0, self._spool_pos
-        size = os.fstat(self._spool_r.fileno()).st_size
-        self._spool_r.seek(pos)
-        while pos + _FRAME.size <= size:
-            klen, vlen = _FRAME.unpack(self._spool_r.read(_FRAME.size))
-            if pos + _FRAME.size + klen + vlen > size:
-                break
-            self._spool_r.seek(klen + vlen, os.SEEK_CUR)
-            pos += _FRAME.size + klen + vlen
-            count += 1
-        if pos < size:  # torn last frame from a crash mid-write: cut it off
-            _log.warning(
-                "decision spool ends in a torn frame; dropping it",
-                path=str(self._spool_path),
-                bytes=size - pos,
-            )
-            self._spool_w.truncate(pos)
-        return count
-
-    def _read_spool(self, limit: int) -> tuple[list[Record], int]:
-        assert self._spool_r is not None
-        self._spool_r.seek(self._spool_pos)
-        out: list[Record] = []
-        pos = self._spool_pos
-        while len(out) < limit:
-            head = self._spool_r.read(_FRAME.size)
-            if len(head) < _FRAME.size:
-                break
-            klen, vlen = _FRAME.unpack(head)
-            body = self._spool_r.read(klen + vlen)
-            if len(body) < klen + vlen:
-                break
-            out.append((body[:klen], body[klen:]))
-            pos += _FRAME.size + klen + vlen
-        return out, pos
-
-    def _spill_memory(self) -> None:
-        """On close: memory is older than the spool, so it goes in front of what is left."""
-        rest: list[Record] = []
-        if self._spool_r is not None and self._spooled:
-            rest, _ = self._read_spool(self._spooled)
-        for fh in (self._spool_r, self._spool_w):
-            if fh is not None:
-                fh.close()
-        tmp = self._spool_path.with_name(self._spool_path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            for k, v in [*self._mem, *rest]:
-                fh.write(_FRAME.pack(len(k), len(v)) + k + v)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._spool_path)
-        self._pos_path.unlink(missing_ok=True)
-        self._mem.clear()
-        self._metrics.decisions_buffered.set(0)
-        self._open_spool()
-
-    def _remove_spool(self) -> None:
-        for fh in (self._spool_r, self._spool_w):
-            if fh is not None:
-                fh.close()
-        self._spool_r = self._spool_w = None
-        self._spool_path.unlink(missing_ok=True)
-        self._pos_path.unlink(missing_ok=True)
-        self._spool_pos = self._spooled = 0
-        self._metrics.decisions_spooled.set(0)
-
 
 def _decided_ms(value: Any) -> int:
     return round(value.timestamp() * 1000) if isinstance(value, datetime) else int(value)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.logging import get_logger
-from services.inference.app import (
+from services.inference.decide import (
     BadRequest,
     Inference,
     NoCreatives,
@@ -112,7 +112,7 @@ async def serve_grpc(svc: Inference) -> None:
     address = f"{svc.settings.http_host}:{svc.settings.grpc_port}"
     port = server.add_insecure_port(address)
     await server.start()
-    _log.info("gRPC listening", port=port)
+    _log.info("grpc_listening", port=port)
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     serving = health_pb2.HealthCheckResponse.SERVING
     for name in ("", SERVICE_NAME):

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.routing import Route
 
-from services.inference.app import (
+from services.inference.decide import (
     MAX_CONTEXT,
     MAX_CONTEXT_KEY,
     MAX_CONTEXT_VALUE,

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import base64
 import functools
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from numbers import Real
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-__all__ = ["REJECT_REASONS", "Encoding", "ModelBundle", "ModelRejected", "choose_providers"]
+from services.common.creative_space import CreativeSpace, EncodingError
+
+__all__ = ["REJECT_REASONS", "ModelBundle", "ModelRejected", "choose_providers", "load_encoding"]
 
 REJECT_REASONS = (
     "bad_metadata",
@@ -77,82 +76,17 @@ def choose_providers() -> list[str]:
     return [_CUDA, _CPU] if ok else [_CPU]
 
 
-@dataclass(frozen=True)
-class _Block:
-    name: str
-    kind: str
-    offset: int
-    width: int
-    values: tuple[str, ...] = ()
-    lo: float = 0.0
-    hi: float = 1.0
-
-
-class Encoding:
-    """The metadata ``encoding``: attribute maps ⇄ float32 rows of width ``creative_dim``."""
-
-    def __init__(self, spec: Sequence[Mapping[str, Any]], creative_dim: int) -> None:
-        blocks: list[_Block] = []
-        offset = 0
-        for raw in spec:
-            block = _block(raw)
-            if block.offset != offset:
-                raise ModelRejected("bad_metadata", f"encoding {block.name!r} at {block.offset}")
-            offset += block.width
-            blocks.append(block)
-        if offset != creative_dim:
-            raise ModelRejected("bad_metadata", f"encoding width {offset} != {creative_dim}")
-        if len({b.name for b in blocks}) != len(blocks):
-            raise ModelRejected("bad_metadata", "duplicate attribute names in encoding")
-        self.blocks = tuple(blocks)
-        self.width = creative_dim
-        self.gumbel_dim = sum(b.width for b in blocks if b.kind == "categorical")
-
-    def decode(self, rows: np.ndarray) -> list[dict[str, str | float]]:
-        """Rows of the encoded space → attribute maps (values as in Creative records)."""
-        out: list[dict[str, str | float]] = [{} for _ in range(rows.shape[0])]
-        for b in self.blocks:
-            part = rows[:, b.offset : b.offset + b.width]
-            if b.kind == "categorical":
-                for row, i in zip(out, part.argmax(axis=1), strict=True):
-                    row[b.name] = b.values[int(i)]
-            elif b.kind == "numeric":
-                vals = b.lo + np.clip(part[:, 0], 0.0, 1.0) * (b.hi - b.lo)
-                for row, v in zip(out, vals, strict=True):
-                    row[b.name] = round(float(v), 6)
-            else:
-                rgb = np.rint(np.clip(part, 0.0, 1.0) * 255).astype(int)
-                for row, (r, g, bl) in zip(out, rgb, strict=True):
-                    row[b.name] = f"#{r:02x}{g:02x}{bl:02x}"
-        return out
-
-    def encode(self, creatives: Sequence[Mapping[str, object]]) -> np.ndarray:
-        """Attribute maps (or Creative records) → float32 rows; unknown or missing values
-        encode as zeros."""
-        x = np.zeros((len(creatives), self.width), dtype=np.float32)
-        for r, creative in enumerate(creatives):
-            inner = creative.get("attributes")
-            attrs = inner if isinstance(inner, Mapping) else creative
-            for b in self.blocks:
-                value = attrs.get(b.name)
-                if b.kind == "categorical":
-                    if isinstance(value, str) and value in b.values:
-                        x[r, b.offset + b.values.index(value)] = 1.0
-                elif b.kind == "numeric":
-                    if (
-                        isinstance(value, Real)
-                        and not isinstance(value, bool)
-                        and math.isfinite(float(value))
-                    ):
-                        x[r, b.offset] = np.clip((float(value) - b.lo) / (b.hi - b.lo), 0, 1)
-                elif isinstance(value, str) and len(value) == 7 and value.startswith("#"):
-                    try:
-                        x[r, b.offset : b.offset + 3] = [
-                            int(value[i : i + 2], 16) / 255.0 for i in (1, 3, 5)
-                        ]
-                    except ValueError:
-                        pass
-        return x
+def load_encoding(spec: Sequence[Mapping[str, Any]], creative_dim: int) -> CreativeSpace:
+    """The metadata ``encoding`` as the shared `CreativeSpace`; off-contract → `ModelRejected`."""
+    try:
+        space = CreativeSpace.from_json(spec)
+    except EncodingError as exc:
+        raise ModelRejected("bad_metadata", str(exc)) from exc
+    if space.creative_dim != creative_dim:
+        raise ModelRejected(
+            "bad_metadata", f"encoding width {space.creative_dim} != {creative_dim}"
+        )
+    return space
 
 
 class ModelBundle:
@@ -161,7 +95,7 @@ class ModelBundle:
     def __init__(
         self,
         metadata: Mapping[str, Any],
-        encoding: Encoding,
+        encoding: CreativeSpace,
         generator: ort.InferenceSession,
         reward: ort.InferenceSession,
     ) -> None:
@@ -188,7 +122,7 @@ class ModelBundle:
     ) -> ModelBundle:
         """Build, verify and warm up the sessions; raise `ModelRejected` on any mismatch."""
         dims = _check_metadata(metadata)
-        encoding = Encoding(metadata["encoding"], dims["creative_dim"])
+        encoding = load_encoding(metadata["encoding"], dims["creative_dim"])
         if encoding.gumbel_dim != dims["gumbel_dim"]:
             raise ModelRejected(
                 "bad_metadata",
@@ -226,7 +160,7 @@ class ModelBundle:
         """``n`` creatives for ``segment`` (attribute maps), all randomness from ``rng``."""
         if n <= 0:
             return []
-        return self.encoding.decode(self._generate_rows(segment, n, rng))
+        return self.encoding.decode_many(self._generate_rows(segment, n, rng), digits=6)
 
     def score(self, segment: str, creatives: Sequence[Mapping[str, object]]) -> np.ndarray:
         """Reward-model probabilities (float64, shape ``[len(creatives)]``) for attribute maps
@@ -236,7 +170,7 @@ class ModelBundle:
         """
         if not creatives:
             return np.zeros(0)
-        x = self.encoding.encode(creatives)
+        x = self.encoding.encode_lenient(creatives)
         return self._score_rows(segment, x)
 
     def _segment_rows(self, segment: str, n: int) -> np.ndarray:
@@ -265,7 +199,7 @@ class ModelBundle:
         rng = np.random.default_rng(0)
         try:
             rows = self._generate_rows(self.segments[0] if self.segments else "*", n, rng)
-            if rows.shape != (n, self.encoding.width) or not np.isfinite(rows).all():
+            if rows.shape != (n, self.encoding.creative_dim) or not np.isfinite(rows).all():
                 raise ModelRejected("warmup_failed", f"generator gave {rows.shape} or non-finite")
             p = self._score_rows(self.segments[0] if self.segments else "*", rows)
             if p.shape != (n,) or not np.isfinite(p).all() or p.min() < 0 or p.max() > 1:
@@ -298,29 +232,6 @@ def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, int]:
     if dims["creative_dim"] < 1:
         raise ModelRejected("bad_metadata", "creative_dim must be positive")
     return dims
-
-
-def _block(raw: Mapping[str, Any]) -> _Block:
-    try:
-        name, kind = str(raw["name"]), str(raw["kind"])
-        offset, width = int(raw["offset"]), int(raw["width"])
-        if kind == "categorical":
-            values = tuple(str(v) for v in raw["values"])
-            if width != len(values) or width < 1:
-                raise ValueError(f"width {width} != {len(values)} values")
-            return _Block(name, kind, offset, width, values)
-        if kind == "numeric":
-            lo, hi = float(raw["min"]), float(raw["max"])
-            if width != 1 or not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-                raise ValueError("numeric needs width 1 and finite min < max")
-            return _Block(name, kind, offset, width, lo=lo, hi=hi)
-        if kind == "color":
-            if width != 3:
-                raise ValueError("color needs width 3")
-            return _Block(name, kind, offset, width)
-        raise ValueError(f"unknown kind {kind!r}")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelRejected("bad_metadata", f"encoding entry {dict(raw)!r}: {exc}") from exc
 
 
 def _session(role: str, data: bytes, providers: list[str], threads: int) -> ort.InferenceSession:

@@ -143,13 +143,13 @@ class RollbackWatch:
                 "watched_s": round(time.monotonic() - watch.started, 1),
             }
             if verdict == "keep":
-                _log.info("model kept after its watch", **info)
+                _log.info("model_kept_after_its_watch", **info)
                 continue
             restored = await self._revert(campaign_id, watch.version)
             if restored is None:
                 continue
             self._metrics.rollbacks.labels(campaign_id).inc()
-            _log.warning("model rolled back", restored=restored, **info)
+            _log.warning("model_rolled_back", restored=restored, **info)
             rolled.append(campaign_id)
         return rolled
 
@@ -159,7 +159,7 @@ class RollbackWatch:
             try:
                 await self.check()
             except Exception as exc:  # a failed look must not end the watch
-                _log.error("rollback check failed", error=repr(exc))
+                _log.error("rollback_check_failed", error=repr(exc))
 
     def _counts(self, campaign_id: str, creative_id: str) -> tuple[int, float]:
         stats = self._state.segment_stats(campaign_id, ALL_SEGMENTS, creative_id)

@@ -8,23 +8,19 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from services.common.settings import RequiredPseudonymSecret, ServiceSettings
 from services.common.signing import TrustedKeys
 
 __all__ = ["Settings"]
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, RequiredPseudonymSecret):
     """Everything `python -m services.inference` reads from the environment."""
 
     model_config = SettingsConfigDict(env_prefix="ADMUSE_INFERENCE_", frozen=True, extra="ignore")
 
     api_keys: SecretStr = Field(
         description="Comma-separated API keys accepted in X-API-Key (HTTP) / x-api-key (gRPC)."
-    )
-    pseudonym_secret: SecretStr = Field(
-        description="HMAC key for user pseudonyms, shared with ingestion.",
-        validation_alias="ADMUSE_PSEUDONYM_SECRET",
     )
     http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
     http_port: int = Field(8080, ge=1, le=65535, description="HTTP port.")
@@ -191,6 +187,7 @@ class Settings(ServiceSettings):
 
     @model_validator(mode="after")
     def _replica_in_range(self) -> Settings:
+        self.pseudonym_key()  # not empty: decisions carry the same pseudonyms as events
         if self.replica >= self.replicas:
             raise ValueError(
                 f"ADMUSE_INFERENCE_REPLICA={self.replica} must be below "

@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from services.common.codec import CodecError, SchemaRegistry
 from services.common.decay import Evidence
-from services.common.kafka import make_consumer
+from services.common.kafka import make_consumer, partitions_of, positions_reached
 from services.common.logging import get_logger
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
@@ -175,27 +175,21 @@ class StateFollower:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        try:
+            partitions = await partitions_of(self._kafka, self._handlers, timeout_s=0)
+        except LookupError as exc:
+            raise RuntimeError(f"state topics missing: {exc}") from None
         consumer = make_consumer(self._kafka, group_id=None, isolation_level="read_committed")
         await consumer.start()
         self._consumer = consumer
         try:
-            # aiokafka has no public "partitions of these topics" call before assignment
-            cluster = await consumer._client.fetch_all_metadata()
-            partitions: list[TopicPartition] = []
-            for topic in self._handlers:
-                parts = cluster.partitions_for_topic(topic)
-                if not parts:
-                    raise RuntimeError(
-                        f"state topic {topic} does not exist; run ensure_topics first"
-                    )
-                partitions += [TopicPartition(topic, p) for p in sorted(parts)]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             targets = await consumer.end_offsets(partitions)
         except BaseException:
             await consumer.stop()
             raise
-        _log.info("restoring state", partitions=len(partitions), records=sum(targets.values()))
+        _log.info("restoring_state", partitions=len(partitions), records=sum(targets.values()))
         self._task = asyncio.create_task(self._run(consumer, targets), name="state-follower")
 
     async def stop(self) -> None:
@@ -214,23 +208,20 @@ class StateFollower:
             try:
                 batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             except KafkaError as exc:
-                _log.warning("state topics unreachable; retrying", error=repr(exc))
+                _log.warning("state_topics_unreachable", detail="retrying", error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
             for tp, records in batches.items():
                 for rec in records:
                     await self._apply(tp.topic, rec.key, rec.value, rec.offset)
-            if pending:
-                for tp in list(pending):
-                    if await consumer.position(tp) >= pending[tp]:
-                        del pending[tp]
-                if not pending:
-                    self._mark_restored()
+            if pending and await positions_reached(consumer, pending):
+                pending = {}
+                self._mark_restored()
 
     def _mark_restored(self) -> None:
         s = self._state
         _log.info(
-            "state restored",
+            "state_restored",
             campaigns=len(s.campaigns),
             creatives=len(s.creatives),
             stats=sum(len(v) for v in s.stats.values()),
@@ -249,7 +240,7 @@ class StateFollower:
         except CodecError as exc:
             self._metrics.state_rejected.labels(topic, exc.reason).inc()
             _log.warning(
-                "state record skipped",
+                "state_record_skipped",
                 topic=topic,
                 offset=offset,
                 key=key_s,
@@ -260,7 +251,7 @@ class StateFollower:
         except (KeyError, TypeError, ValueError) as exc:
             self._metrics.state_rejected.labels(topic, "bad_value").inc()
             _log.warning(
-                "state record skipped",
+                "state_record_skipped",
                 topic=topic,
                 offset=offset,
                 key=key_s,

@@ -57,7 +57,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     if settings.pseudonym_secret is None:
-        _log.warning("DEV MODE: no ADMUSE_PSEUDONYM_SECRET, pseudonyms use a public dev key")
+        _log.warning(
+            "dev_mode", detail="no ADMUSE_PSEUDONYM_SECRET, pseudonyms use a public dev key"
+        )
 
     kafka = settings.kafka
     topics = Topics.from_settings(kafka)
@@ -186,7 +188,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             )
             tasks.add(asyncio.create_task(server.serve(), name="ingestion-http"))
         _log.info(
-            "ingestion running",
+            "ingestion_running",
             raw=topics.events_raw.name,
             events=topics.events.name,
             dlq=topics.events_dlq.name,
@@ -204,4 +206,4 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
-        _log.info("ingestion stopped")
+        _log.info("ingestion_stopped")

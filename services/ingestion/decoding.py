@@ -16,7 +16,7 @@ from typing import Any
 
 import fastavro
 
-from services.common.codec import MAGIC, CodecError, RecordCodec, SchemaVersion
+from services.common.codec import CORRUPT_BODY_ERRORS, MAGIC, CodecError, RecordCodec, SchemaVersion
 from services.ingestion.rejection import Rejection, show
 
 __all__ = ["Decoded", "decode_json", "decode_raw"]
@@ -25,18 +25,7 @@ _BOM = "\ufeff"
 _scan_json = json.JSONDecoder().scan_once  # json.loads without its whitespace handling
 _AVRO_HEADER = len(MAGIC) + 8
 _PLAIN: dict[bytes, Any] = {}  # writer fingerprint -> its schema without logical types
-_AVRO_BODY_ERRORS = (
-    EOFError,
-    IndexError,
-    struct.error,
-    UnicodeDecodeError,
-    ValueError,
-    TypeError,
-    KeyError,
-    OverflowError,
-    MemoryError,
-    RecursionError,
-)
+_AVRO_BODY_ERRORS = (EOFError, IndexError, struct.error, *CORRUPT_BODY_ERRORS, RecursionError)
 
 
 @dataclass(slots=True)

@@ -9,13 +9,12 @@ previous incarnation left open) and on every partition assignment, before proces
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.common.kafka import make_consumer
+from services.common.kafka import make_consumer, partitions_of, positions_reached
 from services.common.settings import KafkaSettings
 from services.ingestion.dedup import DedupWindow, event_id_of
 
@@ -42,10 +41,7 @@ class EventsTail:
         )
         await consumer.start()
         self._consumer = consumer
-        partitions = consumer.partitions_for_topic(self._topic)
-        if not partitions:
-            partitions = await _wait_partitions(consumer, self._topic)
-        self._tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._tps = await partitions_of(self._kafka, [self._topic])
         consumer.assign(self._tps)
         start_ms = now_ms - self._dedup.horizon_ms
         found = await consumer.offsets_for_times(dict.fromkeys(self._tps, max(0, start_ms)))
@@ -70,7 +66,7 @@ class EventsTail:
             consumer.pause(*self._tps)
         added = len(self._dedup) - before
         _log.info(
-            "dedup window caught up from events topic",
+            "dedup_window_caught_up_from_events_topic",
             added=added,
             entries=len(self._dedup),
             seconds=round(time.monotonic() - started, 3),
@@ -85,7 +81,7 @@ class EventsTail:
                 idle_rounds += 1
                 if idle_rounds >= 20:  # positions stuck below a stable end: say so, go on
                     _log.warning(
-                        "dedup catch-up stopped early", ends={str(k): v for k, v in ends.items()}
+                        "dedup_catch_up_stopped_early", ends={str(k): v for k, v in ends.items()}
                     )
                     break
                 continue
@@ -102,22 +98,9 @@ class EventsTail:
 
     async def _behind(self, ends: dict[TopicPartition, int]) -> bool:
         assert self._consumer is not None
-        for tp in self._tps:
-            if await self._consumer.position(tp) < ends[tp]:
-                return True
-        return False
+        return not await positions_reached(self._consumer, ends)
 
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-
-
-async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(100):
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return partitions
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"topic {topic} has no partitions; create the topics first")

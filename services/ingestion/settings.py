@@ -13,7 +13,7 @@ import os
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from services.common.settings import PseudonymSecretSetting, ServiceSettings
 
 __all__ = ["DEV_PSEUDONYM_SECRET", "Settings", "usable_cpus"]
 
@@ -28,16 +28,11 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, PseudonymSecretSetting):
     """Everything the ingestion service reads from the environment."""
 
     model_config = SettingsConfigDict(env_prefix="ADMUSE_INGESTION_", frozen=True, extra="ignore")
 
-    pseudonym_secret: SecretStr | None = Field(
-        None,
-        validation_alias="ADMUSE_PSEUDONYM_SECRET",
-        description="HMAC-SHA256 key for user pseudonyms, shared with inference. Required.",
-    )
     dev_mode: bool = Field(
         False, description="Allow starting without ADMUSE_PSEUDONYM_SECRET (fixed dev secret)."
     )
@@ -169,7 +164,7 @@ class Settings(ServiceSettings):
         """The pseudonym key (the development key in dev mode without a secret)."""
         if self.pseudonym_secret is None:
             return DEV_PSEUDONYM_SECRET.encode()
-        return self.pseudonym_secret.get_secret_value().encode("utf-8")
+        return self.pseudonym_key()
 
     def api_key_set(self) -> frozenset[str]:
         if self.api_keys is None:

@@ -29,63 +29,35 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
-from aiokafka.partitioner import DefaultPartitioner
 
 from services.common.codec import CodecError
 from services.common.watermark import LIVE, WatermarkCodec
+from services.ingestion.batch_send import BatchSender
+from services.ingestion.delivery import DeliveryFailed, commit_delivered
 from services.ingestion.events_tail import EventsTail
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.pipeline import BatchResult, Outgoing, Processor, RawRecord
 from services.ingestion.raw_sources import RawSources
+from services.ingestion.rebalance import StreamRebalance
+from services.ingestion.summary import Summary
 from services.ingestion.transform import Transformed, TransformPool
 from services.ingestion.watermarks import RawClock
 
 __all__ = ["DeliveryFailed", "IngestionStream"]
 
 _log = structlog.get_logger(__name__)
-_SUMMARY_EVERY_S = 10.0
-_PARTITION_CACHE = 200_000
 _CHAIN_S = 3.0  # pipelined batches per hold of the rebalance lock, at most this long
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class DeliveryFailed(RuntimeError):
-    """Records of a transaction were not delivered: it was aborted, nothing of it committed."""
-
-
-async def commit_delivered(
-    producer: AIOKafkaProducer, futures: Sequence[asyncio.Future[Any]]
-) -> None:
-    """Commit the open transaction only once every record in it was acknowledged; otherwise
-    abort it and raise `DeliveryFailed` (the producer is not to be used again)."""
-    outcomes = await asyncio.gather(*futures, return_exceptions=True)
-    failed = [o for o in outcomes if isinstance(o, BaseException)]
-    if failed:
-        fenced = next((f for f in failed if isinstance(f, ProducerFenced)), None)
-        if fenced is not None:
-            raise fenced
-        _log.error(
-            "records not delivered; aborting the transaction and stopping",
-            failed_batches=len(failed),
-            error=repr(failed[0]),
-        )
-        try:
-            await producer.abort_transaction()
-        except Exception as exc:  # a dead sender refuses it too: the restart's new epoch aborts it
-            _log.warning("aborting the transaction failed", error=repr(exc))
-        raise DeliveryFailed(f"{len(failed)} batches not delivered: {failed[0]!r}") from failed[0]
-    await producer.commit_transaction()
 
 
 @dataclass(slots=True)
@@ -125,30 +97,6 @@ class WatermarkOut:
     sources_expiry_ms: int = 30_000
 
 
-class _Rebalance(ConsumerRebalanceListener):
-    """Finish the batch in flight before partitions go; catch up dedup before new ones run."""
-
-    def __init__(self, stream: IngestionStream) -> None:
-        self._stream = stream
-
-    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        # Set before waiting for the lock: from here until the assignment, aiokafka's getmany
-        # waits for the assignment even with timeout 0, and the assignment waits for this
-        # callback, so the batch chain holding the lock must not fetch (see `_fetch_now`).
-        self._stream.rebalancing = True
-        async with self._stream.lock:
-            self._stream.generation += 1
-            self._stream.clock.revoked(tp.partition for tp in revoked)
-
-    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        self._stream.rebalancing = False
-        async with self._stream.lock:
-            self._stream.generation += 1
-            await self._stream.tail.catch_up()
-            _log.info("raw partitions assigned", partitions=sorted(tp.partition for tp in assigned))
-            self._stream.ready.set()
-
-
 class IngestionStream:
     def __init__(
         self,
@@ -179,10 +127,8 @@ class IngestionStream:
         self.rebalancing = True  # until the first assignment
         self.ready = asyncio.Event()
         self._partitions: dict[str, list[int]] = {}
-        self._partitioner = DefaultPartitioner()
-        self._partition_cache: dict[tuple[str, bytes], int] = {}
-        self._totals: Counter[str] = Counter()
-        self._last_summary = time.monotonic()
+        self._sender = BatchSender(producer, self._partitions)
+        self._summary = Summary()
         self._wm = watermarks
         sources = RawSources(watermarks.sources_learn_ms, watermarks.sources_expiry_ms)
         self.clock = RawClock(watermarks.skew_ms, sources)
@@ -191,7 +137,7 @@ class IngestionStream:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set. Kafka errors abort the batch and retry it; a fenced
         producer (another process took this instance id) ends the loop with an error."""
-        consumer = self._consumer_factory(_Rebalance(self))
+        consumer = self._consumer_factory(StreamRebalance(self))
         await consumer.start()
         try:
             while not stop.is_set():
@@ -199,7 +145,7 @@ class IngestionStream:
                 try:
                     batches = await consumer.getmany(timeout_ms=200, max_records=self._max_batch)
                 except KafkaError as exc:  # broker trouble: keep trying, say so
-                    _log.warning("fetching raw records failed; retrying", error=repr(exc))
+                    _log.warning("fetching_raw_records_failed", detail="retrying", error=repr(exc))
                     await asyncio.sleep(1.0)
                     continue
                 self._metrics.dedup_entries.set(len(self._processor.dedup))
@@ -208,7 +154,7 @@ class IngestionStream:
                         async with self.lock:
                             if generation == self.generation and not self.rebalancing:
                                 await self._idle_watermarks(consumer)
-                    self._maybe_summary(force=False)
+                    self._summary.maybe_log(len(self._processor.dedup), force=False)
                     continue
                 async with self.lock:
                     if generation != self.generation:
@@ -217,10 +163,10 @@ class IngestionStream:
                         await self._rewind(consumer, batches)
                         continue
                     await self._transact_chain(consumer, batches, stop)
-                self._maybe_summary(force=False)
+                self._summary.maybe_log(len(self._processor.dedup), force=False)
         finally:
             self.ready.clear()
-            self._maybe_summary(force=True)
+            self._summary.maybe_log(len(self._processor.dedup), force=True)
             await consumer.stop()
 
     async def _rewind(
@@ -313,7 +259,7 @@ class IngestionStream:
         try:
             wm = self._wm.codec.decode(rec.value)  # type: ignore[arg-type]
         except CodecError as exc:
-            _log.warning("bad watermark in the raw topic; ignored", error=str(exc))
+            _log.warning("bad_watermark_in_the_raw_topic", detail="ignored", error=str(exc))
             self._metrics.bad_source_watermarks.inc()
             return []
         marks = [int(c["watermark_ms"]) for c in wm["claims"]]
@@ -354,15 +300,19 @@ class IngestionStream:
         producer = self._producer
         await producer.begin_transaction()
         try:
-            futures = await self._send_all(outgoing)
+            futures = await self._sender.send_all(outgoing)
             await producer.send_offsets_to_transaction(offsets, self._group_id)
         except ProducerFenced:
-            _log.error("producer fenced: another process runs with this instance id; stopping")
+            _log.error(
+                "producer_fenced", detail="another process runs with this instance id; stopping"
+            )
             raise
         except KafkaError as exc:
             # Nothing is committed yet: abort, go back to the group's committed offsets, retry.
             self._metrics.aborted.inc()
-            _log.warning("transaction failed before commit; retrying the batch", error=repr(exc))
+            _log.warning(
+                "transaction_failed_before_commit", detail="retrying the batch", error=repr(exc)
+            )
             await producer.abort_transaction()
             await self._rewind(consumer, batches)
             await asyncio.sleep(0.5)
@@ -383,7 +333,9 @@ class IngestionStream:
             ends = await consumer.end_offsets(owned)
             done = [tp.partition for tp in owned if await consumer.position(tp) >= ends[tp]]
         except KafkaError as exc:
-            _log.warning("asking for raw end offsets failed; watermarks wait", error=repr(exc))
+            _log.warning(
+                "asking_for_raw_end_offsets_failed", detail="watermarks wait", error=repr(exc)
+            )
             return
         self.clock.caught_up(done, asked_at)
         self._metrics.raw_sources(self.clock.sources)
@@ -394,10 +346,10 @@ class IngestionStream:
         producer = self._producer
         await producer.begin_transaction()
         try:
-            futures = await self._send_all(records)
+            futures = await self._sender.send_all(records)
         except KafkaError as exc:
             self._metrics.aborted.inc()
-            _log.warning("writing watermarks failed; retrying later", error=repr(exc))
+            _log.warning("writing_watermarks_failed", detail="retrying later", error=repr(exc))
             await producer.abort_transaction()
             return
         await commit_delivered(producer, futures)
@@ -440,69 +392,4 @@ class IngestionStream:
             self._stated(committing.claims)
         self._processor.commit(result, committing.now_ms)
         self._metrics.record_batch(result, time.perf_counter() - committing.started, _now_ms())
-        self._add_to_totals(result)
-
-    async def _send_all(self, outgoing: Sequence[Outgoing]) -> list[asyncio.Future[Any]]:
-        """Produce through aiokafka's batch API: one builder per partition instead of a
-        coroutine and a future per record. Partitions come from the producer's own (Java
-        compatible murmur2) partitioner, as `send()` would choose them."""
-        producer = self._producer
-        builders: dict[tuple[str, int], Any] = {}
-        futures: list[asyncio.Future[Any]] = []
-        for topic in {out.topic for out in outgoing} - self._partitions.keys():
-            self._partitions[topic] = sorted(await producer.partitions_for(topic))
-        partition_of = self._partition_of
-        for out in outgoing:
-            slot = (
-                out.topic,
-                partition_of(out.topic, out.key) if out.partition is None else out.partition,
-            )
-            builder = builders.get(slot)
-            if builder is None:
-                builder = builders[slot] = producer.create_batch()
-            record = {"timestamp": out.timestamp_ms, "key": out.key, "value": out.value}
-            record["headers"] = list(out.headers) if out.headers else []  # aiokafka: a list
-            if builder.append(**record) is None:
-                futures.append(await producer.send_batch(builder, slot[0], partition=slot[1]))
-                builder = builders[slot] = producer.create_batch()
-                if builder.append(**record) is None:
-                    raise RuntimeError(f"an empty batch refused {len(out.value)} bytes for {slot}")
-        for (topic, partition), builder in builders.items():
-            futures.append(await producer.send_batch(builder, topic, partition=partition))
-        return futures
-
-    def _partition_of(self, topic: str, key: bytes | None) -> int:
-        partitions = self._partitions[topic]
-        if key is None:
-            return partitions[0]
-        cache = self._partition_cache
-        slot = (topic, key)
-        found = cache.get(slot)
-        if found is None:
-            # aiokafka's murmur2 is pure Python and costly; users recur, so remember it.
-            if len(cache) >= _PARTITION_CACHE:
-                cache.clear()
-            found = cache[slot] = self._partitioner(key, partitions, partitions)
-        return found
-
-    def _add_to_totals(self, result: BatchResult) -> None:
-        t = self._totals
-        t["consumed"] += result.consumed
-        t["forwarded"] += result.forwarded
-        t["duplicates"] += result.duplicates
-        t.update({f"dead_lettered.{k}": v for k, v in result.dead_letters.items()})
-        t.update({f"dropped.{k}": v for k, v in result.dropped.items()})
-
-    def _maybe_summary(self, *, force: bool) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_summary < _SUMMARY_EVERY_S:
-            return
-        if self._totals or force:
-            _log.info(
-                "ingestion summary",
-                **dict(sorted(self._totals.items())),
-                dedup_entries=len(self._processor.dedup),
-                seconds=round(now - self._last_summary, 1),
-            )
-        self._totals = Counter()
-        self._last_summary = now
+        self._summary.add(result)

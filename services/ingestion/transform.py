@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
-import hashlib
-import hmac
 import multiprocessing
 import os
 import signal
@@ -40,6 +37,7 @@ import structlog
 
 from services.common.codec import CodecError, RecordCodec, SchemaRegistry
 from services.common.logging import configure_logging
+from services.common.privacy import Pseudonymizer
 from services.ingestion.decoding import decode_raw
 from services.ingestion.encoding import AdEventEncoder
 from services.ingestion.rejection import Rejection
@@ -85,15 +83,8 @@ class Transform:
         self._max_event_bytes = spec.max_event_bytes
         self._limits = spec.limits
         self._encoder = AdEventEncoder(self._codec)
-        self._hmac = hmac.new(spec.secret, digestmod=hashlib.sha256)
         # Users recur: remember their pseudonyms (in memory only, like the secret itself).
-        self.pseudonymize = functools.lru_cache(maxsize=_PSEUDONYM_CACHE)(self._pseudonym)
-
-    def _pseudonym(self, user_id: str) -> str:
-        """`services.common.privacy.pseudonymize`, from a keyed HMAC state made once."""
-        mac = self._hmac.copy()
-        mac.update(user_id.encode("utf-8", "surrogatepass"))
-        return mac.hexdigest()
+        self.pseudonymize = Pseudonymizer(spec.secret, cache=_PSEUDONYM_CACHE).pseudonymize
 
     def __call__(self, values: Sequence[bytes | None], now_ms: int) -> Transformed:
         done = Transformed([], Counter())
@@ -101,7 +92,9 @@ class Transform:
             try:
                 outcome = self._one(value, now_ms, done.formats)
             except Exception as exc:  # a bug must not stop the stream: keep the record
-                _log.exception("ingestion failed on a record; dead-lettered as internal_error")
+                _log.exception(
+                    "ingestion_failed_on_a_record", detail="dead-lettered as internal_error"
+                )
                 outcome = Rejection("internal_error", f"ingestion failed: {type(exc).__name__}")
             done.outcomes.append(outcome)
         return done
@@ -205,7 +198,7 @@ class TransformPool:
             for child in multiprocessing.active_children()
             if child.pid is not None and child.pid not in before
         )
-        _log.info("transform workers running", workers=self.workers, pids=self.pids)
+        _log.info("transform_workers_running", workers=self.workers, pids=self.pids)
 
     def stop(self) -> None:
         if self._pool is not None:
@@ -227,8 +220,8 @@ class TransformPool:
             self.rebuilt += 1
             self._on_failure()
             _log.error(
-                "a transform worker died; this batch is transformed in-process and the "
-                "workers restarted",
+                "transform_worker_died",
+                detail="this batch is transformed in-process and the workers restarted",
                 error=repr(exc),
             )
             self.stop()

@@ -12,10 +12,11 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from services.ingestion.rejection import Rejection, show
+from services.ingestion.timestamps import datetime_ms, parse_timestamp_ms
 
 __all__ = [
     "EVENT_TYPES",
@@ -35,9 +36,6 @@ _MAX_MAP_KEY = 64
 _MAX_CONTEXT_VALUE = 256
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-_EPOCH_DIGITS = re.compile(r"^-?\d{1,19}$")
 _NO_MAP: dict[str, Any] = {}  # an absent consent/context (never handed out)
 
 
@@ -121,7 +119,7 @@ def _well_formed(obj: dict[str, Any], now_ms: int, limits: Limits) -> Event | No
     context = get("context", _NO_MAP)
     value = get("value")
     if type(occurred) is datetime:  # Avro's timestamp-millis
-        occurred = _datetime_ms(occurred)
+        occurred = datetime_ms(occurred)
     if not (
         type(etype) is str
         and etype in EVENT_TYPES
@@ -188,33 +186,6 @@ def consent_verdict(consent: Mapping[str, bool]) -> str | None:
     if given is True:
         return None
     return "consent_missing" if given is None else "consent_denied"
-
-
-def parse_timestamp_ms(value: object) -> int:
-    """Epoch milliseconds from an int/float (epoch ms), a digit string, an ISO-8601 string or
-    an aware/naive datetime (naive means UTC). Raises ValueError/TypeError when it is none."""
-    if isinstance(value, bool):
-        raise TypeError("a boolean is not a timestamp")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("not a finite number")
-        return math.floor(value)
-    if isinstance(value, datetime):
-        return _datetime_ms(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if _EPOCH_DIGITS.match(text):
-            return int(text)
-        return _datetime_ms(datetime.fromisoformat(text))
-    raise TypeError(f"a {type(value).__name__} is not a timestamp")
-
-
-def _datetime_ms(dt: datetime) -> int:
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // _MS
 
 
 def _event_type(obj: Mapping[str, Any]) -> str:

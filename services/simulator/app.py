@@ -1,4 +1,7 @@
-"""Wiring of the simulator: Kafka producer, HTTP client, optional campaign apply, the player.
+"""Wiring of the simulator: Kafka producer, HTTP client, the player.
+
+The campaign is applied by the CLI (`admuse campaign apply`, `admuse simulate`, `admuse demo`),
+not here: the simulator only plays it.
 
 `simulate()` is what `python -m services.simulator`, `admuse simulate` and `admuse demo` run.
 """
@@ -17,7 +20,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from services.cli.campaign_spec import SpecError
+from services.common.campaign import SpecError
 from services.common.codec import SchemaRegistry
 from services.common.health import HealthServer
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
@@ -47,7 +50,6 @@ async def simulate(
     rate: float | None = None,
     max_in_flight: int = 64,
     drain_s: float = 15.0,
-    apply_campaign: bool = True,
     source: str = "admuse-simulator",
     stop: asyncio.Event | None = None,
     on_start: Callable[[Player], None] | None = None,
@@ -58,11 +60,6 @@ async def simulate(
     topics = Topics.from_settings(kafka)
     await wait_for_broker(kafka, 30)
     await ensure_topics(kafka, topics)
-    if apply_campaign:
-        from services.cli.campaign import apply_spec
-
-        applied = await apply_spec(kafka, scenario.campaign)
-        log.info("campaign applied", campaign_id=applied.campaign_id, revision=applied.revision)
     producer = ResilientProducer(
         lambda: make_producer(kafka, linger_ms=20),
         name="simulator",
@@ -109,7 +106,7 @@ async def simulate(
         await producer.stop()
     summary = summary_of(stats)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    log.info("simulation done", **{k: v for k, v in summary.items() if k != "arms"})
+    log.info("simulation_done", **{k: v for k, v in summary.items() if k != "arms"})
     return stats
 
 
@@ -187,7 +184,6 @@ def main() -> None:
                     rate=settings.rate,
                     max_in_flight=settings.max_in_flight,
                     drain_s=settings.drain_s,
-                    apply_campaign=settings.apply_campaign,
                     source=settings.source,
                     stop=stop,
                     on_start=lambda _player: playing.set(),

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.cli.campaign_spec import CategoricalAttribute, ColorAttribute, NumericAttribute
-from services.simulator.scenario import Effect, Scenario
+from services.common.campaign import CategoricalAttribute, ColorAttribute, NumericAttribute
+from services.simulator.scenario import Scenario, TruthEffect
 
 __all__ = ["Best", "GroundTruth", "hex_to_rgb", "rgb_to_hex"]
 
@@ -102,7 +102,7 @@ class GroundTruth:
     def conversion_rate(self) -> float:
         return self._conv_rate
 
-    def _effect(self, eff: Effect, segment: str, value: Any) -> float:
+    def _effect(self, eff: TruthEffect, segment: str, value: Any) -> float:
         over = eff.segments.get(segment)
         attr = self._attrs[eff.attribute]
         weight = over.weight if over and over.weight is not None else eff.weight

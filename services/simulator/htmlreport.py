@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from services.simulator.report import LABELS, present_arms, time_series
+from services.simulator.report import time_series
+from services.simulator.result_table import LABELS, present_arms
 
 __all__ = ["gallery_rows", "write_html"]
 

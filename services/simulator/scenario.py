@@ -1,7 +1,7 @@
 """A simulator scenario: a campaign spec, an audience, and a hidden ground-truth reward model.
 
 ```yaml
-campaign: {...}                 # a campaign spec (services/cli/campaign_spec.py)
+campaign: {...}                 # a campaign spec (services/common/campaign.py)
 audience:
   rate: 20                      # users arriving per second (Poisson)
   users_per_segment: 5000       # distinct app users per segment (holdout is per user)
@@ -39,15 +39,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.cli.campaign_spec import (
+from services.common.campaign import (
     CampaignSpec,
     CategoricalAttribute,
     ColorAttribute,
     NumericAttribute,
     SpecError,
-    format_validation_error,
+    parse_model,
     read_spec_file,
 )
 from services.common.segment import segment_of
@@ -56,10 +56,10 @@ __all__ = [
     "Audience",
     "Delay",
     "Drift",
-    "Effect",
     "Scenario",
     "SegmentSpec",
     "Truth",
+    "TruthEffect",
     "default_scenario_path",
     "load_scenario",
     "parse_scenario",
@@ -89,20 +89,20 @@ class Audience(_Strict):
     segments: list[SegmentSpec] = Field(min_length=1)
 
 
-class EffectOverride(_Strict):
+class TruthEffectOverride(_Strict):
     values: dict[str, float] | None = None
     peak: float | None = None
     target: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
     weight: float | None = Field(None, ge=0)
 
 
-class Effect(_Strict):
+class TruthEffect(_Strict):
     attribute: str
     values: dict[str, float] = Field(default_factory=dict)
     peak: float | None = None
     target: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
     weight: float = Field(1.0, ge=0)
-    segments: dict[str, EffectOverride] = Field(default_factory=dict)
+    segments: dict[str, TruthEffectOverride] = Field(default_factory=dict)
 
 
 class Interaction(_Strict):
@@ -149,7 +149,7 @@ class Delay(_Strict):
 class Truth(_Strict):
     base_logit: float = -3.0
     segments: dict[str, SegmentTruth] = Field(default_factory=dict)
-    effects: list[Effect] = Field(default_factory=list)
+    effects: list[TruthEffect] = Field(default_factory=list)
     interactions: list[Interaction] = Field(default_factory=list)
     drift: list[Drift] = Field(default_factory=list)
     conversion: Conversion | None = None
@@ -211,7 +211,7 @@ class Scenario(_Strict):
         return [s.share / total for s in self.audience.segments]
 
 
-def _check_effect(i: int, eff: Effect, attrs: Mapping[str, Any], segments: set[str]) -> None:
+def _check_effect(i: int, eff: TruthEffect, attrs: Mapping[str, Any], segments: set[str]) -> None:
     where = f"truth.effects[{i}] ({eff.attribute})"
     attr = attrs.get(eff.attribute)
     if attr is None:
@@ -240,12 +240,7 @@ def _check_effect(i: int, eff: Effect, attrs: Mapping[str, Any], segments: set[s
 
 
 def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source)) from None
+    return parse_model(Scenario, data, source)
 
 
 def default_scenario_path() -> Path:

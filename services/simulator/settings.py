@@ -44,9 +44,6 @@ class Settings(ServiceSettings):
         description="How long one event may wait for Kafka (resent through broker restarts) "
         "before it is counted as not sent.",
     )
-    apply_campaign: bool = Field(
-        True, description="Publish the scenario's campaign and seed creatives before playing."
-    )
     health_host: str = Field("127.0.0.1", description="Address of /healthz, /readyz, /metrics.")
     health_port: int = Field(
         0, ge=0, le=65535, description="Port of /healthz, /readyz, /metrics; 0: not served."

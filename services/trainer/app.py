@@ -27,8 +27,15 @@ import torch
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.codec import RecordCodec, SchemaRegistry
+from services.common.creative_space import EncodingError
 from services.common.health import HealthServer
-from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
+from services.common.kafka import (
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    partitions_of,
+    wait_for_broker,
+)
 from services.common.logging import configure_logging
 from services.common.model_store import ModelStore
 from services.common.producer import NotDelivered, ResilientProducer
@@ -39,35 +46,24 @@ from services.trainer.buffer import BufferFileError, TrainingBuffer
 from services.trainer.export import ExportError
 from services.trainer.freshness import prequential_logloss
 from services.trainer.metrics import Metrics
-from services.trainer.publisher import BuiltModel, QualityRefused, build_model, store_model
+from services.trainer.pipeline import BuiltModel, QualityRefused, store_model, train_campaign
 from services.trainer.settings import Settings
-from services.trainer.space import EncodingError
 from services.trainer.state import TrainerState
-from services.trainer.train import TrainConfig, TrainingError, pick_device
+from services.trainer.train import TrainingError, pick_device
 
-__all__ = ["main", "run", "train_config"]
+__all__ = ["main", "run"]
 
 log = structlog.get_logger("trainer")
 _SAVE_EVERY_S = 5.0
 _CHECK_EVERY_S = 10.0
 
 
-def train_config(settings: Settings) -> TrainConfig:
-    base = TrainConfig.small() if settings.profile == "small" else TrainConfig()
-    return base.with_overrides(
-        gan_steps=settings.gan_steps,
-        reward_epochs=settings.reward_epochs,
-        max_reward_steps=settings.reward_max_steps,
-        reward_bends=settings.reward_bends,
-    )
-
-
 async def _assign(consumer: AIOKafkaConsumer, state: TrainerState) -> None:
     topics = state.topics
     parts: dict[str, list[TopicPartition]] = {}
-    for spec in (topics.campaigns, topics.creatives, topics.rewards):
-        ids = consumer.partitions_for_topic(spec.name) or set(range(spec.partitions))
-        parts[spec.name] = [TopicPartition(spec.name, p) for p in sorted(ids)]
+    names = (topics.campaigns.name, topics.creatives.name, topics.rewards.name)
+    for tp in await partitions_of(state.settings.kafka, names):
+        parts.setdefault(tp.topic, []).append(tp)
     consumer.assign([tp for tps in parts.values() for tp in tps])
     await consumer.seek_to_beginning(*parts[topics.campaigns.name], *parts[topics.creatives.name])
     saved = state.buffer.offsets.get(topics.rewards.name, {})
@@ -85,7 +81,7 @@ async def _assign(consumer: AIOKafkaConsumer, state: TrainerState) -> None:
                 await consumer.seek_to_end(tp)
             else:
                 consumer.seek(tp, hit.offset)
-    log.info("partitions assigned", resumed=len(rewards) - len(missing), rebuilt=len(missing))
+    log.info("partitions_assigned", resumed=len(rewards) - len(missing), rebuilt=len(missing))
 
 
 def _load_buffer(settings: Settings) -> TrainingBuffer:
@@ -93,10 +89,10 @@ def _load_buffer(settings: Settings) -> TrainingBuffer:
         buf = TrainingBuffer.load(
             settings.buffer_path, settings.buffer_max_rows, settings.buffer_max_age_ms
         )
-        log.info("training buffer loaded", path=str(settings.buffer_path), rows=len(buf))
+        log.info("training_buffer_loaded", path=str(settings.buffer_path), rows=len(buf))
         return buf
     except BufferFileError as exc:
-        log.info("training buffer rebuilt from the rewards topic", reason=str(exc))
+        log.info("training_buffer_rebuilt", detail="from the rewards topic", reason=str(exc))
         return TrainingBuffer(
             settings.buffer_max_rows, settings.buffer_max_age_ms, settings.buffer_path
         )
@@ -115,7 +111,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     topics = Topics.from_settings(settings.kafka)
     device = pick_device(settings.device)
     log.info(
-        "trainer starting",
+        "trainer_starting",
         device=str(device),
         cuda_available=torch.cuda.is_available(),
         profile=settings.profile,
@@ -127,7 +123,6 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     state = TrainerState(settings, registry, topics, _load_buffer(settings))
     store = ModelStore(settings.model_store_url)
     published = registry.codec("ModelPublished")
-    cfg = train_config(settings)
     publish = _Publish(store, signer, producer=None, codec=published, metrics=metrics)
     assigned = asyncio.Event()
     async with AsyncExitStack() as stack:
@@ -169,9 +164,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 due = state.due(time.monotonic())
                 if due:
                     cid = due[0]
-                    training = asyncio.create_task(
-                        _train_and_publish(state, cid, cfg, device, publish)
-                    )
+                    training = asyncio.create_task(_train_and_publish(state, cid, device, publish))
             if checking is not None and checking.done():
                 _report_crash(checking)
                 checking = None
@@ -187,7 +180,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             await asyncio.wait([training])
             _report_crash(training)
         log.info(
-            "trainer stopped",
+            "trainer_stopped",
             buffered=len(state.buffer),
             rejected=dict(state.rejected),
             unshown=dict(state.unshown),
@@ -204,9 +197,7 @@ class _Publish:
         self.codec, self.metrics = codec, metrics
 
 
-async def _train_and_publish(
-    state: TrainerState, cid: str, cfg: TrainConfig, device: Any, publish: _Publish
-) -> None:
+async def _train_and_publish(state: TrainerState, cid: str, device: Any, publish: _Publish) -> None:
     rows = state.buffer.rows(cid)
     campaign = state.campaigns[cid]
     creatives: Mapping[str, Any] = dict(state.creatives)
@@ -217,19 +208,12 @@ async def _train_and_publish(
     built = None
     try:
         built = await asyncio.to_thread(
-            build_model,
-            campaign,
-            creatives,
-            rows,
-            cfg,
-            seed=state.settings.seed,
-            device=device,
-            gate=state.settings.gate(),
+            train_campaign, state.settings, campaign, creatives, rows, device=device
         )
         digest = _digest(built)
         if state.last_model.get(cid, (None,))[0] == digest:
             publish.metrics.not_published.labels(cid, "unchanged").inc()
-            log.info("model unchanged; not published", campaign_id=cid, reason=reason,
+            log.info("model_unchanged", detail="not published", campaign_id=cid, reason=reason,
                      seconds=round(time.perf_counter() - started, 2))  # fmt: skip
             return
         record = await asyncio.to_thread(store_model, publish.store, built, publish.signer)
@@ -237,7 +221,7 @@ async def _train_and_publish(
         publish.metrics.not_published.labels(cid, exc.reason).inc()
         quality = built.quality if built is not None else {}
         log.warning(
-            "model refused by quality gate",
+            "model_refused_by_quality_gate",
             campaign_id=cid,
             version=built.version if built is not None else None,
             reasons=quality.get("reasons"),
@@ -249,7 +233,7 @@ async def _train_and_publish(
             "export_failed" if isinstance(exc, ExportError) else "bad_encoding"
         )
         publish.metrics.not_published.labels(cid, why).inc()
-        log.warning("model not published", campaign_id=cid, reason=why, error=str(exc))
+        log.warning("model_not_published", campaign_id=cid, reason=why, error=str(exc))
         return
     try:
         await publish.producer.send(
@@ -257,13 +241,15 @@ async def _train_and_publish(
         )
     except NotDelivered as exc:  # stored but not announced: the next retrain publishes again
         publish.metrics.not_published.labels(cid, "kafka_unavailable").inc()
-        log.error("model not published: Kafka did not take it", campaign_id=cid, error=str(exc))
+        log.error(
+            "model_not_published", detail="Kafka did not take it", campaign_id=cid, error=str(exc)
+        )
         return
     publish.metrics.published.labels(cid).inc()
     state.last_model[cid] = (digest, built)
     m = built.metrics
     log.info(
-        "model published",
+        "model_published",
         campaign_id=cid,
         version=built.version,
         reason=reason,
@@ -300,7 +286,7 @@ async def _check_freshness(state: TrainerState) -> None:
             continue
         loss, se = found
         if loss - 2 * se > held_out * (1 + state.settings.retrain_loss_increase):
-            log.info("model error grew on new rewards", campaign_id=cid, version=built.version,
+            log.info("model_error_grew_on_new_rewards", campaign_id=cid, version=built.version,
                      logloss_new=round(loss, 5), logloss_se=round(se, 5),
                      logloss_held_out=round(held_out, 5), rows=len(rows))  # fmt: skip
             state.mark_stale(cid)
@@ -310,7 +296,7 @@ def _report_crash(task: asyncio.Task[None]) -> None:
     """A training run that failed unexpectedly is logged; the service keeps consuming."""
     exc = task.exception()
     if exc is not None:
-        log.error("training failed", error=repr(exc), exc_info=exc)
+        log.error("training_failed", error=repr(exc), exc_info=exc)
 
 
 def main() -> None:

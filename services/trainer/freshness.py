@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from services.common.creative_space import EncodingError
 from services.trainer.buffer import RewardRow
-from services.trainer.publisher import BuiltModel, build_dataset
+from services.trainer.pipeline import BuiltModel, build_dataset
 from services.trainer.quality import log_loss
-from services.trainer.space import EncodingError
 from services.trainer.train import TrainingError
 
 __all__ = ["prequential_logloss"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from services.trainer.space import CreativeSpace
+from services.common.creative_space import CreativeSpace
 
 __all__ = [
     "QualityGate",

@@ -28,11 +28,11 @@ import structlog
 from aiokafka import ConsumerRecord
 
 from services.common.codec import CodecError, RecordCodec, SchemaRegistry
+from services.common.creative_space import CreativeSpace, EncodingError
 from services.common.lifecycle import is_serving
 from services.common.topics import Topics
 from services.trainer.buffer import RewardRow, TrainingBuffer
 from services.trainer.settings import Settings
-from services.trainer.space import CreativeSpace, EncodingError
 
 __all__ = ["TrainerState"]
 
@@ -97,7 +97,7 @@ class TrainerState:
             reason = getattr(exc, "reason", type(exc).__name__)
             self.rejected[reason] += 1
             log.warning(
-                "record skipped",
+                "record_skipped",
                 topic=msg.topic,
                 partition=msg.partition,
                 offset=msg.offset,

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from services.common.campaign import catalog_creative
 from services.common.segment import segment_of
 
-__all__ = ["GroundTruth", "synthetic_campaign", "synthetic_catalog", "synthetic_rewards"]
+__all__ = ["SyntheticTruth", "synthetic_campaign", "synthetic_catalog", "synthetic_rewards"]
 
 _COUNTRIES = ("DE", "US")
 _DEVICES = ("mobile", "desktop")
@@ -71,7 +72,7 @@ def synthetic_campaign(
 
 
 @dataclass(frozen=True)
-class GroundTruth:
+class SyntheticTruth:
     """CTR(segment, creative) = sigmoid(bias + headline[country] + layout[device] + font term)."""
 
     seed: int = 0
@@ -114,21 +115,9 @@ def synthetic_catalog(
             "background": "#" + "".join(f"{v:02x}" for v in rng.integers(0, 256, 3)),
         }
         out.append(
-            {
-                "creative_id": f"{campaign_id}-cat-{i:02d}",
-                "campaign_id": campaign_id,
-                "origin": "catalog",
-                "name": f"catalog {i}",
-                "attributes": attrs,
-                "status": "live",
-                "segment": None,
-                "model_version": None,
-                "predicted_reward": None,
-                "prior_alpha": 1.0,
-                "prior_beta": 1.0,
-                "created_at": created_at_ms,
-                "retired_at": None,
-            }
+            catalog_creative(
+                f"{campaign_id}-cat-{i:02d}", campaign_id, f"catalog {i}", attrs, created_at_ms
+            )
         )
     return out
 
@@ -136,13 +125,13 @@ def synthetic_catalog(
 def synthetic_rewards(
     catalog: list[dict[str, Any]],
     n: int,
-    truth: GroundTruth | None = None,
+    truth: SyntheticTruth | None = None,
     seed: int = 2,
     start_ms: int = 1_795_000_000_000,
     step_ms: int = 1000,
 ) -> list[dict[str, Any]]:
     """`n` Reward records under uniform exploration over `catalog` (propensity 1/|catalog|)."""
-    truth = truth or GroundTruth()
+    truth = truth or SyntheticTruth()
     rng = np.random.default_rng(seed)
     contexts = truth.contexts()
     segments = truth.segments()

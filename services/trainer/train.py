@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from services.common.creative_space import CreativeSpace
 from services.trainer.model import Discriminator, Generator, ModelConfig, RewardModel
 from services.trainer.quality import auc, expected_calibration_error, log_loss
-from services.trainer.space import CreativeSpace
 
 __all__ = [
     "Progress",

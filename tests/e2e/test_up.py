@@ -10,7 +10,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from services.cli.stack import RUN_FILE
 from services.common.settings import KafkaSettings
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -26,13 +26,12 @@ def wait_for(
     check: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen[str]
 ) -> None:
     """Poll `check` until it returns something truthy; fail naming `what` (sync: a subprocess)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
+
+    def done() -> bool:
         assert proc.poll() is None, f"admuse up exited ({proc.returncode}) waiting for {what}"
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        return bool(check())
+
+    wait_until(done, timeout_s, what, every_s=0.5)
 
 
 def status(run: Path) -> dict[str, dict[str, object]] | None:

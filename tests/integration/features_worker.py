@@ -19,9 +19,10 @@ import httpx
 from aiokafka import TopicPartition
 
 from services.common.codec import SchemaRegistry
-from services.common.kafka import make_consumer, make_producer
+from services.common.kafka import make_consumer, make_producer, partitions_of
 from services.common.settings import KafkaSettings
 from services.common.watermark import WatermarkCodec
+from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,19 +64,20 @@ class FeaturesWorker:
         log.close()
 
     async def wait_ready(self, timeout_s: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient() as client:
-            while time.monotonic() < deadline:
+
+            async def ready() -> bool:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.tail()}")
                 try:
-                    r = await client.get(self.url("/metrics"), timeout=2)
-                    if r.status_code == 200:
-                        return
+                    return (await client.get(self.url("/metrics"), timeout=2)).status_code == 200
                 except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise TimeoutError(f"worker not ready in {timeout_s}s: {self.tail()}")
+                    return False
+
+            try:
+                await eventually(ready, timeout_s, "the worker's /metrics")
+            except AssertionError as exc:
+                raise TimeoutError(f"{exc}: {self.tail()}") from None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -229,11 +231,9 @@ class TopicReader:
         self._consumer: Any = None
 
     async def __aenter__(self) -> TopicReader:
+        tps = await partitions_of(self.kafka, [self.topic], timeout_s=0)
         self._consumer = make_consumer(self.kafka, group_id=None)
         await self._consumer.start()
-        meta = await self._consumer._client.fetch_all_metadata()
-        parts = meta.partitions_for_topic(self.topic) or set()
-        tps = [TopicPartition(self.topic, p) for p in parts]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
         return self
@@ -249,11 +249,14 @@ class TopicReader:
 
     async def until(self, predicate: Any, timeout_s: float = 30.0) -> None:
         """Poll until `predicate(self)` is true or fail after the deadline."""
-        deadline = time.monotonic() + timeout_s
-        while not predicate(self):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met on {self.topic} in {timeout_s}s")
+
+        async def met() -> bool:
+            if predicate(self):
+                return True
             await self.poll()
+            return bool(predicate(self))
+
+        await eventually(met, timeout_s, f"the condition on {self.topic}", every_s=0)
 
     def by_key(self) -> dict[str, dict[str, Any]]:
         return {k: v for k, v, _ in self.records}
@@ -300,10 +303,9 @@ async def trace_decision(kafka: KafkaSettings, decision_id: str, app_id: str) ->
     await consumer.start()
     try:
         for label, topic in topics.items():
-            meta = await consumer._client.fetch_all_metadata()
-            parts = meta.partitions_for_topic(topic) or set()
-            topic_tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            if not topic_tps:
+            try:
+                topic_tps = await partitions_of(kafka, [topic], timeout_s=0)
+            except LookupError:
                 found.append(f"{label}: no such topic {topic}")
                 continue
             consumer.assign(topic_tps)

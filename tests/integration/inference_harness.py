@@ -6,7 +6,6 @@ The ONNX models are the tiny contract-following ones of tests/unit/inference/onn
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -28,6 +27,7 @@ from services.common.settings import KafkaSettings
 from services.common.signing import Signer, generate_key_pair
 from services.common.topics import Topics
 from services.common.watermark import WatermarkCodec
+from tests.polling import eventually
 from tests.unit.inference import onnx_fixtures
 
 API_KEY = "test-key-1"
@@ -199,13 +199,14 @@ class DecisionReader:
     async def wait_for(
         self, cond: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 20.0
     ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout_s
-        while not cond(self.records):
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"condition not met within {timeout_s}s; {len(self.records)} decisions read"
-                )
+
+        async def met() -> bool:
+            if cond(self.records):
+                return True
             await self.poll()
+            return cond(self.records)
+
+        await eventually(met, timeout_s, "the decisions condition", every_s=0)
         return self.records
 
 
@@ -250,21 +251,24 @@ class InferenceProcess:
 
     async def start(self, timeout_s: float = 60.0) -> InferenceProcess:
         self._proc = self._spawn()
-        deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(base_url=self.url, timeout=2.0) as client:
-            while True:
+
+            async def ready() -> bool:
+                assert self._proc is not None
                 if self._proc.poll() is not None:
                     raise AssertionError(
                         f"inference exited {self._proc.returncode}:\n" + self.log_tail()
                     )
                 try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        return self
+                    return (await client.get("/readyz")).status_code == 200
                 except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError("inference not ready in time:\n" + self.log_tail())
-                await asyncio.sleep(0.1)
+                    return False
+
+            try:
+                await eventually(ready, timeout_s, "inference /readyz", every_s=0.1)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}:\n{self.log_tail()}") from None
+        return self
 
     def stop(self, timeout_s: float = 20.0) -> int:
         if self._proc is None or self._proc.poll() is not None:

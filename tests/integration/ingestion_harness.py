@@ -120,7 +120,7 @@ class IngestionProcess:
         """The transform worker processes of the latest start (from its log)."""
         pids: list[int] = []
         for line in self.log_tail(200_000).splitlines():
-            if '"transform workers running"' in line:
+            if '"transform_workers_running"' in line:
                 pids = json.loads(line)["pids"]
         return pids
 

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from services.common.kafka import make_consumer, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from services.common.watermark import WatermarkCodec
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -114,11 +114,14 @@ async def _consume_all(kafka: KafkaSettings, topic: str, expect: int) -> list[An
     consumer = make_consumer(kafka, topic, group_id=None)
     await consumer.start()
     out: list[Any] = []
-    deadline = time.monotonic() + 30
+
+    async def read_more() -> bool:
+        batch = await consumer.getmany(timeout_ms=500)
+        out.extend(m for msgs in batch.values() for m in msgs)
+        return len(out) >= expect
+
     try:
-        while len(out) < expect and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            out += [m for msgs in batch.values() for m in msgs]
+        await eventually(read_more, 30, f"{expect} records on {topic}", every_s=0)
     finally:
         await consumer.stop()
     return out

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from services.cli import app
 from services.cli.campaign import apply_spec
-from services.cli.campaign_spec import parse_spec
+from services.common.campaign import parse_spec
 from services.common.campaign_ops import read_campaigns, read_creatives, review_creative
 from services.common.kafka import ensure_topics
 from services.common.settings import KafkaSettings
@@ -29,7 +29,7 @@ from tests.integration.inference_harness import (
     seed_campaign,
 )
 from tests.polling import eventually
-from tests.unit.simulator.test_campaign_spec import SPEC
+from tests.unit.common.test_campaign import SPEC
 
 pytestmark = pytest.mark.integration
 

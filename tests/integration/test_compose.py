@@ -92,8 +92,14 @@ def test_every_variable_compose_interpolates_is_in_env_example() -> None:
 def test_every_service_restarts_and_waits_on_readiness(project: dict[str, Any]) -> None:
     services = project["services"]
     for name, svc in services.items():
-        assert svc.get("restart") == "unless-stopped", name
-        assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        if svc.get("restart") == "no":  # a one-shot step: what depends on it waits for it
+            users = [s for s in services.values() if name in s.get("depends_on", {})]
+            assert users, f"{name} is a one-shot step nothing waits for"
+            for user in users:
+                assert user["depends_on"][name]["condition"] == "service_completed_successfully"
+        else:
+            assert svc.get("restart") == "unless-stopped", name
+            assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
         if name != "kafka":
             assert svc["depends_on"]["kafka"]["condition"] == "service_healthy", name
     sim = services["simulator"]["depends_on"]
@@ -198,7 +204,8 @@ class _Local:
         return env
 
     def command(self, name: str, argv: list[str]) -> list[str]:
-        return [sys.executable if a == "python" else self.value(name, "", a) for a in argv]
+        local = {"python": sys.executable, "admuse": str(Path(sys.executable).with_name("admuse"))}
+        return [local.get(a) or self.value(name, "", a) for a in argv]
 
 
 @pytest.mark.slow
@@ -208,13 +215,21 @@ async def test_every_service_runs_from_its_compose_entry(
     kafka = kafka_base.model_copy(update={"topic_prefix": f"c{uuid.uuid4().hex[:8]}."})
     local = _Local(project, kafka, tmp_path)
     services = project["services"]
+    steps = ["campaign"]  # one-shot: runs to completion (exit 0) before its dependants
     waves = [["ingestion", "features", "trainer", "inference", "console"], ["simulator"]]
-    assert {n for w in waves for n in w} == {
+    assert {n for w in [steps, *waves] for n in w} == {
         n for n, s in services.items() if n != "kafka" and "gpu" not in s.get("profiles", [])
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = tmp_path / "logs"
     logs.mkdir()
+    for name in steps:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            local.command(name, services[name]["command"]),
+            cwd=ROOT, env=local.env(name), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{name}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
     try:
         for wave in waves:  # depends_on: the simulator starts once inference is healthy
             for name in wave:

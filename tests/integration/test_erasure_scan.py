@@ -20,9 +20,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import TopicPartition
 
-from services.common.kafka import describe_topic_configs, make_admin, make_consumer, make_producer
+from services.common.kafka import (
+    describe_topic_configs,
+    make_admin,
+    make_consumer,
+    make_producer,
+    partitions_of,
+    read_to_end,
+)
 from services.common.privacy import pseudonymize
 from services.common.settings import KafkaSettings
 from services.common.topics import USER_DATA_RETENTION_MS, Topics
@@ -43,24 +49,17 @@ USER = "erase-me-4711"
 
 async def _all_records(kafka: KafkaSettings, topic: str) -> list[tuple[bytes, bytes]]:
     """(key, value) of every record of a topic (uncommitted transactions included)."""
+    tps = await partitions_of(kafka, [topic])
     consumer = make_consumer(kafka, group_id=None, isolation_level="read_uncommitted")
     await consumer.start()
+    out: list[tuple[bytes, bytes]] = []
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        out: list[tuple[bytes, bytes]] = []
-        pending = {tp for tp in tps if end[tp] > 0}
-        deadline = time.monotonic() + 30
-        while pending and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                out += [(r.key or b"", r.value or b"") for r in records]
-            pending = {tp for tp in pending if await consumer.position(tp) < end[tp]}
+        await read_to_end(
+            consumer, end, lambda r: out.append((r.key or b"", r.value or b"")), timeout_s=30
+        )
         return out
     finally:
         await consumer.stop()

@@ -25,6 +25,7 @@ from tests.integration.features_worker import (
     event,
     produce,
 )
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,11 +62,14 @@ class Harness:
         return self.rewards.for_key(d["decision_id"])[0]
 
     async def metric_reaches(self, name: str, value: float, timeout_s: float = 20) -> float:
-        deadline = time.monotonic() + timeout_s
-        while (got := await self.worker.metric(name)) < value:
-            assert time.monotonic() < deadline, f"{name} stayed at {got} < {value}"
-            await asyncio.sleep(0.1)
-        return got
+        got = [0.0]
+
+        async def reached() -> bool:
+            got[0] = await self.worker.metric(name)
+            return got[0] >= value
+
+        await eventually(reached, timeout_s, f"{name} >= {value}", every_s=0.1)
+        return got[0]
 
 
 def campaign(campaign_id: str, reward: dict[str, Any]) -> dict[str, Any]:
@@ -319,15 +323,16 @@ async def test_effects_report_ctr_interval_and_lift_per_attribute_value(h: Harne
     )
     await h.send(event(e, "click"))
     await h.reward_of(d)
-    deadline = time.monotonic() + 20
+    effects: dict[tuple[str, str, str], Any] = {}
     async with httpx.AsyncClient() as client:
-        while True:
+
+        async def both_counted() -> bool:
             body = (await client.get(h.worker.url("/effects/c-effects"))).json()
-            effects = {(x["segment"], x["attribute"], x["value"]): x for x in body["effects"]}
-            if sum(x["impressions"] for x in effects.values()) >= 2:
-                break
-            assert time.monotonic() < deadline, body
-            await asyncio.sleep(0.2)
+            effects.clear()
+            effects.update({(x["segment"], x["attribute"], x["value"]): x for x in body["effects"]})
+            return sum(x["impressions"] for x in effects.values()) >= 2
+
+        await eventually(both_counted, 20, "both impressions on /effects")
     shop, learn = effects[("*", "cta", "Shop now")], effects[("*", "cta", "Learn more")]
     assert (shop["ctr"], learn["ctr"], learn["segment_ctr"]) == (0.0, 1.0, 0.5)
     assert learn["lift"] == pytest.approx(1.0) and shop["lift"] == pytest.approx(-1.0)

@@ -27,6 +27,7 @@ from tests.integration.inference_harness import (
     produce,
     seed_campaign,
 )
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -272,7 +273,6 @@ async def test_openapi_fuzzing_finds_no_server_error(served: Served) -> None:
 async def test_state_is_followed_live(served: Served) -> None:
     """A creative published while serving becomes a candidate; retired, it stops serving.
     (Runs last in this module: it leaves the catalog as it found it.)"""
-    import time
 
     extra = {**served.catalog[1], "creative_id": "spring-live", "name": "added live"}
     body = {"campaign_id": "spring", "user_id": "live-user", "context": {"country": "DE"}}
@@ -280,19 +280,18 @@ async def test_state_is_followed_live(served: Served) -> None:
     async def candidates_after(record: dict, want: int) -> None:
         await produce(served.kafka, served.topics.creatives.name, "Creative",
                       [("spring-live", record)])  # fmt: skip
-        deadline = time.monotonic() + 15
         async with served.client() as client:
-            while True:
+
+            async def logged_with_want() -> bool:
                 did = (await client.post("/v1/decide", json=body)).json()["decision_id"]
                 async with DecisionReader(served.kafka, served.topics.decisions.name) as reader:
                     recs = await reader.wait_for(
                         lambda rs, did=did: any(r["decision_id"] == did for r in rs)
                     )
                 (logged,) = [r for r in recs if r["decision_id"] == did]
-                if logged["candidates"] == want:
-                    return
-                assert time.monotonic() < deadline, f"candidates stayed {logged['candidates']}"
-                await asyncio.sleep(0.2)
+                return bool(logged["candidates"] == want)
+
+            await eventually(logged_with_want, 15, f"decisions with {want} candidates")
 
     await candidates_after(extra, 4)
     await candidates_after({**extra, "status": "retired", "retired_at": 0}, 3)

@@ -165,7 +165,7 @@ async def _assert_restart_restores(
         }
         assert again_generated == generated
         assert not any(
-            re.search(r"generated creatives admitted.*\"admitted\": [1-9]", line)
+            re.search(r"generated_creatives_admitted.*\"admitted\": [1-9]", line)
             for line in again.log_tail(400).splitlines()
         )
     finally:

@@ -78,7 +78,7 @@ async def test_undelivered_records_abort_the_transaction_and_lose_nothing(
         # The heart of it: the aborted transaction committed none of its raw offsets.
         assert await _committed(kafka, topics, group) == 0, "offsets committed without records"
         log = svc.log_tail(200_000)
-        assert "records not delivered; aborting the transaction and stopping" in log, log[-3000:]
+        assert "records_not_delivered" in log, log[-3000:]
 
         await _set_configs(kafka, topics.events)  # the topic takes the records again
         svc.start()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from typing import Any
 
 import confluent_kafka
 import pytest
@@ -20,6 +20,7 @@ from services.common.kafka import (
 )
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +30,15 @@ async def _consume(
 ):
     consumer = make_consumer(kafka, topic, group_id=group_id)
     await consumer.start()
-    out = []
+    out: list[Any] = []
+
+    async def read_more() -> bool:
+        batch = await consumer.getmany(timeout_ms=500)
+        out.extend(r for records in batch.values() for r in records)
+        return len(out) >= n
+
     try:
-        deadline = time.monotonic() + timeout_s
-        while len(out) < n and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out.extend(records)
+        await eventually(read_more, timeout_s, f"{n} records on {topic}", every_s=0)
     finally:
         await consumer.stop()
     return out

@@ -136,7 +136,7 @@ async def test_every_service_and_the_cli_over_sasl_ssl(broker: TLSBroker, tmp_pa
         await asyncio.to_thread(stack.wait_ready, 180)
         trainer = stack.processes["trainer"]  # no HTTP port: its log says it consumes
         await eventually(
-            lambda: "partitions assigned" in trainer.tail(), 120, f"trainer\n{trainer.tail()}"
+            lambda: "partitions_assigned" in trainer.tail(), 120, f"trainer\n{trainer.tail()}"
         )
         topics = Topics.from_settings(kafka)
         event = {

@@ -162,7 +162,7 @@ async def test_bad_model_is_rolled_back_under_traffic(
         assert not [x for x in live["creatives"] if x.get("model_version") == "bad"]
         assert ready["models"] == {"spring": "m1"}
         log = proc.log_tail(400)
-        assert "model rolled back" in log
+        assert "model_rolled_back" in log
         async with httpx.AsyncClient(base_url=proc.url) as c:
             text = (await c.get("/metrics")).text
         watched = "admuse_inference_rollback_watch_reward_rate"

@@ -16,12 +16,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.settings import KafkaSettings
+from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {  # user -> (mechanism, password)
@@ -135,11 +135,16 @@ class TLSBroker:
              f"-Dkafka.logs.dir={self.data}", "-cp", classpath, "kafka.Kafka", str(conf)],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while not self._listening():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"TLS broker did not start:\n{self.log_tail()}")
-            time.sleep(0.25)
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"TLS broker exited:\n{self.log_tail()}")
+            return self._listening()
+
+        try:
+            wait_until(up, timeout_s, "the TLS broker to listen")
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}:\n{self.log_tail()}") from None
 
     def _listening(self) -> bool:
         log = self.log_tail(100_000)

@@ -149,13 +149,14 @@ def test_jsonl_columns_can_be_nested_paths(tmp_path: Path) -> None:
 
 
 def test_fast_and_line_exact_csv_readers_agree(tmp_path: Path) -> None:
-    from services.analysis.replay import _load, _read_csv_arrow
+    from services.analysis.replay import _load
+    from services.analysis.replay_files import read_csv_arrow
 
     path = tmp_path / "logs.csv"
     _write_csv(path, 5_000, {})
     text = path.read_text().replace(",DE,", ',"DE",', 50).replace(",FR,", ", FR ,", 50)
     path.write_text(text)  # quoted fields and padded values
-    assert _read_csv_arrow(path, list(MAPPING.columns())) is not None  # the fast path reads it
+    assert read_csv_arrow(path, list(MAPPING.columns())) is not None  # the fast path reads it
     fast = read_logs(path, MAPPING).data
     exact = _load(path, MAPPING, "csv", "fail", fast=False).data
     assert fast.contexts == exact.contexts and fast.actions == exact.actions

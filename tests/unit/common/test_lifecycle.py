@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.cli.campaign_spec import SpecError, campaign_record, parse_spec
+from services.common.campaign import SpecError, campaign_record, parse_spec
 from services.common.codec import SchemaRegistry
 from services.common.lifecycle import (
     ACTIVE,
@@ -21,7 +21,7 @@ from services.common.lifecycle import (
     is_serving,
     next_state,
 )
-from tests.unit.simulator.test_campaign_spec import SPEC, spec_with
+from tests.unit.common.test_campaign import SPEC, spec_with
 
 
 @pytest.mark.parametrize(

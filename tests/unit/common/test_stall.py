@@ -37,11 +37,11 @@ async def test_a_stop_that_stalls_is_logged_with_the_stuck_task_and_a_quick_one_
             stuck = asyncio.create_task(_stuck_outer(never), name="stuck")
             stop.set()
             await eventually(
-                lambda: any(e["event"] == "shutdown stalled" for e in logs),
+                lambda: any(e["event"] == "shutdown_stalled" for e in logs),
                 5,
                 "the stall to be reported",
                 0.01,
             )
             stuck.cancel()
-    stalled = [e for e in logs if e["event"] == "shutdown stalled"]
+    stalled = [e for e in logs if e["event"] == "shutdown_stalled"]
     assert any(k.startswith("stuck#") for k in stalled[0]["tasks"])

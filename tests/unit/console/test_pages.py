@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from services.cli.campaign_spec import SpecError, load_spec
+from services.common.campaign import SpecError, load_spec
 from services.console.settings import Settings
 from services.console.state import ConsoleState
 from tests.unit.console.conftest import EVIL, KEY, sign_in, token

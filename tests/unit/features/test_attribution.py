@@ -8,7 +8,7 @@ import pytest
 
 from services.features.attribution import (
     MAX_HELD,
-    RewardSpec,
+    RewardRule,
     apply_event,
     close_due,
     hold_event,
@@ -51,11 +51,11 @@ def ev(kind: str = "click", eid: str = "e1", at: int = T0 + 500, **over: Any) ->
     }
 
 
-def opened(spec: RewardSpec | None = None, held: Any = None) -> tuple[dict, Any, list]:
+def opened(spec: RewardRule | None = None, held: Any = None) -> tuple[dict, Any, list]:
     return open_decision(
         decision(),
         held,
-        spec or RewardSpec(),
+        spec or RewardRule(),
         partition=0,
         now_ms=T0,
         default_window_ms=99_000,
@@ -65,7 +65,7 @@ def opened(spec: RewardSpec | None = None, held: Any = None) -> tuple[dict, Any,
 
 def test_click_inside_window_settles_at_once_with_everything_learning_needs() -> None:
     state, _, _ = opened()
-    step = apply_event(state, ev(), RewardSpec(), **KW)
+    step = apply_event(state, ev(), RewardRule(), **KW)
     assert step.verdict == "settled"
     r = step.reward
     assert r["reward"] == 1.0 and r["clicked"] and r["outcome"] == "click"
@@ -83,10 +83,10 @@ def test_click_inside_window_settles_at_once_with_everything_learning_needs() ->
 def test_window_closes_with_reward_zero_only_after_deadline_and_grace() -> None:
     state, _, _ = opened()
     assert (
-        close_due(state, RewardSpec(), now_ms=T0 + WINDOW + 999, grace_ms=1000, retention_ms=1)
+        close_due(state, RewardRule(), now_ms=T0 + WINDOW + 999, grace_ms=1000, retention_ms=1)
         is None
     )
-    step = close_due(state, RewardSpec(), now_ms=T0 + WINDOW + 1000, grace_ms=1000, retention_ms=1)
+    step = close_due(state, RewardRule(), now_ms=T0 + WINDOW + 1000, grace_ms=1000, retention_ms=1)
     assert step is not None and step.reward["reward"] == 0.0
     assert step.reward["outcome"] == "timeout" and not step.reward["clicked"]
 
@@ -120,19 +120,19 @@ def test_held_duplicates_and_overflow_are_not_kept_twice() -> None:
 
 def test_click_after_window_is_late_and_changes_no_reward() -> None:
     state, _, _ = opened()
-    closed = close_due(state, RewardSpec(), now_ms=T0 + 5000, grace_ms=0, retention_ms=1).state
-    step = apply_event(closed, ev(at=T0 + 4000), RewardSpec(), **KW)
+    closed = close_due(state, RewardRule(), now_ms=T0 + 5000, grace_ms=0, retention_ms=1).state
+    step = apply_event(closed, ev(at=T0 + 4000), RewardRule(), **KW)
     assert step.verdict == "late" and step.reward is None and step.state["late"] == 1
     # occurred after the window but arrived while still pending: late as well
-    step = apply_event(state, ev(at=T0 + WINDOW + 1), RewardSpec(), **KW)
+    step = apply_event(state, ev(at=T0 + WINDOW + 1), RewardRule(), **KW)
     assert step.verdict == "late" and step.state["status"] == "pending"
 
 
 def test_duplicate_click_gives_one_reward() -> None:
     state, _, _ = opened()
-    first = apply_event(state, ev(), RewardSpec(), **KW)
-    again = apply_event(first.state, ev(), RewardSpec(), **KW)
-    other = apply_event(first.state, ev(eid="e2"), RewardSpec(), **KW)
+    first = apply_event(state, ev(), RewardRule(), **KW)
+    again = apply_event(first.state, ev(), RewardRule(), **KW)
+    other = apply_event(first.state, ev(eid="e2"), RewardRule(), **KW)
     assert first.reward is not None
     assert again.verdict == "duplicate" and again.reward is None
     # a second click inside the window: the reward is final, but nothing about it is late
@@ -141,7 +141,7 @@ def test_duplicate_click_gives_one_reward() -> None:
 
 
 def test_impression_behind_its_click_is_not_late_and_changes_no_reward() -> None:
-    spec = RewardSpec(impressions="event")
+    spec = RewardRule(impressions="event")
     state, _, _ = opened(spec)
     click = apply_event(state, ev(at=T0 + 10), spec, **KW)
     assert click.reward is not None and click.reward["shown"] is True
@@ -153,7 +153,7 @@ def test_impression_behind_its_click_is_not_late_and_changes_no_reward() -> None
 
 
 def test_conversion_campaign_waits_for_the_conversion() -> None:
-    spec = RewardSpec(kind="conversion")
+    spec = RewardRule(kind="conversion")
     state, _, _ = opened(spec)
     click = apply_event(state, ev(), spec, **KW)
     assert click.verdict == "attributed" and click.reward is None
@@ -163,7 +163,7 @@ def test_conversion_campaign_waits_for_the_conversion() -> None:
 
 
 def test_weighted_reward_sums_click_conversion_value_and_sentiment() -> None:
-    spec = RewardSpec(
+    spec = RewardRule(
         kind="weighted",
         click_weight=1.0,
         conversion_weight=2.0,
@@ -179,7 +179,7 @@ def test_weighted_reward_sums_click_conversion_value_and_sentiment() -> None:
 
 
 def test_weighted_without_conversion_settles_at_close_with_what_it_has() -> None:
-    spec = RewardSpec(kind="weighted", click_weight=1.0, value_weight=0.1)
+    spec = RewardRule(kind="weighted", click_weight=1.0, value_weight=0.1)
     state, _, _ = opened(spec)
     clicked = apply_event(state, ev(), spec, **KW)
     assert clicked.reward is None
@@ -188,20 +188,20 @@ def test_weighted_without_conversion_settles_at_close_with_what_it_has() -> None
 
 
 def test_pure_click_weighted_settles_on_click() -> None:
-    spec = RewardSpec(kind="weighted", click_weight=2.0)
+    spec = RewardRule(kind="weighted", click_weight=2.0)
     state, _, _ = opened(spec)
     assert apply_event(state, ev(), spec, **KW).reward["reward"] == 2.0
 
 
 def test_non_joinable_events_are_ignored() -> None:
     state, _, _ = opened()
-    assert apply_event(state, ev("page_view"), RewardSpec(), **KW).verdict == "ignored"
+    assert apply_event(state, ev("page_view"), RewardRule(), **KW).verdict == "ignored"
 
 
-SHOWN = RewardSpec(impressions="event")
+SHOWN = RewardRule(impressions="event")
 
 
-def _timeout(state: dict, spec: RewardSpec) -> dict:
+def _timeout(state: dict, spec: RewardRule) -> dict:
     step = close_due(state, spec, now_ms=T0 + WINDOW + 1, grace_ms=0, retention_ms=60_000)
     assert step is not None
     return step.reward
@@ -238,7 +238,7 @@ def test_impression_held_before_its_decision_counts_when_it_arrives() -> None:
 
 def test_with_impressions_from_decisions_every_decision_is_shown() -> None:
     state, _, _ = opened()
-    assert _timeout(state, RewardSpec())["shown"] is True
+    assert _timeout(state, RewardRule())["shown"] is True
 
 
 def test_late_impression_does_not_make_a_closed_decision_shown() -> None:
@@ -249,14 +249,14 @@ def test_late_impression_does_not_make_a_closed_decision_shown() -> None:
 
 
 def test_impression_source_from_campaign_and_bad_value() -> None:
-    assert RewardSpec.from_campaign({"campaign_id": "c"}).impressions == "decision"
-    assert RewardSpec.from_campaign({"campaign_id": "c", "impressions": "event"}) == SHOWN
+    assert RewardRule.from_campaign({"campaign_id": "c"}).impressions == "decision"
+    assert RewardRule.from_campaign({"campaign_id": "c", "impressions": "event"}) == SHOWN
     with pytest.raises(ValueError, match="impressions 'sometimes'"):
-        RewardSpec.from_campaign({"campaign_id": "c", "impressions": "sometimes"})
+        RewardRule.from_campaign({"campaign_id": "c", "impressions": "sometimes"})
 
 
 def test_reward_spec_from_campaign_and_bad_kind() -> None:
-    spec = RewardSpec.from_campaign(
+    spec = RewardRule.from_campaign(
         {
             "campaign_id": "c",
             "reward": {
@@ -270,14 +270,14 @@ def test_reward_spec_from_campaign_and_bad_kind() -> None:
     )
     assert spec.kind == "weighted" and spec.value_weight == 0.2
     with pytest.raises(ValueError, match="reward kind 'likes'"):
-        RewardSpec.from_campaign({"campaign_id": "c", "reward": {"kind": "likes"}})
+        RewardRule.from_campaign({"campaign_id": "c", "reward": {"kind": "likes"}})
 
 
 def test_missing_window_uses_default() -> None:
     state, _, _ = open_decision(
         decision(attribution_window_ms=0),
         None,
-        RewardSpec(),
+        RewardRule(),
         partition=0,
         now_ms=T0,
         default_window_ms=7000,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from services.features.effects import attribute_effects, wilson_interval
+from services.common.effects import wilson_interval
+from services.features.effects import attribute_effects
 
 
-def test_wilson_interval_matches_known_values() -> None:
+def test_a_value_never_shown_has_the_whole_interval_and_the_shared_formula_otherwise() -> None:
+    rows = [("DE", "a", 0, 0), ("DE", "b", 100, 10)]
+    attrs = {"a": {"cta": "Shop now"}, "b": {"cta": "Learn more"}}
+    effects = {e.value: e for e in attribute_effects(rows, attrs)}
+    assert (effects["Shop now"].ctr_low, effects["Shop now"].ctr_high) == (0.0, 1.0)
     low, high = wilson_interval(10, 100)
-    assert low == pytest.approx(0.0552, abs=1e-4) and high == pytest.approx(0.1744, abs=1e-4)
-    assert wilson_interval(0, 0) == (0.0, 1.0)
-    assert wilson_interval(0, 50)[0] == pytest.approx(0.0, abs=1e-12)
+    assert (effects["Learn more"].ctr_low, effects["Learn more"].ctr_high) == (low, high)
 
 
 def test_effects_pool_creatives_by_attribute_value_per_segment() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from services.features.attribution import RewardSpec
+from services.features.attribution import RewardRule
 from services.features.join import DECISIONS, EVENTS, JoinConfig, JoinTable, Outputs
 from services.features.stats import StatsKey, fold_partial, totals
 
@@ -60,7 +60,7 @@ REPLAY_CONFIG = JoinConfig(
 
 
 def make_join(table: dict | None = None, config: JoinConfig = CONFIG) -> JoinTable:
-    return JoinTable(LoggedTable(table or {}), config, lambda _c: RewardSpec())
+    return JoinTable(LoggedTable(table or {}), config, lambda _c: RewardRule())
 
 
 def dec(i: int, t: int, creative: str = "cr1", user: str = "u1") -> dict[str, Any]:

@@ -31,7 +31,7 @@ def _log(spool: Path, **kw: Any) -> DecisionLog:
 
 
 def _spooled_ids(log: DecisionLog, n: int) -> list[str]:
-    records, _ = log._read_spool(n)
+    records, _ = log._spool.read(n)
     return [k.decode() for k, _ in records]
 
 

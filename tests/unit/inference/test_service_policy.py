@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.inference.app import BadRequest, validate_request
+from services.inference.decide import BadRequest, validate_request
 from services.inference.policy import NoCreatives, Policy
 from services.inference.state import State
+from tests.polling import eventually
 
 SEG = "country=DE"
 
@@ -169,7 +170,6 @@ def test_bad_requests_name_the_field(
 
 async def test_moved_posteriors_are_refreshed_off_the_request_path() -> None:
     import asyncio
-    import time
 
     state = _state(_creative("a"), _creative("b"))
     policy = _policy(state, refresh_ms=20)
@@ -178,10 +178,13 @@ async def test_moved_posteriors_are_refreshed_off_the_request_path() -> None:
     assert policy.choose(_campaign(), SEG, "u").policy_version == v1  # served stale, not waited
     task = asyncio.create_task(policy.run_refresh())
     try:
-        deadline = time.monotonic() + 10
-        while (choice := policy.choose(_campaign(), SEG, "u")).policy_version == v1:
-            assert time.monotonic() < deadline, "snapshot never refreshed"
-            await asyncio.sleep(0.01)
+        await eventually(
+            lambda: policy.choose(_campaign(), SEG, "u").policy_version != v1,
+            10,
+            "the snapshot to refresh",
+            every_s=0.01,
+        )
+        choice = policy.choose(_campaign(), SEG, "u")
     finally:
         task.cancel()
     fresh = policy.propensities(_campaign(), SEG)

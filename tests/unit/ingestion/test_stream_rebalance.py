@@ -11,7 +11,8 @@ from aiokafka import TopicPartition
 
 from services.common.codec import SchemaRegistry
 from services.common.watermark import WatermarkCodec
-from services.ingestion.stream import IngestionStream, WatermarkOut, _Rebalance
+from services.ingestion.rebalance import StreamRebalance
+from services.ingestion.stream import IngestionStream, WatermarkOut
 from services.ingestion.transform import TransformPool, TransformSpec
 from services.ingestion.validation import Limits
 
@@ -55,7 +56,7 @@ def _stream(tail: _Tail) -> IngestionStream:
 async def test_chain_holding_the_lock_does_not_fetch_once_a_revoke_is_pending() -> None:
     tail = _Tail()
     stream = _stream(tail)
-    listener = _Rebalance(stream)
+    listener = StreamRebalance(stream)
     tps = [TopicPartition("raw", 0)]
     await listener.on_partitions_assigned(tps)
     assert not stream.rebalancing

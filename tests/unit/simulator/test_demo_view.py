@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from services.cli.demo import _live_view
+from services.cli.demo_view import live_view
 from services.cli.stack import Stack
 from services.common.settings import KafkaSettings
 from services.simulator.player import LiveStats
@@ -50,7 +50,7 @@ def test_live_view_shows_arms_models_and_creatives() -> None:
     )
     stats.events_sent, stats.events_unsent = 900, 7
     console = Console(record=True, width=140)
-    console.print(_live_view(SimpleNamespace(stats=stats), watch, supervisor, 180))
+    console.print(live_view(SimpleNamespace(stats=stats), watch, supervisor, 180))
     text = console.export_text()
     assert "optimized" in text and "20.00%" in text and "7.00%" in text
     assert "models published: 1 (latest 20261127T101500Z-3f2a)" in text

@@ -12,7 +12,8 @@ from rich.console import Console
 
 from services.simulator.groundtruth import GroundTruth
 from services.simulator.htmlreport import write_html
-from services.simulator.report import analyze, print_result
+from services.simulator.report import analyze
+from services.simulator.result_table import print_result
 from services.simulator.scenario import load_scenario
 
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10"/></svg>'

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.cli.campaign_spec import SpecError
+from services.common.campaign import SpecError
 from services.simulator.groundtruth import GroundTruth
 from services.simulator.scenario import load_scenario, parse_scenario
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from services.trainer.buffer import RewardRow
-from services.trainer.publisher import BuiltModel, build_model
+from services.trainer.pipeline import BuiltModel, build_model
 from services.trainer.synthetic import (
-    GroundTruth,
+    SyntheticTruth,
     synthetic_campaign,
     synthetic_catalog,
     synthetic_rewards,
@@ -22,14 +22,14 @@ from services.trainer.train import TrainConfig
 class Trained:
     campaign: dict[str, Any]
     catalog: list[dict[str, Any]]
-    truth: GroundTruth
+    truth: SyntheticTruth
     rewards: list[dict[str, Any]]
     built: BuiltModel
 
 
 @pytest.fixture(scope="session")
 def trained() -> Trained:
-    campaign, catalog, truth = synthetic_campaign(), synthetic_catalog(), GroundTruth()
+    campaign, catalog, truth = synthetic_campaign(), synthetic_catalog(), SyntheticTruth()
     rewards = synthetic_rewards(catalog, 12000, truth)
     rows = [RewardRow.from_record(r) for r in rewards]
     built = build_model(

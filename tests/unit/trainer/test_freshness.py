@@ -18,7 +18,6 @@ from services.trainer.metrics import Metrics
 from services.trainer.settings import Settings
 from services.trainer.state import TrainerState
 from services.trainer.synthetic import synthetic_rewards
-from services.trainer.train import TrainConfig
 from tests.unit.trainer.conftest import Trained
 
 
@@ -59,7 +58,7 @@ def test_retraining_on_the_same_data_publishes_nothing_new(
 ) -> None:
     registry = SchemaRegistry.load()
     topics = Topics.with_prefix("t.")
-    settings = Settings(buffer_path=tmp_path / "b.json.gz")  # type: ignore[call-arg]
+    settings = Settings(buffer_path=tmp_path / "b.json.gz", profile="small", gan_steps=20)  # type: ignore[call-arg]
     state = TrainerState(settings, registry, topics, TrainingBuffer(100_000, 10**13))
     state.campaigns["spring"] = trained.campaign
     state.creatives.update({c["creative_id"]: c for c in trained.catalog})
@@ -67,13 +66,12 @@ def test_retraining_on_the_same_data_publishes_nothing_new(
         state.buffer.add("spring", row)
     store = ModelStore(f"file://{tmp_path}/store")
     producer = _Producer()
-    cfg = TrainConfig.small().with_overrides(gan_steps=20)
     metrics = Metrics()
     target = _Publish(store, Signer(generate_key_pair()[0]), producer,
                       registry.codec("ModelPublished"), metrics)  # fmt: skip
 
     def publish() -> None:
-        asyncio.run(_train_and_publish(state, "spring", cfg, None, target))
+        asyncio.run(_train_and_publish(state, "spring", None, target))
 
     publish()
     assert len(producer.sent) == 1

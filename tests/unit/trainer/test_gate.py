@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.common.creative_space import CreativeSpace
 from services.common.model_store import ModelStore
 from services.common.signing import Signer, TrustedKeys, generate_key_pair
 from services.inference.artifacts import fetch_verified
 from services.inference.models import ModelBundle
-from services.trainer.publisher import QualityRefused, build_dataset, store_model
+from services.trainer.pipeline import QualityRefused, build_dataset, store_model
 from services.trainer.quality import QualityGate
-from services.trainer.space import CreativeSpace
 from services.trainer.synthetic import synthetic_campaign
 from services.trainer.train import SingleClassError, TrainConfig, TrainingData, train
 from tests.unit.trainer.conftest import Trained

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from services.common.creative_space import CreativeSpace
 from services.trainer.quality import (
     auc,
     detection_auc,
@@ -9,7 +10,6 @@ from services.trainer.quality import (
     fidelity,
     log_loss,
 )
-from services.trainer.space import CreativeSpace
 from services.trainer.synthetic import synthetic_campaign
 
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from services.common.creative_space import CreativeSpace
 from services.trainer.buffer import RewardRow
 from services.trainer.export import onnx_session
-from services.trainer.publisher import build_dataset
-from services.trainer.space import CreativeSpace
+from services.trainer.pipeline import build_dataset
 from services.trainer.synthetic import synthetic_campaign, synthetic_catalog, synthetic_rewards
 from services.trainer.train import TrainConfig, TrainingError, pick_device, train
 
@@ -195,7 +195,7 @@ def test_a_model_whose_export_disagrees_is_not_built(monkeypatch: pytest.MonkeyP
     from services.trainer import export
     from services.trainer.export import ExportError
     from services.trainer.model import Generator
-    from services.trainer.publisher import build_model
+    from services.trainer.pipeline import build_model
 
     real_export = export.export_generator
 
@@ -212,7 +212,7 @@ def test_a_model_whose_export_disagrees_is_not_built(monkeypatch: pytest.MonkeyP
 
 
 def test_settings_pick_the_training_profile(monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.trainer.app import train_config
+    from services.trainer.pipeline import train_config
     from services.trainer.settings import Settings
 
     monkeypatch.setenv("ADMUSE_TRAINER_PROFILE", "small")
@@ -225,7 +225,7 @@ def test_settings_pick_the_training_profile(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_a_campaign_without_segment_keys_trains_one_segment() -> None:
-    from services.trainer.publisher import build_model
+    from services.trainer.pipeline import build_model
 
     catalog = synthetic_catalog(n=6)
     rows = [
@@ -240,7 +240,7 @@ def test_a_campaign_without_segment_keys_trains_one_segment() -> None:
 
 
 def test_rewards_without_known_creatives_are_a_clear_error() -> None:
-    from services.trainer.publisher import build_model
+    from services.trainer.pipeline import build_model
 
     catalog = synthetic_catalog(n=6)
     rows = [RewardRow.from_record(r) for r in synthetic_rewards(catalog, 100, seed=5)]
@@ -251,7 +251,7 @@ def test_rewards_without_known_creatives_are_a_clear_error() -> None:
 def test_settings_set_the_reward_models_training_budget_and_bends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from services.trainer.app import train_config
+    from services.trainer.pipeline import train_config
     from services.trainer.settings import Settings
 
     monkeypatch.setenv("ADMUSE_TRAINER_PROFILE", "small")

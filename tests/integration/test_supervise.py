@@ -10,9 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from services.cli.stack import RUN_FILE, Stack, StackError
 from services.cli.supervise import Supervisor
 from tests.polling import eventually
+
+pytestmark = pytest.mark.integration  # starts processes
 
 
 class Child:

@@ -31,45 +31,43 @@ file updates the same creatives.
 
 from __future__ import annotations
 
-import json
 import re
-import sys
-import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.common.spec_files import (
+    SpecError,
+    control_chars,
+    format_validation_error,
+    parse_model,
+    read_spec_file,
+)
 
 __all__ = [
-    "Attribute", "CampaignSpec", "CategoricalAttribute", "ColorAttribute", "NumericAttribute",
-    "RewardSpec", "RewardWeights", "SeedCreative", "SpecError", "campaign_record",
-    "creative_records", "format_validation_error", "load_spec", "parse_spec", "read_spec_file",
-]  # fmt: skip
+    "Attribute",
+    "CampaignSpec",
+    "CategoricalAttribute",
+    "ColorAttribute",
+    "NumericAttribute",
+    "RewardSpec",
+    "RewardWeights",
+    "SeedCreative",
+    "SpecError",
+    "campaign_record",
+    "catalog_creative",
+    "creative_records",
+    "format_validation_error",
+    "load_spec",
+    "parse_spec",
+    "read_spec_file",
+]
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
-
-
-class SpecError(ValueError):
-    """A spec file that cannot be read or does not validate; the message names the field."""
-
-
-def _control_chars(value: Any, where: str = "") -> str | None:
-    """Where the first control character (NUL, newline, ESC, DEL, C1 ...) is in a value (keys
-    of dicts included) and which, as U+XXXX; None when there is none."""
-    if isinstance(value, str):
-        bad = next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
-        return None if bad is None else f"{where or 'value'} contains U+{ord(bad):04X}"
-    items: list[tuple[str, Any]] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            items += [(f"{where} key".strip(), k), (f"{where}.{k}".lstrip("."), v)]
-    elif isinstance(value, (list, tuple)):
-        items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
-    return next((found for w, v in items if (found := _control_chars(v, w))), None)
 
 
 class _Strict(BaseModel):
@@ -78,7 +76,7 @@ class _Strict(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_control_characters(cls, v: Any) -> Any:
-        found = _control_chars(v)
+        found = control_chars(v)
         if found:
             raise ValueError(f"{found}, a control character; text must be printable")
         return v
@@ -320,74 +318,38 @@ def creative_records(spec: CampaignSpec, now: datetime | None = None) -> list[di
                 if attr.kind == "numeric"
                 else (str(v).lower() if attr.kind == "color" else str(v))
             )
-        out.append(
-            {
-                "creative_id": spec.seed_id(seed),
-                "campaign_id": spec.campaign_id,
-                "origin": "catalog",
-                "name": seed.name,
-                "attributes": attrs,
-                "status": "live",
-                "segment": None,
-                "model_version": None,
-                "predicted_reward": None,
-                "prior_alpha": 1.0,
-                "prior_beta": 1.0,
-                "created_at": now,
-                "retired_at": None,
-            }
-        )
+        out.append(catalog_creative(spec.seed_id(seed), spec.campaign_id, seed.name, attrs, now))
     return out
 
 
-def format_validation_error(exc: ValidationError, source: str = "campaign spec") -> str:
-    """One line per problem: `source: field.path: message`."""
-    lines = []
-    for err in exc.errors():
-        loc = ""
-        for part in err["loc"]:
-            if isinstance(part, int):
-                loc += f"[{part}]"
-            elif part in ("categorical", "numeric", "color") and loc.endswith("]"):
-                continue  # the discriminator tag pydantic adds to the path
-            else:
-                loc += f".{part}" if loc else str(part)
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{source}: {loc + ': ' if loc else ''}{msg}")
-    return "\n".join(lines)
+def catalog_creative(
+    creative_id: str,
+    campaign_id: str,
+    name: str,
+    attributes: Mapping[str, str | float],
+    created_at: datetime | int,
+) -> dict[str, Any]:
+    """A live `Creative` record made by people (origin catalog), with a flat prior."""
+    return {
+        "creative_id": creative_id,
+        "campaign_id": campaign_id,
+        "origin": "catalog",
+        "name": name,
+        "attributes": dict(attributes),
+        "status": "live",
+        "segment": None,
+        "model_version": None,
+        "predicted_reward": None,
+        "prior_alpha": 1.0,
+        "prior_beta": 1.0,
+        "created_at": created_at,
+        "retired_at": None,
+    }
 
 
 def parse_spec(data: Any, source: str = "campaign spec") -> CampaignSpec:
     """Validate a mapping as a CampaignSpec; raise SpecError naming the fields at fault."""
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return CampaignSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source)) from None
-
-
-def read_spec_file(path: Path | str) -> Any:
-    """Parse a YAML (.yaml/.yml) or JSON file into Python data, with a clear error."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the file ({exc.strerror})") from None
-    try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SpecError(
-            f"{path}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}"
-        ) from None
-    except RecursionError:
-        raise SpecError(f"{path}: nested too deeply") from None
-    except ValueError:  # the parsers' only other ValueError: an integer with too many digits
-        raise SpecError(
-            f"{path}: a number has more than {sys.get_int_max_str_digits()} digits"
-        ) from None
+    return parse_model(CampaignSpec, data, source)
 
 
 def load_spec(path: Path | str) -> CampaignSpec:

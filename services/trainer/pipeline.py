@@ -1,10 +1,13 @@
-"""From buffered rewards to a published model: dataset, train, export, quality, store.
+"""From buffered rewards to a stored model: dataset, train, export, quality, store.
 
+`train_campaign` is the trainer's public entry point: the service loop and `admuse train`
+both call it with the trainer's `Settings` (profile, steps, seed, device, quality gate).
 `build_model` is pure computation (no Kafka) and ends with the quality gate's verdict in the
 metadata (`quality`: passed, reasons, thresholds); `store_model` refuses a model that failed
 the gate, writes the artifacts and their Ed25519 signature (`signature.json`, see
 services/common/signing.py) to the model store and returns the `ModelPublished` record. The
-service and `admuse train` share both.
+service and `admuse train` share both; announcing the record on `admuse.models` is theirs
+(this module sends nothing to Kafka).
 """
 
 from __future__ import annotations
@@ -19,16 +22,32 @@ from typing import Any
 import numpy as np
 import torch
 
+from services.common.creative_space import CreativeSpace, EncodingError
 from services.common.model_store import ModelStore
 from services.common.signing import SIGNATURE_FILE, Signer
 from services.trainer.buffer import RewardRow
 from services.trainer.export import OPSET, ExportedModels, export_and_check, onnx_session
 from services.trainer.model import Generator, RewardModel
 from services.trainer.quality import QualityGate, quality_report
-from services.trainer.space import CreativeSpace, EncodingError
-from services.trainer.train import Progress, TrainConfig, TrainingData, TrainingError, train
+from services.trainer.settings import Settings
+from services.trainer.train import (
+    Progress,
+    TrainConfig,
+    TrainingData,
+    TrainingError,
+    pick_device,
+    train,
+)
 
-__all__ = ["BuiltModel", "QualityRefused", "build_dataset", "build_model", "store_model"]
+__all__ = [
+    "BuiltModel",
+    "QualityRefused",
+    "build_dataset",
+    "build_model",
+    "store_model",
+    "train_campaign",
+    "train_config",
+]
 
 METADATA_FORMAT = 1
 
@@ -197,6 +216,42 @@ def build_model(
         metrics,
         result.generator,
         result.reward_model,
+    )
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    """The training configuration the settings' profile and overrides give."""
+    base = TrainConfig.small() if settings.profile == "small" else TrainConfig()
+    return base.with_overrides(
+        gan_steps=settings.gan_steps,
+        reward_epochs=settings.reward_epochs,
+        max_reward_steps=settings.reward_max_steps,
+        reward_bends=settings.reward_bends,
+    )
+
+
+def train_campaign(
+    settings: Settings,
+    campaign: Mapping[str, Any],
+    creatives: Mapping[str, Mapping[str, Any]],
+    rows: Sequence[RewardRow],
+    *,
+    seed: int | None = None,
+    device: torch.device | None = None,
+    progress: Progress | None = None,
+) -> BuiltModel:
+    """Train one campaign's generator and reward model as the trainer service does: the
+    settings' profile, seed (unless `seed` is given), device and quality gate. Returns the
+    judged model (`store_model` writes it); raises TrainingError/ExportError/EncodingError."""
+    return build_model(
+        campaign,
+        creatives,
+        rows,
+        train_config(settings),
+        seed=settings.seed if seed is None else seed,
+        device=device if device is not None else pick_device(settings.device),
+        progress=progress,
+        gate=settings.gate(),
     )
 
 

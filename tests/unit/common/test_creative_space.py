@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from services.trainer.space import CreativeSpace, EncodingError, segment_onehot
+from services.common.creative_space import CreativeSpace, EncodingError, segment_onehot
 from services.trainer.synthetic import synthetic_campaign, synthetic_catalog
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.cli.campaign_spec import (
+from services.common.campaign import (
     SpecError,
     campaign_record,
     creative_records,
@@ -207,7 +207,7 @@ def test_control_characters_are_refused_everywhere(where: str, bad: str) -> None
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_huge_numbers_get_our_words_not_pythons(tmp_path: Path, suffix: str) -> None:
-    from services.cli.campaign_spec import load_spec
+    from services.common.campaign import load_spec
 
     path = tmp_path / f"spec{suffix}"
     path.write_text('{"campaign_id": "x", "attribution_window": ' + "9" * 5000 + "}")

@@ -25,7 +25,9 @@ from services.ingestion.validation import Limits
 from tests.polling import eventually
 from tests.procs import alive_pids
 
-REPO = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.integration  # starts processes
+
+REPO = Path(__file__).resolve().parents[2]
 NOW = 1_795_000_000_000
 SPEC = TransformSpec(b"unit-secret", 4096, Limits())
 AVRO_V1 = SchemaRegistry.load().codec("AdEvent", 1)

@@ -1,16 +1,20 @@
 """The creative space as model tensors: encode creatives to vectors and decode them back.
 
-Pure numpy, no torch: the JSON form (`to_json`) is `metadata.json`'s `encoding`, so inference
-decodes generator output with the same rules (docs/contracts.md, "Model artifacts"):
+Pure numpy, no torch; one implementation for the trainer (strict: a creative that does not
+fit is an `EncodingError`) and inference (`encode_lenient`: unknown or missing values encode
+as zeros, so a stale creative never fails a request). The JSON form (`to_json`) is
+`metadata.json`'s `encoding` (docs/contracts.md, "Model artifacts"):
 categorical = one-hot over `values`; numeric = (x - min) / (max - min) in [0, 1]; color = three
 columns r, g, b in [0, 1] (`#rrggbb` = round(255 * c)).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -101,21 +105,12 @@ class CreativeSpace:
 
     @classmethod
     def from_json(cls, encoding: Iterable[Mapping[str, Any]]) -> CreativeSpace:
-        """From `metadata.json`'s `encoding` list."""
-        return cls(
-            [
-                Column(
-                    str(c["name"]),
-                    str(c["kind"]),
-                    int(c["offset"]),
-                    int(c["width"]),
-                    values=tuple(c.get("values") or ()),
-                    min=c.get("min"),
-                    max=c.get("max"),
-                )
-                for c in encoding
-            ]
-        )
+        """From `metadata.json`'s `encoding` list; an entry that breaks the contract (width,
+        values, finite min < max) is an `EncodingError` naming it."""
+        columns = [_column(c) for c in encoding]
+        if len({c.name for c in columns}) != len(columns):
+            raise EncodingError("duplicate attribute names in encoding")
+        return cls(columns)
 
     def to_json(self) -> list[dict[str, Any]]:
         return [c.to_json() for c in self.columns]
@@ -164,21 +159,59 @@ class CreativeSpace:
         v = np.asarray(vector, dtype=np.float64)
         if v.shape != (self.creative_dim,):
             raise EncodingError(f"vector has shape {v.shape}, expected ({self.creative_dim},)")
-        out: dict[str, str | float] = {}
+        return self.decode_many(v[None, :])[0]
+
+    def decode_many(
+        self, matrix: np.ndarray, digits: int | None = None
+    ) -> list[dict[str, str | float]]:
+        """Rows → attribute maps (values as in Creative records); numeric values rounded to
+        `digits` decimals when given. Rows keep their dtype (float32 from ONNX)."""
+        rows = np.asarray(matrix)
+        out: list[dict[str, str | float]] = [{} for _ in range(rows.shape[0])]
         for col in self.columns:
-            block = v[col.offset : col.offset + col.width]
+            part = rows[:, col.offset : col.offset + col.width]
             if col.kind == "categorical":
-                out[col.name] = col.values[int(np.argmax(block))]
+                for row, i in zip(out, part.argmax(axis=1), strict=True):
+                    row[col.name] = col.values[int(i)]
             elif col.kind == "numeric":
-                x = float(np.clip(block[0], 0.0, 1.0))
-                out[col.name] = float(col.min + x * (col.max - col.min))  # type: ignore[operator]
+                lo, hi = float(col.min), float(col.max)  # type: ignore[arg-type]
+                vals = lo + np.clip(part[:, 0], 0.0, 1.0) * (hi - lo)
+                for row, x in zip(out, vals, strict=True):
+                    row[col.name] = float(x) if digits is None else round(float(x), digits)
             else:
-                rgb = np.rint(255 * np.clip(block, 0.0, 1.0)).astype(int)
-                out[col.name] = "#" + "".join(f"{c:02x}" for c in rgb)
+                rgb = np.rint(255 * np.clip(part, 0.0, 1.0)).astype(int)
+                for row, (r, g, b) in zip(out, rgb, strict=True):
+                    row[col.name] = f"#{r:02x}{g:02x}{b:02x}"
         return out
 
-    def decode_many(self, matrix: np.ndarray) -> list[dict[str, str | float]]:
-        return [self.decode(row) for row in np.asarray(matrix)]
+    def encode_lenient(self, creatives: Sequence[Mapping[str, object]]) -> np.ndarray:
+        """Attribute maps (or Creative records) → float32 rows; unknown or missing values
+        encode as zeros (inference scores what it has; the trainer uses `encode`)."""
+        x = np.zeros((len(creatives), self.creative_dim), dtype=np.float32)
+        for r, creative in enumerate(creatives):
+            inner = creative.get("attributes")
+            attrs = inner if isinstance(inner, Mapping) else creative
+            for col in self.columns:
+                value = attrs.get(col.name)
+                if col.kind == "categorical":
+                    if isinstance(value, str) and value in col.values:
+                        x[r, col.offset + col.values.index(value)] = 1.0
+                elif col.kind == "numeric":
+                    if (
+                        isinstance(value, Real)
+                        and not isinstance(value, bool)
+                        and math.isfinite(float(value))
+                    ):
+                        lo, hi = col.min, col.max
+                        x[r, col.offset] = np.clip((float(value) - lo) / (hi - lo), 0, 1)  # type: ignore[operator]
+                elif isinstance(value, str) and len(value) == 7 and value.startswith("#"):
+                    try:
+                        x[r, col.offset : col.offset + 3] = [
+                            int(value[i : i + 2], 16) / 255.0 for i in (1, 3, 5)
+                        ]
+                    except ValueError:
+                        pass
+        return x
 
     def canonical(self, vector: np.ndarray) -> np.ndarray:
         """Re-encode a decoded vector: what the creative actually is once rendered."""
@@ -194,3 +227,27 @@ def segment_onehot(segments: Sequence[str], names: Sequence[str]) -> np.ndarray:
         if i is not None:
             out[row, i] = 1.0
     return out
+
+
+def _column(raw: Mapping[str, Any]) -> Column:
+    """One `encoding` entry, checked against the contract."""
+    try:
+        name, kind = str(raw["name"]), str(raw["kind"])
+        offset, width = int(raw["offset"]), int(raw["width"])
+        if kind == "categorical":
+            values = tuple(str(v) for v in raw["values"])
+            if width != len(values) or width < 1:
+                raise ValueError(f"width {width} != {len(values)} values")
+            return Column(name, kind, offset, width, values=values)
+        if kind == "numeric":
+            lo, hi = float(raw["min"]), float(raw["max"])
+            if width != 1 or not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+                raise ValueError("numeric needs width 1 and finite min < max")
+            return Column(name, kind, offset, width, min=lo, max=hi)
+        if kind == "color":
+            if width != 3:
+                raise ValueError("color needs width 3")
+            return Column(name, kind, offset, width)
+        raise ValueError(f"unknown kind {kind!r}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EncodingError(f"encoding entry {dict(raw)!r}: {exc}") from exc
