@@ -13,9 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import pytest
 import yaml
 
 from services.common.settings import KafkaSettings
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -41,18 +40,6 @@ PACE = {  # a trainer fast enough that two model versions exist within the test
     "ADMUSE_INFERENCE_CHALLENGER_PRECISION": "2.0",
     "ADMUSE_CONSOLE_REFRESH_S": "1",
 }
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy (returned); fail naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def env_file(path: Path) -> dict[str, str]:
@@ -92,7 +79,7 @@ def stack(kafka: KafkaSettings, tmp_path: Path) -> Any:
     )
     sim: list[subprocess.Popen[bytes]] = []
     try:
-        wait_for(
+        wait_until(
             lambda: proc.poll() is not None or (run / "console.env").exists(),
             200,
             "admuse up to start the console",
@@ -140,11 +127,11 @@ def test_console_runs_the_campaign_in_a_real_browser(stack: Any) -> None:
     run, sims, env = stack
     shots = run / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    access = wait_for(lambda: env_file(run / "console.env"), 30, "console.env")
+    access = wait_until(lambda: env_file(run / "console.env"), 30, "console.env")
     url = f"http://127.0.0.1:{access['ADMUSE_CONSOLE_HTTP_PORT']}"
     values = env_file(run / "run.env")
     decider = Decider(values["ADMUSE_SIMULATOR_DECIDE_URL"], values["ADMUSE_SIMULATOR_API_KEY"])
-    wait_for(lambda: _ok(f"{url}/readyz"), 200, "the console ready")
+    wait_until(lambda: _ok(f"{url}/readyz"), 200, "the console ready")
     spec = yaml.safe_load(SCENARIO.read_text())["campaign"]
     # Without its best seed ("Deal") the catalog is poor, so the first models expect generated
     # designs to beat it: they are proposed, and wait for review (approval: required).
@@ -194,7 +181,7 @@ def test_console_runs_the_campaign_in_a_real_browser(stack: Any) -> None:
             page.goto(f"{url}/creatives?campaign={CAMPAIGN}&status=live")
             page.locator(f"article[data-creative={blocked}] button[data-action=block]").click()
             expect(page.locator(".flash")).to_contain_text(f"{blocked}: block → blocked")
-            wait_for(lambda: blocked not in decider.served(60), 30, "the block to take effect")
+            wait_until(lambda: blocked not in decider.served(60), 30, "the block to take effect")
             assert blocked not in decider.served(150)
 
             # A generated creative waits for review; approved, Decide serves it.
@@ -206,7 +193,7 @@ def test_console_runs_the_campaign_in_a_real_browser(stack: Any) -> None:
             device = (card.get_attribute("data-segment") or "device=mobile").partition("=")[2]
             card.locator("button[data-action=approve]").click()
             expect(page.locator(".flash")).to_contain_text(f"{approved}: approve → live")
-            wait_for(
+            wait_until(
                 lambda: approved in decider.served(40, device or "mobile"),
                 90,
                 f"Decide to serve {approved}",
@@ -225,7 +212,7 @@ def test_console_runs_the_campaign_in_a_real_browser(stack: Any) -> None:
                 )
                 return [v for v in stored if now != "none" and v < now]
 
-            wait_for(older_versions, 240, "a model version older than the serving one")
+            wait_until(older_versions, 240, "a model version older than the serving one")
             # Decide is watched from the click on: the trainer may publish a newer model
             # seconds after the rollback, so the rolled-back version may serve only briefly.
             seen: set[str | None] = set()
@@ -241,7 +228,7 @@ def test_console_runs_the_campaign_in_a_real_browser(stack: Any) -> None:
                     "rows => rows.map(r => r.dataset.version)"
                 )
                 assert target in stored, (target, stored)
-                wait_for(lambda: target in seen, 30, f"inference to serve {target}")
+                wait_until(lambda: target in seen, 30, f"inference to serve {target}")
             finally:
                 watching.set()
                 watcher.join(30)
@@ -251,7 +238,7 @@ def test_console_runs_the_campaign_in_a_real_browser(stack: Any) -> None:
             page.goto(f"{url}/campaigns/{CAMPAIGN}")
             page.click("text=Pause")
             expect(page.locator("#state")).to_have_text("paused", timeout=15_000)
-            held = wait_for(
+            held = wait_until(
                 lambda: (d := decider.decide()).get("status") == "paused" and d, 30, "paused"
             )
             assert held["creative_id"] == f"{CAMPAIGN}-navy" and held["decision_id"] is None
