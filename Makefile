@@ -17,7 +17,7 @@ install: ## Create this checkout's environment (.venv, from deploy/lock/) and in
 	@$(MAKE) --no-print-directory proto
 
 EXTRAS := --extra ingestion --extra features --extra trainer --extra inference --extra simulator \
-  --extra report --extra bench --extra dev
+  --extra report --extra console --extra bench --extra dev
 lock: ## Re-resolve deploy/lock/{cpu,gpu}.txt from pyproject.toml's ranges (then commit them)
 	@for v in cpu gpu; do uv pip compile pyproject.toml $(EXTRAS) --extra onnx-$$v --generate-hashes \
 	  --universal --python-version 3.11 --no-header -q -o deploy/lock/$$v.txt || exit 1; done
@@ -29,7 +29,7 @@ proto: ## Generate gRPC code from proto/ (never edited by hand)
 	  $(PY) -m grpc_tools.protoc -Iservices/inference/generated=proto --python_out=. \
 	    --grpc_python_out=. --pyi_out=. proto/admuse/v1/*.proto; fi
 
-demo: install ## The main job: broker, services, simulator, report
+demo: install ## The main job: broker, services, console, simulator, report (DEMO_ARGS=--keep: console stays up)
 	@PATH=$(VENV)/bin:$$PATH $(VENV)/bin/admuse demo $(DEMO_ARGS)
 
 chaos: install ## The fault suite: faults under load, then the books (CHAOS_ARGS="--cycles 20")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -105,6 +106,22 @@ def run_cell(level: float, rate: float, seed: int, budget: float, timeout: float
     return {**cell, **summarize(json.loads(result_file.read_text()))}
 
 
+def run_virtual(level: float, rate: float, seed: int, budget: float, env: list[str]) -> dict:
+    """One cell on simulated time (`virtual_loop`): INFERENCE_X=v / TRAINER_X=v settings."""
+    from bench.virtual_loop import Cell
+    from bench.virtual_loop import run_cell as run_virtual_cell
+
+    raw, achieved = scenario_at(level)
+    pairs = dict(item.split("=", 1) for item in env)
+    inf = {k.removeprefix("INFERENCE_"): v for k, v in pairs.items() if k.startswith("INFERENCE_")}
+    trn = {k.removeprefix("TRAINER_"): v for k, v in pairs.items() if k.startswith("TRAINER_")}
+    t0 = time.monotonic()
+    out = run_virtual_cell(Cell(raw, rate, seed, budget, inference_env=inf, trainer_env=trn))
+    return {"level": level, "best_human_ctr": achieved, "rate": rate, "seed": seed,
+            "budget_s": budget, "wall_s": round(time.monotonic() - t0, 1), "virtual": True,
+            "env": pairs, **out}  # fmt: skip
+
+
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
     arms, gen, cr = result["arms"], result.get("generation"), result["creatives"]
     out: dict[str, Any] = {"requests": result["requests"], "failed": result["failed"]}
@@ -125,6 +142,11 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         out["verdict"] = "beats" if low > 0 else ("WORSE" if high < 0 else "not worse")
         t_low, t_high = gen["true_ctr_difference_low"], gen["true_ctr_difference_high"]
         out["verdict_true"] = "beats" if t_low > 0 else ("WORSE" if t_high < 0 else "not worse")
+        s_low = gen.get("true_ctr_difference_stratified_low", math.nan)
+        s_high = gen.get("true_ctr_difference_stratified_high", math.nan)
+        out["verdict_stratified"] = (
+            "beats" if s_low > 0 else ("WORSE" if s_high < 0 else "not worse")
+        )
     return out
 
 
@@ -143,15 +165,16 @@ def markdown(cells: list[dict[str, Any]]) -> str:
     head = (
         "| CTR level (best human) | req/s | seed | full loop true CTR % [95 %] | catalog bandit "
         "| control | regret/imp ×100: full / catalog / control | lift full vs catalog, "
-        "clicks [95 %] | true CTR diff pp [95 %] | verdict (clicks / true) | models | "
-        "admitted / promoted / retired |\n|" + "---|" * 12
+        "clicks [95 %] | true CTR diff pp [95 %] | per-segment true diff pp [95 %] | verdict "
+        "(clicks / true / per segment) | models | admitted / promoted / retired | challenger "
+        "share of full loop |\n|" + "---|" * 14
     )
     rows = [head]
     for c in cells:
         if "error" in c:
             rows.append(
                 f"| {_pct(c['level'], 1)} | {c['rate']:g} | {c['seed']} | failed "
-                f"(exit {c['exit']}) |" + " |" * 8
+                f"(exit {c['exit']}) |" + " |" * 10
             )
             continue
         g = c.get("generation") or {}
@@ -167,13 +190,23 @@ def markdown(cells: list[dict[str, Any]]) -> str:
             if g
             else "-"
         )
+        sdiff = (
+            f"{100 * g['true_ctr_difference_stratified']:+.2f} "
+            f"[{100 * g['true_ctr_difference_stratified_low']:+.2f}, "
+            f"{100 * g['true_ctr_difference_stratified_high']:+.2f}]"
+            if g and g.get("true_ctr_difference_stratified") is not None
+            else "-"
+        )
+        share = c.get("challenger_share")
         regret = " / ".join(f"{100 * s['regret_per_impression']:.2f}" for s in (o, k, n))
         rows.append(
             f"| {_pct(c['level'], 1)} ({_pct(c['best_human_ctr'])}) | {c['rate']:g} | "
             f"{c['seed']} | {_iv(o, 'true_ctr')} | {_iv(k, 'true_ctr')} | "
-            f"{_iv(n, 'true_ctr')} | {regret} | {lift} | {diff} | "
-            f"{c.get('verdict', '-')} / {c.get('verdict_true', '-')} | {c['models']} | "
-            f"{c['admitted']} / {c.get('promoted', '-')} / {c['retired']} |"
+            f"{_iv(n, 'true_ctr')} | {regret} | {lift} | {diff} | {sdiff} | "
+            f"{c.get('verdict', '-')} / {c.get('verdict_true', '-')} / "
+            f"{c.get('verdict_stratified', '-')} | {c['models']} | "
+            f"{c['admitted']} / {c.get('promoted', '-')} / {c['retired']} | "
+            f"{'-' if share is None else f'{100 * share:.1f} %'} |"
         )
     return "\n".join(rows)
 
@@ -189,6 +222,12 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=240.0, help="seconds of traffic per run")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per run, all in")
     ap.add_argument("--out", type=Path, default=REPO / ".run" / "bench-generation.jsonl")
+    ap.add_argument(
+        "--virtual",
+        action="store_true",
+        help="simulated time, no Kafka (bench/virtual_loop.py) instead of `admuse demo`",
+    )
+    ap.add_argument("--env", nargs="*", default=[], help="KEY=VALUE service settings (virtual)")
     args = ap.parse_args()
     pairs = (
         [(float(a), float(b)) for a, b in (c.split("x") for c in args.cells)]
@@ -201,7 +240,10 @@ def main() -> None:
     for level, rate in pairs:
         for seed in args.seeds:
             print(f"cell CTR {level:.1%} × {rate:g} req/s × seed {seed} ...", flush=True)
-            cell = run_cell(level, rate, seed, args.budget, args.timeout)
+            if args.virtual:
+                cell = run_virtual(level, rate, seed, args.budget, args.env)
+            else:
+                cell = run_cell(level, rate, seed, args.budget, args.timeout)
             cell["loadavg_before"] = load
             load = os.getloadavg()
             cells.append(cell)

@@ -53,3 +53,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   rm -f "$log"
   echo "$want" >"$stamp"
 fi
+
+# The console's browser tests drive Debian's chromium through Playwright (never a browser
+# download of Playwright's own): install it from the distribution when it is missing.
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "install.sh: installing Debian's chromium (browser tests of the console)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+    >/tmp/admuse-chromium.log 2>&1; then
+    cat /tmp/admuse-chromium.log >&2; echo "install.sh: apt-get install chromium failed" >&2; exit 1
+  fi
+fi

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 __all__ = ["eventually", "wait_until"]
 
@@ -29,12 +30,12 @@ async def eventually(
         await asyncio.sleep(every_s)
 
 
-def wait_until(
-    check: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.25
-) -> None:
-    """`eventually` for code without an event loop (a subprocess coming up)."""
+def wait_until(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.25) -> Any:
+    """`eventually` for code without an event loop (a subprocess coming up); returns the
+    check's first truthy result."""
     deadline = time.monotonic() + timeout_s
-    while not check():
+    while not (result := check()):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(every_s)
+    return result

@@ -22,6 +22,8 @@ Tools import only these names (the layer contract in pyproject.toml checks it).
 
 from services.analysis.compare import ArmComparison, compare_arms
 from services.analysis.dataset import LoggedData
+from services.analysis.effects import GroupEffect
+from services.analysis.effects import attribute_effects as group_attribute_effects
 from services.analysis.kafka_io import (
     CampaignLogs,
     ReadWindow,
@@ -30,6 +32,7 @@ from services.analysis.kafka_io import (
     parse_offsets,
     parse_time,
     read_bandit_state,
+    read_latest,
     read_topic,
     write_replay,
 )
@@ -54,7 +57,7 @@ from services.analysis.policies import (
     uniform,
 )
 from services.analysis.replay import ColumnMapping, ReplayError, read_logs
-from services.analysis.report import CampaignReport, build_report
+from services.analysis.report import CampaignReport, build_report, report_from_logs
 from services.analysis.stats import (
     Lift,
     Rate,
@@ -73,6 +76,7 @@ __all__ = [
     "CampaignLogs",
     "CampaignReport",
     "ColumnMapping",
+    "GroupEffect",
     "Lift",
     "LoggedData",
     "OpeResult",
@@ -91,6 +95,7 @@ __all__ = [
     "fixed",
     "from_distribution",
     "greedy",
+    "group_attribute_effects",
     "load_bandit_state",
     "load_campaign",
     "load_distribution",
@@ -103,9 +108,11 @@ __all__ = [
     "prob_beats",
     "rate",
     "read_bandit_state",
+    "read_latest",
     "read_logs",
     "read_topic",
     "relative_lift",
+    "report_from_logs",
     "report_html",
     "sequential_test",
     "srm_test",

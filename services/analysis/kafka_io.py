@@ -192,7 +192,9 @@ def rewards_to_data(rewards: list[dict[str, Any]]) -> LoggedData:
     Context is the record's segment; extra columns: decision_id, rewarded_at_ms, shown.
     """
     latest = {r["decision_id"]: r for r in rewards}
-    rows = list(latest.values())
+    # in decision order, not in the order partitions happened to arrive: the same records give
+    # the same floating-point sums, so two readers (CLI, console) report the same numbers
+    rows = sorted(latest.values(), key=lambda r: (_ms(r["decided_at"]), r["decision_id"]))
     return LoggedData.from_columns(
         context=[r["segment"] for r in rows],
         action=[r["creative_id"] for r in rows],

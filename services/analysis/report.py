@@ -23,11 +23,12 @@ from services.analysis.dataset import LoggedData
 from services.analysis.effects import GroupEffect, attribute_effects, creative_effects
 from services.analysis.stats import Rate, SrmResult, rate, srm_test
 
-__all__ = ["ArmRow", "CampaignReport", "build_report"]
+__all__ = ["PENDING_NOTE_SHARE", "ArmRow", "CampaignReport", "build_report", "report_from_logs"]
 
 CONTROL = "control"
 CATALOG = "catalog"
 TREATMENT = "optimized"
+PENDING_NOTE_SHARE = 0.05  # above this share of pending decisions the report says so
 
 
 @dataclass(frozen=True)
@@ -216,3 +217,50 @@ def _history(
             (float(a), int(b), float(c), int(d)) for a, b, c, d in zip(cs, cn, ts, tn, strict=True)
         ]
     return out
+
+
+def report_from_logs(
+    campaign_id: str,
+    logs: Any,
+    *,
+    control_share: float | None = None,
+    from_ms: int | None = None,
+    to_ms: int | None = None,
+    looks: int = 200,
+) -> CampaignReport:
+    """The report of `admuse report` and the console from what `load_campaign` read (a
+    `CampaignLogs`): the campaign's configured shares unless `control_share` is given, plus
+    the notes on undecodable records, pending decisions and an empty range."""
+    share = control_share
+    catalog_share = 0.0
+    if logs.campaign is not None:
+        catalog_share = float(logs.campaign.get("catalog_share") or 0.0)
+        if share is None:
+            share = float(logs.campaign["holdout_share"])
+    result = build_report(
+        campaign_id,
+        logs.rewards,
+        decision_arms=logs.decision_arms,
+        expected_control_share=share,
+        expected_catalog_share=catalog_share,
+        attributes=logs.attributes,
+        from_ms=from_ms,
+        to_ms=to_ms,
+        looks=looks,
+    )
+    for name, st in logs.stats.items():
+        if st.undecodable:
+            result.notes.append(
+                f"{st.undecodable} record(s) of {name} did not decode and were skipped"
+            )
+    pending = sum(row.pending for row in result.arms)
+    total = sum(row.impressions for row in result.arms)
+    pending_share = pending / total if total else 0.0
+    if pending_share > PENDING_NOTE_SHARE:
+        result.notes.append(
+            f"{pending} of {total} decisions ({pending_share:.1%}) have no Reward yet "
+            "(attribution window still open): rates and comparisons will move as they close"
+        )
+    if logs.rewards.n == 0 and logs.decision_arms is not None and len(logs.decision_arms) == 0:
+        result.notes.append(f"no decisions or rewards of campaign {campaign_id!r} in range")
+    return result

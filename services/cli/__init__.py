@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from services.cli import campaign, demo, tail, topics
+from services.cli import campaign, creatives, demo, tail, topics
 from services.cli import erase as erase_cmd
 from services.cli import keys as keys_cmd
 from services.cli import models as models_cmd
@@ -18,18 +18,24 @@ from services.cli import report as report_cmd
 from services.cli import train as train_cmd
 from services.cli import up as up_cmd
 from services.cli.campaign import ApplyResult, apply_spec, wait_for_leaders
+from services.cli.models import ModelOpError, pin_version, rollback_model, stored_versions
 from services.cli.stack import Stack, StackError, warm_up_coordinators
 from services.cli.supervise import Supervisor
 
-# `app`/`main` are the command; the rest is what the fault suite (services/chaos) drives.
+# `app`/`main` are the command; the rest is what the fault suite (services/chaos) and the
+# console (services/console) use.
 __all__ = [
     "ApplyResult",
+    "ModelOpError",
     "Stack",
     "StackError",
     "Supervisor",
     "app",
     "apply_spec",
     "main",
+    "pin_version",
+    "rollback_model",
+    "stored_versions",
     "wait_for_leaders",
     "warm_up_coordinators",
 ]
@@ -44,6 +50,7 @@ app = typer.Typer(
 # One line per command module; each defines `register(app)`.
 topics.register(app)
 campaign.register(app)
+creatives.register(app)
 demo.register(app)
 up_cmd.register(app)
 ope_cmd.register(app)

@@ -1,25 +1,26 @@
-"""`admuse campaign apply|show FILE`: validate a campaign spec and publish it.
+"""`admuse campaign apply|show FILE`: validate a campaign spec and publish it;
+`admuse campaign list` and `pause|resume|stop ID`: the lifecycle (services/common/lifecycle.py).
 
 `apply` publishes the `Campaign` record (key campaign_id) to `admuse.campaigns` with the next
 revision, every seed as a live catalog `Creative` to `admuse.creatives`, and retires catalog
 creatives of this campaign that an earlier apply published and the file no longer lists.
 The spec format is documented in `services/common/campaign.py`, the one campaign model.
+Apply keeps the campaign's lifecycle state: a paused campaign stays paused when its spec
+changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from services.common.campaign import (
@@ -29,6 +30,8 @@ from services.common.campaign import (
     creative_records,
     load_spec,
 )
+from services.common.compacted import quiet_new_topic_noise, read_compacted
+from services.common.review import is_blocked
 from services.domains import DomainError, check_record
 
 __all__ = ["ApplyResult", "apply_spec", "register", "wait_for_leaders"]
@@ -38,6 +41,10 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Validate and publish campaign specs.", no_args_is_help=True)
     group.command("apply")(apply)
     group.command("show")(show)
+    group.command("list")(list_campaigns)
+    group.command("pause")(pause)
+    group.command("resume")(resume)
+    group.command("stop")(stop)
     app.add_typer(group, name="campaign")
 
 
@@ -47,6 +54,8 @@ class ApplyResult:
     revision: int
     creatives: list[str]
     retired: list[str]
+    blocked: list[str] = field(default_factory=list)  # seeds a person blocked: not published
+    state: str = "active"  # the lifecycle state, kept across applies
 
 
 def _load_or_exit(file: Path) -> CampaignSpec:
@@ -80,7 +89,8 @@ def show(file: Annotated[Path, typer.Argument(help="Campaign spec, YAML or JSON.
         f"segment keys: {', '.join(spec.segment_keys) or '(none: one segment)'}; "
         f"reward: {spec.reward.kind}; attribution window: {spec.attribution_window:g}s; "
         f"holdout: {spec.holdout_share:.0%}; min contrast: {spec.min_contrast:g}; "
-        f"max generated per segment: {spec.max_generated}"
+        f"max generated per segment: {spec.max_generated}; approval: {spec.approval}; "
+        f"fallback: {spec.fallback or '(none)'}"
     )
     attrs = Table("attribute", "kind", "domain", title="creative space")
     for a in spec.attributes:
@@ -129,7 +139,64 @@ def apply(
         f"applied campaign [bold]{result.campaign_id}[/bold] revision {result.revision}: "
         f"{len(result.creatives)} catalog creative(s) live"
         + (f", retired {', '.join(result.retired)}" if result.retired else "")
+        + (f"; blocked, so not published: {', '.join(result.blocked)}" if result.blocked else "")
+        + (f"; the campaign stays {result.state}" if result.state != "active" else "")
     )
+
+
+_CampaignId = Annotated[str, typer.Argument(help="The campaign's id.")]
+_By = Annotated[
+    str | None, typer.Option("--by", help="Who acts (state_changed_by); default: $USER.")
+]
+
+
+def pause(campaign_id: _CampaignId, by: _By = None) -> None:
+    """Pause a campaign: Decide answers its fallback creative (or none), status 'paused'."""
+    _change(campaign_id, "pause", by)
+
+
+def resume(campaign_id: _CampaignId, by: _By = None) -> None:
+    """Resume a paused campaign: Decide runs the experiment again."""
+    _change(campaign_id, "resume", by)
+
+
+def stop(campaign_id: _CampaignId, by: _By = None) -> None:
+    """Stop a campaign for good (like pause, with status 'stopped'; it cannot resume)."""
+    _change(campaign_id, "stop", by)
+
+
+def _change(campaign_id: str, action: str, by: str | None) -> None:
+    from services.common.campaign_ops import change_campaign_state, operator
+    from services.common.lifecycle import LifecycleError
+    from services.common.settings import KafkaSettings
+
+    try:
+        change = asyncio.run(
+            change_campaign_state(KafkaSettings(), campaign_id, action, by=by or operator())
+        )
+    except LifecycleError as exc:
+        Console(stderr=True).print(f"[red]{action} refused[/red]: {exc}", highlight=False)
+        raise typer.Exit(3 if exc.reason == "unknown_campaign" else 2) from None
+    if change.changed:
+        Console().print(
+            f"campaign [bold]{campaign_id}[/bold]: {change.before} → {change.after} "
+            f"(revision {change.revision})"
+        )
+    else:
+        Console().print(f"campaign [bold]{campaign_id}[/bold] is already {change.after}")
+
+
+def list_campaigns() -> None:
+    """List the campaigns on Kafka with their state, approval mode and fallback."""
+    from services.common.campaign_ops import read_campaigns
+    from services.common.settings import KafkaSettings
+
+    campaigns = asyncio.run(read_campaigns(KafkaSettings()))
+    table = Table("campaign_id", "name", "state", "approval", "fallback", "revision")
+    for cid, c in sorted(campaigns.items()):
+        cells = (cid, c["name"], c["state"], c["approval"], c["fallback_creative_id"] or "-")
+        table.add_row(*map(escape, cells), str(c["revision"]))
+    Console().print(table)
 
 
 async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = None) -> ApplyResult:
@@ -147,14 +214,25 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
     if created:
         await wait_for_leaders(kafka, created)
 
-    previous = await _read_compacted(kafka, topics.campaigns.name, campaign_codec)
+    previous = await read_compacted(kafka, topics.campaigns.name, campaign_codec)
     prior = previous.get(spec.campaign_id)
     revision = (prior["revision"] + 1) if prior else 1
-    creatives = creative_records(spec, now)
+    record = campaign_record(spec, revision, now)
+    if prior:  # the lifecycle is not the spec's to change
+        keep = ("state", "state_changed_at", "state_changed_by")
+        record.update({k: prior[k] for k in keep})
+    existing = await read_compacted(kafka, topics.creatives.name, creative_codec)
+    # A person's review outlives the spec: a blocked seed stays blocked, a pin stays pinned.
+    seeds = creative_records(spec, now)
+    blocked = sorted(c["creative_id"] for c in seeds if is_blocked(existing.get(c["creative_id"])))
+    creatives = [
+        {**c, **{k: existing[cid].get(k) for k in ("pinned", "reviewed_by") if cid in existing}}
+        for c in seeds
+        if (cid := c["creative_id"]) not in blocked
+    ]
     live_ids = {c["creative_id"] for c in creatives}
-    existing = await _read_compacted(kafka, topics.creatives.name, creative_codec)
     stale = [
-        {**c, "status": "retired", "retired_at": now}
+        {**c, "status": "retired", "retired_at": now, "pinned": None}
         for c in existing.values()
         if c["campaign_id"] == spec.campaign_id
         and c["origin"] == "catalog"
@@ -167,65 +245,32 @@ async def apply_spec(kafka: Any, spec: CampaignSpec, *, now: datetime | None = N
     try:
         await producer.send(
             topics.campaigns.name,
-            campaign_codec.encode(campaign_record(spec, revision, now)),
+            campaign_codec.encode(record),
             key=spec.campaign_id.encode(),
         )
-        for record in [*creatives, *stale]:
+        for creative in [*creatives, *stale]:
             await producer.send(
                 topics.creatives.name,
-                creative_codec.encode(record),
-                key=record["creative_id"].encode(),
+                creative_codec.encode(creative),
+                key=creative["creative_id"].encode(),
             )
         await producer.flush()
     finally:
         await producer.stop()
     return ApplyResult(
-        spec.campaign_id, revision, sorted(live_ids), sorted(c["creative_id"] for c in stale)
+        spec.campaign_id,
+        revision,
+        sorted(live_ids),
+        sorted(c["creative_id"] for c in stale),
+        blocked,
+        record["state"],
     )
-
-
-async def _read_compacted(kafka: Any, topic: str, codec: Any) -> dict[str, dict[str, Any]]:
-    """Latest decodable value per key of a (small, compacted) topic; tombstones remove keys."""
-    from services.common.codec import CodecError
-    from services.common.kafka import read_from_beginning
-
-    out: dict[str, dict[str, Any]] = {}
-
-    def keep(rec: Any) -> None:
-        key = rec.key.decode("utf-8", "replace") if rec.key else ""
-        if rec.value is None:
-            out.pop(key, None)
-            return
-        try:
-            out[key] = codec.decode(rec.value)
-        except CodecError:
-            pass  # not ours to judge here; the owning service dead-letters it
-
-    with _quiet_new_topic_noise():
-        await read_from_beginning(kafka, [topic], keep, timeout_s=30)
-    return out
 
 
 async def wait_for_leaders(kafka: Any, names: list[str], timeout_s: float = 30.0) -> None:
     """Poll metadata until every partition of freshly created topics has a leader."""
-    with _quiet_new_topic_noise():
+    with quiet_new_topic_noise():
         await _wait_for_leaders(kafka, names, timeout_s)
-
-
-@contextlib.contextmanager
-def _quiet_new_topic_noise() -> Iterator[None]:
-    """aiokafka logs "not found in cluster metadata" / NotLeaderForPartition while a fresh
-    topic's leader settles; it retries them itself, and a lasting failure still raises. Quiet
-    those loggers for the moment it takes."""
-    loggers = [logging.getLogger(n) for n in ("aiokafka.cluster", "aiokafka.consumer.fetcher")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 async def _wait_for_leaders(kafka: Any, names: list[str], timeout_s: float) -> None:

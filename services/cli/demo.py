@@ -15,12 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +25,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.demo_artifacts import fetch_svgs, save_metrics, wanted
 from services.cli.demo_view import show_live
+from services.cli.local_broker import ensure_broker, kafka_script
 
 __all__ = ["register"]
 
@@ -71,6 +69,9 @@ def demo(
         list[str] | None, typer.Option(help="Extra KEY=VALUE for every service (repeatable).")
     ] = None,
     live: Annotated[bool, typer.Option(help="Show the live view (off: a line every 10 s).")] = True,
+    keep: Annotated[
+        bool, typer.Option(help="After the traffic, keep the console and services up until Ctrl-C.")
+    ] = False,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -102,7 +103,7 @@ def demo(
     prefix = topic_prefix if topic_prefix is not None else f"demo-{stamp}."
     stack = _stack_for(console, run, prefix, extra, resume is not None)
     code = asyncio.run(
-        _demo(console, scen, run, budget, seed, rate, stack, keep_kafka, ready_timeout, live)
+        _demo(console, scen, run, budget, seed, rate, stack, keep_kafka, ready_timeout, live, keep)
     )
     raise typer.Exit(code)
 
@@ -145,8 +146,10 @@ async def _demo(
     keep_kafka: bool,
     ready_timeout: float,
     live: bool,
+    keep: bool = False,
 ) -> int:
     from services.cli.campaign import apply_spec, wait_for_leaders
+    from services.cli.console_proc import start_console
     from services.cli.stack import StackError, warm_up_coordinators
     from services.cli.supervise import Supervisor
     from services.common.kafka import ensure_topics
@@ -172,7 +175,7 @@ async def _demo(
     kafka = KafkaSettings().model_copy(
         update={"topic_prefix": prefix, "bootstrap_servers": stack.bootstrap}
     )
-    started_kafka = await _ensure_broker(console, kafka)
+    started_kafka = await ensure_broker(console, kafka)
     created = await ensure_topics(kafka, Topics.from_settings(kafka))
     await wait_for_leaders(kafka, created)
     await warm_up_coordinators(kafka)
@@ -196,6 +199,7 @@ async def _demo(
     code = 0
     try:
         stack.start(_REPO)
+        console_url, console_key = start_console(stack, _REPO)
         console.print(f"started {', '.join(stack.processes)}; logs in {run / 'logs'}")
         t0 = time.monotonic()
         await asyncio.to_thread(stack.wait_ready, ready_timeout, None, stop.is_set)
@@ -203,7 +207,8 @@ async def _demo(
             raise StackError("interrupted while the services were starting")
         console.print(
             f"services ready in {time.monotonic() - t0:.0f}s; playing {budget:.0f}s of "
-            f"traffic (scenario {scen.campaign.campaign_id}, seed {seed})"
+            f"traffic (scenario {scen.campaign.campaign_id}, seed {seed})\n"
+            f"console: [bold]{console_url}[/bold] sign-in key [bold]{console_key}[/bold]"
         )
         sup_task = asyncio.create_task(supervisor.run(sup_stop), name="supervisor")
         await watch.start()
@@ -224,9 +229,15 @@ async def _demo(
         )
         await show_live(console, sim, player_box, watch, supervisor, budget, live)
         await sim
+        if keep and not stop.is_set():
+            console.print(
+                f"traffic done; the console stays up at {console_url} (key {console_key}) "
+                "with the services and the broker: Ctrl-C stops them and prints the report"
+            )
+            await stop.wait()
         if interrupts["n"] < 2:
-            svgs = await _fetch_svgs(stack, _wanted(run, watch, scen))
-            await _save_metrics(stack, run)
+            svgs = await fetch_svgs(stack, wanted(run, watch, scen))
+            await save_metrics(stack, run)
     except StackError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         code = 1
@@ -245,7 +256,7 @@ async def _demo(
         if started_kafka and not keep_kafka:
             console.print("stopping the broker this demo started (--keep-kafka leaves it)")
             port = int(kafka.bootstrap_servers.split(",")[0].rpartition(":")[2])
-            await asyncio.to_thread(_kafka_script, "down", port)
+            await asyncio.to_thread(kafka_script, "down", port)
     if interrupts["n"] >= 2:
         console.print(f"interrupted twice: no report; results so far in {run}")
         return 130
@@ -268,105 +279,6 @@ def print_services(console: Console, services: dict[str, dict[str, Any]]) -> Non
         exits = ", ".join(str(c) for c in s["exits"]) or "-"
         table.add_row(name, state, str(s["restarts"]), f"{s['down_s']:.0f}", exits)
     console.print(table)
-
-
-async def _ensure_broker(console: Console, kafka: Any) -> bool:
-    """True when this demo started the broker (deploy/kafka/kafka.sh up)."""
-    from services.common.kafka import wait_for_broker
-
-    host, _, port = kafka.bootstrap_servers.split(",")[0].rpartition(":")
-    with _quiet_connect_errors():
-        try:
-            await wait_for_broker(kafka, 3)
-            console.print(f"Kafka answers at {kafka.bootstrap_servers} (leaving it as it is)")
-            return False
-        except TimeoutError:
-            pass
-        if host not in ("127.0.0.1", "localhost"):
-            console.print(f"[red]no broker answers at {kafka.bootstrap_servers}[/red]")
-            raise typer.Exit(1)
-        console.print(
-            f"no broker answering: starting one on port {port} (deploy/kafka/kafka.sh up)"
-        )
-        await asyncio.to_thread(_kafka_script, "up", int(port))
-        await wait_for_broker(kafka, 60)
-    return True
-
-
-@contextlib.contextmanager
-def _quiet_connect_errors() -> Iterator[None]:
-    """aiokafka logs every refused connection while we probe for a broker: expected here."""
-    log = logging.getLogger("aiokafka")
-    level = log.level
-    log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def _kafka_script(action: str, port: int) -> None:
-    """deploy/kafka/kafka.sh for the broker at 127.0.0.1:<port> (own data folder off 9092)."""
-    import os
-
-    env = {**os.environ, "PYTHON": sys.executable, "ADMUSE_KAFKA_PORT": str(port)}
-    if port != 9092:
-        env.setdefault("ADMUSE_KAFKA_CONTROLLER_PORT", str(port + 1))
-        env.setdefault("ADMUSE_KAFKA_DATA_DIR", str(_REPO / ".run" / f"kafka-{port}"))
-    subprocess.run([str(_REPO / "deploy/kafka/kafka.sh"), action], check=True, env=env)
-
-
-def _wanted(run: Path, watch: Any, scen: Any) -> list[str]:
-    from collections import Counter
-
-    from services.simulator import load_results
-
-    rows, _ = load_results(run / "results.jsonl")
-    served = Counter(r["creative_id"] for r in rows)
-    want = [cid for cid, _ in served.most_common(12)]
-    want += [c["creative_id"] for c in watch.generated if c["creative_id"] not in want]
-    want += [scen.campaign.seed_id(s) for s in scen.campaign.seeds]
-    return list(dict.fromkeys(want))[:40]
-
-
-async def _fetch_svgs(stack: Any, ids: list[str]) -> dict[str, str | bytes]:
-    """Each creative's rendering from inference's renderer, while it still runs: the SVG
-    (banner, film storyboard), else the WAV (music) as bytes."""
-    import httpx
-
-    out: dict[str, str | bytes] = {}
-    async with httpx.AsyncClient(
-        base_url=stack.decide_url, timeout=5.0, headers={"X-API-Key": stack.api_key}
-    ) as client:
-        for cid in ids:
-            with contextlib.suppress(httpx.HTTPError):
-                resp = await client.get(f"/v1/creatives/{cid}.svg")
-                if resp.status_code == 200 and resp.text.lstrip().startswith("<svg"):
-                    out[cid] = resp.text
-                elif resp.status_code == 404:
-                    wav = await client.get(f"/v1/creatives/{cid}.wav")
-                    if wav.status_code == 200 and wav.content[:4] == b"RIFF":
-                        out[cid] = wav.content
-    return out
-
-
-async def _save_metrics(stack: Any, run: Path) -> None:
-    """Each HTTP service's /metrics at the end of the run, for diagnosis (Decide latency…)."""
-    import httpx
-
-    urls = {
-        "inference": f"{stack.decide_url}/metrics",
-        "ingestion": f"http://127.0.0.1:{stack.ingestion_port}/metrics",
-        "features": f"http://127.0.0.1:{stack.features_port}/metrics",
-    }
-    async with httpx.AsyncClient(timeout=5.0, headers={"X-API-Key": stack.api_key}) as client:
-        for name, url in urls.items():
-            with contextlib.suppress(httpx.HTTPError, OSError):
-                resp = await client.get(url)
-                if resp.status_code == 200:
-                    await asyncio.to_thread(
-                        (run / "logs" / f"{name}.metrics.txt").write_text, resp.text
-                    )
 
 
 def _finish(

@@ -19,7 +19,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["register"]
+__all__ = [
+    "ModelOpError",
+    "pin_version",
+    "register",
+    "rollback_model",
+    "serving_version",
+    "stored_versions",
+]
 
 models_app = typer.Typer(help="Model versions: list, pin, roll back.", no_args_is_help=True)
 _FILES = {
@@ -132,34 +139,67 @@ def list_models(campaign: str = typer.Argument(..., help="Campaign id.")) -> Non
     Console().print(table)
 
 
+class ModelOpError(ValueError):
+    """A pin or rollback that cannot be done (no such version, nothing older)."""
+
+
+def stored_versions(store: Any, campaign: str) -> list[dict[str, Any]]:
+    """Every signed version of `campaign`, oldest first, with its metadata (quality report)."""
+    out = []
+    for version in _versions(store, campaign):
+        meta = json.loads(store.get(store.uri_of(f"{campaign}/{version}/metadata.json")))
+        out.append({"version": version, "metadata": meta})
+    return out
+
+
+async def serving_version(settings: Any, campaign: str) -> str | None:
+    """The version inference serves now (the newest admuse.models record of `campaign`)."""
+    return await _serving(settings, campaign)
+
+
+async def pin_version(settings: Any, campaign: str, version: str) -> None:
+    """Serve a stored, signed version now: publish its record to admuse.models again."""
+    from services.common.model_store import ModelStore
+
+    store = ModelStore(settings.model_store_url)
+    if version not in _versions(store, campaign):
+        raise ModelOpError(f"{campaign} has no signed version {version!r}")
+    await _publish(settings, _record(store, campaign, version))
+
+
+async def rollback_model(settings: Any, campaign: str) -> tuple[str | None, str]:
+    """Serve the newest stored version older than the serving one; (from, to)."""
+    from services.common.model_store import ModelStore
+
+    store = ModelStore(settings.model_store_url)
+    serving = await _serving(settings, campaign)
+    older = [v for v in _versions(store, campaign) if serving is None or v < serving]
+    if not older:
+        raise ModelOpError(f"{campaign}: no stored version before {serving}")
+    await _publish(settings, _record(store, campaign, older[-1]))
+    return serving, older[-1]
+
+
 @models_app.command("pin")
 def pin(
     campaign: str = typer.Argument(..., help="Campaign id."),
     version: str = typer.Argument(..., help="A stored version (see `admuse models list`)."),
 ) -> None:
     """Serve a stored version now (published again to admuse.models)."""
-    from services.common.model_store import ModelStore
-
-    settings = _settings()
-    store = ModelStore(settings.model_store_url)
-    if version not in _versions(store, campaign):
-        Console(stderr=True).print(f"[red]{campaign} has no signed version {version!r}[/red]")
-        raise typer.Exit(2)
-    asyncio.run(_publish(settings, _record(store, campaign, version)))
+    try:
+        asyncio.run(pin_version(_settings(), campaign, version))
+    except ModelOpError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     Console(stderr=True).print(f"published {campaign} {version}; inference swaps it in")
 
 
 @models_app.command("rollback")
 def rollback(campaign: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Serve the newest stored version older than the serving one."""
-    from services.common.model_store import ModelStore
-
-    settings = _settings()
-    store = ModelStore(settings.model_store_url)
-    serving = asyncio.run(_serving(settings, campaign))
-    older = [v for v in _versions(store, campaign) if serving is None or v < serving]
-    if not older:
-        Console(stderr=True).print(f"[red]{campaign}: no stored version before {serving}[/red]")
-        raise typer.Exit(2)
-    asyncio.run(_publish(settings, _record(store, campaign, older[-1])))
-    Console(stderr=True).print(f"rolled {campaign} back from {serving} to {older[-1]}")
+    try:
+        serving, to = asyncio.run(rollback_model(_settings(), campaign))
+    except ModelOpError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    Console(stderr=True).print(f"rolled {campaign} back from {serving} to {to}")

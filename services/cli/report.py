@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_BAD_INPUT", "EXIT_SRM", "register", "report"]
 
 EXIT_SRM = 4
-PENDING_NOTE_SHARE = 0.05  # above this share of pending decisions the report says so
 
 
 def register(app: typer.Typer) -> None:
@@ -68,10 +67,10 @@ def report(
 
     from services.analysis import (
         ReadWindow,
-        build_report,
         parse_offsets,
         parse_time,
         print_report,
+        report_from_logs,
         report_html,
         write_html,
         write_json,
@@ -91,38 +90,12 @@ def report(
     except ValueError as exc:
         fail(str(exc))
     logs = _load(campaign, d_window, r_window)
-    share = control_share
-    catalog_share = 0.0
-    if logs.campaign is not None:
-        catalog_share = float(logs.campaign.get("catalog_share") or 0.0)
-        if share is None:
-            share = float(logs.campaign["holdout_share"])
-    result = build_report(
-        campaign,
-        logs.rewards,
-        decision_arms=logs.decision_arms,
-        expected_control_share=share,
-        expected_catalog_share=catalog_share,
-        attributes=logs.attributes,
-        from_ms=from_ms,
-        to_ms=to_ms,
-        looks=looks,
+    result = report_from_logs(
+        campaign, logs, control_share=control_share, from_ms=from_ms, to_ms=to_ms, looks=looks
     )
-    for name, st in logs.stats.items():
-        if st.undecodable:
-            result.notes.append(
-                f"{st.undecodable} record(s) of {name} did not decode and were skipped"
-            )
     pending = sum(row.pending for row in result.arms)
     total = sum(row.impressions for row in result.arms)
     share = pending / total if total else 0.0
-    if share > PENDING_NOTE_SHARE:
-        result.notes.append(
-            f"{pending} of {total} decisions ({share:.1%}) have no Reward yet (attribution "
-            "window still open): rates and comparisons will move as they close"
-        )
-    if logs.rewards.n == 0 and logs.decision_arms is not None and len(logs.decision_arms) == 0:
-        result.notes.append(f"no decisions or rewards of campaign {campaign!r} in range")
     print_report(result, Console(), limit=limit)
     if json_out:
         write_json(json_out, result)

@@ -286,7 +286,7 @@ class Stack:
     def stop(self) -> dict[str, int | None]:
         """Stop in reverse dependency order: inference first (flushes decisions), then the rest."""
         codes = {}
-        for name in ("inference", "trainer", "features", "ingestion"):
+        for name in ("console", "inference", "trainer", "features", "ingestion"):
             if name in self.processes:
                 codes[name] = self.processes[name].stop()
         return codes
@@ -343,10 +343,10 @@ _DEMO_PACE = {
         "ADMUSE_TRAINER_MIN_POSITIVES": "20",
     },
     # Challengers judged within 90 s (reviewed every 10 s) at a coarse precision (±100 %, two
-    # standard errors: enough to tell a creative twice as good), in 30 % of the full loop's
+    # standard errors: enough to tell a creative twice as good), in at most 20 % of the full loop's
     # traffic, so a few minutes decide several per segment at a few per cent CTR.
     "inference": {
-        "ADMUSE_INFERENCE_CHALLENGER_SHARE": "0.3",
+        "ADMUSE_INFERENCE_CHALLENGER_SHARE": "0.2",
         "ADMUSE_INFERENCE_CHALLENGER_DECIDE_S": "90",
         "ADMUSE_INFERENCE_CHALLENGER_PRECISION": "1.0",
         "ADMUSE_INFERENCE_RETIRE_CHECK_S": "10",

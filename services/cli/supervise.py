@@ -1,13 +1,15 @@
 """Keep the stack's services running: restart a crashed one with back-off, count, give up.
 
-`Supervisor.run(stop)` checks every service process twice a second. One that exited while the
-run goes on (crash, SIGKILL, OOM) is started again after a back-off (1 s, doubling to 30 s,
-jittered; reset once it has run a minute); each restart is counted. A service that crashes
-`max_crashes` times within `window_s` is left down ("gave up"): restarting it again would only
-hide a bug. `status()` is what the live view, the status lines and the final report show, and
-`healthy()` decides the command's exit code: false when a service gave up or is down at the end.
-With `status_path`, each change is also written there as JSON (state, restarts, exit codes,
-pid per service): `<run>/services.json` of `admuse demo` and `admuse up`.
+`Supervisor.run(stop)` checks every service process five times a second. One that exited while
+the run goes on (crash, SIGKILL, OOM) after running fine is started again at once (its
+unavailability is its start-up, nothing more); another exit within the window waits a back-off
+(1 s, doubling to 30 s, jittered; reset once it has run a minute); each restart is counted.
+A service that crashes `max_crashes` times within `window_s` is left down ("gave up"):
+restarting it again would only hide a bug. `status()` is what the live view, the status lines
+and the final report show, and `healthy()` decides the command's exit code: false when a
+service gave up or is down at the end. With `status_path`, each change is also written there
+as JSON (state, restarts, exit codes, pid per service): `<run>/services.json` of `admuse demo`
+and `admuse up`.
 """
 
 from __future__ import annotations
@@ -117,8 +119,9 @@ class Supervisor:
                         f"{self.window_s:.0f}s: giving up on it"
                     )
                     continue
-                delay = min(self.max_backoff_s, self.first_backoff_s * 2 ** (len(h.recent) - 1))
-                h.restart_at = now + self._rng.uniform(delay / 2, delay)
+                crashes = len(h.recent)
+                delay = min(self.max_backoff_s, self.first_backoff_s * 2 ** (crashes - 2))
+                h.restart_at = now + (self._rng.uniform(delay / 2, delay) if crashes > 1 else 0.0)
                 self._say(f"{name} exited ({code}); restarting in {h.restart_at - now:.1f}s")
             if h.restart_at is not None and now >= h.restart_at:
                 h.restart_at = None
@@ -149,7 +152,7 @@ class Supervisor:
             tmp.replace(self.status_path)
             self._written = text
 
-    async def run(self, stop: asyncio.Event, every_s: float = 0.5) -> None:
+    async def run(self, stop: asyncio.Event, every_s: float = 0.2) -> None:
         """`check` every `every_s` until `stop` is set."""
         while not stop.is_set():
             self.check()

@@ -49,7 +49,7 @@ def up(
         list[str] | None, typer.Option(help="Extra KEY=VALUE for every service (repeatable).")
     ] = None,
 ) -> None:
-    """Run the four services here, supervised, until Ctrl-C (no simulator)."""
+    """Run the four services and the console here, supervised, until Ctrl-C (no simulator)."""
     from services.cli.demo import _kv, _stack_for
     from services.common.logging import configure_logging
 
@@ -67,7 +67,9 @@ async def _up(
     console: Console, stack: Stack, run: Path, ready_timeout: float, status_every: float
 ) -> int:
     from services.cli.campaign import wait_for_leaders
-    from services.cli.demo import _ensure_broker, print_services
+    from services.cli.console_proc import CONSOLE_FILE, start_console
+    from services.cli.demo import print_services
+    from services.cli.local_broker import ensure_broker
     from services.cli.stack import RUN_FILE, StackError, warm_up_coordinators
     from services.cli.supervise import Supervisor
     from services.common.kafka import ensure_topics
@@ -81,7 +83,7 @@ async def _up(
     kafka = KafkaSettings().model_copy(
         update={"topic_prefix": stack.topic_prefix, "bootstrap_servers": stack.bootstrap}
     )
-    await _ensure_broker(console, kafka)
+    await ensure_broker(console, kafka)
     created = await ensure_topics(kafka, Topics.from_settings(kafka))
     await wait_for_leaders(kafka, created)
     await warm_up_coordinators(kafka)
@@ -94,6 +96,7 @@ async def _up(
     code = 0
     try:
         stack.start(_REPO)
+        console_url, console_key = start_console(stack, _REPO)
         t0 = time.monotonic()
         await asyncio.to_thread(stack.wait_ready, ready_timeout, None, stop.is_set)
         console.print(
@@ -101,6 +104,7 @@ async def _up(
             f"  Decide:    POST {stack.decide_url}/v1/decide\n"
             f"  events:    POST http://127.0.0.1:{stack.ingestion_port}/v1/events "
             f"or Kafka topic {Topics.from_settings(kafka).events_raw.name}\n"
+            f"  console:   {console_url} (sign-in key {console_key}; {run / CONSOLE_FILE})\n"
             f"  API key, secrets and ports: {run / RUN_FILE} (mode 0600)\n"
             "Ctrl-C stops the services."
         )

@@ -53,7 +53,8 @@ def circular_decode(c: float, s: float, lo: float, hi: float, step: float | None
     if step:
         n = circular_positions(lo, hi, step)
         return lo + (round(x / step) % n) * step
-    return lo + (0.0 if x >= span else x)
+    value = lo + x
+    return lo if value >= hi else value  # lo + x can round up to hi: hi is lo again
 
 
 def circular_positions(lo: float, hi: float, step: float) -> int:

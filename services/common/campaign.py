@@ -18,6 +18,8 @@ forbidden: [{headline: "New in", cta: "Buy now"}]
 min_contrast: 4.5
 allow_retire_catalog: false
 max_generated: 4
+approval: required            # generated creatives wait for a person (default: auto)
+fallback: spring-classic      # seed a paused or stopped campaign answers Decide with
 seeds:
   - {name: Classic, attributes: {headline: "Save 20%", font_scale: 1.0, background: "#ffffff"}}
 ```
@@ -146,6 +148,8 @@ class CampaignSpec(Strict):
     # the CLI checks both with `services.domains.check_spec` before publishing
     domain: str = Field("banner", pattern=r"^[a-z][a-z0-9_]{0,39}$")
     domain_options: dict[str, Any] = Field(default_factory=dict)
+    approval: Literal["auto", "required"] = "auto"  # required: generated creatives need a person
+    fallback: str | None = Field(None, pattern=_ID)  # seed creative id served while not active
     seeds: list[SeedCreative] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -201,6 +205,8 @@ class CampaignSpec(Strict):
                     f"{where}: creative id {cid!r} repeats seeds[{ids[cid]}]; give an id"
                 )
             ids[cid] = i
+        if self.fallback is not None and self.fallback not in ids:
+            raise ValueError(f"fallback: {self.fallback!r} is no seed's creative id {sorted(ids)}")
         return self
 
     def attribute_map(self) -> dict[str, AttributeDecl]:
@@ -245,12 +251,16 @@ def campaign_record(
         "impressions": spec.impressions,
         "domain": spec.domain,
         "domain_options": json.dumps(spec.domain_options, sort_keys=True),
+        "state": "active",  # a new campaign; `apply` keeps an existing one's state
+        "state_changed_at": None,
+        "approval": spec.approval,
+        "fallback_creative_id": spec.fallback,
         "updated_at": now or datetime.now(UTC),
     }
 
 
 def _attribute_record(a: AttributeDecl) -> dict[str, Any]:
-    """One `Attribute` of the Campaign record (v4: step, length and fields added)."""
+    """One `Attribute` of the Campaign record (v5: step, length and fields added)."""
     ranged = isinstance(a, NumericAttribute | CircularAttribute)
     return {
         "name": a.name,

@@ -123,6 +123,7 @@ class ResilientProducer:
         key: bytes | None = None,
         headers: Headers | None = None,
         timeout_s: float | None = None,
+        partition: int | None = None,
     ) -> RecordMetadata:
         """Write one record and wait for Kafka's acknowledgement (see the class docstring)."""
         deadline = time.monotonic() + (timeout_s or self._delivery_timeout_s)
@@ -140,7 +141,13 @@ class ResilientProducer:
                 else:
                     try:
                         fut = await asyncio.wait_for(
-                            producer.send(topic, value, key=key, headers=list(headers or ())),
+                            producer.send(
+                                topic,
+                                value,
+                                key=key,
+                                headers=list(headers or ()),
+                                partition=partition,
+                            ),
                             max(0.01, deadline - time.monotonic()),
                         )
                         meta = await asyncio.wait_for(fut, max(0.01, deadline - time.monotonic()))
@@ -168,6 +175,11 @@ class ResilientProducer:
         self.unsent += 1
         self._warn.warning("kafka_send_failed", producer=self._name, topic=topic, error=repr(last))
         raise NotDelivered(f"{topic}: not acknowledged in time (last error: {last!r})")
+
+    async def partitions_for(self, topic: str, timeout_s: float = 10.0) -> set[int]:
+        """The topic's partitions, from the current client's metadata (starting one if needed)."""
+        producer, _ = await self._client(timeout_s)
+        return await asyncio.wait_for(producer.partitions_for(topic), timeout_s)
 
     async def _client(self, timeout_s: float) -> tuple[AIOKafkaProducer, int]:
         """The current client, starting one if needed (bounded by `timeout_s`, lock included).

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from services.common.logging import configure_logging, get_logger
 from services.common.producer import ResilientProducer
 from services.common.topics import Topics
 from services.common.watermark import WatermarkCodec
+from services.inference import propensity
 from services.inference.curator import Curator
 from services.inference.decide import Inference
 from services.inference.decision_watermarks import DecisionWatermarks
@@ -84,6 +85,7 @@ async def open_inference(settings: Settings) -> AsyncIterator[Inference]:
         refresh_ms=settings.policy_refresh_ms,
         backoff_impressions=settings.backoff_impressions,
         challenger_share=settings.challenger_share,
+        challenger_weigh=settings.challenger_weigh,
     )
     providers = _providers(settings.providers)
     curator = Curator(settings, state, policy, metrics, publish_creative, providers)
@@ -149,10 +151,13 @@ def _rollback_watch(
     return watch
 
 
-async def become_ready(svc: Inference) -> None:
-    """Ready once the state topics are caught up and the models found there are loaded."""
+async def become_ready(svc: Inference, loaded: Awaitable[Any] | None = None) -> None:
+    """Ready once the state topics are caught up, the models found there are loaded and
+    `loaded` (libraries imported in the background) is done."""
     assert svc.follower is not None
     await svc.follower.restored.wait()
+    if loaded is not None:
+        await loaded
     await svc.curator.idle()
     svc.curator.following = True
     # Everything loaded so far (libraries, models, restored state) lives as long as the process:
@@ -173,6 +178,8 @@ async def run(settings: Settings) -> None:
     from services.inference.grpc_api import serve_grpc
     from services.inference.http_api import serve_http
 
+    gc.enable()  # off during the imports (__main__.py)
+    scipy_loaded = propensity.preload()  # beside the Kafka work below; ready waits for it
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -182,7 +189,9 @@ async def run(settings: Settings) -> None:
         servers = [asyncio.create_task(serve_http(svc), name="http")]
         if settings.grpc_port >= 0:
             servers.append(asyncio.create_task(serve_grpc(svc), name="grpc"))
-        ready = asyncio.create_task(become_ready(svc), name="readiness")
+        ready = asyncio.create_task(
+            become_ready(svc, asyncio.to_thread(scipy_loaded.join)), name="readiness"
+        )
         try:
             done, _ = await asyncio.wait(servers, return_when=asyncio.FIRST_COMPLETED)
             for task in done:

@@ -42,30 +42,28 @@ from typing import Any
 
 import numpy as np
 
+from services.common.lifecycle import is_serving
 from services.common.logging import get_logger
 from services.common.model_store import (
-    ArtifactTooLarge,
-    ChecksumMismatch,
     ModelStore,
-    OutsideStore,
 )
+from services.common.review import PENDING, awaiting_review, is_blocked, needs_approval
 from services.common.segment import ALL_SEGMENTS
-from services.common.signing import SignatureError
-from services.inference.artifacts import fetch_verified
 from services.inference.bandit import Arm, Retirement
 from services.inference.candidates import propose
 from services.inference.challengers import (
     CHALLENGER,
-    PROMOTE,
-    PROMOTED,
     ChallengerBudget,
+    generated_calibration,
     honest_prior,
     is_challenger,
     prior_strength,
 )
 from services.inference.metrics import Metrics
-from services.inference.models import ModelBundle, ModelRejected
+from services.inference.model_swap import ModelSwap
+from services.inference.models import ModelBundle
 from services.inference.policy import Policy
+from services.inference.reviews import Reviews
 from services.inference.settings import Settings
 from services.inference.state import State
 
@@ -76,7 +74,7 @@ _log = get_logger(__name__)
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
-class Curator:
+class Curator(ModelSwap, Reviews):
     """Owns `models` (campaign_id → ModelBundle) and keeps the creative pool fresh."""
 
     def __init__(
@@ -87,7 +85,9 @@ class Curator:
         metrics: Metrics,
         publish_creative: Publish,
         providers: list[str],
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock  # wall time; simulated time in bench/virtual_loop.py
         self.models: dict[str, ModelBundle] = {}
         self._settings = settings
         self._state = state
@@ -122,6 +122,7 @@ class Curator:
             share=settings.challenger_share,
             decide_within_s=settings.challenger_decide_s,
             precision=settings.challenger_precision,
+            early=settings.challenger_early,
         )
 
     def model_version(self, campaign_id: str) -> str | None:
@@ -143,106 +144,6 @@ class Curator:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    # -- swap ---------------------------------------------------------------------------
-
-    async def _load(self, record: dict[str, Any]) -> None:
-        campaign_id, version = record["campaign_id"], record["version"]
-        lock = self._locks.setdefault(campaign_id, asyncio.Lock())
-        async with lock:
-            latest = self._state.published.get(campaign_id)
-            if latest is not None and latest["version"] != version:
-                return  # overtaken by a newer publication
-            if self.model_version(campaign_id) == version:
-                return
-            if (campaign_id, version) in self.rolled_back:
-                return
-            bundle = await self._try_load(record)
-            if bundle is None and campaign_id not in self.models:
-                # Nothing serves yet (a restart whose newest model is bad): fall back to the
-                # newest earlier publication still in the topic that loads.
-                for older in reversed(self._state.history.get(campaign_id, [])[:-1]):
-                    if (campaign_id, older["version"]) not in self._refused:
-                        bundle = await self._try_load(older)
-                        if bundle is not None:
-                            break
-            if bundle is None:
-                return
-            old = self.model_version(campaign_id)
-            if campaign_id in self.models:
-                self.previous[campaign_id] = self.models[campaign_id]
-            self.models[campaign_id] = bundle  # the swap: one reference assignment
-            if self.on_swap is not None:
-                self.on_swap(campaign_id, bundle.version, old)
-            self._metrics.swaps.labels(campaign_id).inc()
-            self._metrics.set_model(campaign_id, old, bundle.version)
-            _log.info(
-                "model_swapped_in", campaign_id=campaign_id, version=bundle.version, previous=old
-            )
-        if self._settings.curate:
-            await self._add_candidates(campaign_id, bundle)
-
-    async def _try_load(self, record: dict[str, Any]) -> ModelBundle | None:
-        campaign_id, version = record["campaign_id"], record["version"]
-        started = time.monotonic()
-        try:
-            bundle = await asyncio.to_thread(self._fetch_and_load, record)
-        except Exception as exc:  # any failure refuses the model; the old one serves on
-            reason = _reason_of(exc)
-            self._refused.add((campaign_id, version))
-            self._metrics.refused.labels(campaign_id, reason).inc()
-            _log.error(
-                "model_refused",
-                detail="keeping the current one",
-                campaign_id=campaign_id,
-                version=version,
-                reason=reason,
-                error=str(exc),
-                serving=self.model_version(campaign_id),
-            )
-            return None
-        _log.info(
-            "model_loaded",
-            campaign_id=campaign_id,
-            version=version,
-            load_s=round(time.monotonic() - started, 3),
-        )
-        return bundle
-
-    def _fetch_and_load(self, record: dict[str, Any]) -> ModelBundle:
-        metadata, blobs = fetch_verified(
-            self._store, self._keys, record, self._settings.max_artifact_bytes
-        )
-        bundle = ModelBundle.load(
-            metadata, blobs["generator"], blobs["reward_model"], self._providers
-        )
-        if bundle.campaign_id != record["campaign_id"]:
-            raise ModelRejected(
-                "wrong_campaign",
-                f"metadata is for {bundle.campaign_id!r}, published for {record['campaign_id']!r}",
-            )
-        return bundle
-
-    async def revert(self, campaign_id: str, bad_version: str) -> str | None:
-        """Serve the bundle `bad_version` replaced again and retire `bad_version`'s creatives;
-        the restored version, or None when `bad_version` no longer serves."""
-        async with self._locks.setdefault(campaign_id, asyncio.Lock()):
-            previous = self.previous.get(campaign_id)
-            if self.model_version(campaign_id) != bad_version or previous is None:
-                return None
-            self.rolled_back.add((campaign_id, bad_version))
-            self.models[campaign_id] = previous
-            self._metrics.set_model(campaign_id, bad_version, previous.version)
-        for creative in list(self._state.creatives.values()):
-            if (
-                creative["campaign_id"] == campaign_id
-                and creative.get("model_version") == bad_version
-                and creative["status"] == "live"
-            ):
-                await self._retire(creative)
-        return previous.version
-
-    # -- candidates ---------------------------------------------------------------------
 
     async def _add_candidates(
         self, campaign_id: str, bundle: ModelBundle, *, refill: bool = False
@@ -266,19 +167,37 @@ class Curator:
         """Optimized requests per second this instance serves in `segment` ('*': all)."""
         traffic = self._policy.traffic
         if segment != ALL_SEGMENTS:
-            return traffic.rate((campaign_id, segment))
-        return sum(traffic.rate(k) for k in traffic.keys() if k[0] == campaign_id)
+            return traffic.rate((campaign_id, segment), self._clock())
+        now = self._clock()
+        return sum(traffic.rate(k, now) for k in traffic.keys() if k[0] == campaign_id)
+
+    def generated_calibration(self, campaign_id: str) -> float:
+        """Observed / predicted clicks of the campaign's generated creatives in their segments
+        (`challengers.generated_calibration`)."""
+        outcomes = []
+        for c in self._state.creatives.values():
+            if c["campaign_id"] != campaign_id or c["origin"] != "generated":
+                continue
+            stats = self._state.segment_stats(
+                campaign_id, c.get("segment") or ALL_SEGMENTS, c["creative_id"]
+            )
+            predicted = c.get("predicted_reward")
+            if stats is not None and predicted is not None:
+                outcomes.append((float(predicted), stats.reward_sum, float(stats.impressions)))
+        return generated_calibration(outcomes)
 
     def challenger_slots(self, campaign_id: str, segment: str) -> int:
         """Challengers the segment's slice can judge at once, from measured traffic and CTR."""
         return self.budget.slots(
-            self.segment_rate(campaign_id, segment), self.segment_ctr(campaign_id, segment)
+            self.segment_rate(campaign_id, segment),
+            self.segment_ctr(campaign_id, segment),
+            self._policy.challenger_share(campaign_id),
         )
 
     async def _generate(self, campaign_id: str, bundle: ModelBundle, *, refill: bool) -> None:
         campaign = self._state.campaigns.get(campaign_id)
-        if campaign is None:
-            return
+        if campaign is None or not is_serving(campaign):
+            return  # paused or stopped: nothing is generated (services/common/lifecycle.py)
         known = [c for c in self._state.creatives.values() if c["campaign_id"] == campaign_id]
         if not refill and any(c.get("model_version") == bundle.version for c in known):
             return  # already done (e.g. before a restart)
@@ -290,10 +209,12 @@ class Curator:
             bundle.metadata.get("metrics") or {}, self._settings.max_prior_strength
         )
         admitted = 0
+        rho = min(1.0, self.generated_calibration(campaign_id))
         for segment in bundle.segments or [ALL_SEGMENTS]:
             serving = self._state.live_creatives(campaign_id, segment)
+            # creatives awaiting approval hold their slots: the review queue stays bounded
             own = [
-                c for c in serving
+                c for c in serving + awaiting_review(known)
                 if c["origin"] == "generated" and (c.get("segment") or ALL_SEGMENTS) == segment
             ]  # fmt: skip
             waiting = sum(1 for c in own if is_challenger(c))
@@ -328,18 +249,25 @@ class Curator:
             pool = [c for c in serving if not is_challenger(c)]
             proven = self._policy.arms(campaign_id, segment, pool)
             bar = self._incumbent_score(bundle, segment, pool, proven)
-            # Test only what the model itself expects to beat the incumbent: its word chooses
+            # Test only what the model itself expects to beat the incumbent, its word on
+            # generated creatives discounted by how well it held on earlier ones: it chooses
             # what is worth the slice's traffic, never what is served beyond it.
-            worth = [p for p in proposals if p["predicted_reward"] > bar]
+            worth = [p for p in proposals if rho * p["predicted_reward"] > bar]
             if len(worth) < len(proposals):
                 _log.info("candidates_below_incumbent_not_tested", campaign_id=campaign_id,
                           segment=segment, held_back=len(proposals) - len(worth),
                           incumbent_predicted=round(bar, 5))  # fmt: skip
             for proposal in worth[:room]:  # best predicted first
                 proposal["prior_alpha"], proposal["prior_beta"] = honest_prior(
-                    proposal["predicted_reward"], strength, proven
+                    rho * proposal["predicted_reward"], strength, proven
                 )
-                key, creative = _creative_record(campaign_id, segment, bundle, proposal)
+                key, creative = _creative_record(
+                    campaign_id, segment, bundle, proposal, self._clock()
+                )
+                if is_blocked(self._state.creatives.get(key)):
+                    continue  # a person blocked this design: never again
+                if needs_approval(campaign):
+                    creative["status"] = PENDING  # serves once a person approves it
                 await self._publish(key, creative)
                 # Visible at once (the follower reads the same record back), so the next
                 # model's candidates count it against max_generated.
@@ -355,6 +283,7 @@ class Curator:
             version=bundle.version,
             admitted=admitted,
             prior_strength=round(strength, 2),
+            generated_calibration=round(rho, 3),
             refill=refill,
         )
 
@@ -372,115 +301,9 @@ class Curator:
         except Exception:  # an attribute the model cannot encode: no bar from it
             return float("-inf")
 
-    # -- retirement ---------------------------------------------------------------------
-
-    async def run_retirement(self) -> None:
-        """Review every campaign × segment forever, every `retire_check_s`."""
-        while True:
-            await asyncio.sleep(self._settings.retire_check_s)
-            try:
-                await self.review_retirement()
-            except Exception as exc:  # a failed review must not end the reviews
-                _log.error("retirement_review_failed", error=repr(exc))
-
-    async def review_retirement(self) -> int:
-        """One review of every campaign; returns how many creatives were retired.
-
-        A creative made for one segment is judged in that segment, against everything that
-        serves it there; a creative for every segment on the campaign roll-up ('*'), against
-        the other campaign-wide creatives.
-        """
-        retired = 0
-        for campaign_id, campaign in list(self._state.campaigns.items()):
-            decided = await self._judge_challengers(campaign_id)
-            retired += decided.count("retire")
-            bundle = self.models.get(campaign_id)
-            if bundle is not None and self._settings.curate:  # into slots freed or grown
-                await self._add_candidates(campaign_id, bundle, refill=True)
-            live = self._state.live_creatives(campaign_id)
-            scopes = sorted({c["segment"] for c in live if c.get("segment")})
-            for segment in [*scopes, ALL_SEGMENTS]:
-                if segment == ALL_SEGMENTS:
-                    pool = [c for c in live if c.get("segment") is None]
-                else:
-                    pool = self._state.live_creatives(campaign_id, segment)
-                due = self._review(campaign_id, campaign, segment, pool)
-                for cid in due:
-                    record = self._state.creatives.get(cid)
-                    if record is None or record["status"] != "live":
-                        continue
-                    await self._retire(record)
-                    retired += 1
-        return retired
-
-    async def _judge_challengers(self, campaign_id: str) -> list[str]:
-        """Promote or retire every challenger that is due (`ChallengerBudget.decide`)."""
-        now_ms = time.time() * 1000
-        out = []
-        for c in self._state.live_creatives(campaign_id):
-            if not is_challenger(c):
-                continue
-            segment = c.get("segment") or ALL_SEGMENTS
-            stats = self._state.segment_stats(campaign_id, segment, c["creative_id"])
-            clicks, n = (stats.reward_sum, stats.impressions) if stats else (0.0, 0)
-            age_s = max(0.0, (now_ms - _ms(c.get("created_at"), now_ms)) / 1000)
-            verdict = self.budget.decide(
-                clicks, n, age_s, self._best_proven(campaign_id, segment),
-                self.segment_ctr(campaign_id, segment),
-            )  # fmt: skip
-            if verdict is None:
-                continue
-            out.append(verdict)
-            self._metrics.challengers_decided.labels(campaign_id, verdict).inc()
-            _log.info("challenger_decided", campaign_id=campaign_id, creative_id=c["creative_id"],
-                      segment=segment, verdict=verdict, impressions=n, clicks=clicks,
-                      age_s=round(age_s, 1))  # fmt: skip
-            if verdict == PROMOTE:
-                promoted = {**c, "stage": PROMOTED}
-                await self._publish(c["creative_id"], promoted)
-                self._state.apply_creative(c["creative_id"], promoted)
-            else:
-                await self._retire(c)
-        return out
-
-    def _best_proven(self, campaign_id: str, segment: str) -> Arm | None:
-        pool = [c for c in self._state.live_creatives(campaign_id, segment) if not is_challenger(c)]
-        arms = self._policy.arms(campaign_id, segment, pool)
-        return max(arms, key=lambda a: a.alpha / (a.alpha + a.beta), default=None)
-
-    async def _retire(self, record: dict[str, Any]) -> None:
-        retired = {**record, "status": "retired", "retired_at": int(time.time() * 1000)}
-        await self._publish(record["creative_id"], retired)
-        self._state.apply_creative(record["creative_id"], retired)
-        self._metrics.creatives_retired.labels(record["campaign_id"]).inc()
-        _log.info("creative_retired", campaign_id=record["campaign_id"],
-                  creative_id=record["creative_id"], segment=record.get("segment"))  # fmt: skip
-
-    def _review(
-        self, campaign_id: str, campaign: dict[str, Any], segment: str, pool: list[dict[str, Any]]
-    ) -> list[str]:
-        pool = [c for c in pool if not is_challenger(c)]  # judged by the budget's rules
-        if len(pool) <= 2:
-            return []
-        own = None if segment == ALL_SEGMENTS else segment
-        keep_catalog = not campaign.get("allow_retire_catalog", False)
-        protected = {
-            c["creative_id"]
-            for c in pool
-            if c.get("segment") != own
-            or (keep_catalog and c["origin"] == "catalog")
-            or self._impressions(campaign_id, segment, c) < self._settings.retire_min_impressions
-        }
-        arms = self._policy.arms(campaign_id, segment, pool)
-        return self._retirement.review(f"{campaign_id}/{segment}", arms, protected)
-
-    def _impressions(self, campaign_id: str, segment: str, creative: dict[str, Any]) -> int:
-        stats = self._state.segment_stats(campaign_id, segment, creative["creative_id"])
-        return stats.impressions if stats else 0
-
 
 def _creative_record(
-    campaign_id: str, segment: str, bundle: ModelBundle, proposal: dict[str, Any]
+    campaign_id: str, segment: str, bundle: ModelBundle, proposal: dict[str, Any], now: float
 ) -> tuple[str, dict[str, Any]]:
     attributes = proposal["attributes"]
     digest = hashlib.sha256(
@@ -500,33 +323,6 @@ def _creative_record(
         "predicted_reward": float(proposal["predicted_reward"]),
         "prior_alpha": float(proposal["prior_alpha"]),
         "prior_beta": float(proposal["prior_beta"]),
-        "created_at": int(time.time() * 1000),
+        "created_at": int(now * 1000),
         "retired_at": None,
     }
-
-
-def _ms(value: Any, default: float) -> float:
-    """A timestamp-millis field as decoded (datetime) or as written here (int ms)."""
-    if value is None:
-        return default
-    if hasattr(value, "timestamp"):
-        return value.timestamp() * 1000
-    return float(value)
-
-
-def _reason_of(exc: BaseException) -> str:
-    if isinstance(exc, ChecksumMismatch):
-        return "bad_sha256"
-    if isinstance(exc, SignatureError):
-        return exc.reason
-    if isinstance(exc, OutsideStore):
-        return "outside_store"
-    if isinstance(exc, ArtifactTooLarge):
-        return "too_large"
-    if isinstance(exc, ModelRejected):
-        return exc.reason
-    if isinstance(exc, (FileNotFoundError, OSError)):
-        return "unreadable"
-    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
-        return "bad_metadata"
-    return "load_failed"

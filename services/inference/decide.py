@@ -16,6 +16,7 @@ from services.common.privacy import ApiKeys, Pseudonymizer
 from services.common.segment import segment_of
 from services.inference.curator import Curator
 from services.inference.decisions import DecisionLog, NotLogged
+from services.inference.gate import Gate
 from services.inference.metrics import Metrics
 from services.inference.policy import NoCreatives, Policy, UnknownCampaign
 from services.inference.settings import Settings
@@ -93,6 +94,7 @@ class Inference:
     def __post_init__(self) -> None:
         self._keys = ApiKeys(self.settings.api_key_set())
         self._pseudonym = Pseudonymizer(self.settings.pseudonym_key())
+        self.gate = Gate(self.state, self.metrics.registry)
 
     def key_ok(self, key: str | None) -> bool:
         return self._keys.matches(key)
@@ -112,8 +114,11 @@ class Inference:
         campaign = self.state.campaigns.get(campaign_id)
         if campaign is None:
             raise UnknownCampaign(campaign_id)
-        pseudonym = self._pseudonym(user_id)
         segment = segment_of(campaign["segment_keys"], context)
+        held = self.gate.answer(campaign, segment, api)  # paused or stopped: no decision
+        if held is not None:
+            return held
+        pseudonym = self._pseudonym(user_id)
         choice = self.policy.choose(campaign, segment, pseudonym)
         decision_id = uuid.uuid4().hex
         model_version = self.curator.model_version(campaign_id)
@@ -146,6 +151,7 @@ class Inference:
         self.metrics.decisions.labels(choice.arm, api).inc()
         self.metrics.latency.labels(api).observe(time.perf_counter() - started)
         return {
+            "status": "active",
             "decision_id": decision_id,
             "campaign_id": campaign_id,
             "creative_id": creative["creative_id"],

@@ -72,17 +72,19 @@ class DecideServicer(decide_pb2_grpc.DecideServiceServicer):
             for k, v in result["attributes"].items()
         }
         return decide_pb2.DecideResponse(
-            decision_id=result["decision_id"],
+            decision_id=result["decision_id"] or "",
             campaign_id=result["campaign_id"],
-            creative_id=result["creative_id"],
-            propensity=result["propensity"],
-            arm=result["arm"],
-            policy=result["policy"],
-            policy_version=result["policy_version"],
-            model_version=result["model_version"] or "",
+            creative_id=result["creative_id"] or "",
+            propensity=result.get("propensity") or 0.0,
+            arm=result.get("arm") or "",
+            policy=result.get("policy") or "",
+            policy_version=result.get("policy_version") or "",
+            model_version=result.get("model_version") or "",
             segment=result["segment"],
-            render_url=result["render_url"],
+            render_url=result["render_url"] or "",
             attributes=attributes,
+            status=result["status"],
+            message=result.get("message") or "",
         )
 
     async def _abort(

@@ -56,6 +56,7 @@ class DecideRequest(BaseModel):
 
 
 class DecideResponse(BaseModel):
+    status: Literal["active"] = Field(description="The campaign ran the experiment.")
     decision_id: str
     campaign_id: str
     creative_id: str
@@ -69,13 +70,28 @@ class DecideResponse(BaseModel):
     attributes: dict[str, str | float]
 
 
+class HeldResponse(BaseModel):
+    """A paused or stopped campaign's answer: no decision; the fallback creative or none."""
+
+    status: Literal["paused", "stopped"]
+    decision_id: None = Field(description="No decision was made or logged: send no events.")
+    campaign_id: str
+    creative_id: str | None = Field(description="The campaign's fallback creative, if any.")
+    segment: str
+    render_url: str | None
+    attributes: dict[str, str | float]
+    message: str
+
+
 class CreativeOut(BaseModel):
     creative_id: str
     campaign_id: str
     origin: str
     name: str | None = None
     attributes: dict[str, str | float]
-    status: str
+    status: str = Field(description="pending, live, retired or blocked (docs/contracts.md).")
+    stage: str | None = None
+    pinned: str | None = Field(None, description="Segment it is pinned for ('*': all).")
     segment: str | None = None
     model_version: str | None = None
     predicted_reward: float | None = None
@@ -146,7 +162,11 @@ def build_http_app(svc: Inference) -> FastAPI:
         "/v1/decide",
         response_model=None,
         responses={
-            200: {"model": DecideResponse},
+            200: {
+                "model": DecideResponse | HeldResponse,
+                "description": "A decision (status active), or a paused or stopped campaign's "
+                "answer: its fallback creative or none, no decision (docs/contracts.md).",
+            },
             404: {"model": Problem, "description": "Unknown campaign."},
             409: {"model": Problem, "description": "No live creative."},
             503: {"model": Problem, "description": "Still restoring state."},
@@ -190,7 +210,7 @@ def build_http_app(svc: Inference) -> FastAPI:
     )
     async def list_creatives(
         campaign_id: Annotated[str | None, Query(max_length=MAX_ID)] = None,
-        status: Literal["live", "retired", "all"] = "live",
+        status: Literal["live", "pending", "retired", "blocked", "all"] = "live",
     ) -> dict[str, Any]:
         out = [
             _creative_out(c)
@@ -321,6 +341,8 @@ def _creative_out(c: dict[str, Any]) -> dict[str, Any]:
         "name": c.get("name"),
         "attributes": c["attributes"],
         "status": c["status"],
+        "stage": c.get("stage"),
+        "pinned": c.get("pinned"),
         "segment": c.get("segment"),
         "model_version": c.get("model_version"),
         "predicted_reward": c.get("predicted_reward"),

@@ -23,8 +23,10 @@ uniform over every live creative); ``catalog`` (the campaign's ``catalog_share``
 sampling over the live catalog creatives alone, the baseline that measures what generation
 adds; ``optimized`` — the full loop: Thompson sampling over the proven creatives (catalog and
 promoted generated ones) mixed with the challenger slice (`challengers.mix_challengers`:
-challengers share ``challenger_share`` of the traffic uniformly). The arms share the
-posteriors (one set of statistics per creative), so they differ only in what they may serve.
+challengers share ``challenger_share`` of the traffic uniformly) — unless a person pinned
+creatives for the segment: then they share the optimized arm uniformly (policy ``pinned``).
+The arms share the posteriors (one set of statistics per creative), so they differ only in
+what they may serve.
 """
 
 from __future__ import annotations
@@ -50,7 +52,14 @@ from services.inference.bandit import (
     experiment_arm,
     posterior,
 )
-from services.inference.challengers import RateMeter, is_challenger, mix_challengers
+from services.inference.challengers import (
+    RateMeter,
+    earned_share,
+    is_challenger,
+    mix_challengers,
+    slice_weights,
+)
+from services.inference.gate import Pins
 from services.inference.state import State
 
 __all__ = ["Choice", "NoCreatives", "Policy", "UnknownCampaign"]
@@ -108,6 +117,7 @@ class Policy:
         refresh_ms: int,
         backoff_impressions: int,
         challenger_share: float = 0.0,
+        challenger_weigh: bool = True,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -120,10 +130,12 @@ class Policy:
         self._backoff = backoff_impressions
         self._clock = clock  # reads decayed evidence as of now (a simulated clock in benches)
         self._challenger_share = challenger_share
+        self._challenger_weigh = challenger_weigh
         self._cache: dict[tuple[str, str, str], _Snapshot] = {}
         self._stale: set[tuple[str, str, str]] = set()
         # Optimized-arm requests per second per (campaign, segment): sizes the challenger slice.
         self.traffic = RateMeter()
+        self._pins = Pins(state)
         self._instance = uuid.uuid4().hex[:6]
         self._seq = 0
 
@@ -138,7 +150,10 @@ class Policy:
         if arm == ARM_CONTROL:
             return self._control(campaign, segment)
         if arm == ARM_OPTIMIZED:
-            self.traffic.hit((campaign_id, segment))
+            pins = self._pins(campaign_id, segment)
+            if pins:  # a person's choice holds the optimized arm (services/common/review.py)
+                return self._pinned(campaign, pins)
+            self.traffic.hit((campaign_id, segment), self._clock())
         snap = self._snapshot(campaign, segment, arm)
         i = min(bisect.bisect_right(snap.cdf, self._rng.random()), len(snap.creatives) - 1)
         return Choice(
@@ -149,6 +164,10 @@ class Policy:
             snap.version,
             len(snap.creatives),
         )
+
+    def now(self) -> float:
+        """The policy's clock (wall time in the service; simulated time in benches)."""
+        return self._clock()
 
     def propensities(
         self, campaign: dict[str, Any], segment: str, arm: str = ARM_OPTIMIZED
@@ -163,6 +182,11 @@ class Policy:
     def arms(self, campaign_id: str, segment: str, creatives: list[dict[str, Any]]) -> list[Arm]:
         """Beta posteriors (prior + stats, with back-off to '*') of `creatives` in `segment`."""
         return [self._arm(campaign_id, segment, c) for c in creatives]
+
+    def _pinned(self, campaign: dict[str, Any], pins: list[dict[str, Any]]) -> Choice:
+        i = int(self._rng.integers(len(pins))) if len(pins) > 1 else 0
+        version = f"pinned-r{campaign.get('revision', 0)}-k{len(pins)}"
+        return Choice(pins[i], 1.0 / len(pins), ARM_OPTIMIZED, "pinned", version, len(pins))
 
     def _control(self, campaign: dict[str, Any], segment: str) -> Choice:
         campaign_id = campaign["campaign_id"]
@@ -201,14 +225,30 @@ class Policy:
         main, challengers = self._pools(campaign_id, segment, arm)
         if not main and not challengers:
             raise NoCreatives(campaign_id, segment)
-        p = self._mix(campaign_id, segment, main, len(challengers))
+        p = self._mix(campaign_id, segment, main, challengers)
         return self._install(key, campaign, structure, stats, main + challengers, p)
 
     def _mix(
-        self, campaign_id: str, segment: str, main: list[dict[str, Any]], n_challengers: int
+        self,
+        campaign_id: str,
+        segment: str,
+        main: list[dict[str, Any]],
+        challengers: list[dict[str, Any]],
     ) -> np.ndarray:
-        p_main = self._bandit.snapshot(self.arms(campaign_id, segment, main)).p if main else []
-        return mix_challengers(np.asarray(p_main), n_challengers, self._challenger_share)
+        arms = self.arms(campaign_id, segment, main)
+        p_main = self._bandit.snapshot(arms).p if main else []
+        best = max(arms, key=lambda a: a.alpha / (a.alpha + a.beta), default=None)
+        w = (
+            slice_weights(self.arms(campaign_id, segment, challengers), best)
+            if self._challenger_weigh
+            else len(challengers)
+        )
+        return mix_challengers(np.asarray(p_main), w, self.challenger_share(campaign_id))
+
+    def challenger_share(self, campaign_id: str) -> float:
+        """The slice the campaign's challengers have earned (`challengers.earned_share`)."""
+        mine = (c for c in self._state.creatives.values() if c["campaign_id"] == campaign_id)
+        return earned_share(self._challenger_share, mine)
 
     def _install(
         self,
@@ -250,8 +290,8 @@ class Policy:
             return
         creatives = snap.creatives
         main = [c for c in creatives if not (key[2] == ARM_OPTIMIZED and is_challenger(c))]
-        n_challengers = len(creatives) - len(main)
-        p = await asyncio.to_thread(self._mix, campaign_id, segment, main, n_challengers)
+        challengers = [c for c in creatives if key[2] == ARM_OPTIMIZED and is_challenger(c)]
+        p = await asyncio.to_thread(self._mix, campaign_id, segment, main, challengers)
         if self._state.structure_version.get(campaign_id, 0) == structure:
             self._install(key, campaign, structure, stats, creatives, p)
 

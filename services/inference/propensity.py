@@ -32,12 +32,30 @@ posterior draws each arm wins: standard error ``sqrt(p(1-p)/n_draws)``, ≤ 0.01
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
+import threading
+from types import ModuleType
 
 import numpy as np
-from scipy import special
 
-__all__ = ["p_best", "p_best_monte_carlo"]
+__all__ = ["p_best", "p_best_monte_carlo", "preload"]
+
+
+@functools.cache
+def _special() -> ModuleType:
+    """scipy.special, imported on first use: its import is a fifth of inference's start-up
+    (bench/RESULTS.md "#13 inference restart"), so `preload` runs it beside the Kafka work."""
+    return importlib.import_module("scipy.special")
+
+
+def preload() -> threading.Thread:
+    """Import scipy.special in a background thread now; the first use waits for it."""
+    thread = threading.Thread(target=_special, name="preload-scipy", daemon=True)
+    thread.start()
+    return thread
+
 
 _TOLERANCE = 2e-3
 _LEVELS = (16, 48)
@@ -66,7 +84,7 @@ def p_best(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, float]:
     contender: np.ndarray | None = None
     for n in _LEVELS:
         levels = np.unique(np.concatenate([_TAIL_LEVELS, (np.arange(n) + 0.5) / n]))
-        nodes = special.betaincinv(ta[:, None], tb[:, None], levels[None, :])  # K x L
+        nodes = _special().betaincinv(ta[:, None], tb[:, None], levels[None, :])  # K x L
         if contender is None:
             # An arm wholly below the best arm's range has P(best) < 2e-7: left out.
             if reflect:
@@ -123,15 +141,15 @@ def _cdfs(a: np.ndarray, b: np.ndarray, nodes: np.ndarray, levels: np.ndarray, x
     smooth = (np.minimum(a, b) >= _SMOOTH) & np.all(np.diff(nodes, axis=1) > 0, axis=1)
     rough = inside & ~smooth[:, None]
     rows, cols = np.nonzero(rough)
-    out[rows, cols] = special.betainc(a[rows], b[rows], x[cols])
+    out[rows, cols] = _special().betainc(a[rows], b[rows], x[cols])
     if not smooth.any():
         return out
     sa, sb, sn = a[smooth], b[smooth], nodes[smooth]
-    z = special.ndtri(levels)
+    z = _special().ndtri(levels)
     log_pdf = (
         (sa[:, None] - 1) * np.log(sn)
         + (sb[:, None] - 1) * np.log1p(-sn)
-        - special.betaln(sa, sb)[:, None]
+        - _special().betaln(sa, sb)[:, None]
     )
     slope = np.exp(log_pdf + 0.5 * z[None, :] ** 2 + 0.5 * math.log(2 * math.pi))  # dz/dx
     # One searchsorted for all smooth arms: row r's nodes and queries shifted by 2r.
@@ -148,7 +166,7 @@ def _cdfs(a: np.ndarray, b: np.ndarray, nodes: np.ndarray, levels: np.ndarray, x
         + (3 * t2 - 2 * t3) * z[j + 1]
         + (t3 - t2) * h * np.take_along_axis(slope, j + 1, axis=1)
     )
-    out[smooth] = np.where(inside[smooth], special.ndtr(zi), out[smooth])
+    out[smooth] = np.where(inside[smooth], _special().ndtr(zi), out[smooth])
     return out
 
 

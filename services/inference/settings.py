@@ -77,6 +77,19 @@ class Settings(ServiceSettings, RequiredPseudonymSecret):
         le=2.0,
         description="Relative CTR precision (two standard errors) a challenger is judged at.",
     )
+    challenger_early: float = Field(
+        0.05,
+        ge=0.0,
+        lt=0.5,
+        description="Sequential retirement: a challenger whose own data make it better than "
+        "every proven creative with probability <= this is retired before its impressions are "
+        "in (0: only at its impressions or deadline).",
+    )
+    challenger_weigh: bool = Field(
+        True,
+        description="A challenger uses its slot in proportion to its chance of beating the best "
+        "proven creative (false: every challenger gets its full slot).",
+    )
     max_prior_strength: float = Field(
         20.0,
         ge=1.0,

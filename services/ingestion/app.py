@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from services.common.producer import ResilientProducer
+from services.common.source_watermark import HeldEvents, SourceWatermarks
 from services.common.stall import watching_shutdown
 from services.common.topics import Topics
 from services.common.watermark import WatermarkCodec
@@ -141,11 +142,24 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 producer_name=settings.transactional_id(),
                 interval_s=settings.watermark_interval_s,
                 skew_ms=settings.watermark_skew_ms,
+                sources_learn_ms=settings.source_learn_ms,
+                sources_expiry_ms=int(settings.source_expiry_s * 1000),
             ),
         )
         stream_task = asyncio.create_task(stream.run(stop), name="ingestion-stream")
         tasks = {stream_task}
         if settings.http_port:
+            # the collector is a live source of the raw topic: it states what it still holds
+            held = HeldEvents()
+            source = SourceWatermarks(
+                http_producer,
+                topic=topics.events_raw.name,
+                codec=WatermarkCodec(schemas),
+                name=f"{settings.transactional_id()}-collector",
+                held=held,
+                lag_ms=settings.watermark_skew_ms,
+            )
+            stack.push_async_callback(source.close, end=True)  # started by the first event
             http_app = build_http_app(
                 producer=http_producer,
                 raw_topic=topics.events_raw.name,
@@ -159,6 +173,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 is_alive=lambda: not stream_task.done(),
                 kafka_timeout_s=settings.http_kafka_timeout_s,
                 retry_after_s=settings.http_retry_after_s,
+                source=source,
+                resend_horizon_s=settings.http_resend_horizon_s,
             )
             server = _Server(
                 uvicorn.Config(

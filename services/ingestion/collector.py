@@ -7,10 +7,13 @@ ones without personalization consent (which the stream would drop), are not writ
 answer marks them not accepted and says why, per event. When Kafka does not acknowledge every
 valid event within `kafka_timeout_s` (broker away, producer being replaced) the answer is 503
 with `Retry-After` and the per-event results (those `accepted` were written): the app sends
-the request again and ingestion drops the copies by event_id. Bodies: one JSON object, a JSON
-array, or NDJSON (`Content-Type: application/x-ndjson`, one object per line), optionally
-`Content-Encoding: gzip` (the size limit applies to the compressed and the inflated body).
-Also /healthz, /readyz and /metrics.
+the request again and ingestion drops the copies by event_id. The collector is a live source
+of the raw topic (services/common/source_watermark.py): its claim stays below every event it
+is writing, and below every refused one until the resend horizon has passed (it states claims
+from the first event it receives on: until then it holds nothing). Bodies: one JSON
+object, a JSON array, or NDJSON (`Content-Type: application/x-ndjson`, one object per line),
+optionally `Content-Encoding: gzip` (the size limit applies to the compressed and the inflated
+body). Also /healthz, /readyz and /metrics.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.privacy import ApiKeys
 from services.common.producer import NotDelivered, ResilientProducer
+from services.common.source_watermark import HeldEvents, SourceWatermarks
 from services.ingestion.decoding import decode_json
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.rejection import Rejection
@@ -52,10 +56,13 @@ def build_http_app(
     is_alive: Callable[[], bool],
     kafka_timeout_s: float = 1.5,
     retry_after_s: int = 5,
+    source: SourceWatermarks | None = None,
+    resend_horizon_s: float = 30.0,
 ) -> FastAPI:
     """The collector's FastAPI app; the caller owns the producer's lifecycle."""
     app = FastAPI(title="admuse ingestion", docs_url=None, redoc_url=None)
     keys = ApiKeys(api_keys)
+    held = source.held if source is not None else HeldEvents()
 
     def authorized(request: Request) -> bool:
         if not keys:
@@ -126,6 +133,7 @@ def build_http_app(
         now_ms = time.time_ns() // 1_000_000
         results: list[dict[str, Any]] = []
         sends: dict[int, Any] = {}
+        holds: dict[int, tuple[int, int]] = {}  # index -> (token, occurred_at ms)
         for index, item in enumerate(items):
             checked = validate_event(item, now_ms=now_ms, limits=limits)
             if isinstance(checked, Rejection):
@@ -144,6 +152,10 @@ def build_http_app(
                 )  # fmt: skip
                 continue
             results.append({"index": index, "event_id": checked.event_id, "accepted": True})
+            if source is not None:
+                source.start()  # a live source from its first event on (idempotent)
+            occurred = int(checked.fields["occurred_at"])
+            holds[index] = (held.hold(occurred), occurred)
             sends[index] = producer.send(
                 raw_topic,
                 _raw_bytes(item),
@@ -151,11 +163,17 @@ def build_http_app(
                 headers=[_VIA_HEADER],
                 timeout_s=kafka_timeout_s,
             )
-        outcomes = await asyncio.gather(*sends.values(), return_exceptions=True)
+        try:
+            outcomes = await asyncio.gather(*sends.values(), return_exceptions=True)
+        finally:
+            for token, _ in holds.values():
+                held.release(token)
         unavailable = 0
+        resend_by = time.time_ns() // 1_000_000 + int(resend_horizon_s * 1000)
         for index, outcome in zip(sends, outcomes, strict=True):
             if isinstance(outcome, NotDelivered):
                 unavailable += 1
+                held.refused(holds[index][1], resend_by)  # the app resends it: wait for it
                 results[index] = _rejected(
                     index, items[index], "unavailable", None, f"not written to Kafka: {outcome}"
                 )

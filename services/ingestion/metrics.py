@@ -6,14 +6,17 @@ even when a failed transaction is retried: in = out + dead-lettered + dropped + 
 
 from __future__ import annotations
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.watermark import WatermarkGauges
 from services.ingestion.pipeline import BatchResult
+from services.ingestion.raw_sources import RawSources
 from services.ingestion.rejection import REASONS
 
 __all__ = ["IngestionMetrics"]
 
+_log = structlog.get_logger(__name__)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -91,12 +94,42 @@ class IngestionMetrics:
             "Watermark records in the raw topic that did not decode (ignored).",
             registry=r,
         )
+        self.raw_sources_known = Gauge(
+            "admuse_ingestion_raw_sources",
+            "Live sources of admuse.events.raw whose claims bound this instance's watermarks.",
+            registry=r,
+        )
+        self.raw_sources_expired = Counter(
+            "admuse_ingestion_raw_sources_expired",
+            "Live raw sources forgotten after stating nothing for the expiry (per partition).",
+            registry=r,
+        )
+        self.raw_sources_ended = Counter(
+            "admuse_ingestion_raw_sources_ended",
+            "Live raw sources that stated their end (per partition).",
+            registry=r,
+        )
         for reason in REASONS:
             self.dead_letters.labels(reason)
         for reason in ("consent_missing", "consent_denied"):
             self.dropped.labels(reason)
         for fmt in ("json", "avro", "undecodable"):
             self.events_in.labels(fmt)
+
+    def raw_sources(self, sources: RawSources) -> None:
+        """Count and log the sources that expired or ended since the last call."""
+        expired, ended = sources.take_reports()
+        for partition, source, claim in expired:
+            _log.warning(
+                "raw_source_expired",
+                partition=partition,
+                source=source,
+                claim_ms=claim,
+                silent_ms=sources.expiry_ms,
+            )
+        self.raw_sources_expired.inc(len(expired))
+        self.raw_sources_ended.inc(len(ended))
+        self.raw_sources_known.set(sources.count())
 
     def record_batch(self, result: BatchResult, seconds: float, committed_ms: int) -> None:
         decoded = sum(result.formats.values())

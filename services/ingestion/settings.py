@@ -69,6 +69,18 @@ class Settings(ServiceSettings, PseudonymSecretSetting):
     watermark_interval_s: float = Field(
         0.2, gt=0, le=10, description="Watermarks are written into admuse.events this often."
     )
+    source_learn_ms: int = Field(
+        10_000,
+        ge=0,
+        description="After a raw partition is assigned, its watermark waits this long (while "
+        "Kafka answers) to learn the live sources' claims before stating one.",
+    )
+    source_expiry_s: float = Field(
+        30.0,
+        gt=0,
+        description="A live raw source that states no claim for this long (while Kafka "
+        "answers) is forgotten, counted in admuse_ingestion_raw_sources_expired_total.",
+    )
     dedup_horizon_s: float = Field(
         6 * 3600.0, gt=0, description="De-duplicate event_ids seen within this many seconds."
     )
@@ -110,6 +122,12 @@ class Settings(ServiceSettings, PseudonymSecretSetting):
     http_retry_after_s: int = Field(
         5, ge=1, description="Retry-After (seconds) of the collector's 503 answers."
     )
+    http_resend_horizon_s: float = Field(
+        30.0,
+        gt=0,
+        description="After a 503 the collector's watermark claim waits this long for the app "
+        "to resend the refused events (at least Retry-After).",
+    )
     api_keys: SecretStr | None = Field(
         None,
         description=(
@@ -128,6 +146,18 @@ class Settings(ServiceSettings, PseudonymSecretSetting):
             )
         if self.pseudonym_secret is not None and not self.pseudonym_secret.get_secret_value():
             raise ValueError("ADMUSE_PSEUDONYM_SECRET is empty; set a long random secret")
+        return self
+
+    @model_validator(mode="after")
+    def _horizons(self) -> Settings:
+        if self.http_resend_horizon_s < self.http_retry_after_s:
+            raise ValueError(
+                f"ADMUSE_INGESTION_HTTP_RESEND_HORIZON_S = {self.http_resend_horizon_s} is "
+                f"shorter than ADMUSE_INGESTION_HTTP_RETRY_AFTER_S = {self.http_retry_after_s}: "
+                "apps are told to resend later than the collector would wait for them"
+            )
+        if self.source_expiry_s * 1000 <= self.source_learn_ms:
+            raise ValueError("ADMUSE_INGESTION_SOURCE_EXPIRY_S must be longer than the learning")
         return self
 
     def secret_bytes(self) -> bytes:

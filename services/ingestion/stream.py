@@ -44,6 +44,7 @@ from services.ingestion.delivery import DeliveryFailed, commit_delivered
 from services.ingestion.events_tail import EventsTail
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.pipeline import BatchResult, Outgoing, Processor, RawRecord
+from services.ingestion.raw_sources import RawSources
 from services.ingestion.rebalance import StreamRebalance
 from services.ingestion.summary import Summary
 from services.ingestion.transform import Transformed, TransformPool
@@ -65,7 +66,7 @@ class _Pending:
 
     batches: dict[TopicPartition, list[RawRecord]]
     records: list[RawRecord]  # the source's Watermarks left out (`markers`)
-    markers: list[tuple[int, str, int]]  # (raw partition, clock, watermark) in order
+    markers: list[tuple[int, str, int, str]]  # (raw partition, clock, watermark, producer)
     transformed: asyncio.Future[Transformed]
     started: float
     now_ms: int
@@ -92,6 +93,8 @@ class WatermarkOut:
     producer_name: str
     interval_s: float
     skew_ms: int
+    sources_learn_ms: int = 10_000  # raw_sources.py: learning and expiry of live sources
+    sources_expiry_ms: int = 30_000
 
 
 class IngestionStream:
@@ -127,7 +130,8 @@ class IngestionStream:
         self._sender = BatchSender(producer, self._partitions)
         self._summary = Summary()
         self._wm = watermarks
-        self.clock = RawClock(watermarks.skew_ms)
+        sources = RawSources(watermarks.sources_learn_ms, watermarks.sources_expiry_ms)
+        self.clock = RawClock(watermarks.skew_ms, sources)
         self._wm_at = 0.0  # monotonic time watermarks were last written
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -250,7 +254,7 @@ class IngestionStream:
         future = asyncio.ensure_future(run)
         return _Pending(batches, records, markers, future, time.perf_counter(), now_ms)
 
-    def _marker(self, rec: RawRecord) -> list[tuple[int, str, int]]:
+    def _marker(self, rec: RawRecord) -> list[tuple[int, str, int, str]]:
         """A source's Watermark in the raw topic: its clock's claim for this raw partition."""
         try:
             wm = self._wm.codec.decode(rec.value)  # type: ignore[arg-type]
@@ -259,7 +263,7 @@ class IngestionStream:
             self._metrics.bad_source_watermarks.inc()
             return []
         marks = [int(c["watermark_ms"]) for c in wm["claims"]]
-        return [(rec.partition, wm["source"], min(marks))] if marks else []
+        return [(rec.partition, wm["source"], min(marks), wm["producer"])] if marks else []
 
     async def _fetch_now(
         self, consumer: AIOKafkaConsumer
@@ -283,9 +287,10 @@ class IngestionStream:
         batches = pending.batches
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
         clock = self.clock.copy()
-        clock.read({tp.partition: max(r.timestamp for r in rs) for tp, rs in batches.items()})
-        for r, source, mark in pending.markers:
-            clock.source(source, r, mark)
+        for r, source, mark, writer in pending.markers:
+            clock.source(source, r, mark, writer)
+        newest = {tp.partition: max(r.timestamp for r in rs) for tp, rs in batches.items()}
+        clock.read(newest, pending.now_ms)
         claims = None
         outgoing = result.outgoing
         if time.monotonic() - self._wm_at >= self._wm.interval_s:
@@ -333,6 +338,7 @@ class IngestionStream:
             )
             return
         self.clock.caught_up(done, asked_at)
+        self._metrics.raw_sources(self.clock.sources)
         if not self.clock.changed():
             return
         claims = self.clock.claims()
@@ -381,6 +387,7 @@ class IngestionStream:
         await committing.task
         result = committing.result
         self.clock = committing.clock
+        self._metrics.raw_sources(self.clock.sources)
         if committing.claims is not None:
             self._stated(committing.claims)
         self._processor.commit(result, committing.now_ms)

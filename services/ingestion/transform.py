@@ -210,7 +210,7 @@ class TransformPool:
         if self._pool is None:
             return await self._run_here(values, now_ms)
         loop = asyncio.get_running_loop()
-        size = -(-len(values) // self.workers)  # ceil
+        size = max(1, -(-len(values) // self.workers))  # ceil; a batch of watermarks only: 0
         slices = [values[i : i + size] for i in range(0, len(values), size)] or [[]]
         try:
             parts = await asyncio.gather(

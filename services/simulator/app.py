@@ -12,6 +12,7 @@ import asyncio
 import json
 import signal
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,16 @@ import httpx
 from pydantic import ValidationError
 
 from services.common.campaign import SpecError
+from services.common.codec import SchemaRegistry
 from services.common.health import HealthServer
 from services.common.kafka import ensure_topics, make_producer, wait_for_broker
 from services.common.logging import configure_logging, get_logger
 from services.common.producer import ResilientProducer
 from services.common.settings import KafkaSettings
+from services.common.source_watermark import HeldEvents, SourceWatermarks
 from services.common.stall import watching_shutdown
 from services.common.topics import Topics
+from services.common.watermark import WatermarkCodec
 from services.simulator.player import LiveStats, Player
 from services.simulator.scenario import Scenario, load_scenario
 from services.simulator.settings import Settings
@@ -62,6 +66,17 @@ async def simulate(
         delivery_timeout_s=send_timeout_s,
     )
     await producer.start()
+    # a live source of the raw topic: its claims stay below every event it still holds
+    held = HeldEvents()
+    watermarks = SourceWatermarks(
+        producer,
+        topic=topics.events_raw.name,
+        codec=WatermarkCodec(SchemaRegistry.load()),
+        name=f"{source}-{uuid.uuid4().hex[:12]}",
+        held=held,
+    )
+    watermarks.start()
+    ended = False
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     try:
         async with httpx.AsyncClient(
@@ -80,11 +95,14 @@ async def simulate(
                 rate=rate,
                 max_in_flight=max_in_flight,
                 source=source,
+                held=held,
             )
             if on_start:
                 on_start(player)
             stats = await player.run(duration_s, stop, drain_s=drain_s)
+            ended = True  # every event acknowledged or counted as not written
     finally:
+        await watermarks.close(end=ended)
         await producer.stop()
     summary = summary_of(stats)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -100,6 +118,7 @@ def summary_of(stats: LiveStats) -> dict[str, Any]:
         "decide_latency_ms": {"p50": _q(lat, 0.5), "p99": _q(lat, 0.99)},
         "simulator_loop_lag_ms": {"p50": _q(lag, 0.5), "p99": _q(lag, 0.99)},
         "skipped": stats.skipped,
+        "held": dict(stats.held),
         "errors": dict(stats.errors),
         "events_sent": stats.events_sent,
         "events_unsent": stats.events_unsent,

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from services.common.privacy import stable_unit
+from services.common.source_watermark import HeldEvents
 from services.simulator.groundtruth import GroundTruth
 from services.simulator.scenario import Delay, Scenario
 
@@ -73,6 +74,8 @@ class LiveStats:
     requests: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
+    # Answers of a paused or stopped campaign (no decision; no events sent), by status.
+    held: Counter[str] = field(default_factory=Counter)
     arms: dict[str, ArmStats] = field(default_factory=dict)
     model_versions: Counter[str] = field(default_factory=Counter)
     creatives_served: Counter[str] = field(default_factory=Counter)
@@ -102,6 +105,7 @@ class Player:
         rate: float | None = None,
         max_in_flight: int = 64,
         source: str = "admuse-simulator",
+        held: HeldEvents | None = None,
     ) -> None:
         self.scenario = scenario
         self.truth = GroundTruth(scenario)
@@ -111,6 +115,7 @@ class Player:
         self.seed = seed
         self.rate = rate or scenario.audience.rate
         self.source = source
+        self.held = held if held is not None else HeldEvents()  # what the watermark waits for
         self.stats = LiveStats()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._max_in_flight = max_in_flight
@@ -215,6 +220,9 @@ class Player:
             return
         try:
             decision = resp.json()
+            if decision.get("status", "active") != "active":  # docs/contracts.md: no decision
+                self.stats.held[str(decision["status"])] += 1
+                return
             decision_id, creative_id = decision["decision_id"], decision["creative_id"]
             attributes = decision.get("attributes") or {}
             arm = decision.get("arm", "?")
@@ -344,13 +352,16 @@ class Player:
     async def _emit(self, n: int, kind: str, base: dict[str, Any], delay: float, tag: str) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
+        now = datetime.now(UTC)
         event = {
             **base,
             "event_id": f"sim{self.seed}-{self._t0_wall:.0f}-{n}-{tag}",
             "type": kind,
-            "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "occurred_at": now.isoformat(timespec="milliseconds"),
         }
         event.setdefault("value", None)
+        # held from its stamp (same event-loop step) until its fate is known
+        token = self.held.hold(int(now.timestamp() * 1000))
         sent = False
         try:
             await self._send(base["user_id"].encode(), json.dumps(event).encode())
@@ -358,6 +369,7 @@ class Player:
         except Exception as exc:
             self.stats.errors[f"event not sent ({type(exc).__name__})"] += 1
         finally:  # cancelled at the end of the drain: not sent either
+            self.held.release(token)
             if sent:
                 self.stats.events_sent += 1
             else:

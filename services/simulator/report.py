@@ -25,6 +25,7 @@ from typing import Any
 from services.analysis import compare_arms, srm_test
 from services.simulator.groundtruth import GroundTruth
 from services.simulator.scenario import Scenario
+from services.simulator.stratify import stratified_difference
 
 __all__ = ["ARMS", "analyze", "load_results", "time_series"]
 
@@ -85,7 +86,8 @@ def analyze(
             else None,
             "true_ctr_ratio": o["true_ctr"] / c["true_ctr"] if c["true_ctr"] else None,
         }
-    generation = _generation(arms, arm_rows)
+    segment_shares = {s.name: s.share for s in scenario.audience.segments}
+    generation = _generation(arms, arm_rows, segment_shares)
     served = Counter(r["creative_id"] for r in rows)
     generated_ids = {cid for cid, cr in creatives.items() if cr.get("origin") == "generated"}
     generated_ids |= {r["creative_id"] for r in rows if r["origin"] == "generated"}
@@ -154,7 +156,9 @@ def _srm(
 
 
 def _generation(
-    arms: dict[str, dict[str, Any]], arm_rows: Mapping[str, list[dict[str, Any]]]
+    arms: dict[str, dict[str, Any]],
+    arm_rows: Mapping[str, list[dict[str, Any]]],
+    segment_shares: Mapping[str, float],
 ) -> dict[str, Any] | None:
     """Full loop vs catalog bandit: what generation adds (None without a catalog arm)."""
     k, o = arms["catalog"], arms["optimized"]
@@ -167,6 +171,11 @@ def _generation(
     diff, half = _difference_interval(
         [r["p_click"] for r in arm_rows["optimized"]], [r["p_click"] for r in arm_rows["catalog"]]
     )
+    strat, strat_low, strat_high = stratified_difference(
+        [(r["segment"], r["p_click"]) for r in arm_rows["optimized"]],
+        [(r["segment"], r["p_click"]) for r in arm_rows["catalog"]],
+        segment_shares,
+    )
     return {
         "lift": cmp.lift.estimate,
         "lift_low": cmp.lift.low,
@@ -178,6 +187,10 @@ def _generation(
         "true_lift": diff / k["true_ctr"] if k["true_ctr"] else None,
         "true_lift_low": (diff - half) / k["true_ctr"] if k["true_ctr"] else None,
         "true_lift_high": (diff + half) / k["true_ctr"] if k["true_ctr"] else None,
+        # per segment, weighted by the audience (`stratify`): free of the arms' chance mixes
+        "true_ctr_difference_stratified": strat,
+        "true_ctr_difference_stratified_low": strat_low,
+        "true_ctr_difference_stratified_high": strat_high,
     }
 
 

@@ -50,6 +50,7 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
             f" P(full loop beats catalog bandit) = {gen['prob_full_loop_beats_catalog']:.3f}; "
             f"true CTR {gen['true_ctr_difference']:+.3%} (95% interval "
             f"{gen['true_ctr_difference_low']:+.3%} to {gen['true_ctr_difference_high']:+.3%})"
+            + _stratified_text(gen)
         )
     if cmp:
         observed = ", ".join(
@@ -112,6 +113,14 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
 
 
 LABELS = {"control": "control", "catalog": "catalog bandit", "optimized": "full loop"}
+
+
+def _stratified_text(gen: Mapping[str, Any]) -> str:
+    d = gen.get("true_ctr_difference_stratified")
+    if d is None or not math.isfinite(d):
+        return ""
+    lo, hi = gen["true_ctr_difference_stratified_low"], gen["true_ctr_difference_stratified_high"]
+    return f"; per segment {d:+.3%} (95% interval {lo:+.3%} to {hi:+.3%})"
 
 
 def present_arms(result: Mapping[str, Any]) -> list[str]:

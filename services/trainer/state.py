@@ -29,6 +29,7 @@ from aiokafka import ConsumerRecord
 
 from services.common.codec import CodecError, RecordCodec, SchemaRegistry
 from services.common.creative_space import CreativeSpace, EncodingError
+from services.common.lifecycle import is_serving
 from services.common.topics import Topics
 from services.trainer.buffer import RewardRow, TrainingBuffer
 from services.trainer.settings import Settings
@@ -85,8 +86,8 @@ class TrainerState:
                 row = RewardRow.from_record(rec)
                 if not rec.get("shown", True):  # never shown: not an impression, no row
                     self.unshown[rec["campaign_id"]] += 1
-                elif self.buffer.add(rec["campaign_id"], row):
-                    self._count(rec["campaign_id"], row)
+                else:
+                    self.add_reward(rec["campaign_id"], row)
             elif msg.topic == self.topics.campaigns.name:
                 CreativeSpace.from_attributes(rec["attributes"])  # refuse unusable spaces
                 self.campaigns[rec["campaign_id"]] = rec
@@ -103,6 +104,14 @@ class TrainerState:
                 reason=reason,
                 error=str(exc),
             )
+
+    def add_reward(self, cid: str, row: RewardRow) -> bool:
+        """Buffer one shown reward and count it toward the retrain triggers (False: a
+        duplicate the buffer already holds)."""
+        if not self.buffer.add(cid, row):
+            return False
+        self._count(cid, row)
+        return True
 
     def _count(self, cid: str, row: RewardRow) -> None:
         self.new_rewards[cid] += 1
@@ -146,8 +155,8 @@ class TrainerState:
         s = self.settings
         out = []
         for cid, new in self.new_rewards.items():
-            if new <= 0 or cid not in self.campaigns:
-                continue
+            if new <= 0 or cid not in self.campaigns or not is_serving(self.campaigns[cid]):
+                continue  # a paused or stopped campaign is not retrained (lifecycle.py)
             reason = self._reason(cid, now)
             if reason is None:
                 continue

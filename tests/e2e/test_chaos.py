@@ -2,22 +2,18 @@
 paused features worker, a broker stop/start) under simulator load, on the suite's own broker,
 then the books read back from the topics (services/chaos; `make chaos` runs longer ones).
 
-Asserted strictly: every fault injected twice and recovered from, the raw books (every raw
-event forwarded, dead-lettered, consent-dropped or a duplicate; none missing, none forwarded
-twice), nothing the simulator wrote lost, the rewards books (every click on a logged decision
-rewarded — none without a Reward — and no decision with differing Rewards; an unchanged re-send
-is allowed by the contract and only counted), no answer
-without a model once one served, services up at the end with their restarts counted, Decide
-back within 10 s (mean) of an inference kill, and the suite's exit code saying whether the
-books balance. Printed, not asserted: the decision-log books (answered Decides whose Decision
-was in inference's memory at SIGKILL, duplicate Decisions: the decision log is at least once),
-which another branch makes exactly once; a click on such an unlogged decision is counted
-apart, never as a click without a Reward. Also printed: clicks turned into timeouts at a broker
-stop — a click the collector refused (503) while the broker was away reaches the raw topic only
-when the app resends it, later than the allowed watermark skew, while ingestion, seeing its raw
-partitions read to their end, lets the watermark advance to the wall clock and features closes
-the window first (late by the contract's definition; open: the watermark does not know that a
-source holds refused events).
+Asserted strictly — every book the issue lists: every fault injected twice and recovered
+from; the raw books (every raw event forwarded, dead-lettered, consent-dropped or a
+duplicate; none missing, none forwarded twice); nothing the simulator wrote lost; the decision
+log (every answered Decide has exactly one Decision record: inference runs with
+ADMUSE_INFERENCE_DECISION_ACK=true, as docs/contracts.md "Decision log" requires for that
+guarantee); the rewards books (every click the simulator wrote is one clicked Reward — none
+turned into a timeout, none without a Reward, no decision with differing Rewards; an unchanged
+re-send is allowed by the contract and only counted); no answer without a model once one
+served; services up at the end with their restarts counted; Decide back within 10 s (mean) of
+an inference kill; and the suite's exit code saying whether the books balance. Clicks are held
+by the simulator while Kafka is away and its watermark claims in the raw topic hold the
+windows open meanwhile (docs/contracts.md "Watermarks", live sources).
 """
 
 from __future__ import annotations
@@ -35,12 +31,6 @@ from services.chaos.faults import KINDS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(540)]
 
-REPORTED_ONLY = (
-    "have no Decision record",
-    "Decision records are duplicates",
-    "became timeout rewards",
-)
-
 
 def test_short_fault_suite_books_balance(tmp_path: Path) -> None:
     port = int(os.environ.get("ADMUSE_KAFKA_PORT", "19092")) + 50
@@ -56,7 +46,8 @@ def test_short_fault_suite_books_balance(tmp_path: Path) -> None:
     assert (run / "chaos.json").exists(), out[-4000:]
     books = json.loads((run / "chaos.json").read_text())
     found = problems(books)
-    assert done.returncode == (1 if found else 0), out[-4000:]
+    assert not found, (found, out[-4000:])
+    assert done.returncode == 0, out[-4000:]
 
     kinds = [f["kind"] for f in books["faults"]]
     assert all(kinds.count(k) == 2 for k in KINDS), kinds
@@ -68,11 +59,11 @@ def test_short_fault_suite_books_balance(tmp_path: Path) -> None:
     dec, rew = books["decisions"], books["rewards"]
     assert dec["answered"] > 500, dec
     assert rew["clicks_written"] > 20, rew
-    logged_clicks = rew["clicks_written"] - rew["clicks_on_unlogged_decisions"]
-    assert rew["clicked_rewards"] + rew["clicks_turned_into_timeout"] == logged_clicks, rew
-    assert rew["clicks_without_reward"] == 0, rew
+    assert dec["without_decision"] == dec["duplicate_decisions"] == 0, dec
+    assert rew["clicks_on_unlogged_decisions"] == 0, rew
+    assert rew["clicked_rewards"] == rew["clicks_written"], rew
+    assert rew["clicks_turned_into_timeout"] == rew["clicks_without_reward"] == 0, rew
     assert rew["decisions_rewarded_differently"] == 0, rew
-    assert rew["clicks_on_unlogged_decisions"] <= dec["without_decision"], (rew, dec)
     assert books["models"]["served_without_model_after_first"] == 0, books["models"]
     services = books["services"]
     assert all(s["state"] == "up" and s["restarts"] >= 2 for s in services.values()), services
@@ -80,7 +71,3 @@ def test_short_fault_suite_books_balance(tmp_path: Path) -> None:
     # a quieter machine); on a loaded 2-core CI runner one restart may take a few seconds more.
     kill = books["availability"]["kill-inference"]
     assert kill["unavailable_s"] / kill["faults"] < 10 and kill["worst_s"] < 15, kill
-    unexpected = [p for p in found if not any(r in p for r in REPORTED_ONLY)]
-    assert not unexpected, (unexpected, out[-4000:])
-    for p in found:  # shown in the test log: known, tracked outside this issue
-        print(f"reported: {p}")

@@ -73,6 +73,8 @@ def test_three_policies_full_loop_beats_control_not_worse_than_catalog_and_serve
         assert arms[arm]["impressions"] > 500, f"{arm}: too little traffic\n{out}"
     assert cmp["lift_low"] > 0, f"lift interval not above zero: {cmp}\n{out}"
     assert gen["lift_high"] >= 0, f"full loop worse than the catalog bandit: {gen}\n{out}"
+    # ... and by the hidden truth, per segment (the arms' chance segment mixes taken out)
+    assert gen["true_ctr_difference_stratified_high"] >= 0, f"truly worse: {gen}\n{out}"
     assert "catalog bandit" in proc.stdout and "what generation adds" in proc.stdout, out
     assert not cmp["srm_flagged"], f"sample ratio mismatch: {cmp}"
     assert creatives["models"] >= 1, f"no model published during the run\n{out}"

@@ -19,7 +19,7 @@ import httpx
 from aiokafka import TopicPartition
 
 from services.common.codec import SchemaRegistry
-from services.common.kafka import make_consumer, make_producer
+from services.common.kafka import make_consumer, make_producer, partitions_of
 from services.common.settings import KafkaSettings
 from services.common.watermark import WatermarkCodec
 from tests.polling import eventually
@@ -231,11 +231,9 @@ class TopicReader:
         self._consumer: Any = None
 
     async def __aenter__(self) -> TopicReader:
+        tps = await partitions_of(self.kafka, [self.topic], timeout_s=0)
         self._consumer = make_consumer(self.kafka, group_id=None)
         await self._consumer.start()
-        meta = await self._consumer._client.fetch_all_metadata()
-        parts = meta.partitions_for_topic(self.topic) or set()
-        tps = [TopicPartition(self.topic, p) for p in parts]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
         return self
@@ -305,10 +303,9 @@ async def trace_decision(kafka: KafkaSettings, decision_id: str, app_id: str) ->
     await consumer.start()
     try:
         for label, topic in topics.items():
-            meta = await consumer._client.fetch_all_metadata()
-            parts = meta.partitions_for_topic(topic) or set()
-            topic_tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            if not topic_tps:
+            try:
+                topic_tps = await partitions_of(kafka, [topic], timeout_s=0)
+            except LookupError:
                 found.append(f"{label}: no such topic {topic}")
                 continue
             consumer.assign(topic_tps)

@@ -216,7 +216,7 @@ async def test_every_service_runs_from_its_compose_entry(
     local = _Local(project, kafka, tmp_path)
     services = project["services"]
     steps = ["campaign"]  # one-shot: runs to completion (exit 0) before its dependants
-    waves = [["ingestion", "features", "trainer", "inference"], ["simulator"]]
+    waves = [["ingestion", "features", "trainer", "inference", "console"], ["simulator"]]
     assert {n for w in [steps, *waves] for n in w} == {
         n for n, s in services.items() if n != "kafka" and "gpu" not in s.get("profiles", [])
     }

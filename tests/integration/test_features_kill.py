@@ -134,13 +134,13 @@ async def test_sigkill_restarts_count_every_decision_exactly_once(
             TopicReader(kafka, topics.stats.name, "CreativeStats", registry) as stats,
         ):
             try:
-                await rewards.until(lambda r: len(r.by_key()) >= n, timeout_s=90)
+                await rewards.until(lambda r: len(r.by_key()) >= n, timeout_s=180)
             except AssertionError:
                 got = rewards.by_key()
                 missing = [d for d, _ in produced if d["decision_id"] not in got]
                 trace = await trace_decision(kafka, missing[0]["decision_id"], APP_ID)
                 raise AssertionError(
-                    f"{len(got)} of {n} decisions have a reward after 90 s; missing e.g. "
+                    f"{len(got)} of {n} decisions have a reward after 180 s; missing e.g. "
                     f"{[(d['decision_id'], d['decided_at']) for d in missing[:5]]}; "
                     f"worker: pending decisions "
                     f"{await worker.metric('admuse_features_pending_decisions')}, held events "

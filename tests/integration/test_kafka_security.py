@@ -28,7 +28,7 @@ from services.common.security import KafkaSecurityError
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from tests.integration.ingestion_harness import TopicReader
-from tests.integration.tls_broker import ROOT, TLSBroker, tls_broker
+from tests.integration.tls_broker import ROOT, TLSBroker, kafka_uuid, tls_broker
 from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -161,3 +161,14 @@ async def test_every_service_and_the_cli_over_sasl_ssl(broker: TLSBroker, tmp_pa
         codes = stack.stop()
     logs = {n: s.tail(400) for n, s in stack.processes.items()}
     assert codes == dict.fromkeys(codes, 0), json.dumps(logs)[-4000:]
+
+
+def test_cluster_ids_are_kafka_uuids_the_storage_tool_accepts() -> None:
+    """A random cluster id whose text starts with '-' made `kafka-storage format -t` fail
+    (1 in 64 broker starts); the ids are 16 random bytes in URL-safe base64, never '-' first."""
+    import base64
+
+    ids = [kafka_uuid() for _ in range(4000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert {len(base64.urlsafe_b64decode(i + "==")) for i in ids} == {16}
+    assert len(set(ids)) == len(ids)

@@ -49,8 +49,8 @@ def test_the_code_keeps_every_contract(tree: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "line", "contract"),
     [
-        ("services/inference/bandit.py", "import services.trainer.model", "chaos > cli"),
-        ("services/common/topics.py", "import services.ingestion", "chaos > cli"),
+        ("services/inference/bandit.py", "import services.trainer.model", "> cli > simulator"),
+        ("services/common/topics.py", "import services.ingestion", "> cli > simulator"),
         (
             "services/cli/report.py",
             "import services.analysis.stats",

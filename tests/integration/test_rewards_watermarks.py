@@ -7,6 +7,9 @@
   de-duplicating reader sees is the same Reward. Five cycles.
 - A quiet spell: after the last input, every pending decision is rewarded within
   window + grace + 3 s, with nothing more sent (the watermarks advance on their own).
+- A live source (a simulator through a broker stop, a collector after a 503) holds clicks
+  until their windows have passed on the wall clock, stating claims into the raw topic: the
+  windows wait for it, and the clicks, written late, are rewarded as clicks.
 - A log from a year ago replayed with `admuse replay --to kafka` through the running
   services: `admuse ope --campaign` equals `admuse ope --replay` on the file, and the
   report's CTR equals the log's (the replay closes its windows by its own clock).
@@ -32,8 +35,11 @@ import pytest
 
 from services.common.codec import SchemaRegistry
 from services.common.kafka import ensure_topics, make_admin, make_producer
+from services.common.producer import ResilientProducer
 from services.common.settings import KafkaSettings
+from services.common.source_watermark import HeldEvents, SourceWatermarks
 from services.common.topics import Topics
+from services.common.watermark import WatermarkCodec
 from tests.integration.features_worker import FeaturesWorker, TopicReader, decision
 from tests.integration.ingestion_harness import ROOT, SECRET, IngestionProcess
 from tests.polling import eventually
@@ -138,6 +144,7 @@ async def loop(
         ADMUSE_INGESTION_WATERMARK_INTERVAL_S="0.1",
         ADMUSE_INGESTION_TRANSFORM_WORKERS="0",
         ADMUSE_INGESTION_MAX_BATCH="20",  # the backlog takes 100+ transactions
+        ADMUSE_INGESTION_SOURCE_LEARN_MS="1000",  # the quiet spell starts right after ready
     )
     features = FeaturesWorker(
         kafka,
@@ -220,6 +227,43 @@ async def test_a_quiet_spell_closes_every_window_without_more_input(loop: Loop) 
     assert arrived <= last_deadline + GRACE_MS + 3000, (
         f"last reward {arrived - last_deadline} ms after the last window ended"
     )
+
+
+async def test_clicks_a_source_held_past_their_windows_are_joined_as_clicks(loop: Loop) -> None:
+    held = HeldEvents()
+    producer = ResilientProducer(lambda: make_producer(loop.kafka), name="app")
+    await producer.start()
+    source = SourceWatermarks(
+        producer,
+        topic=loop.topics.events_raw.name,
+        codec=WatermarkCodec(loop.registry),
+        name=f"app-{uuid.uuid4().hex[:8]}",
+        held=held,
+    )
+    source.start()
+    try:
+        await eventually(lambda: source.stated >= 3, 20, "the source states claims")
+        decisions = await loop.decide(30, "held")
+        clicks = [raw_event(d, "click", d["decided_at"] + 100) for d in decisions]
+        tokens = [held.hold(c["occurred_at"]) for c in clicks]  # refused, or Kafka away
+        # the windows pass on the wall clock while ingestion reads raw to its end, again and
+        # again: nothing may close them while the source says it still holds their clicks
+        deadline_ms = max(d["decided_at"] for d in decisions) + WINDOW_MS + GRACE_MS + 2500
+        await eventually(lambda: time.time() * 1000 > deadline_ms, 15, "windows past")
+        await loop.rewards.poll()
+        early = {d["decision_id"] for d in decisions} & loop.rewards.by_key().keys()
+        assert not early, f"{len(early)} windows closed while their clicks were held"
+        await loop.raw(clicks)  # the resend
+        for token in tokens:
+            held.release(token)
+        await loop.rewarded(decisions, 60, "a reward for every decision")
+        by_id = loop.rewards.by_key()
+        outcomes = [by_id[d["decision_id"]]["outcome"] for d in decisions]
+        assert outcomes == ["click"] * len(decisions), outcomes
+        assert await loop.features.metric("admuse_features_late_events_total") == 0
+    finally:
+        await source.close(end=True)
+        await producer.stop()
 
 
 def _cli(kafka: KafkaSettings, *args: str) -> subprocess.CompletedProcess[str]:

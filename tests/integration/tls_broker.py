@@ -32,6 +32,16 @@ USERS = {  # user -> (mechanism, password)
 CLIENT_KEY_PASSWORD = "client-key-secret"
 
 
+def kafka_uuid() -> str:
+    """A Kafka Uuid as `kafka-storage random-uuid` prints it (one JVM start saved). Like
+    Kafka's own, never one whose text starts with '-': the tool's argument parser would read
+    `-t -xyz…` as a missing value (1 in 64 random ids; it failed a CI run)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
 def _sh(*args: str, cwd: Path) -> None:
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -119,8 +129,7 @@ class TLSBroker:
             if mech.startswith("SCRAM")
             for a in ("--add-scram", f"{mech}=[name={user},password={pw}]")
         ]
-        # A Kafka Uuid as `kafka-storage random-uuid` prints it (one JVM start saved).
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster = kafka_uuid()
         _sh("java", "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
             "-t", cluster, "-c", str(conf), *scram, cwd=self.data)  # fmt: skip
         log4j = self.data / "log4j2.yaml"

@@ -100,7 +100,7 @@ def test_watermarks_are_safe_and_advance_when_idle(
                 for i in batch:
                     forwarded[all_[i].out].add(i)
                 position[r] += len(batch)
-                clock.read({r: max(all_[i].ts for i in batch)})
+                clock.read({r: max(all_[i].ts for i in batch)}, now)
                 if write:  # claims are written with some batches only (the interval)
                     emit()
         elif kind == "idle":

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.inference.challengers import ChallengerBudget
+from services.inference.challengers import ChallengerBudget, slice_weights
 from services.inference.curator import Curator
 from services.inference.metrics import Metrics
 from services.inference.models import ModelBundle
@@ -103,8 +103,16 @@ async def test_challengers_are_promoted_or_retired_on_their_own_evidence_or_the_
     assert live == {"a", "b", "win", "young"}
     policy = curator._policy
     props = policy.propensities(state.campaigns["c"], SEG)
-    # the promoted one competes in the main bandit; the young challenger gets the slice
-    assert props["young"] == pytest.approx(settings.challenger_share)
+    # the promoted one competes in the main bandit; the young challenger gets at most the
+    # slice, in proportion to its chance of beating the best proven creative
+    young = policy.arms("c", SEG, [state.creatives["young"]])
+    best = max(policy.arms("c", SEG, [state.creatives[c] for c in ("a", "b", "win")]),
+               key=lambda a: a.alpha / (a.alpha + a.beta))  # fmt: skip
+    weight = slice_weights(young, best)[0]
+    assert 0 < weight <= 1
+    # the slice this campaign earned: 1 promoted, 2 retired → q = 2/5 → 80 % of the share
+    assert policy.challenger_share("c") == pytest.approx(settings.challenger_share * 0.8)
+    assert props["young"] == pytest.approx(policy.challenger_share("c") * weight)
     assert props["win"] > props["b"]
 
 
@@ -124,7 +132,7 @@ async def test_challengers_are_admitted_only_into_free_slots_with_an_honest_prio
                                             "campaign_id": "spring"})  # fmt: skip
     curator, published = _curator(settings, state)
     curator.following = True
-    now = time.monotonic()
+    now = time.time()  # the curator's clock
     for i in range(int(rate * 60)):  # a minute of optimized traffic at `rate` per second
         curator._policy.traffic.hit(("spring", seg), now=now - 60 + i / rate)
     slots = curator.challenger_slots("spring", seg)
@@ -152,3 +160,47 @@ async def test_challengers_are_admitted_only_into_free_slots_with_an_honest_prio
     before = len(published)
     await curator._add_candidates("spring", bundle, refill=True)
     assert len(published) == before  # the slots are full until a challenger is decided
+
+
+async def test_the_model_word_on_generated_creatives_is_discounted_by_their_record(
+    settings: Settings,
+) -> None:
+    """Generated creatives that clicked at a tenth of what the model said: the next model's
+    candidates must clear the incumbent bar at a tenth of their predicted reward, so the
+    slice's traffic is not spent on the model's over-confidence again."""
+    from tests.unit.inference import onnx_fixtures as fx
+
+    seg = fx.SEGMENTS[0]
+    state = State()
+    state.apply_campaign("spring", fx.campaign(max_generated=3))
+    catalog = {"headline": "New in", "cta": "Shop", "font_scale": 1.0,
+               "background": "#ffffff", "text_color": "#000000"}  # fmt: skip
+    state.apply_creative("cat", {**_creative("cat", attributes=catalog), "campaign_id": "spring"})
+    state.apply_stats(f"spring/{seg}/cat", {**_stats("cat", seg, 4000, 80),
+                                            "campaign_id": "spring"})  # fmt: skip
+    for i in range(4):  # earlier challengers: predicted 10 %, clicked 1 % over 2,000 each
+        cid = f"old{i}"
+        state.apply_creative(cid, {**_creative(cid, "generated", segment=seg, status="retired",
+                                               stage="challenger", predicted_reward=0.10),
+                                   "campaign_id": "spring"})  # fmt: skip
+        state.apply_stats(f"spring/{seg}/{cid}", {**_stats(cid, seg, 2000, 20),
+                                                  "campaign_id": "spring"})  # fmt: skip
+    curator, published = _curator(settings, state)
+    curator.following = True
+    assert curator.generated_calibration("spring") == pytest.approx((80 + 5) / (800 + 5))
+    assert curator.generated_calibration("nobody") == 1.0
+    now = time.time()
+    for i in range(50 * 60):
+        curator._policy.traffic.hit(("spring", seg), now=now - 60 + i / 50)
+    metadata = fx.metadata("m1")
+    metadata["metrics"] = {"reward_auc": 0.8, "reward_ece": 0.005,
+                           "predicted_reward_catalog": 0.02}  # fmt: skip
+    bundle = ModelBundle.load(metadata, fx.generator(0), fx.reward_model(),
+                              ["CPUExecutionProvider"])  # fmt: skip
+    curator.models["spring"] = bundle
+    await curator._add_candidates("spring", bundle)
+    bar = float(bundle.score(seg, [catalog])[0])
+    rho = curator.generated_calibration("spring")
+    for r in published:
+        assert rho * r["predicted_reward"] > bar  # the discounted word still beats the incumbent
+        assert r["prior_alpha"] / (r["prior_alpha"] + r["prior_beta"]) <= 81 / 4002 + 1e-9

@@ -47,7 +47,12 @@ def decide_api(scenario_name: str = "e2e") -> httpx.MockTransport:
 
 
 async def play(
-    tmp_path: Path, seed: int, shown_share: float = 1.0, name: str = "e2e"
+    tmp_path: Path,
+    seed: int,
+    shown_share: float = 1.0,
+    transport: Any = None,
+    keep: dict[str, Any] | None = None,
+    name: str = "e2e",
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     scenario = load_scenario(name)
     scenario = scenario.model_copy(
@@ -65,7 +70,7 @@ async def play(
         events.append(event)
 
     async with httpx.AsyncClient(
-        transport=decide_api(name), base_url="http://x", headers={"X-API-Key": "k"}
+        transport=transport or decide_api(name), base_url="http://x", headers={"X-API-Key": "k"}
     ) as client:
         player = Player(
             scenario,
@@ -76,6 +81,8 @@ async def play(
             rate=200.0,
         )
         await player.run(duration_s=0.8, drain_s=5.0)
+    if keep is not None:
+        keep["stats"] = player.stats
     rows = [json.loads(line) for line in (tmp_path / f"r{seed}.jsonl").read_text().splitlines()]
     return rows, events
 
@@ -140,6 +147,26 @@ async def test_decisions_the_app_does_not_show_send_no_impression_and_no_click(
     assert len([e for e in events if e["type"] == "impression"]) == len(shown)
     assert not any(r["clicked"] for r in answered if not r["shown"])
     assert len({e["decision_id"] for e in events}) == len(shown)  # nothing for the others
+
+
+async def test_a_paused_campaigns_answers_are_counted_and_send_no_events(tmp_path: Path) -> None:
+    inner = decide_api()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body["user_id"].endswith(("1", "3")):  # docs/contracts.md: a paused campaign
+            return httpx.Response(200, json={
+                "status": "paused", "decision_id": None, "campaign_id": body["campaign_id"],
+                "creative_id": None, "segment": "*", "render_url": None, "attributes": {},
+                "message": "paused"})  # fmt: skip
+        return inner.handle_request(request)
+
+    keep: dict[str, Any] = {}
+    rows, events = await play(tmp_path, 3, transport=httpx.MockTransport(handler), keep=keep)
+    stats = keep["stats"]
+    assert stats.held["paused"] > 0 and not stats.errors.keys() - {"http 503"}
+    assert len(rows) + stats.held["paused"] == stats.requests - stats.skipped
+    assert None not in {e["decision_id"] for e in events}
 
 
 async def test_events_kafka_did_not_take_are_counted_not_sent(tmp_path: Path) -> None:

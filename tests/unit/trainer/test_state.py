@@ -218,3 +218,19 @@ def test_rewards_of_decisions_never_shown_make_no_training_row(
     assert len(state.buffer.rows("spring")) == 5
     assert state.unshown == {"spring": 5} and not state.rejected
     assert state.buffer.offsets == {TOPICS.rewards.name: {0: 10}}  # read past, not lost
+
+
+def test_a_paused_or_stopped_campaign_is_not_retrained(
+    registry: SchemaRegistry, tmp_path: Path
+) -> None:
+    state = _state(registry, tmp_path, retrain_shift_min_impressions=10**6)
+    codec = registry.codec("Campaign")
+    _with_campaign(state, registry)
+    _feed_clicks(state, registry, 200, 0.1, start=0)
+    assert state.due(now=0.0) == []
+    for lifecycle in ("paused", "stopped"):
+        paused = synthetic_campaign() | {"state": lifecycle}
+        state.apply(_msg(TOPICS.campaigns.name, codec.encode(paused)))
+        assert state.due(now=6.0) == [], lifecycle  # the rewards wait in the buffer
+    _with_campaign(state, registry)  # resumed
+    assert state.due(now=6.0) == ["spring"]
