@@ -113,6 +113,11 @@ async def simulate(
 def summary_of(stats: LiveStats) -> dict[str, Any]:
     """A JSON-ready digest of a run's live counters."""
     lat, lag = sorted(stats.latencies_ms), sorted(stats.loop_lag_ms)
+    slates = (  # previews of several variants only (audience.slate > 1)
+        {"slates": {"previews": stats.slates, "short": stats.slates_short, "votes": stats.votes}}
+        if stats.slates
+        else {}
+    )
     return {
         "requests": stats.requests,
         "decide_latency_ms": {"p50": _q(lat, 0.5), "p99": _q(lat, 0.99)},
@@ -124,6 +129,7 @@ def summary_of(stats: LiveStats) -> dict[str, Any]:
         "events_unsent": stats.events_unsent,
         "clicks_unsent": stats.clicks_unsent,
         "generated_served": stats.generated_served,
+        **slates,
         "model_versions": sorted(stats.model_versions),
         "arms": {
             arm: {

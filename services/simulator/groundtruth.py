@@ -4,13 +4,15 @@
 probability and the expected reward under the campaign's reward definition. The oracle knows
 the best catalog creative and the best creative of the whole space per segment, so the
 simulator can score every decision (regret) without the services ever seeing any of this.
+With slates (`audience.slate` > 1, film) a slot's reward also depends on what it was shown
+beside: `slate_reward` (the viewer model and the definition are in slates.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ from services.common.campaign import (
 )
 from services.simulator.feedback import feedback_for
 from services.simulator.scenario import Scenario, TruthEffect
+from services.simulator.slates import vote_chance
 
 __all__ = ["Best", "GroundTruth", "hex_to_rgb", "rgb_to_hex"]
 
@@ -73,6 +76,12 @@ class GroundTruth:
         )
         if self.feedback is not None:
             self._engaged, self._idle = self.feedback.expected(True), self.feedback.expected(False)
+            # an engaged slot of a slate whose vote went elsewhere (slates.py)
+            self._outvoted = (
+                self.feedback.expected(True, voted=False)
+                if scenario.audience.slate > 1
+                else self._engaged
+            )
         self._best_catalog: dict[tuple[str, tuple[float, ...]], Best] = {}
         self._optimum: dict[tuple[str, tuple[float, ...]], Best] = {}
 
@@ -113,6 +122,15 @@ class GroundTruth:
         if self.feedback is not None:
             return self._idle + p * (self._engaged - self._idle)
         return p * self._reward_per_click
+
+    def slate_reward(self, p: float, opponents: Sequence[float]) -> float:
+        """E[reward] of a slot of a slate that engages with probability `p`, shown beside
+        slots engaging with `opponents` (the other shown slots; empty: no vote to win)."""
+        if self.feedback is None:
+            raise ValueError("slates need a campaign rewarded by its domain's events")
+        won = vote_chance(p, opponents)
+        engaged = won * self._engaged + (1 - won) * self._outvoted
+        return self._idle + p * (engaged - self._idle)
 
     def _phase(self, at_s: float) -> tuple[float, ...]:
         """Where each drift stands (to 5 %): the oracle is cached per phase."""

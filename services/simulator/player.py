@@ -7,6 +7,12 @@ inference's `POST /v1/decide`; the simulator sends an impression event to
 seeded by (seed, n), so a run with the same seed draws the same users and outcomes whatever
 order the concurrent requests finish in.
 
+With `audience.slate: k` > 1 (film previews) an arrival is one viewer who sees k variants:
+k concurrent Decide calls (same user and context), each its own decision and results row
+(`slate` = the arrival's n, `slot`, `slate_shown`, `voted`), each slot's events drawn from
+its own stream (seed, n, slot), and at most one `vote` for an engaged shown slot
+(simulator/slates.py). A slot whose Decide fails or is held is left out of the preview.
+
 Every event's fate is known: it is acknowledged by Kafka (`events_sent`) or counted as not
 written (`events_unsent`, clicks among them `clicks_unsent`), and listed in `events.jsonl`
 beside the results (event_id, type, decision_id, sent) for the fault suite's reconciliation.
@@ -24,9 +30,8 @@ import json
 import math
 import random
 import time
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,8 +40,11 @@ import httpx
 
 from services.common.privacy import stable_unit
 from services.common.source_watermark import HeldEvents
+from services.simulator.feedback import VOTE, Event
 from services.simulator.groundtruth import GroundTruth
+from services.simulator.live import ArmStats, LiveStats
 from services.simulator.scenario import Delay, Scenario
+from services.simulator.slates import choose_vote
 
 __all__ = ["ArmStats", "LiveStats", "Player", "lognormal_delay"]
 
@@ -48,47 +56,39 @@ def lognormal_delay(rng: random.Random, delay: Delay) -> float:
     return min(delay.max_s, delay.median_s * math.exp(rng.gauss(0.0, delay.sigma)))
 
 
-@dataclass
-class ArmStats:
-    impressions: int = 0
-    unshown: int = 0  # decisions the app did not show (scenario audience.shown_share)
-    clicks: int = 0
-    conversions: int = 0
-    expected_reward: float = 0.0
-    oracle_reward: float = 0.0
-
-    @property
-    def ctr(self) -> float:
-        return self.clicks / self.impressions if self.impressions else 0.0
-
-    @property
-    def regret(self) -> float:
-        return self.oracle_reward - self.expected_reward
+@dataclass(frozen=True)
+class _Viewer:
+    segment: str
+    user: str
+    consent: bool
+    context: dict[str, str]
 
 
-@dataclass
-class LiveStats:
-    """What the live view shows; updated by the player as requests complete."""
+@dataclass(frozen=True)
+class _Answer:
+    """A Decide answer with a creative to show."""
 
-    started: float = field(default_factory=time.monotonic)
-    requests: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    skipped: int = 0
-    # Answers of a paused or stopped campaign (no decision; no events sent), by status.
-    held: Counter[str] = field(default_factory=Counter)
-    arms: dict[str, ArmStats] = field(default_factory=dict)
-    model_versions: Counter[str] = field(default_factory=Counter)
-    creatives_served: Counter[str] = field(default_factory=Counter)
-    generated_served: int = 0
-    events_sent: int = 0  # acknowledged by Kafka
-    events_unsent: int = 0  # not written: Kafka away past the send deadline, or run over
-    clicks_unsent: int = 0
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
-    # How late this process's event loop wakes up: tells a slow Decide API from a busy simulator.
-    loop_lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    decision: dict[str, Any]
+    decision_id: str
+    creative_id: str
+    attributes: dict[str, Any]
+    arm: str
+    latency_ms: float
 
-    def arm(self, name: str) -> ArmStats:
-        return self.arms.setdefault(name, ArmStats())
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What the viewer did with one decision (hidden truth and the events it sends)."""
+
+    p: float
+    shown: bool
+    clicked: bool  # for `events` rewards: the latent engagement
+    reactions: list[Event]
+    converted: bool
+    value: float | None
+    click_delay: float | None
+    conv_delay: float | None
+    react_at: float | None  # when the reactions start
 
 
 class Player:
@@ -196,7 +196,21 @@ class Player:
             f"sim{self.seed}-{seg.name}-{rng.randrange(self.scenario.audience.users_per_segment)}"
         )
         consent = stable_unit(user, "consent") < self.scenario.audience.consent_share
+        viewer = _Viewer(seg.name, user, consent, dict(seg.context))
+        k = self.scenario.audience.slate
         self._in_flight += 1
+        try:  # a slate's slots are asked for together, as an app filling a preview would
+            slots = [None] if k == 1 else list(range(k))
+            answers = await asyncio.gather(*(self._decide(n, viewer, i) for i in slots))
+        finally:
+            self._in_flight -= 1
+        if k > 1:
+            self._play_slate(n, viewer, answers)
+        elif answers[0] is not None:
+            self._play(n, rng, viewer, answers[0])
+
+    async def _decide(self, n: int, viewer: _Viewer, slot: int | None) -> _Answer | None:
+        """One Decide call; None (counted as an error or held) when it gives nothing to show."""
         self.stats.requests += 1
         t_req = time.monotonic()
         try:
@@ -205,69 +219,49 @@ class Player:
                     "/v1/decide",
                     json={
                         "campaign_id": self.scenario.campaign.campaign_id,
-                        "user_id": user,
-                        "context": dict(seg.context),
+                        "user_id": viewer.user,
+                        "context": dict(viewer.context),
                     },
                 )
         except httpx.HTTPError as exc:
-            self._error(n, f"{type(exc).__name__}", str(exc))
-            return
-        finally:
-            self._in_flight -= 1
+            self._error(n, f"{type(exc).__name__}", str(exc), slot)
+            return None
         latency_ms = (time.monotonic() - t_req) * 1000
         if resp.status_code != 200:
-            self._error(n, f"http {resp.status_code}", resp.text[:300])
-            return
+            self._error(n, f"http {resp.status_code}", resp.text[:300], slot)
+            return None
         try:
             decision = resp.json()
             if decision.get("status", "active") != "active":  # docs/contracts.md: no decision
                 self.stats.held[str(decision["status"])] += 1
-                return
-            decision_id, creative_id = decision["decision_id"], decision["creative_id"]
-            attributes = decision.get("attributes") or {}
-            arm = decision.get("arm", "?")
+                return None
+            return _Answer(
+                decision,
+                decision["decision_id"],
+                decision["creative_id"],
+                decision.get("attributes") or {},
+                decision.get("arm", "?"),
+                latency_ms,
+            )
         except (ValueError, KeyError, TypeError) as exc:
-            self._error(n, "bad response", f"{exc}: {resp.text[:300]}")
-            return
-        await self._play(
-            n,
-            rng,
-            seg.name,
-            user,
-            consent,
-            seg.context,
-            decision,
-            decision_id,
-            creative_id,
-            attributes,
-            arm,
-            latency_ms,
-        )
+            self._error(n, "bad response", f"{exc}: {resp.text[:300]}", slot)
+            return None
 
-    async def _play(
-        self,
-        n: int,
-        rng: random.Random,
-        segment: str,
-        user: str,
-        consent: bool,
-        context: dict[str, str],
-        decision: dict[str, Any],
-        decision_id: str,
-        creative_id: str,
-        attributes: dict[str, Any],
-        arm: str,
-        latency_ms: float,
-    ) -> None:
+    def _outcome(
+        self, rng: random.Random, segment: str, answer: _Answer, at_s: float, vote: bool = True
+    ) -> _Outcome:
+        """What the viewer does with one shown decision (the draws' order is part of a seed's
+        replay: banner and music runs draw exactly these numbers in this order)."""
         truth = self.truth
-        at_s = time.time() - self._t0_wall  # scenario time: drift changes the truth with it
-        p = truth.p_click(segment, attributes, at_s)
+        p = truth.p_click(segment, answer.attributes, at_s)
         shown = rng.random() < self.scenario.audience.shown_share
         # for `events` rewards `clicked` is the latent engagement, sent as the domain's
         # reactions (feedback.py) instead of a click
         clicked = shown and rng.random() < p
         feedback = truth.feedback
-        reactions = feedback.events(clicked, rng) if feedback is not None and shown else []
+        reactions = (
+            feedback.events(clicked, rng, vote=vote) if feedback is not None and shown else []
+        )
         converted = clicked and feedback is None and rng.random() < truth.conversion_rate
         conv = self.scenario.truth.conversion
         value = max(0.0, rng.gauss(conv.value_mean, conv.value_sd)) if converted and conv else None
@@ -275,70 +269,143 @@ class Player:
         conv_delay = (
             lognormal_delay(rng, self.scenario.truth.conversion_delay) if converted else None
         )
-        # a decision never shown could earn nothing, whatever was chosen: no regret either
-        expected = truth.expected_reward(segment, attributes, at_s) if shown else 0.0
-        oracle = truth.optimum(segment, at_s).reward if shown else 0.0
-        origin = "catalog" if creative_id in self._seed_ids else "generated"
+        # reactions follow the engagement's delay (no draw without reactions: banner replays)
+        react_at = (
+            (click_delay or lognormal_delay(rng, self.scenario.truth.click_delay))
+            if reactions
+            else None
+        )
+        return _Outcome(p, shown, clicked, reactions, converted, value, click_delay, conv_delay,
+                        react_at)  # fmt: skip
 
-        base = {
+    def _play(self, n: int, rng: random.Random, viewer: _Viewer, answer: _Answer) -> None:
+        truth, segment = self.truth, viewer.segment
+        at_s = time.time() - self._t0_wall  # scenario time: drift changes the truth with it
+        o = self._outcome(rng, segment, answer, at_s)
+        # a decision never shown could earn nothing, whatever was chosen: no regret either
+        expected = truth.expected_reward(segment, answer.attributes, at_s) if o.shown else 0.0
+        oracle = truth.optimum(segment, at_s).reward if o.shown else 0.0
+        catalog = truth.best_catalog(segment, at_s).reward
+        self._record(n, viewer, answer, o, (expected, oracle, catalog))
+
+    def _play_slate(self, n: int, viewer: _Viewer, answers: list[_Answer | None]) -> None:
+        """One viewer, one preview of the slots that were answered (slates.py): each slot's
+        own events, and at most one vote, for an engaged shown slot."""
+        truth, segment = self.truth, viewer.segment
+        at_s = time.time() - self._t0_wall
+        outcomes = {
+            i: self._outcome(
+                random.Random(f"request:{self.seed}:{n}:slot{i}"), segment, a, at_s, vote=False
+            )
+            for i, a in enumerate(answers)
+            if a is not None
+        }
+        shown = [i for i, o in outcomes.items() if o.shown]
+        pick = choose_vote(
+            [outcomes[i].p for i in shown],
+            [outcomes[i].clicked for i in shown],
+            random.Random(f"vote:{self.seed}:{n}"),
+        )
+        winner = shown[pick] if pick is not None else None
+        best = truth.optimum(segment, at_s).p_click
+        catalog = truth.best_catalog(segment, at_s).p_click
+        for i, o in outcomes.items():
+            answer = answers[i]
+            assert answer is not None
+            rivals = [outcomes[j].p for j in shown if j != i]  # the others on screen
+            truths = (
+                truth.slate_reward(o.p, rivals) if o.shown else 0.0,
+                truth.slate_reward(best, rivals) if o.shown else 0.0,
+                truth.slate_reward(catalog, rivals),
+            )
+            slate = {"slate": n, "slot": i, "slate_shown": len(shown), "voted": i == winner}
+            self._record(n, viewer, answer, o, truths, slate)
+        self.stats.slates += 1
+        self.stats.slates_short += len(shown) < 2
+        if winner is not None:  # after the viewer has seen every shown slot
+            chosen = answers[winner]
+            assert chosen is not None
+            at = max(outcomes[i].react_at or 0.0 for i in shown) + VOTE[2]
+            self._later(n, VOTE[0], {**self._base(viewer, chosen), "value": None}, at, "vote")
+            self.stats.votes += 1
+
+    def _base(self, viewer: _Viewer, answer: _Answer) -> dict[str, Any]:
+        return {
             "campaign_id": self.scenario.campaign.campaign_id,
-            "creative_id": creative_id,
-            "decision_id": decision_id,
-            "user_id": user,
-            "consent": {"personalization": consent},
-            "context": dict(context),
+            "creative_id": answer.creative_id,
+            "decision_id": answer.decision_id,
+            "user_id": viewer.user,
+            "consent": {"personalization": viewer.consent},
+            "context": dict(viewer.context),
             "source": self.source,
         }
-        if shown:
-            # Sent off the request path: a slow or absent Kafka must not hold a Decide slot.
-            self._later(n, "impression", base, 0.0)
-        if click_delay is not None and feedback is None:
-            self._later(n, "click", base, click_delay)
-        if reactions:  # (no random draw otherwise: banner runs replay as before on a seed)
-            at = click_delay or lognormal_delay(rng, self.scenario.truth.click_delay)
-            for i, (kind, value, after) in enumerate(reactions):
-                self._later(n, kind, {**base, "value": value}, at + after, tag=f"{kind}{i}")
-        if conv_delay is not None and click_delay is not None:
-            self._later(n, "conversion", {**base, "value": value}, click_delay + conv_delay)
+
+    def _record(
+        self,
+        n: int,
+        viewer: _Viewer,
+        answer: _Answer,
+        o: _Outcome,
+        truths: tuple[float, float, float],  # expected, oracle, best catalog reward
+        slate: dict[str, Any] | None = None,
+    ) -> None:
+        """Send one decision's events (off the request path: a slow or absent Kafka must not
+        hold a Decide slot), count it, and write its results row."""
+        expected, oracle, catalog = truths
+        creative_id, decision = answer.creative_id, answer.decision
+        origin = "catalog" if creative_id in self._seed_ids else "generated"
+        base = self._base(viewer, answer)
+        tag = f"s{slate['slot']}-" if slate else ""
+        if o.shown:
+            self._later(n, "impression", base, 0.0, f"{tag}impression")
+        if o.click_delay is not None and self.truth.feedback is None:
+            self._later(n, "click", base, o.click_delay, f"{tag}click")
+        for i, (kind, value, after) in enumerate(o.reactions):
+            assert o.react_at is not None
+            self._later(n, kind, {**base, "value": value}, o.react_at + after, f"{tag}{kind}{i}")
+        if o.conv_delay is not None and o.click_delay is not None:
+            self._later(n, "conversion", {**base, "value": o.value},
+                        o.click_delay + o.conv_delay, f"{tag}conversion")  # fmt: skip
 
         s = self.stats
-        a = s.arm(arm)
-        a.impressions += shown
-        a.unshown += not shown
-        a.clicks += clicked
-        a.conversions += converted
+        a = s.arm(answer.arm)
+        a.impressions += o.shown
+        a.unshown += not o.shown
+        a.clicks += o.clicked
+        a.conversions += o.converted
         a.expected_reward += expected
         a.oracle_reward += oracle
         s.creatives_served[creative_id] += 1
         s.generated_served += origin == "generated"
         if decision.get("model_version"):
             s.model_versions[decision["model_version"]] += 1
-        s.latencies_ms.append(latency_ms)
+        s.latencies_ms.append(answer.latency_ms)
         self._write(
             {
                 "n": n,
                 "t": round(time.time() - self._t0_wall, 3),
-                "decision_id": decision_id,
-                "segment": segment,
+                "decision_id": answer.decision_id,
+                "segment": viewer.segment,
                 "segment_key": decision.get("segment"),
-                "arm": arm,
+                "arm": answer.arm,
                 "creative_id": creative_id,
                 "origin": origin,
                 "policy": decision.get("policy"),
                 "model_version": decision.get("model_version"),
                 "propensity": decision.get("propensity"),
-                "attributes": attributes,
-                "p_click": round(p, 6),
+                "attributes": answer.attributes,
+                "p_click": round(o.p, 6),
                 "expected_reward": round(expected, 6),
-                "best_catalog_reward": round(truth.best_catalog(segment, at_s).reward, 6),
+                "best_catalog_reward": round(catalog, 6),
                 "oracle_reward": round(oracle, 6),
-                "shown": shown,
-                "clicked": clicked,
-                "converted": converted,
-                "value": value,
-                "consent": consent,
-                "click_delay_s": click_delay,
-                "latency_ms": round(latency_ms, 2),
+                "shown": o.shown,
+                "clicked": o.clicked,
+                "converted": o.converted,
+                "value": o.value,
+                "consent": viewer.consent,
+                "click_delay_s": o.click_delay,
+                "latency_ms": round(answer.latency_ms, 2),
+                **(slate or {}),
             }
         )
 
@@ -388,11 +455,10 @@ class Player:
             }
             self._events_out.write(json.dumps(row, separators=(",", ":")) + "\n")
 
-    def _error(self, n: int, kind: str, detail: str) -> None:
+    def _error(self, n: int, kind: str, detail: str, slot: int | None = None) -> None:
         self.stats.errors[kind] += 1
-        self._write(
-            {"n": n, "t": round(time.time() - self._t0_wall, 3), "error": kind, "detail": detail}
-        )
+        row = {"n": n, "t": round(time.time() - self._t0_wall, 3), "error": kind, "detail": detail}
+        self._write(row if slot is None else {**row, "slate": n, "slot": slot})
 
     def _write(self, record: dict[str, Any]) -> None:
         record["at"] = round(time.time(), 3)  # wall clock: lines results up with outside events

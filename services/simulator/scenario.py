@@ -7,6 +7,8 @@ audience:
   users_per_segment: 5000       # distinct app users per segment (holdout is per user)
   consent_share: 1.0            # share of users who consent to personalization
   shown_share: 1.0              # share of decisions the app shows (impression event sent)
+  slate: 1                      # variants one preview shows together (1-4; >1: domains with
+                                # a `vote` event, reward kind events; simulator/slates.py)
   segments:
     - {name: de-mobile, share: 0.6, context: {country: DE, device: mobile}}
 truth:                          # never sent to the services; used only to score them
@@ -53,6 +55,7 @@ from services.common.campaign import (
     read_spec_file,
 )
 from services.common.segment import segment_of
+from services.domains import get_domain
 
 __all__ = [
     "Audience",
@@ -88,6 +91,9 @@ class Audience(_Strict):
     # share of decisions the app actually shows (sends an `impression` event for); the rest
     # are below the fold or closed: no impression, no click
     shown_share: float = Field(1.0, gt=0, le=1)
+    # variants shown together in one preview: one Decide per slot, one vote between them
+    # (simulator/slates.py); more than 1 only for domains whose viewers vote
+    slate: int = Field(1, ge=1, le=4)
     segments: list[SegmentSpec] = Field(min_length=1)
 
 
@@ -188,6 +194,7 @@ class Scenario(_Strict):
                     f"{self.campaign.segment_keys}"
                 )
             keys[key] = seg.name
+        self._check_slate()
         known = set(names)
         for name in self.truth.segments:
             if name not in known:
@@ -210,6 +217,22 @@ class Scenario(_Strict):
                             f"truth.{field_name}[{i}].segments: {s!r} is not an audience segment"
                         )
         return self
+
+    def _check_slate(self) -> None:
+        k, spec = self.audience.slate, self.campaign
+        if k == 1:
+            return
+        feedback = sorted(get_domain(spec.domain).feedback)
+        if "vote" not in feedback:
+            raise ValueError(
+                f"audience.slate: {k} variants per preview need a domain whose viewers vote "
+                f"between them (a `vote` feedback event); domain {spec.domain!r} has {feedback}"
+            )
+        if spec.reward.kind != "events":
+            raise ValueError(
+                f"audience.slate: {k} variants per preview need campaign.reward kind `events` "
+                f"(the vote is one of the domain's feedback events), not {spec.reward.kind!r}"
+            )
 
     def segment_key(self, seg: SegmentSpec) -> str:
         """The canonical segment key the services compute for this segment's context."""
