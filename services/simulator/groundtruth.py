@@ -117,7 +117,8 @@ class GroundTruth:
         self, segment: str, attributes: Mapping[str, Any], at_s: float = 0.0
     ) -> float:
         """E[reward] of showing this creative once, by the campaign's reward definition
-        (for `events` rewards: the domain's mapping of engaged and idle reactions)."""
+        (for `events` rewards: the domain's mapping of engaged and idle reactions). A variant
+        shown alone; a slot of a slate scores by `slate_reward`."""
         p = self.p_click(segment, attributes, at_s)
         if self.feedback is not None:
             return self._idle + p * (self._engaged - self._idle)

@@ -41,7 +41,7 @@ def vote_chance(p: float, opponents: Sequence[float]) -> float:
     for engaged in itertools.product((False, True), repeat=len(opponents)):
         weight = math.prod(q if e else 1 - q for q, e in zip(opponents, engaged, strict=True))
         rivals = sum(q for q, e in zip(opponents, engaged, strict=True) if e)
-        chance += weight * p / (p + rivals)
+        chance += weight * (p / (p + rivals))
     return chance
 
 
