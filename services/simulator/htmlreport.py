@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from services.simulator.report import time_series
+from services.simulator.report import measure, time_series
 from services.simulator.result_table import LABELS, present_arms
 
 __all__ = ["gallery_rows", "write_html"]
@@ -33,7 +33,9 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _plots(rows: list[dict[str, Any]], names: Mapping[str, str], arms: list[str]) -> dict[str, str]:
+def _plots(
+    rows: list[dict[str, Any]], names: Mapping[str, str], arms: list[str], rate: str = "CTR"
+) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,10 +49,10 @@ def _plots(rows: list[dict[str, Any]], names: Mapping[str, str], arms: list[str]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for a in arms:
         s, name = ts["arms"][a], LABELS[a]
-        ax.plot(x, s["true_ctr"], color=_COLORS[a], label=f"{name}: true CTR of what was served")
+        ax.plot(x, s["true_ctr"], color=_COLORS[a], label=f"{name}: true {rate} of what was served")
         ax.plot(x, s["ctr"], "o", color=_COLORS[a], alpha=0.5, ms=4, label=f"{name}: observed")
     ax.set_xlabel("seconds into the run")
-    ax.set_ylabel("CTR")
+    ax.set_ylabel(rate)
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -142,8 +144,10 @@ def write_html(
 ) -> Path:
     names = {cid: _label(cid, c) for cid, c in creatives.items()}
     shown = present_arms(result)
-    plots = _plots(rows, names, shown)
     e = html.escape
+    m = measure(result)
+    rate, outcomes = e(m["rate"]), e(m["outcomes"])
+    plots = _plots(rows, names, shown, m["rate"])
     arms, cmp, gen = result["arms"], result["comparison"], result.get("generation")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -158,8 +162,9 @@ def write_html(
         f"<p class='muted'>{result['requests']:,} requests over {result['duration_s']:.0f} s, "
         f"{result['failed']:,} failed{_events_note(result)}.</p>",
         f"<h2>{e(' vs '.join(LABELS[a] for a in shown).capitalize())}</h2>"
-        "<table><tr><th>policy</th><th>impressions</th><th>never shown</th><th>clicks</th>"
-        "<th>CTR</th><th>95% interval</th><th>true CTR</th><th>regret / impression</th></tr>",
+        "<table><tr><th>policy</th><th>impressions</th><th>never shown</th>"
+        f"<th>{outcomes}</th><th>{rate}</th><th>95% interval</th><th>true {rate}</th>"
+        "<th>regret / impression</th></tr>",
     ]
     for a in shown:
         s = arms[a]
@@ -176,7 +181,7 @@ def write_html(
             f"<h3>What generation adds</h3><p>Full loop vs catalog bandit: relative lift "
             f"<b>{gen['lift']:+.1%}</b> (95% interval {gen['lift_low']:+.1%} to "
             f"{gen['lift_high']:+.1%}), probability the full loop beats the catalog bandit "
-            f"<b>{gen['prob_full_loop_beats_catalog']:.3f}</b>; difference in true CTR "
+            f"<b>{gen['prob_full_loop_beats_catalog']:.3f}</b>; difference in true {rate} "
             f"{gen['true_ctr_difference']:+.3%} (95% interval {gen['true_ctr_difference_low']:+.3%}"
             f" to {gen['true_ctr_difference_high']:+.3%}).</p>"
         )
@@ -199,7 +204,7 @@ def write_html(
         f"optimized traffic); {cr['retired']} retired; {cr['models']} model version(s).</p>"
     )
     for key, title in (
-        ("ctr", "CTR over time per arm"),
+        ("ctr", f"{rate} over time per arm"),
         ("regret", "Regret vs the oracle"),
         ("share", "Traffic share per creative over time (optimized arm)"),
     ):
@@ -208,9 +213,9 @@ def write_html(
                 f"<h2>{title}</h2><img alt='{e(title)}' src='data:image/png;base64,{plots[key]}'>"
             )
     parts.append(
-        "<h2>Best generated vs best human creative (true CTR)</h2><table><tr>"
-        "<th>segment</th><th>best human</th><th>true CTR</th><th>best generated</th>"
-        "<th>true CTR</th><th>optimum</th></tr>"
+        f"<h2>Best generated vs best human creative (true {rate})</h2><table><tr>"
+        f"<th>segment</th><th>best human</th><th>true {rate}</th><th>best generated</th>"
+        f"<th>true {rate}</th><th>optimum</th></tr>"
     )
     for b in result["best"]:
         g = b["best_generated"]
@@ -230,8 +235,8 @@ def write_html(
         parts.append(
             f"<div class='card'>{img}<div><b>{e(g['name'])}</b> <span class='muted'>"
             f"{e(g['origin'])}, {e(g['status'])}{for_segment}"
-            f"</span></div><div>{g['impressions']:,} impressions, {g['clicks']:,} clicks, "
-            f"true CTR {_pct(g['true_ctr'])}"
+            f"</span></div><div>{g['impressions']:,} impressions, {g['clicks']:,} {outcomes}, "
+            f"true {rate} {_pct(g['true_ctr'])}"
             f"{f', predicted {pred:.2%}' if pred is not None else ''}</div>"
             f"<div class='muted'>{attrs}</div></div>"
         )

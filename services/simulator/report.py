@@ -27,7 +27,7 @@ from services.simulator.groundtruth import GroundTruth
 from services.simulator.scenario import Scenario
 from services.simulator.stratify import stratified_difference
 
-__all__ = ["ARMS", "analyze", "load_results", "time_series"]
+__all__ = ["ARMS", "analyze", "load_results", "measure", "time_series"]
 
 ARMS = ("control", "catalog", "optimized")
 
@@ -114,7 +114,22 @@ def analyze(
         "generation": generation,
         "creatives": summary_creatives,
         "best": _best_by_segment(rows, scenario, truth, creatives),
+        "measure": measure_names(scenario),
     }
+
+
+def measure_names(scenario: Scenario) -> dict[str, str]:
+    """What the rates are called: a campaign rewarded by its domain's events (music, film) is
+    judged on engagement (the result's `ctr` / `clicks` count engaged listeners or viewers),
+    every other on clicks."""
+    if scenario.campaign.reward.kind == "events":
+        return {"rate": "engagement", "outcomes": "engaged"}
+    return {"rate": "CTR", "outcomes": "clicks"}
+
+
+def measure(result: Mapping[str, Any]) -> dict[str, str]:
+    """The result's measure names (results written before they were recorded: clicks)."""
+    return dict(result.get("measure") or {"rate": "CTR", "outcomes": "clicks"})
 
 
 def expected_shares(scenario: Scenario) -> dict[str, float]:

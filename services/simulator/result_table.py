@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from services.simulator.report import ARMS
+from services.simulator.report import ARMS, measure
 
 __all__ = ["LABELS", "present_arms", "print_result"]
 
@@ -17,16 +17,18 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
     from rich.table import Table
 
     arms, cmp, gen = result["arms"], result["comparison"], result.get("generation")
+    m = measure(result)
+    rate, outcomes = m["rate"], m["outcomes"]
     shown = present_arms(result)
     table = Table(title=f"{' vs '.join(LABELS[a] for a in shown)} — {result['campaign_id']}")
     for col in (
         "policy",
         "impressions",
         "never shown",
-        "clicks",
-        "CTR",
+        outcomes,
+        rate,
         "95% interval",
-        "true CTR",
+        f"true {rate}",
         "regret / impression",
     ):
         table.add_column(col, justify="right" if col != "policy" else "left")
@@ -48,7 +50,7 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
             f"[bold]what generation adds[/bold] (full loop vs catalog bandit): lift "
             f"{gen['lift']:+.1%} (95% interval {gen['lift_low']:+.1%} to {gen['lift_high']:+.1%}),"
             f" P(full loop beats catalog bandit) = {gen['prob_full_loop_beats_catalog']:.3f}; "
-            f"true CTR {gen['true_ctr_difference']:+.3%} (95% interval "
+            f"true {rate} {gen['true_ctr_difference']:+.3%} (95% interval "
             f"{gen['true_ctr_difference_low']:+.3%} to {gen['true_ctr_difference_high']:+.3%})"
             + _stratified_text(gen)
         )
@@ -85,8 +87,15 @@ def print_result(result: Mapping[str, Any], console: Any, report_path: Path | No
         f"{cr.get('promoted', 0)} promoted; {cr['retired']} retired; "
         f"{cr['models']} model version(s) published"
     )
-    best = Table(title="best generated vs best human creative, by true CTR")
-    for col in ("segment", "best human", "true CTR", "best generated", "true CTR ", "optimum"):
+    best = Table(title=f"best generated vs best human creative, by true {rate}")
+    for col in (
+        "segment",
+        "best human",
+        f"true {rate}",
+        "best generated",
+        f"true {rate} ",
+        "optimum",
+    ):
         best.add_column(col)
     for b in result["best"]:
         g = b["best_generated"]

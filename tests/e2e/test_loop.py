@@ -10,60 +10,24 @@ through the challenger slice."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from services.common.settings import KafkaSettings
+from tests.e2e.demo_run import run_demo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(295)]
 
 BUDGET_S = 150
-# Demo pace for a short run: a quick floor between versions, fewer GAN steps.
-TRAINER = {
-    "ADMUSE_TRAINER_RETRAIN_FLOOR_MIN_S": "5",
-    "ADMUSE_TRAINER_RETRAIN_EVERY_MINUTES": "0.5",
-    "ADMUSE_TRAINER_MIN_ROWS": "200",
-    "ADMUSE_TRAINER_GAN_STEPS": "200",
-}
 
 
 def test_three_policies_full_loop_beats_control_not_worse_than_catalog_and_serves_generated(
     kafka: KafkaSettings, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-c",
-        "from services.cli import app; app()",
-        "demo",
-        "--scenario",
-        "e2e",
-        "--budget",
-        str(BUDGET_S),
-        "--seed",
-        "1",
-        "--run-dir",
-        str(run),
-        "--topic-prefix",
-        kafka.topic_prefix,
-        "--no-live",
-        "--ready-timeout",
-        "90",
-    ]
-    for key, value in TRAINER.items():
-        cmd += ["--env", f"{key}={value}"]
-    env = {
-        **os.environ,
-        "ADMUSE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "COLUMNS": "160",
-    }
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=285, check=False)
-    out = proc.stdout[-6000:] + proc.stderr[-3000:] + _service_errors(run)
-    assert proc.returncode == 0, f"admuse demo failed ({proc.returncode}):\n{out}"
+    code, out = run_demo(kafka, run, scenario="e2e", budget_s=BUDGET_S, timeout_s=285)
+    assert code == 0, f"admuse demo failed ({code}):\n{out}"
 
     result = json.loads((run / "result.json").read_text())
     arms, cmp, creatives = result["arms"], result["comparison"], result["creatives"]
@@ -75,7 +39,7 @@ def test_three_policies_full_loop_beats_control_not_worse_than_catalog_and_serve
     assert gen["lift_high"] >= 0, f"full loop worse than the catalog bandit: {gen}\n{out}"
     # ... and by the hidden truth, per segment (the arms' chance segment mixes taken out)
     assert gen["true_ctr_difference_stratified_high"] >= 0, f"truly worse: {gen}\n{out}"
-    assert "catalog bandit" in proc.stdout and "what generation adds" in proc.stdout, out
+    assert "catalog bandit" in out and "what generation adds" in out, out
     assert not cmp["srm_flagged"], f"sample ratio mismatch: {cmp}"
     assert creatives["models"] >= 1, f"no model published during the run\n{out}"
     # Generation is paced by evidence: candidates are tested only when the model predicts them
@@ -84,18 +48,3 @@ def test_three_policies_full_loop_beats_control_not_worse_than_catalog_and_serve
         assert creatives["generated_served"] >= 1, f"generated creatives never served\n{out}"
     report = (run / "report.html").read_text()
     assert "What generation adds" in report and "data:image/svg+xml;base64," in report
-
-
-def _service_errors(run: Path, per_service: int = 8) -> str:
-    """The last error lines of each service's log: what blocked the loop, when it fails."""
-    lines = []
-    for log in sorted((run / "logs").glob("*.log")):
-        errors = [
-            line[:400]
-            for line in log.read_text(errors="replace").splitlines()
-            if '"error"' in line or "[ERROR]" in line or "Traceback" in line
-        ]
-        if errors:
-            lines.append(f"--- {log.name} ({len(errors)} error lines, last {per_service}):")
-            lines += errors[-per_service:]
-    return "\n" + "\n".join(lines) if lines else ""

@@ -138,3 +138,23 @@ def test_music_tracks_play_inline_in_the_report(tmp_path: Path) -> None:
     (player,) = re.findall(r"<audio controls [^>]*src='data:audio/wav;base64,([^']+)'>", html)
     rate, pcm = wavfile.read(io.BytesIO(base64.b64decode(player)))
     assert rate == 22050 and len(pcm) == 2 * rate  # 4 beats at 120 bpm, playable as is
+
+
+def test_events_rewarded_campaigns_are_judged_on_engagement_not_ctr(tmp_path: Path) -> None:
+    """A music campaign's table and report name the rate engagement (its `clicked` is the
+    latent engagement); a banner campaign's stay CTR."""
+    rows, creatives = fake_run(600)
+    banner = analyze(rows, load_scenario("e2e"), creatives=creatives)
+    music = analyze(rows, load_scenario("music"), creatives=creatives)
+    assert banner["measure"] == {"rate": "CTR", "outcomes": "clicks"}
+    assert music["measure"] == {"rate": "engagement", "outcomes": "engaged"}
+    for result, rate, other in (
+        (banner, "true CTR", "engagement"),
+        (music, "true engagement", "CTR"),
+    ):
+        console = Console(record=True, width=200)
+        print_result(result, console)
+        text = console.export_text()
+        assert rate in text and other not in text
+        page = write_html(tmp_path / "r.html", result, rows, creatives, {}).read_text()
+        assert f"<th>{rate}</th>" in page and f"<th>{other}</th>" not in page
