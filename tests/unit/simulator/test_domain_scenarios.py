@@ -28,7 +28,9 @@ def test_the_optimum_lies_outside_the_catalog(name: str) -> None:
 
 
 def test_circular_and_sequence_effects_score_as_declared() -> None:
-    truth = GroundTruth(load_scenario("music"))
+    scenario = load_scenario("music")
+    truth = GroundTruth(scenario)
+    weight = {e.attribute: e.weight for e in scenario.truth.effects}
     track = {"melody": "1:1/2 2:1/2 3:1/2 5:1/2 6:1 8:2", "tempo": 150.0, "key": 2.0}
     track |= {"instrument": "sine", "lyric": "Wake up, go"}
     top = truth.logit("commute", track)
@@ -36,12 +38,16 @@ def test_circular_and_sequence_effects_score_as_declared() -> None:
     assert truth.logit("commute", track | {"key": 1.0}) == pytest.approx(
         truth.logit("commute", track | {"key": 3.0})
     )
-    assert top - truth.logit("commute", track | {"key": 8.0}) == pytest.approx(2.0)
+    # the opposite point of the circle costs the full weight
+    assert top - truth.logit("commute", track | {"key": 8.0}) == pytest.approx(weight["key"])
     d = circular_distance(11, 2, 0, 12)
-    assert top - truth.logit("commute", track | {"key": 11.0}) == pytest.approx(2.0 * d**2)
+    assert top - truth.logit("commute", track | {"key": 11.0}) == pytest.approx(
+        weight["key"] * d**2
+    )
     one_step = track | {"melody": "1:1/2 2:1/2 3:1/2 5:1/2 6:1 5:2"}
-    assert top - truth.logit("commute", one_step) == pytest.approx(2.5 / 12)
-    assert top - truth.logit("commute", track | {"melody": "garbage"}) == pytest.approx(2.5)
+    assert top - truth.logit("commute", one_step) == pytest.approx(weight["melody"] / 12)
+    garbage = track | {"melody": "garbage"}
+    assert top - truth.logit("commute", garbage) == pytest.approx(weight["melody"])
 
 
 def test_bad_structured_effects_are_named() -> None:

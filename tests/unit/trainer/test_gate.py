@@ -40,12 +40,23 @@ def test_gate_passes_a_model_that_beats_the_baselines() -> None:
         ({"reward_logloss": 0.38}, "reward_logloss"),
         ({"reward_ece": 0.2}, "reward_ece"),
         ({"condition_fidelity": 0.24}, "condition_fidelity"),
+        ({"condition_fidelity": 0.24, "condition_fidelity_real": 0.6}, "condition_fidelity"),
         ({"reward_auc": float("nan")}, "reward_auc"),
     ],
 )
 def test_gate_refuses_with_the_reason(change: dict[str, float], word: str) -> None:
     reasons = QualityGate().check({**GOOD, **change}, 4)
     assert reasons and any(word in r for r in reasons), reasons
+
+
+def test_a_generator_is_held_to_the_segment_signal_the_data_carry() -> None:
+    """Rewarded creatives that do not tell the segments apart (one catalog served everywhere)
+    leave nothing to condition on: the generator is not refused for that; once they do, it is
+    refused for ignoring the segment."""
+    gate = QualityGate()
+    no_signal = {**GOOD, "condition_fidelity": 0.25, "condition_fidelity_real": 0.25}
+    assert gate.check(no_signal, 4) == []
+    assert gate.check({**no_signal, "condition_fidelity_real": 0.5}, 4)
 
 
 def test_gate_thresholds_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
