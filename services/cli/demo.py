@@ -155,7 +155,7 @@ async def _demo(
     from services.common.kafka import ensure_topics
     from services.common.settings import KafkaSettings
     from services.common.topics import Topics
-    from services.simulator import CreativeWatch
+    from services.simulator import CreativeWatch, measure_names
     from services.simulator import simulate as play
 
     stop = asyncio.Event()
@@ -227,7 +227,9 @@ async def _demo(
                 on_start=lambda p: player_box.setdefault("player", p),
             )
         )
-        await show_live(console, sim, player_box, watch, supervisor, budget, live)
+        await show_live(
+            console, sim, player_box, watch, supervisor, budget, live, measure_names(scen)
+        )
         await sim
         if keep and not stop.is_set():
             console.print(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+
+CLICKS = {"rate": "CTR", "outcomes": "clicks"}
 
 
 async def show_live(
@@ -19,26 +22,31 @@ async def show_live(
     supervisor: Any,
     budget: float,
     live: bool,
+    measure: Mapping[str, str] = CLICKS,
 ) -> None:
     if not live or not console.is_terminal:
         while not sim.done():
             await asyncio.wait([sim], timeout=10)
             if "player" in box:
-                console.print(status_line(box["player"].stats, watch, budget, supervisor))
+                line = status_line(box["player"].stats, watch, budget, supervisor, measure)
+                console.print(line)
         return
     with Live(console=console, refresh_per_second=2, transient=False) as view:
         while not sim.done():
             if "player" in box:
-                view.update(live_view(box["player"], watch, supervisor, budget))
+                view.update(live_view(box["player"], watch, supervisor, budget, measure))
             await asyncio.wait([sim], timeout=0.5)
         if "player" in box:
-            view.update(live_view(box["player"], watch, supervisor, budget))
+            view.update(live_view(box["player"], watch, supervisor, budget, measure))
 
 
-def status_line(stats: Any, watch: Any, budget: float, supervisor: Any) -> str:
+def status_line(
+    stats: Any, watch: Any, budget: float, supervisor: Any, measure: Mapping[str, str] = CLICKS
+) -> str:
     elapsed = time.monotonic() - stats.started
+    rate = measure["rate"]
     arms = ", ".join(
-        f"{a} {s.impressions} imp {s.ctr:.1%} CTR" for a, s in sorted(stats.arms.items())
+        f"{a} {s.impressions} imp {s.ctr:.1%} {rate}" for a, s in sorted(stats.arms.items())
     )
     c = watch.counts()
     return (
@@ -49,14 +57,19 @@ def status_line(stats: Any, watch: Any, budget: float, supervisor: Any) -> str:
     )
 
 
-def live_view(player: Any, watch: Any, supervisor: Any, budget: float) -> Group:
+def live_view(
+    player: Any, watch: Any, supervisor: Any, budget: float, measure: Mapping[str, str] = CLICKS
+) -> Group:
     s = player.stats
+    rate = measure["rate"]
+    # the truth's expected reward: true CTR for clicks, the reward's currency for events
+    truth = "true CTR" if rate == "CTR" else "expected reward"
     elapsed = time.monotonic() - s.started
     table = Table(
         title=f"admuse demo — {elapsed:.0f}s of {budget:.0f}s, {s.requests:,} requests",
         title_justify="left",
     )
-    for col in ("arm", "impressions", "clicks", "CTR", "true CTR", "regret / imp"):
+    for col in ("arm", "impressions", measure["outcomes"], rate, truth, "regret / imp"):
         table.add_column(col, justify="left" if col == "arm" else "right")
     for arm, a in sorted(s.arms.items()):
         n = max(1, a.impressions)

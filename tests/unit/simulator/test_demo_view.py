@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from services.cli.demo_view import live_view
+from services.cli.demo_view import live_view, status_line
 from services.cli.stack import Stack
 from services.common.settings import KafkaSettings
 from services.simulator.player import LiveStats
@@ -46,7 +46,8 @@ def test_live_view_shows_arms_models_and_creatives() -> None:
         status=lambda: {
             "inference": {"state": "up", "restarts": 0},
             "trainer": {"state": "DOWN (restarting)", "restarts": 2},
-        }
+        },
+        line=lambda: "inference up, trainer DOWN",
     )
     stats.events_sent, stats.events_unsent = 900, 7
     console = Console(record=True, width=140)
@@ -58,6 +59,14 @@ def test_live_view_shows_arms_models_and_creatives() -> None:
     assert "generated impressions 42" in text
     assert "inference up" in text and "trainer DOWN (restarting) (2 restarts)" in text
     assert "events sent 900, not sent 7" in text
+    assert "CTR" in text and "engagement" not in text
+    engagement = {"rate": "engagement", "outcomes": "engaged"}
+    console = Console(record=True, width=140)
+    console.print(live_view(SimpleNamespace(stats=stats), watch, supervisor, 180, engagement))
+    listened = console.export_text()
+    assert "engagement" in listened and "engaged" in listened and "CTR" not in listened
+    line = status_line(stats, watch, 180, supervisor, engagement)
+    assert "control 300 imp 7.0% engagement" in line and "CTR" not in line
 
 
 def test_stack_gives_each_service_its_ports_secrets_and_run_folders(tmp_path: Path) -> None:
