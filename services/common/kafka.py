@@ -5,7 +5,8 @@
 start and raises `TimeoutError` when they are not reached in time (never a silent partial
 read); `read_from_beginning` wraps it for the small compacted topics tools load whole.
 
-Producers are idempotent with acks=all. Consumers read committed data only, never
+Producers are idempotent with acks=all, and pace their metadata refreshes while no broker
+answers (services/common/kafka_pacing.py). Consumers read committed data only, never
 auto-commit, and decompress gzip, snappy, lz4 and zstd batches (cramjam) whatever client
 wrote them.
 """
@@ -23,6 +24,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, for_code
 
+from services.common.kafka_pacing import pace_metadata_updates
 from services.common.security import check_security
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec
@@ -62,7 +64,9 @@ def make_producer(
     if transactional_id:
         kw["transactional_id"] = transactional_id
     kw.update(overrides)
-    return AIOKafkaProducer(**kw)
+    producer = AIOKafkaProducer(**kw)
+    pace_metadata_updates(producer.client)  # no sender spin while the broker is away
+    return producer
 
 
 def make_consumer(

@@ -137,7 +137,17 @@ class SourceWatermarks:
     async def _run(self) -> None:
         while True:
             started = time.monotonic()
-            await self._state(self.held.claim(_now_ms(), self._lag_ms), 4 * self._interval_s)
+            try:
+                await self._state(self.held.claim(_now_ms(), self._lag_ms), 4 * self._interval_s)
+            except Exception as exc:  # a bug must not end the claims silently: count, go on
+                self.failed += 1
+                self._warn.error(
+                    "source_watermark_failed",
+                    source=self.name,
+                    error=repr(exc),
+                    failed=self.failed,
+                    exc_info=True,
+                )
             await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
 
     async def _state(self, claim: int, timeout_s: float) -> None:

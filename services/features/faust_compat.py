@@ -21,6 +21,9 @@ adapter of its own (`producer_drain.py`, same idea, its own test).
   worker can create it first — on a broker still creating its own internal topics faust's
   declaration can lose that race, its consumer then ignores the "missing" changelog for
   minutes and the stats agent fails with PartitionsMismatch.
+- `FeaturesApp._new_transport` (private factory): faust's aiokafka transport with the
+  consumer of `commit_gaps.py`, which commits past transaction markers faust would otherwise
+  stall on for good.
 - `quiet_library_loggers(level)`: faust's worker leaves aiokafka/faust/mode loggers at DEBUG,
   so every produced record built a log record only to drop it (a few % of CPU per click).
 """
@@ -33,6 +36,7 @@ from typing import Any
 
 import faust
 
+from services.features.commit_gaps import GapSafeTransport
 from services.features.producer_drain import drain_before_commit
 
 __all__ = [
@@ -69,6 +73,9 @@ class FeaturesApp(faust.App):
 
     def _new_producer(self) -> Any:
         return drain_before_commit(super()._new_producer())
+
+    def _new_transport(self) -> Any:
+        return GapSafeTransport(self.conf.broker_consumer, self)
 
     async def maybe_start_producer(self) -> Any:
         producer = self.producer

@@ -193,9 +193,15 @@ async def run(settings: Settings) -> None:
             become_ready(svc, asyncio.to_thread(scipy_loaded.join)), name="readiness"
         )
         try:
-            done, _ = await asyncio.wait(servers, return_when=asyncio.FIRST_COMPLETED)
+            # readiness failing ends the service at once, with its error (the supervisor
+            # restarts it), instead of an inference that answers 503 forever in silence
+            done, _ = await asyncio.wait([*servers, ready], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                task.result()  # a server that stopped on its own: surface why
+                task.result()  # readiness failed, or a server stopped on its own: say why
+            if done == {ready}:
+                done, _ = await asyncio.wait(servers, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
         finally:
             for task in [ready, *servers]:
                 task.cancel()
@@ -244,8 +250,12 @@ def main() -> None:
     configure_logging(settings.log.level, settings.log.format, service="inference")
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         try:
-            import uvloop  # faster event loop where installed (the inference extra has it)
-        except ImportError:
-            asyncio.run(run(settings))
-        else:
-            uvloop.run(run(settings))
+            try:
+                import uvloop  # faster event loop where installed (the inference extra has it)
+            except ImportError:
+                asyncio.run(run(settings))
+            else:
+                uvloop.run(run(settings))
+        except Exception:
+            _log.exception("inference_failed")  # one structured record, then a non-zero exit
+            raise SystemExit(1) from None

@@ -62,3 +62,49 @@ def test_an_event_on_its_way_holds_the_claim_until_released() -> None:
     assert held.claim(T0 + 60_000) == T0 - 1
     held.release(token)
     assert held.claim(T0 + 60_000, lag_ms=1000) == T0 + 58_999
+
+
+class _FlakyProducer:
+    """Raises a non-Kafka error (a bug's stand-in) on the first `bad` calls, then accepts."""
+
+    def __init__(self, bad: int) -> None:
+        self.bad = bad
+        self.sent: list[tuple[str, int]] = []
+
+    async def partitions_for(self, topic: str, timeout_s: float) -> set[int]:
+        if self.bad:
+            self.bad -= 1
+            raise RuntimeError("unexpected")
+        return {0, 1}
+
+    async def send(self, topic: str, value: bytes, **kw: object) -> None:
+        self.sent.append((topic, int(kw["partition"])))  # type: ignore[call-overload]
+
+
+async def test_an_unexpected_error_is_counted_and_logged_and_the_claims_go_on() -> None:
+    from structlog.testing import capture_logs
+
+    from services.common.codec import SchemaRegistry
+    from services.common.source_watermark import SourceWatermarks
+    from services.common.watermark import WatermarkCodec
+    from tests.polling import eventually
+
+    producer = _FlakyProducer(bad=2)
+    source = SourceWatermarks(
+        producer,  # type: ignore[arg-type]
+        topic="raw",
+        codec=WatermarkCodec(SchemaRegistry.load()),
+        name="s",
+        held=HeldEvents(),
+        interval_s=0.01,
+    )
+    with capture_logs() as logs:
+        source.start()
+        await eventually(lambda: source.stated >= 1, timeout_s=5, what="a claim after the errors")
+        await source.close(end=False)
+    assert source.failed == 2
+    assert sorted(p for _, p in producer.sent[:2]) == [0, 1]
+    failures = [e for e in logs if e["event"] == "source_watermark_failed"]
+    assert (
+        failures and failures[0]["log_level"] == "error" and "RuntimeError" in failures[0]["error"]
+    )

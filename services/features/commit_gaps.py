@@ -1,0 +1,65 @@
+"""Offsets faust can commit past: a gap at the head of the acknowledged offsets.
+
+faust (0.15.3) commits a partition up to the first break in the offsets its agents
+acknowledged, and records the offsets it never receives — transaction markers and aborted
+records of a transactional input such as admuse.events — as gaps as it reads. When the
+acknowledged offsets start two or more past the committed one and no gap was recorded for
+the hole (seen after a paused worker lost and regained its partitions), faust returns "no
+new offset" for that partition from then on: it never commits it again, its acknowledged
+offsets pile up in memory, and every restart replays the topic from that point (a 20-cycle
+fault run replayed from the first pause: rewards an hour late). faust-streaming issues
+#606 and robinhood/faust #625 describe the same family.
+
+`GapSafeConsumer._new_offset` closes such a hole before faust's own rule runs, and only when
+it is certain the hole was never delivered: the consumer has read past the head since its
+last seek, and no message of the partition below the head is still being processed (faust
+delivers a partition in order and tracks every delivered message until it is acknowledged).
+Repeated acknowledgements are dropped as well (robinhood/faust #625).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from services.common.logging import get_logger, rate_limited
+
+__all__ = ["GapSafeConsumer", "GapSafeTransport", "close_head_gap"]
+
+_log = rate_limited(get_logger(__name__), 30.0)
+
+
+def close_head_gap(consumer: Any, tp: Any) -> bool:
+    """Record the never-delivered hole before `tp`'s first acknowledged offset as a gap;
+    also drops repeated acknowledgements. True when a hole was closed."""
+    acked: list[int] = consumer._acked[tp]
+    if not acked:
+        return False
+    unique = sorted(set(acked))
+    if len(unique) != len(acked):
+        acked[:] = unique
+    committed = consumer._committed_offset.get(tp)
+    head = min(acked)
+    if committed is None or head - committed < 2:
+        return False  # faust's own rule handles a hole of one (the committed offset itself)
+    read = consumer._read_offset.get(tp)
+    if read is None or read < head:
+        return False  # not read past the hole since the last seek: it may still come
+    if any(m.tp == tp and m.offset < head for m in list(consumer._unacked_messages)):
+        return False  # something below the head is still being processed
+    consumer._gap[tp].addi(committed, head)
+    return True
+
+
+class GapSafeConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+    """faust's aiokafka consumer with `close_head_gap` before each new-offset computation."""
+
+    def _new_offset(self, tp: Any) -> int | None:
+        if close_head_gap(self, tp):
+            _log.warning("commit_gap_closed", topic=tp.topic, partition=tp.partition)
+        return faust_aiokafka.Consumer._new_offset(self, tp)  # type: ignore[no-any-return]
+
+
+class GapSafeTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+    Consumer = GapSafeConsumer

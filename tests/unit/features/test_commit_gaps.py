@@ -1,0 +1,106 @@
+"""Commits past a never-delivered hole at the head of the acknowledged offsets
+(services/features/commit_gaps.py), on faust's own consumer of the features app — and never
+past an offset that may still be delivered or is still being processed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from services.features.commit_gaps import GapSafeConsumer
+from services.features.faust_compat import FeaturesApp
+
+TPX = TP("admuse.events", 0)
+
+
+@dataclass(frozen=True)
+class _Msg:
+    tp: TP
+    offset: int
+
+
+class _Consumer:
+    """The state faust's consumer keeps per partition (faust's own fields, by name), with
+    `GapSafeConsumer`'s and faust's `_new_offset` run on it unbound: constructing the real
+    consumer starts its thread and event loop."""
+
+    def __init__(self) -> None:
+        self._acked: dict[TP, list[int]] = defaultdict(list)
+        self._acked_index: dict[TP, set[int]] = defaultdict(set)
+        self._gap: dict[TP, IntervalTree] = defaultdict(IntervalTree)
+        self._committed_offset: dict[TP, int | None] = defaultdict(lambda: None)
+        self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
+        self._unacked_messages: set[Any] = set()
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return GapSafeConsumer._new_offset(self, tp)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def consumer() -> _Consumer:
+    return _Consumer()
+
+
+def test_the_app_consumes_with_the_gap_safe_consumer() -> None:
+    app = FeaturesApp("gaps-test", broker="kafka://127.0.0.1:1", store="memory://")
+    assert app._new_transport().Consumer is GapSafeConsumer
+
+
+def test_faust_keeps_the_fields_the_adapter_reads() -> None:
+    import inspect
+
+    from faust.transport.consumer import Consumer
+
+    init = inspect.getsource(Consumer.__init__)
+    for name in ("_acked", "_acked_index", "_gap", "_committed_offset", "_read_offset",
+                 "_unacked_messages"):  # fmt: skip
+        assert f"self.{name} = " in init, name
+
+
+def _state(c: _Consumer, committed: int, acked: list[int], read: int | None) -> None:
+    c._committed_offset[TPX] = committed
+    c._acked[TPX] = list(acked)
+    c._acked_index[TPX] = set(acked)
+    if read is None:
+        c._read_offset.pop(TPX, None)
+    else:
+        c._read_offset[TPX] = read
+
+
+def test_faust_alone_never_commits_past_a_head_hole_of_two(consumer: _Consumer) -> None:
+    """The stall itself (if a faust upgrade fixes it, this fails: re-check commit_gaps.py)."""
+    _state(consumer, 909, [911, 912, 913], read=913)
+    assert faust_aiokafka.Consumer._new_offset(consumer, TPX) is None  # type: ignore[arg-type]
+    assert consumer._acked[TPX] == [911, 912, 913]  # and they pile up
+
+
+def test_a_hole_read_past_and_not_in_process_is_committed_past(
+    consumer: _Consumer,
+) -> None:
+    _state(consumer, 909, [911, 912, 913, 915], read=915)
+    assert consumer._new_offset(TPX) == 914
+    _state(consumer, 909, [912, 912, 913], read=913)  # a repeated ack as well
+    assert consumer._new_offset(TPX) == 914
+
+
+def test_nothing_is_skipped_that_may_still_come_or_is_still_processed(
+    consumer: _Consumer,
+) -> None:
+    _state(consumer, 909, [911, 912], read=905)  # sought back: 909-910 may still come
+    assert consumer._new_offset(TPX) is None
+    _state(consumer, 909, [911, 912], read=None)
+    assert consumer._new_offset(TPX) is None
+    _state(consumer, 909, [911, 912], read=912)
+    processing = _Msg(TPX, 910)
+    consumer._unacked_messages.add(processing)  # type: ignore[arg-type]
+    assert consumer._new_offset(TPX) is None
+    consumer._unacked_messages.discard(processing)  # type: ignore[arg-type]
+    assert consumer._new_offset(TPX) == 913  # done: now it may go
+    _state(consumer, 909, [910, 911], read=911)  # a hole of one: faust's own rule
+    assert consumer._new_offset(TPX) == 912
