@@ -23,9 +23,10 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from services.common.kafka_pacing import pace_metadata_updates
 from services.common.logging import get_logger, rate_limited
 
-__all__ = ["GapSafeConsumer", "GapSafeTransport", "close_head_gap"]
+__all__ = ["GapSafeConsumer", "GapSafeTransport", "PacedProducer", "close_head_gap"]
 
 _log = rate_limited(get_logger(__name__), 30.0)
 
@@ -61,5 +62,18 @@ class GapSafeConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         return faust_aiokafka.Consumer._new_offset(self, tp)  # type: ignore[no-any-return]
 
 
+class PacedProducer(faust_aiokafka.Producer):  # type: ignore[misc]
+    """faust's producer whose aiokafka client paces its metadata refresh while no broker
+    answers (services/common/kafka_pacing.py): unpaced it spun a core during outages."""
+
+    def _new_producer(self, transactional_id: str | None = None) -> Any:
+        producer = faust_aiokafka.Producer._new_producer(self, transactional_id)
+        pace_metadata_updates(producer.client)
+        return producer
+
+
 class GapSafeTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+    """The features worker's transport: the consumer above and the paced producer."""
+
     Consumer = GapSafeConsumer
+    Producer = PacedProducer

@@ -47,9 +47,14 @@ def consumer() -> _Consumer:
     return _Consumer()
 
 
-def test_the_app_consumes_with_the_gap_safe_consumer() -> None:
+async def test_the_app_consumes_with_the_gap_safe_consumer_and_produces_paced() -> None:
     app = FeaturesApp("gaps-test", broker="kafka://127.0.0.1:1", store="memory://")
-    assert app._new_transport().Consumer is GapSafeConsumer
+    transport = app._new_transport()
+    assert transport.Consumer is GapSafeConsumer
+    producer = transport.create_producer()
+    inner = producer._new_producer()
+    assert inner.client._metadata_update.__qualname__.startswith("pace_metadata_updates")
+    await inner.stop()
 
 
 def test_faust_keeps_the_fields_the_adapter_reads() -> None:
