@@ -9,7 +9,10 @@ Plain functions over decoded records (no I/O), so each rule is tested on its own
   counted as not written are reported, and those of them that landed anyway);
 - decisions: every answered Decide has exactly one Decision record;
 - rewards: every click the simulator wrote (with consent) on a logged decision has a Reward,
-  a clicked one — not a `timeout`; a decision's Rewards never disagree. A Reward sent again
+  a clicked one — not a `timeout`, unless the click happened after the decision's attribution
+  window by event time (`occurred_at` > `decided_at` + window: Decide answered slowly during a
+  fault, so the app's click came late — a timeout is then the contract's answer, counted
+  apart as `clicks_after_window`); a decision's Rewards never disagree. A Reward sent again
   unchanged is allowed (docs/contracts.md: features is at least once, readers keep one copy by
   decision_id) and counted; a click on a decision with no Decision record is counted apart
   (the decisions book reports that decision);
@@ -28,6 +31,7 @@ from typing import Any
 __all__ = [
     "availability",
     "balanced",
+    "clicks_after_window",
     "decision_books",
     "model_books",
     "problems",
@@ -110,10 +114,13 @@ def reward_books(
     clicks: Iterable[Mapping[str, Any]],
     rewards: Iterable[Mapping[str, Any]],
     decision_ids: Iterable[str] | None = None,
+    after_window: Iterable[str] = (),
 ) -> dict[str, int]:
     """`clicks`: click events the simulator wrote (decision_id, consent); `rewards`: the run's
     Reward records (decision_id, clicked, outcome, ...); `decision_ids`: the Decision records'
-    ids (None: every clicked decision counts as logged)."""
+    ids (None: every clicked decision counts as logged); `after_window`: decisions whose click
+    happened after their attribution window by event time (`clicks_after_window`)."""
+    late = set(after_window)
     by_decision: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     total = 0
     for r in rewards:
@@ -124,13 +131,15 @@ def reward_books(
     if decision_ids is not None:
         unlogged = clicked_decisions - set(decision_ids)
         clicked_decisions -= unlogged
-    rewarded_click = turned_timeout = missing = 0
+    rewarded_click = turned_timeout = missing = after = 0
     for d in clicked_decisions:
         rs = by_decision.get(d, [])
         if not rs:
             missing += 1
         elif any(r["clicked"] for r in rs):
             rewarded_click += 1
+        elif d in late:
+            after += 1
         else:
             turned_timeout += 1
     again = differently = 0
@@ -144,11 +153,30 @@ def reward_books(
         "clicks_on_unlogged_decisions": len(unlogged),
         "clicked_rewards": rewarded_click,
         "clicks_turned_into_timeout": turned_timeout,
+        "clicks_after_window": after,
         "clicks_without_reward": missing,
         "rewards": total,
         "decisions_rewarded_again_unchanged": again,
         "decisions_rewarded_differently": differently,
     }
+
+
+def clicks_after_window(
+    events: Iterable[Mapping[str, Any]], decisions: Iterable[Mapping[str, Any]], window_ms: int
+) -> set[str]:
+    """Decisions whose click (an admuse.events record) occurred after decided_at + window."""
+    decided = {str(d["decision_id"]): _ms(d["decided_at"]) for d in decisions}
+    late = set()
+    for e in events:
+        d = str(e.get("decision_id"))
+        if e.get("type") == "click" and d in decided:
+            if _ms(e["occurred_at"]) > decided[d] + window_ms:
+                late.add(d)
+    return late
+
+
+def _ms(value: Any) -> int:
+    return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)
 
 
 def model_books(answers: Sequence[Mapping[str, Any]]) -> dict[str, int]:

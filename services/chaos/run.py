@@ -37,7 +37,7 @@ async def run_suite(
     gap_s: float = 5.0,
     pause_s: float = 8.0,
     broker_down_s: float = 10.0,
-    settle_s: float = 60.0,
+    settle_s: float = 300.0,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     from services.cli import Stack, Supervisor, apply_spec, wait_for_leaders, warm_up_coordinators
@@ -105,7 +105,13 @@ async def run_suite(
         traffic_stop.set()
         say("traffic stopped; sending delayed events and letting windows close")
         stats = await sim
-        await asyncio.sleep(min(settle_s, scen.campaign.attribution_window + 10))
+        # the simulator's source ended (its last claim is the end of time): every window
+        # closes once features has worked off its input; wait for that, not for a clock
+        settled_s = await _settle(kafka, settle_s)
+        if settled_s >= 0:
+            say(f"every decision rewarded {settled_s:.0f}s after the traffic")
+        else:
+            say(f"not every decision rewarded within {settle_s:.0f}s: the books will say")
         services = supervisor.status()
     finally:
         supervisor.stopping = True
@@ -118,15 +124,43 @@ async def run_suite(
                 supervisor_error = f"{type(exc).__name__}: {exc}"
         await asyncio.to_thread(stack.stop)
     (run / "faults.json").write_text(json.dumps(faults, indent=2))
-    books = await _reconcile(kafka, run, faults, services, stats)
+    window_ms = int(scen.campaign.attribution_window * 1000)
+    books = await _reconcile(kafka, run, faults, services, stats, window_ms)
     books["supervisor_error"] = supervisor_error
     await broker.down()
     (run / "chaos.json").write_text(json.dumps(books, indent=2, default=str))
     return books
 
 
+async def _settle(kafka: Any, timeout_s: float, every_s: float = 5.0) -> float:
+    """Seconds until every Decision record has a Reward; -1 when `timeout_s` passed first."""
+    from services.analysis import ReadWindow, read_topic
+    from services.common.codec import SchemaRegistry
+    from services.common.topics import Topics
+
+    topics, reg = Topics.from_settings(kafka), SchemaRegistry.load()
+    t0 = time.monotonic()
+    while True:
+        decided, _ = await read_topic(
+            kafka, topics.decisions.name, reg.codec("Decision").decode, ReadWindow()
+        )
+        rewarded, _ = await read_topic(
+            kafka, topics.rewards.name, reg.codec("Reward").decode, ReadWindow()
+        )
+        if {d["decision_id"] for d in decided} <= {r["decision_id"] for r in rewarded}:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 >= timeout_s:
+            return -1.0
+        await asyncio.sleep(every_s)
+
+
 async def _reconcile(
-    kafka: Any, run: Path, faults: list[dict[str, Any]], services: dict[str, Any], stats: Any
+    kafka: Any,
+    run: Path,
+    faults: list[dict[str, Any]],
+    services: dict[str, Any],
+    stats: Any,
+    window_ms: int,
 ) -> dict[str, Any]:
     from services.analysis import ReadWindow, read_topic
     from services.common.codec import SchemaRegistry
@@ -169,6 +203,7 @@ async def _reconcile(
             [s for s in sent if s["type"] == "click" and s["sent"]],
             rewards,
             [d["decision_id"] for d in decisions],
+            B.clicks_after_window(events, decisions, window_ms),
         ),
         "models": B.model_books(answered),
         "availability": B.availability(rows, faults, grace_s=5.0),

@@ -69,6 +69,29 @@ def test_reward_books_see_clicks_turned_into_timeouts() -> None:
     ]
 
 
+def test_a_click_after_its_window_by_event_time_is_a_rightful_timeout() -> None:
+    """Decide answered slowly during a fault: the app clicked 2.5 s after receiving the
+    answer, 3.4 s after decided_at, beyond a 3 s window — the timeout is the contract's answer,
+    counted apart, not an imbalance; a click inside the window that became a timeout still is."""
+    t0 = 1_796_000_000_000
+    decisions = [{"decision_id": d, "decided_at": t0} for d in ("d1", "d2")]
+    events = [
+        {"decision_id": "d1", "type": "click", "occurred_at": t0 + 3_400},
+        {"decision_id": "d2", "type": "click", "occurred_at": t0 + 2_900},
+        {"decision_id": "d2", "type": "impression", "occurred_at": t0 + 9_000},
+    ]
+    late = B.clicks_after_window(events, decisions, 3_000)
+    assert late == {"d1"}
+    clicks = [{"decision_id": "d1"}, {"decision_id": "d2"}]
+    rewards = [
+        {"decision_id": "d1", "clicked": False, "outcome": "timeout"},
+        {"decision_id": "d2", "clicked": False, "outcome": "timeout"},
+    ]
+    books = B.reward_books(clicks, rewards, None, late)
+    assert books["clicks_after_window"] == 1 and books["clicks_turned_into_timeout"] == 1
+    assert B.problems(_clean(rewards=books)) == ["1 clicks became timeout rewards"]
+
+
 def test_reward_books_flag_differing_rewards_not_identical_resends() -> None:
     clicks = [{"decision_id": "d1"}, {"decision_id": "d2"}]
     same = {"decision_id": "d1", "clicked": True, "outcome": "click", "reward": 1.0}
