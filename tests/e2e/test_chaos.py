@@ -61,7 +61,9 @@ def test_short_fault_suite_books_balance(tmp_path: Path) -> None:
     assert rew["clicks_written"] > 20, rew
     assert dec["without_decision"] == dec["duplicate_decisions"] == 0, dec
     assert rew["clicks_on_unlogged_decisions"] == 0, rew
-    assert rew["clicked_rewards"] == rew["clicks_written"], rew
+    # a click that by event time came after its window (Decide slow during a fault) is a
+    # rightful timeout, counted apart; every other click is a clicked Reward
+    assert rew["clicked_rewards"] + rew["clicks_after_window"] == rew["clicks_written"], rew
     assert rew["clicks_turned_into_timeout"] == rew["clicks_without_reward"] == 0, rew
     assert rew["decisions_rewarded_differently"] == 0, rew
     assert books["models"]["served_without_model_after_first"] == 0, books["models"]
