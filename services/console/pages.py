@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -102,20 +103,31 @@ def _view(request: Request, campaign_id: str) -> Any:
     return snap.views[campaign_id]
 
 
+def rate_label(campaign: Mapping[str, Any] | None) -> str:
+    """What a campaign's rate is: CTR for click rewards; the mean reward for the other kinds
+    (music listens, film votes: `events`; conversion values: `weighted`)."""
+    kind = ((campaign or {}).get("reward") or {}).get("kind", "click")
+    return "CTR" if kind == "click" else "reward rate"
+
+
 @router.get("/experiment/{campaign_id}")
 async def experiment(
     request: Request, campaign_id: str, _user: str = Depends(require_user)
 ) -> HTMLResponse:
     view = _view(request, campaign_id)
+    snap = _state(request).snapshot
+    rate = rate_label(snap.campaigns.get(campaign_id) if snap else None)
     return render(
         request,
         "experiment.html",
         cid=campaign_id,
         view=view,
-        chart=line_chart(view.series.arms, f"CTR over time, {campaign_id}"),
+        rate=rate,
+        chart=line_chart(view.series.arms, f"{rate} over time, {campaign_id}"),
         attr_charts={
             name: interval_bars(
-                [(e.group, e.rate, e.low, e.high) for e in effects[:12]], f"{name}: CTR by value"
+                [(e.group, e.rate, e.low, e.high) for e in effects[:12]],
+                f"{name}: {rate} by value",
             )
             for name, effects in view.report.attributes.items()
         },
@@ -153,6 +165,7 @@ async def creatives(
                     "c": c,
                     "e": effects.get((c["campaign_id"], c["creative_id"])),
                     "preview": _preview(snap.campaigns.get(c["campaign_id"])),
+                    "rate": rate_label(snap.campaigns.get(c["campaign_id"])),
                 }
             )
     effect_charts = {}
@@ -166,7 +179,7 @@ async def creatives(
                 for name, effects in per_attr.items():
                     effect_charts[(cid, seg, name)] = interval_bars(
                         [(e.group, e.rate, e.low, e.high) for e in effects[:12]],
-                        f"{cid} {seg}: CTR by {name}",
+                        f"{cid} {seg}: {rate_label(snap.campaigns.get(cid))} by {name}",
                     )
     return render(
         request,

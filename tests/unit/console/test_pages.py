@@ -196,3 +196,20 @@ async def test_music_and_film_creatives_show_in_the_gallery_as_their_domain_rend
     board = await client.get("/creatives/cut-1.svg")
     assert board.headers["content-type"].startswith("image/svg+xml")
     assert (await client.get("/creatives/cut-1.exe")).status_code == 404
+
+
+async def test_a_campaign_not_rewarded_by_clicks_shows_its_reward_rate_not_a_ctr(
+    client: httpx.AsyncClient, state: ConsoleState
+) -> None:
+    from services.console.pages import rate_label
+
+    assert rate_label(None) == rate_label({"reward": {"kind": "click"}}) == "CTR"
+    assert rate_label({"reward": {"kind": "events"}}) == "reward rate"
+    await sign_in(client)
+    assert "<th>CTR</th>" in (await client.get("/experiment/camp")).text
+    assert state.snapshot is not None
+    state.snapshot.campaigns["camp"]["reward"] = {"kind": "events"}
+    page = (await client.get("/experiment/camp")).text
+    assert "<th>reward rate</th>" in page and "CTR" not in page
+    gallery = (await client.get("/creatives")).text
+    assert "impressions · reward rate" in gallery and "impressions · CTR" not in gallery
