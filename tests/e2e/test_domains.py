@@ -40,7 +40,7 @@ async def test_a_short_demo_runs_the_loop_on_the_domains_feedback(
 
     result = json.loads((run / "result.json").read_text())
     assert result["measure"]["rate"] == "engagement"
-    assert "engagement" in out and "CTR" not in out and "what generation adds" in out, out
+    assert "engagement" in out and "what generation adds" in out, out
     for arm in ("control", "catalog", "optimized"):
         assert result["arms"][arm]["impressions"] > 300, f"{arm}: too little traffic\n{out}"
     assert result["events"]["events_unsent"] == 0, result["events"]
