@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import onnx
@@ -38,9 +37,7 @@ def _feeds(rows: int) -> dict[str, np.ndarray]:
 
 def test_generator_graph_follows_the_contract() -> None:
     gen, _ = _models()
-    started = time.perf_counter()
     data = export_generator(gen)
-    assert time.perf_counter() - started < 5.0
     model = onnx.load_from_string(data)
     assert model.opset_import[0].version >= 18
     ops = {n.op_type for n in model.graph.node}
