@@ -30,7 +30,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * <pre>
  * decode SCHEMAS RECORD FILE...              one JSON line per file (GenericData's rendering)
- * produce SCHEMAS BOOTSTRAP TOPIC COUNT ID   COUNT AdEvents, v1 and v2 alternately, encoded by
+ * produce SCHEMAS BOOTSTRAP TOPIC COUNT ID   COUNT AdEvents, the newest and oldest versions alternately, encoded by
  *                                            BinaryMessageEncoder, sent by a KafkaProducer with
  *                                            a trace-id header; prints one JSON line per event
  * </pre>
