@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make test`: start a fresh real Kafka broker on its own port and data folder, run the whole
 # suite against it, stop the broker whatever happened, and exit with pytest's status
-# (pytest exits 5 when it collected no tests: that fails too).
+# (pytest exits 5 when it collected no tests: that fails too). ADMUSE_TEST_KAFKA_PORT,
+# ADMUSE_TEST_KAFKA_CONTROLLER_PORT and ADMUSE_TEST_KAFKA_DATA_DIR put a second run's broker
+# beside the first.
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${ADMUSE_VENV:-$repo/.venv}"
@@ -9,7 +11,7 @@ cd "$repo"
 
 export ADMUSE_KAFKA_PORT="${ADMUSE_TEST_KAFKA_PORT:-19092}"
 export ADMUSE_KAFKA_CONTROLLER_PORT="${ADMUSE_TEST_KAFKA_CONTROLLER_PORT:-19093}"
-export ADMUSE_KAFKA_DATA_DIR="$repo/.run/kafka-test"
+export ADMUSE_KAFKA_DATA_DIR="${ADMUSE_TEST_KAFKA_DATA_DIR:-$repo/.run/kafka-test}"
 export ADMUSE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$ADMUSE_KAFKA_PORT"
 export PYTHON="$venv/bin/python"
 export PATH="$venv/bin:$PATH"

@@ -17,13 +17,17 @@ adapter of its own (`producer_drain.py`, same idea, its own test).
   belongs to.
 - `recovery_completed(app)`: whether the tables finished replaying their changelogs
   (`app.tables.recovery.completed`), before which stats must not be published again.
+- `readiness(app)`: whether the worker processes — it holds partitions, is not rebalancing,
+  its tables are recovered and its stream flow runs (`app.rebalancing`, `app.in_recovery`,
+  `app.flow_control`, the consumer's assignment): the `/readyz` page.
 - `changelog_topic_name(table)`: the changelog topic faust will declare for a table, so the
   worker can create it first — on a broker still creating its own internal topics faust's
   declaration can lose that race, its consumer then ignores the "missing" changelog for
   minutes and the stats agent fails with PartitionsMismatch.
 - `FeaturesApp._new_transport` (private factory): faust's aiokafka transport with the
-  consumer of `commit_gaps.py`, which commits past transaction markers faust would otherwise
-  stall on for good.
+  consumer of `commit_gaps.py`: stream records only after faust's seek of each assignment
+  (never out of order across a rebalance), commits past transaction markers faust would
+  otherwise stall on for good, and committed records only.
 - `quiet_library_loggers(level)`: faust's worker leaves aiokafka/faust/mode loggers at DEBUG,
   so every produced record built a log record only to drop it (a few % of CPU per click).
 """
@@ -44,6 +48,7 @@ __all__ = [
     "FeaturesApp",
     "changelog_topic_name",
     "quiet_library_loggers",
+    "readiness",
     "recovery_completed",
     "set_changelog_event",
 ]
@@ -92,6 +97,21 @@ def set_changelog_event(stream: faust.StreamT, event: faust.EventT) -> None:
 def recovery_completed(app: faust.App) -> bool:
     """Whether every table finished replaying its changelog."""
     return bool(app.tables.recovery.completed.is_set())
+
+
+def readiness(app: faust.App) -> dict[str, Any]:
+    """Whether the worker is processing its partitions, and each condition of it."""
+    assigned = len(app.consumer.assignment()) if app.consumer is not None else 0
+    state = {
+        "assigned_partitions": assigned,
+        "rebalancing": bool(app.rebalancing),
+        "recovered": recovery_completed(app) and not app.in_recovery,
+        "flowing": bool(app.flow_control.is_active()),
+    }
+    state["ready"] = (
+        assigned > 0 and not state["rebalancing"] and state["recovered"] and state["flowing"]
+    )
+    return state
 
 
 def changelog_topic_name(table: Any) -> str:

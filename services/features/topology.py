@@ -25,7 +25,7 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
 from services.common.topics import TopicSpec
-from services.features.faust_compat import recovery_completed, set_changelog_event
+from services.features.faust_compat import readiness, recovery_completed, set_changelog_event
 from services.features.handlers import Handlers
 from services.features.join import JoinTable
 
@@ -148,6 +148,15 @@ def declare_topology(
             h.metrics.held.set(held)
             body = generate_latest(h.metrics.registry)
             return self.bytes(body, content_type="text/plain; version=0.0.4")
+
+    @app.page("/readyz")
+    class ReadyPage(View):
+        """200 while the worker processes (partitions held, tables recovered, no rebalance in
+        progress); 503 while it joins the group, rebalances or replays its changelogs."""
+
+        async def get(self, request: Request) -> Response:
+            state = readiness(app)
+            return self.json(state, status=200 if state["ready"] else 503)
 
     @app.page("/effects/{campaign_id}")
     class EffectsPage(View):

@@ -46,6 +46,7 @@ class FeaturesWorker:
             "ADMUSE_FEATURES_WEB_PORT": str(self.port),
             "ADMUSE_FEATURES_STATE_DIR": str(state_dir),
             "ADMUSE_LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",  # a SIGKILLed worker's last lines reach the log
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -63,19 +64,24 @@ class FeaturesWorker:
         )
         log.close()
 
-    async def wait_ready(self, timeout_s: float = 90.0) -> None:
+    async def wait_ready(self, timeout_s: float = 90.0, *, processing: bool = True) -> None:
+        """Until the worker processes: `/readyz` says it holds partitions, is not rebalancing
+        and has recovered its tables (a restarted worker first waits out its killed
+        predecessor's session). `processing=False`: only until it serves HTTP (it may still
+        be joining the group)."""
+        path = "/readyz" if processing else "/metrics"
         async with httpx.AsyncClient() as client:
 
             async def ready() -> bool:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.tail()}")
                 try:
-                    return (await client.get(self.url("/metrics"), timeout=2)).status_code == 200
+                    return (await client.get(self.url(path), timeout=2)).status_code == 200
                 except httpx.HTTPError:
                     return False
 
             try:
-                await eventually(ready, timeout_s, "the worker's /metrics")
+                await eventually(ready, timeout_s, f"the worker's {path}")
             except AssertionError as exc:
                 raise TimeoutError(f"{exc}: {self.tail()}") from None
 

@@ -195,6 +195,27 @@ async def test_click_after_the_window_is_counted_late_not_rewarded(h: Harness) -
     assert len(h.rewards.for_key(d["decision_id"])) == 1
 
 
+async def test_a_click_of_an_aborted_transaction_is_never_joined(h: Harness) -> None:
+    """Ingestion writes events in transactions: what it aborted was never published."""
+    d = decision("c-aborted", "cr1", window_ms=WINDOW_MS)
+    await h.decide(d)
+    producer = make_producer(h.kafka, transactional_id=f"aborting-{uuid.uuid4().hex}")
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        click = event(d, "click")
+        await producer.send_and_wait(
+            h.topics.events.name,
+            key=click["user_id"].encode(),
+            value=h.registry.codec("AdEvent").encode(click),
+        )
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    r = await h.reward_of(d)
+    assert (r["reward"], r["outcome"], r["clicked"]) == (0.0, "timeout", False)
+
+
 async def test_duplicate_click_gives_one_reward(h: Harness) -> None:
     d = decision("c-dup", "cr1", window_ms=10_000)
     await h.decide(d)

@@ -96,105 +96,177 @@ async def _traffic(
 async def test_sigkill_restarts_count_every_decision_exactly_once(
     kafka: KafkaSettings, registry: SchemaRegistry, tmp_path: Any
 ) -> None:
-    topics = Topics.from_settings(kafka)
-    await ensure_topics(kafka, topics)
+    """SIGKILL the worker again and again, some times while it processes, some times while
+    its successor still waits to join the group (a crash loop)."""
     rng = random.Random(uuid.uuid4().int)
-    worker = FeaturesWorker(
+    worker = _worker(kafka, tmp_path)
+    async with _Traffic(kafka, registry, rng, worker) as traffic:
+        replayed = 0.0  # messages found already applied after a restart (summed over workers)
+        for i in range(KILLS):
+            # a random point 0.3-3 s after it processes (even kills) or serves HTTP (odd:
+            # it may still be joining the group behind its killed predecessor's session)
+            await traffic.run_for(rng.uniform(0.3, 3.0))
+            replayed += await worker.metric("admuse_features_replayed_total")
+            worker.kill()
+            worker.start()
+            await worker.wait_ready(processing=i % 2 == 1)
+        await worker.wait_ready()
+        produced = await traffic.finish()
+        await _books_balance(kafka, registry, traffic.topics, produced, worker)
+        assert worker.starts == KILLS + 1
+        replayed += await worker.metric("admuse_features_replayed_total")
+        print(f"{replayed:.0f} messages found applied on replay, {KILLS} SIGKILLs")
+
+
+async def test_a_killed_peers_partitions_are_taken_over_with_nothing_lost(
+    kafka: KafkaSettings, registry: SchemaRegistry, tmp_path: Any
+) -> None:
+    """Two workers share the partitions; one is SIGKILLed; once its session expires the
+    other takes its partitions over, mid-stream, and every decision is counted once."""
+    rng = random.Random(uuid.uuid4().int)
+    a, b = _worker(kafka, tmp_path / "a"), _worker(kafka, tmp_path / "b")
+    async with _Traffic(kafka, registry, rng, a) as traffic:
+        b.start()
+        try:
+            await b.wait_ready()  # both hold partitions now
+            await traffic.run_for(2.0)
+            b.kill()
+            # a's partitions keep flowing while b's wait out its session (6 s), then move
+            await traffic.run_for(10.0)
+            produced = await traffic.finish()
+            await _books_balance(kafka, registry, traffic.topics, produced, a)
+        finally:
+            b.stop()
+
+
+def _worker(kafka: KafkaSettings, state_dir: Any) -> FeaturesWorker:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return FeaturesWorker(
         kafka,
-        tmp_path,
+        state_dir,
         ADMUSE_FEATURES_SESSION_TIMEOUT_S="6",
         ADMUSE_FEATURES_TICK_INTERVAL_S="0.25",
         ADMUSE_FEATURES_CLOSE_GRACE_MS="1000",
     )
-    worker.start()
-    await worker.wait_ready()
-    stop = asyncio.Event()
-    producer = make_producer(kafka)
-    await producer.start()
-    # ingestion's part: watermarks in admuse.events, ordered after the events sent before them
-    source = WatermarkSource(kafka, topics.events.name, producer=producer)
-    await source.__aenter__()
-    traffic = asyncio.create_task(_traffic(producer, topics, registry, stop, rng))
-    replayed = 0.0  # messages found already applied after a restart (summed over workers)
-    try:
-        for _ in range(KILLS):
-            # a random point while it processes: ready, then 0.3-3 s later
-            await _run_for(rng.uniform(0.3, 3.0), traffic)
-            replayed += await worker.metric("admuse_features_replayed_total")
-            worker.kill()
-            worker.start()
-            await worker.wait_ready()
-        stop.set()
-        produced = await traffic
-        expected_impressions = Counter(d["creative_id"] for d, _ in produced)
-        expected_clicks = Counter(d["creative_id"] for d, clicked in produced if clicked)
-        n = len(produced)
-        async with (
-            TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards,
-            TopicReader(kafka, topics.stats.name, "CreativeStats", registry) as stats,
-        ):
-            try:
-                await rewards.until(lambda r: len(r.by_key()) >= n, timeout_s=180)
-            except AssertionError:
-                got = rewards.by_key()
-                missing = [d for d, _ in produced if d["decision_id"] not in got]
-                trace = await trace_decision(kafka, missing[0]["decision_id"], APP_ID)
-                raise AssertionError(
-                    f"{len(got)} of {n} decisions have a reward after 180 s; missing e.g. "
-                    f"{[(d['decision_id'], d['decided_at']) for d in missing[:5]]}; "
-                    f"worker: pending decisions "
-                    f"{await worker.metric('admuse_features_pending_decisions')}, held events "
-                    f"{await worker.metric('admuse_features_held_events')}, join lag "
-                    f"{await worker.metric('admuse_features_join_lag_seconds')} s; "
-                    f"trace of the first:\n{trace}\n"
-                    f"worker log: {worker.tail(3000)}"
-                ) from None
 
-            def counts(seg: str) -> tuple[Counter, Counter]:
-                last = stats.by_key()
-                imp, clk = Counter(), Counter()
-                for c in CREATIVES:
-                    rec = last.get(f"kill/{seg}/{c}")
-                    if rec:
-                        imp[c], clk[c] = rec["impressions"], rec["clicks"]
-                return imp, clk
 
-            want = (expected_impressions, expected_clicks)
-            try:
-                await stats.until(
-                    lambda s: counts("tier=gold") == want and counts("*") == want, timeout_s=30
-                )
-            except AssertionError:
-                deduped = rewards.by_key()
-                got_clicks = Counter(r["creative_id"] for r in deduped.values() if r["clicked"])
-                raise AssertionError(
-                    f"stats {counts('tier=gold')} / roll-up {counts('*')} != expected {want}; "
-                    f"rewards say clicks {got_clicks}; worker log: {worker.tail(3000)}"
-                ) from None
-        deduped = rewards.by_key()
-        assert set(deduped) == {d["decision_id"] for d, _ in produced}
-        assert (
-            Counter(r["creative_id"] for r in deduped.values() if r["clicked"]) == expected_clicks
+class _Traffic:
+    """A started worker (`first`), ingestion's watermarks and the traffic generator."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        registry: SchemaRegistry,
+        rng: random.Random,
+        first: FeaturesWorker,
+    ) -> None:
+        self.kafka, self.registry, self.rng, self.first = kafka, registry, rng, first
+        self.topics = Topics.from_settings(kafka)
+        self.stop = asyncio.Event()
+
+    async def __aenter__(self) -> _Traffic:
+        await ensure_topics(self.kafka, self.topics)
+        self.first.start()
+        await self.first.wait_ready()
+        self.producer = make_producer(self.kafka)
+        await self.producer.start()
+        # ingestion's part: watermarks in admuse.events, ordered after the events before them
+        self.source = WatermarkSource(self.kafka, self.topics.events.name, producer=self.producer)
+        await self.source.__aenter__()
+        self.task = asyncio.create_task(
+            _traffic(self.producer, self.topics, self.registry, self.stop, self.rng)
         )
-        assert worker.starts == KILLS + 1
-        replayed += await worker.metric("admuse_features_replayed_total")
-        print(
-            f"\nkill test: {n} decisions, {sum(expected_clicks.values())} clicked, "
-            f"{len(rewards.records)} reward records ({len(rewards.records) - n} sent again), "
-            f"{replayed:.0f} messages found applied on replay, {KILLS} SIGKILLs"
-        )
-    finally:
-        stop.set()
-        if not traffic.done():
-            traffic.cancel()
-        await source.__aexit__(None, None, None)
-        await producer.stop()
-        worker.stop()
+        return self
+
+    async def run_for(self, seconds: float) -> None:
+        """Let traffic flow for `seconds` (fails early if the generator crashed)."""
+        done, _ = await asyncio.wait({self.task}, timeout=seconds)
+        if done:
+            self.task.result()
+            raise AssertionError("traffic generator stopped early")
+
+    async def finish(self) -> list[tuple[dict, bool]]:
+        self.stop.set()
+        return await self.task
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop.set()
+        if not self.task.done():
+            self.task.cancel()
+        await self.source.__aexit__(None, None, None)
+        await self.producer.stop()
+        self.first.stop()
 
 
-async def _run_for(seconds: float, traffic: asyncio.Task) -> None:
-    """Let traffic flow for `seconds` (fails early if the generator crashed)."""
-    done, _ = await asyncio.wait({traffic}, timeout=seconds)
-    if done:
-        traffic.result()
-        raise AssertionError("traffic generator stopped early")
+async def _books_balance(
+    kafka: KafkaSettings,
+    registry: SchemaRegistry,
+    topics: Topics,
+    produced: list[tuple[dict, bool]],
+    worker: FeaturesWorker,
+) -> None:
+    """Every decision has exactly its reward, and the stats count each once."""
+    expected_impressions = Counter(d["creative_id"] for d, _ in produced)
+    expected_clicks = Counter(d["creative_id"] for d, clicked in produced if clicked)
+    n = len(produced)
+    async with (
+        TopicReader(kafka, topics.rewards.name, "Reward", registry) as rewards,
+        TopicReader(kafka, topics.stats.name, "CreativeStats", registry) as stats,
+    ):
+        try:
+            await rewards.until(lambda r: len(r.by_key()) >= n, timeout_s=180)
+        except AssertionError:
+            got = rewards.by_key()
+            missing = [d for d, _ in produced if d["decision_id"] not in got]
+            trace = await trace_decision(kafka, missing[0]["decision_id"], APP_ID)
+            raise AssertionError(
+                f"{len(got)} of {n} decisions have a reward after 180 s; missing e.g. "
+                f"{[(d['decision_id'], d['decided_at']) for d in missing[:5]]}; "
+                f"worker: pending decisions "
+                f"{await worker.metric('admuse_features_pending_decisions')}, held events "
+                f"{await worker.metric('admuse_features_held_events')}, join lag "
+                f"{await worker.metric('admuse_features_join_lag_seconds')} s; "
+                f"trace of the first:\n{trace}\n"
+                f"worker log: {worker.tail(3000)}"
+            ) from None
+
+        rewarded = rewards.by_key()
+        unclicked = [
+            d for d, clicked in produced if clicked and not rewarded[d["decision_id"]]["clicked"]
+        ]
+        if unclicked:
+            trace = await trace_decision(kafka, unclicked[0]["decision_id"], APP_ID)
+            raise AssertionError(
+                f"{len(unclicked)} decisions clicked in their window were rewarded as not "
+                f"clicked, e.g. {[d['decision_id'] for d in unclicked[:5]]}; trace of the "
+                f"first:\n{trace}\nworker log: {worker.tail(3000)}"
+            )
+
+        def counts(seg: str) -> tuple[Counter, Counter]:
+            last = stats.by_key()
+            imp, clk = Counter(), Counter()
+            for c in CREATIVES:
+                rec = last.get(f"kill/{seg}/{c}")
+                if rec:
+                    imp[c], clk[c] = rec["impressions"], rec["clicks"]
+            return imp, clk
+
+        want = (expected_impressions, expected_clicks)
+        try:
+            await stats.until(
+                lambda s: counts("tier=gold") == want and counts("*") == want, timeout_s=30
+            )
+        except AssertionError:
+            deduped = rewards.by_key()
+            got_clicks = Counter(r["creative_id"] for r in deduped.values() if r["clicked"])
+            raise AssertionError(
+                f"stats {counts('tier=gold')} / roll-up {counts('*')} != expected {want}; "
+                f"rewards say clicks {got_clicks}; worker log: {worker.tail(3000)}"
+            ) from None
+    deduped = rewards.by_key()
+    assert set(deduped) == {d["decision_id"] for d, _ in produced}
+    assert Counter(r["creative_id"] for r in deduped.values() if r["clicked"]) == expected_clicks
+    print(
+        f"\nkill test: {n} decisions, {sum(expected_clicks.values())} clicked, "
+        f"{len(rewards.records)} reward records ({len(rewards.records) - n} sent again)"
+    )
