@@ -25,9 +25,8 @@ adapter of its own (`producer_drain.py`, same idea, its own test).
   declaration can lose that race, its consumer then ignores the "missing" changelog for
   minutes and the stats agent fails with PartitionsMismatch.
 - `FeaturesApp._new_transport` (private factory): faust's aiokafka transport with the
-  consumer of `commit_gaps.py`: stream records only after faust's seek of each assignment
-  (never out of order across a rebalance), commits past transaction markers faust would
-  otherwise stall on for good, and committed records only.
+  consumer of `commit_gaps.py`, which commits past transaction markers faust would otherwise
+  stall on for good and reads committed records only.
 - `quiet_library_loggers(level)`: faust's worker leaves aiokafka/faust/mode loggers at DEBUG,
   so every produced record built a log record only to drop it (a few % of CPU per click).
 """
