@@ -100,7 +100,7 @@ def recovery_completed(app: faust.App) -> bool:
 
 def readiness(app: faust.App) -> dict[str, Any]:
     """Whether the worker is processing its partitions, and each condition of it."""
-    assigned = len(app.consumer.assignment()) if app.consumer is not None else 0
+    assigned = len(app.consumer.assignment())
     state = {
         "assigned_partitions": assigned,
         "rebalancing": bool(app.rebalancing),

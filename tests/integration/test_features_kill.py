@@ -198,12 +198,19 @@ class _Traffic:
     async def __aenter__(self) -> _Traffic:
         await ensure_topics(self.kafka, self.topics)
         self.first.start()
-        await self.first.wait_ready()
         self.producer = make_producer(self.kafka)
-        await self.producer.start()
-        # ingestion's part: watermarks in admuse.events, ordered after the events before them
-        self.source = WatermarkSource(self.kafka, self.topics.events.name, producer=self.producer)
-        await self.source.__aenter__()
+        try:
+            await self.first.wait_ready()
+            await self.producer.start()
+            # ingestion's part: watermarks in admuse.events, ordered after the events before
+            self.source = WatermarkSource(
+                self.kafka, self.topics.events.name, producer=self.producer
+            )
+            await self.source.__aenter__()
+        except BaseException:
+            await self.producer.stop()  # (a no-op on a producer that never started)
+            self.first.stop()
+            raise
         self.task = asyncio.create_task(
             _traffic(self.producer, self.topics, self.registry, self.stop, self.rng)
         )
