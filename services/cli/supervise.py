@@ -4,6 +4,8 @@
 the run goes on (crash, SIGKILL, OOM) after running fine is started again at once (its
 unavailability is its start-up, nothing more); another exit within the window waits a back-off
 (1 s, doubling to 30 s, jittered; reset once it has run a minute); each restart is counted.
+An exit with `RESTART_EXIT_CODE` (75) is a service asking to be started again (features does
+on gaining partitions while it runs): restarted at once, counted as a restart, not a crash.
 A service that crashes `max_crashes` times within `window_s` is left down ("gave up"):
 restarting it again would only hide a bug. `status()` is what the live view, the status lines
 and the final report show, and `healthy()` decides the command's exit code: false when a
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.health import RESTART_EXIT_CODE
 from services.common.logging import get_logger
 
 __all__ = ["ServiceHealth", "Supervisor"]
@@ -107,22 +110,11 @@ class Supervisor:
                 h.down_since = now
                 code = proc.proc.returncode if getattr(proc, "proc", None) else None
                 h.exits.append(code)
-                if now - h.started_at >= self.stable_after_s:
-                    h.recent.clear()  # it ran fine for a while: back-off starts over
-                h.recent.append(now)
-                while h.recent and now - h.recent[0] > self.window_s:
-                    h.recent.popleft()
-                if len(h.recent) >= self.max_crashes:
-                    h.gave_up = True
-                    self._say(
-                        f"{name} exited ({code}) {len(h.recent)} times in "
-                        f"{self.window_s:.0f}s: giving up on it"
-                    )
+                if code == RESTART_EXIT_CODE:  # it asked to be started again: not a crash
+                    h.restart_at = now
+                    self._say(f"{name} asked to be started again (exit {code})")
+                elif not self._crashed(name, h, now, code):
                     continue
-                crashes = len(h.recent)
-                delay = min(self.max_backoff_s, self.first_backoff_s * 2 ** (crashes - 2))
-                h.restart_at = now + (self._rng.uniform(delay / 2, delay) if crashes > 1 else 0.0)
-                self._say(f"{name} exited ({code}); restarting in {h.restart_at - now:.1f}s")
             if h.restart_at is not None and now >= h.restart_at:
                 h.restart_at = None
                 h.restarts += 1
@@ -131,6 +123,26 @@ class Supervisor:
                 h.down_s += now - (h.down_since or now)
                 h.down_since = None
                 self._say(f"{name} restarted (restart {h.restarts})")
+
+    def _crashed(self, name: str, h: ServiceHealth, now: float, code: int | None) -> bool:
+        """Count a crash and schedule its restart with back-off; False when giving up."""
+        if now - h.started_at >= self.stable_after_s:
+            h.recent.clear()  # it ran fine for a while: back-off starts over
+        h.recent.append(now)
+        while h.recent and now - h.recent[0] > self.window_s:
+            h.recent.popleft()
+        if len(h.recent) >= self.max_crashes:
+            h.gave_up = True
+            self._say(
+                f"{name} exited ({code}) {len(h.recent)} times in "
+                f"{self.window_s:.0f}s: giving up on it"
+            )
+            return False
+        crashes = len(h.recent)
+        delay = min(self.max_backoff_s, self.first_backoff_s * 2 ** (crashes - 2))
+        h.restart_at = now + (self._rng.uniform(delay / 2, delay) if crashes > 1 else 0.0)
+        self._say(f"{name} exited ({code}); restarting in {h.restart_at - now:.1f}s")
+        return True
 
     def _say(self, msg: str) -> None:
         _log.warning("service_supervision", message=msg)

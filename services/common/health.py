@@ -14,7 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["HealthServer"]
+__all__ = ["RESTART_EXIT_CODE", "HealthServer"]
+
+# A service that exits with this code asks its supervisor to start it again at once: a planned
+# restart, not a crash (EX_TEMPFAIL). `admuse demo`/`up` count it as a restart without back-off
+# or give-up; Docker Compose's restart policy restarts it like any exit.
+RESTART_EXIT_CODE = 75
 
 
 class HealthServer:

@@ -34,6 +34,7 @@ from services.features.faust_compat import (
 from services.features.handlers import Handlers, RewardRules
 from services.features.join import JoinConfig, JoinTable
 from services.features.metrics import FeaturesMetrics
+from services.features.rejoin import REJOIN_EXIT_CODE, rejoin_requested
 from services.features.settings import Settings
 from services.features.topology import Tables, declare_tables, declare_topology
 
@@ -202,4 +203,9 @@ def main() -> None:
         redirect_stdouts=False,
         logging_config={"version": 1, "disable_existing_loggers": False},
     )
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if rejoin_requested():
+            raise SystemExit(REJOIN_EXIT_CODE) from None
+        raise

@@ -18,8 +18,9 @@ Repeated acknowledgements are dropped as well (robinhood/faust #625).
 
 Caveat (found after it shipped, left open in #13): faust tracks a message as "being processed"
 only once a stream takes it from its queue, so a record fetched but still queued below the
-head is not seen by the second condition. Records reach the head out of order only when
-partitions move to a running worker, which README "Known faults" describes.
+head is not seen by the second condition. Records reached the head out of order only when
+partitions moved to a running worker, which the worker no longer lets happen: the consumer
+below restarts it instead (`services/features/rejoin.py`).
 
 The same transport makes the worker read committed records only: faust's consumer reads
 uncommitted ones unless the app itself runs exactly-once, so it would join clicks — and
@@ -35,6 +36,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from services.common.kafka_pacing import pace_metadata_updates
 from services.common.logging import get_logger, rate_limited
+from services.features.rejoin import HeldPartitions, request_rejoin
 
 __all__ = [
     "GapSafeConsumer",
@@ -80,7 +82,20 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # typ
 
 class GapSafeConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     """faust's aiokafka consumer with `close_head_gap` before each new-offset computation,
-    reading committed records only."""
+    reading committed records only, that restarts the worker rather than take partitions
+    over while it runs (`services/features/rejoin.py`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held_partitions = HeldPartitions()
+
+    async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
+        streams = {tp for tp in assigned if not self._is_changelog_tp(tp)}
+        gained = self.held_partitions.gained(streams)
+        if gained:
+            request_rejoin(gained, streams - gained)
+            return  # faust never takes this assignment: the worker stops and starts afresh
+        await faust_aiokafka.Consumer.on_partitions_assigned(self, assigned, generation_id)
 
     def _new_consumer_thread(self) -> Any:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)

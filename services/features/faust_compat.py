@@ -26,7 +26,8 @@ adapter of its own (`producer_drain.py`, same idea, its own test).
   minutes and the stats agent fails with PartitionsMismatch.
 - `FeaturesApp._new_transport` (private factory): faust's aiokafka transport with the
   consumer of `commit_gaps.py`, which commits past transaction markers faust would otherwise
-  stall on for good and reads committed records only.
+  stall on for good, reads committed records only, and overrides the consumer's
+  `on_partitions_assigned` to restart the worker on gaining partitions (`rejoin.py`).
 - `quiet_library_loggers(level)`: faust's worker leaves aiokafka/faust/mode loggers at DEBUG,
   so every produced record built a log record only to drop it (a few % of CPU per click).
 """

@@ -61,6 +61,11 @@ class FeaturesMetrics:
             "Joins holding events that arrived before their decision.",
             registry=r,
         )
+        self.ready = Gauge(
+            "admuse_features_ready",
+            "1 while the worker processes (what /readyz answers 200 for), else 0.",
+            registry=r,
+        )
         self.stats_updates = Counter(
             "admuse_features_stats_updates", "CreativeStats records published.", registry=r
         )

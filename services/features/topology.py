@@ -146,6 +146,7 @@ def declare_topology(
             pending, held = join.counts()
             h.metrics.pending.set(pending)
             h.metrics.held.set(held)
+            h.metrics.ready.set(1 if readiness(app)["ready"] else 0)
             body = generate_latest(h.metrics.registry)
             return self.bytes(body, content_type="text/plain; version=0.0.4")
 

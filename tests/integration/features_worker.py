@@ -19,6 +19,7 @@ import httpx
 from aiokafka import TopicPartition
 
 from services.common.codec import SchemaRegistry
+from services.common.health import RESTART_EXIT_CODE
 from services.common.kafka import make_consumer, make_producer, partitions_of
 from services.common.settings import KafkaSettings
 from services.common.watermark import WatermarkCodec
@@ -52,7 +53,12 @@ class FeaturesWorker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self) -> None:
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, cwd: Path | None = None) -> None:
+        """Start the worker (`cwd` is the supervisor's signature: it always runs in ROOT)."""
         self.starts += 1
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -73,7 +79,10 @@ class FeaturesWorker:
         async with httpx.AsyncClient() as client:
 
             async def ready() -> bool:
-                if self.proc is not None and self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.poll()
+                if code == RESTART_EXIT_CODE:
+                    return False  # it asked to be started again (a supervisor does)
+                if code is not None:
                     raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.tail()}")
                 try:
                     return (await client.get(self.url(path), timeout=2)).status_code == 200

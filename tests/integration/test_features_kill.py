@@ -8,15 +8,19 @@ import random
 import time
 import uuid
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from services.cli.supervise import Supervisor
 from services.common.codec import SchemaRegistry
+from services.common.health import RESTART_EXIT_CODE
 from services.common.kafka import ensure_topics, make_producer
 from services.common.settings import KafkaSettings
 from services.common.topics import Topics
 from tests.integration.features_worker import (
+    ROOT,
     FeaturesWorker,
     TopicReader,
     WatermarkSource,
@@ -93,17 +97,6 @@ async def _traffic(
     return produced
 
 
-# Open in #13 (README "Known faults"): when partitions move to a worker that is already
-# running — a peer killed mid-stream, or a restarted worker whose group still holds its
-# killed predecessor — faust 0.15.3 can hand the join a partition from the wrong position:
-# decisions acknowledged but never joined, clicks routed after a watermark that closed their
-# window. These two tests show it (they fail in about one run of three on this machine).
-MOVED_PARTITIONS = pytest.mark.xfail(
-    strict=False,
-    reason="#13 open: faust loses or reorders records when partitions move to a running worker",
-)
-
-
 async def test_sigkill_restarts_count_every_decision_exactly_once(
     kafka: KafkaSettings, registry: SchemaRegistry, tmp_path: Any
 ) -> None:
@@ -111,13 +104,21 @@ async def test_sigkill_restarts_count_every_decision_exactly_once(
     await _kill_cycles(kafka, registry, tmp_path, while_joining=False)
 
 
-@MOVED_PARTITIONS
+# Open in #13 (README "Known faults"): in about one run in 40 of this test on a 2-core
+# machine, one click is lost — its record on the repartition topic is committed past without
+# ever reaching the join (bench/RESULTS.md, "#13 features rejoin"). Not the moved-partition
+# bug that rejoin.py fixes: no worker gains partitions in these runs.
+@pytest.mark.xfail(
+    strict=False, reason="#13 open: a crash loop rarely commits a click the join never saw"
+)
 async def test_sigkill_in_a_crash_loop_counts_every_decision_exactly_once(
     kafka: KafkaSettings, registry: SchemaRegistry, tmp_path: Any
 ) -> None:
     """Every other kill hits the successor while it still joins the group behind its killed
-    predecessor's session (a crash loop)."""
-    await _kill_cycles(kafka, registry, tmp_path, while_joining=True, settle_s=60)
+    predecessor's session (a crash loop). A successor whose first assignment were split with a
+    dead member would restart to take the rest (services/features/rejoin.py); the broker waits
+    out the dead members first in practice, and the test counts such restarts."""
+    await _kill_cycles(kafka, registry, tmp_path, while_joining=True)
 
 
 async def _kill_cycles(
@@ -141,19 +142,23 @@ async def _kill_cycles(
             worker.start()
             await worker.wait_ready(processing=not (while_joining and i % 2 == 0))
         await worker.wait_ready()
+        assert await worker.metric("admuse_features_ready") == 1, "/metrics agrees with /readyz"
         produced = await traffic.finish()
         await _books_balance(kafka, registry, traffic.topics, produced, worker, settle_s)
-        assert worker.starts == KILLS + 1
+        planned = traffic.supervisor.status()["first"]
+        assert set(planned["exits"]) <= {RESTART_EXIT_CODE}, "only planned restarts"
+        assert worker.starts == KILLS + 1 + planned["restarts"]
+        print(f"{planned['restarts']} restarts to take gained partitions")
         replayed += await worker.metric("admuse_features_replayed_total")
         print(f"{replayed:.0f} messages found applied on replay, {KILLS} SIGKILLs")
 
 
-@MOVED_PARTITIONS
 async def test_a_killed_peers_partitions_are_taken_over_with_nothing_lost(
     kafka: KafkaSettings, registry: SchemaRegistry, tmp_path: Any
 ) -> None:
     """Two workers share the partitions; one is SIGKILLed; once its session expires the
-    other takes its partitions over, mid-stream, and every decision is counted once."""
+    other gains its partitions mid-stream — it restarts (exit 75) and its supervisor starts
+    it again — and every decision is counted once."""
     rng = random.Random(uuid.uuid4().int)
     a, b = _worker(kafka, tmp_path / "a"), _worker(kafka, tmp_path / "b")
     async with _Traffic(kafka, registry, rng, a) as traffic:
@@ -165,7 +170,10 @@ async def test_a_killed_peers_partitions_are_taken_over_with_nothing_lost(
             # a's partitions keep flowing while b's wait out its session (6 s), then move
             await traffic.run_for(10.0)
             produced = await traffic.finish()
-            await _books_balance(kafka, registry, traffic.topics, produced, a, settle_s=60)
+            await _books_balance(kafka, registry, traffic.topics, produced, a)
+            planned = traffic.supervisor.status()["first"]
+            assert planned["exits"] == [RESTART_EXIT_CODE], "a restarted once, to take over"
+            assert a.starts == 2
         finally:
             b.stop()
 
@@ -182,7 +190,9 @@ def _worker(kafka: KafkaSettings, state_dir: Any) -> FeaturesWorker:
 
 
 class _Traffic:
-    """A started worker (`first`), ingestion's watermarks and the traffic generator."""
+    """A started worker (`first`) under the stack's supervisor (it restarts a worker that asks
+    to be started again, as `admuse demo`/`up` do), ingestion's watermarks and the traffic
+    generator."""
 
     def __init__(
         self,
@@ -194,6 +204,10 @@ class _Traffic:
         self.kafka, self.registry, self.rng, self.first = kafka, registry, rng, first
         self.topics = Topics.from_settings(kafka)
         self.stop = asyncio.Event()
+        self.supervised = asyncio.Event()  # set: the supervisor stops
+        self.supervisor = Supervisor(
+            SimpleNamespace(processes={"first": first}), ROOT, on_event=print
+        )
 
     async def __aenter__(self) -> _Traffic:
         await ensure_topics(self.kafka, self.topics)
@@ -214,6 +228,7 @@ class _Traffic:
         self.task = asyncio.create_task(
             _traffic(self.producer, self.topics, self.registry, self.stop, self.rng)
         )
+        self.supervising = asyncio.create_task(self.supervisor.run(self.supervised))
         return self
 
     async def run_for(self, seconds: float) -> None:
@@ -229,6 +244,8 @@ class _Traffic:
 
     async def __aexit__(self, *exc: object) -> None:
         self.stop.set()
+        self.supervised.set()
+        await self.supervising
         if not self.task.done():
             self.task.cancel()
         await self.source.__aexit__(None, None, None)

@@ -105,6 +105,37 @@ async def test_a_service_that_keeps_crashing_is_given_up_and_the_run_is_unhealth
     assert svc.starts == 3, "no restart after giving up"
 
 
+async def test_a_service_asking_to_be_started_again_is_restarted_at_once_not_as_a_crash(
+    tmp_path: Path,
+) -> None:
+    """Exit 75 (features on gaining partitions while it runs) is a planned restart: at once,
+    every time, counted as a restart, never toward giving up; a crash after it still is."""
+    marker = tmp_path / "starts"
+    # exits 75 on its first four starts, then crashes (3), then runs
+    code = (
+        f"import pathlib, time; p = pathlib.Path(r'{marker}'); n = int(p.read_text() or 0) "
+        "if p.exists() else 0; p.write_text(str(n + 1)); "
+        "raise SystemExit(75 if n < 4 else 3) if n < 5 else time.sleep(60)"
+    )
+    svc = Child(code)
+    stack = Stackish(features=svc)
+    svc.start(tmp_path)
+    # a give-up after 2 crashes and a long back-off: only exits that are not 75 count
+    sup = Supervisor(stack, tmp_path, first_backoff_s=0.05, max_backoff_s=0.1, max_crashes=2)
+    try:
+
+        def running() -> bool:
+            sup.check()
+            return svc.starts == 6 and svc.alive
+
+        await eventually(running, 30, "features running after four planned restarts and a crash")
+        status = sup.status()["features"]
+        assert status["exits"] == [75, 75, 75, 75, 3]
+        assert status["restarts"] == 5 and not status["gave_up"] and sup.healthy()
+    finally:
+        svc.stop()
+
+
 def test_no_restart_while_stopping(tmp_path: Path) -> None:
     svc = Child("pass")
     stack = Stackish(ingestion=svc)
