@@ -1,13 +1,13 @@
 """A worker processes only partitions it held from its start: on gaining any, it restarts.
 
 faust (0.15.3) hands a running worker the partitions it gains in a later rebalance from the
-wrong position (#13, traced in bench/RESULTS.md): a peer's partitions taken over after its
-death, or a restarted worker's own share of a crash loop (its first assignment split with a
-killed predecessor still in the group, the rest arriving when that member's session ends).
-Records of a gained partition were routed before faust's seek to the committed offsets — a
-watermark among them closed windows early — or the partition started past its committed
-offset and a decision was never joined. A fresh process takes the same partitions correctly:
-its first assignment is sought before anything is fetched.
+wrong position (#13, traced in bench/RESULTS.md): when a peer died and its partitions moved, the
+survivor routed the tail of a gained partition — a watermark among it, which closed windows
+early so clicks became `timeout` — before faust's seek to the committed offsets took it back.
+The same would hold for a restarted worker whose first assignment were split with a killed
+predecessor still in the group. A fresh process starts each partition at its committed offset
+(aiokafka's own starting point agrees with faust's seek; records that arrive before the seek
+come again after it, and the join's replay guard drops the repeats).
 
 So the features worker's consumer keeps the stream partitions (changelogs aside) of its last
 assignment; an assignment that adds any makes the worker leave the group (a clean stop: its
