@@ -9,14 +9,16 @@ the old one keeps serving. Loads of one campaign run one at a time, and a load t
 overtaken by a newer publication is skipped.
 
 After a swap (with `curate` on), and at each review while a challenger slot is free,
-candidates are generated per segment of the model, passed through the admission gate and
-scored (`candidates.propose`); the best of those the model predicts above its own prediction
-for the incumbent (the proven creative with the best posterior mean) are published to
+candidates are generated per segment of the model and drawn around its proven creatives
+(`neighbours`), passed through the admission gate and scored (`candidates.propose`, ranked
+by the model's word discounted by distance from the proven creatives); the best of those the
+model predicts above its own prediction for the incumbent (the proven creative with the best
+posterior mean), less `incumbent_margin`, are published to
 admuse.creatives as `generated` creatives at stage `challenger`, with the model version and
 an honest prior (`challengers.honest_prior`: its strength follows the model's held-out AUC
 and calibration, its mean is capped at the best proven creative's). How many: only into free
 slots of the challenger budget (`challengers.ChallengerBudget.slots`, sized from the
-segment's measured optimized traffic and CTR so each challenger is decided within
+segment's measured optimized traffic and its incumbent's CTR so each challenger is decided within
 `challenger_decide_s`), and at most the campaign's `max_generated` per segment. Candidates
 near a live or retired creative of the segment are not proposed again. They come back through
 the state follower like any creative. Models found while restoring state are not asked again
