@@ -134,7 +134,8 @@ class _Loop:
             challenger_weigh=self.inf.challenger_weigh, seed=cell.seed, clock=self.clock,
         )  # fmt: skip
         self.curator = Curator(self.inf, self.state, self.policy, Metrics(), self._publish,
-                               ["CPUExecutionProvider"], clock=self.clock)  # fmt: skip
+                               ["CPUExecutionProvider"], clock=self.clock,
+                               seed=cell.seed)  # fmt: skip
         self.curator.following = True
         buffer = TrainingBuffer(self.trn.buffer_max_rows, self.trn.buffer_max_age_ms)
         topics = Topics.from_settings(KafkaSettings())

@@ -17,6 +17,7 @@ import numpy as np
 
 from services.inference.admission import admit, attributes_of, distance, distance_matrix
 from services.inference.models import ModelBundle
+from services.inference.neighbours import neighbours
 
 __all__ = ["DEFAULT_PRIOR_STRENGTH", "prior_from_prediction", "propose"]
 
@@ -42,29 +43,44 @@ def propose(
     rng: np.random.Generator,
     min_distance: float = 0.05,
     prior_strength: float = DEFAULT_PRIOR_STRENGTH,
+    anchors: Sequence[Mapping[str, Any]] = (),
+    n_neighbours: int = 0,
+    trust_radius: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Up to ``n_admit`` new creatives for ``segment``, best predicted reward first.
 
-    Generates ``n_generate`` candidates, keeps those the admission gate accepts against
-    ``campaign`` and the ``live`` creatives (attribute maps or Creative records), scores them
-    with the reward model, and keeps the best that are not near-duplicates of one another.
+    Generates ``n_generate`` candidates, and ``n_neighbours`` more around ``anchors`` (the
+    segment's proven creatives, incumbent first: `neighbours`), keeps those the admission gate
+    accepts against ``campaign`` and the ``live`` creatives (attribute maps or Creative
+    records), scores them with the reward model, and keeps the best that are not
+    near-duplicates of one another. With ``trust_radius`` > 0 they are ranked by the score
+    times ``exp(-d / trust_radius)``, ``d`` the distance (`admission.distance`, 0..1) to the
+    nearest anchor: a generator trained to raise the model's score finds where the model is
+    wrong, far from the data it was fit on (on the demo scenario its picks clicked at a fifth
+    to a half of their prediction; one or two attributes from a proven creative, the model
+    errs less). ``predicted_reward`` stays the model's own number.
     Each result is ``{"attributes", "predicted_reward", "prior_alpha", "prior_beta"}``.
     """
     if n_admit <= 0 or n_generate <= 0:
         return []
     space = {a["name"]: a for a in campaign.get("attributes", [])}
+    drawn = bundle.generate(segment, n_generate, rng)
+    drawn += neighbours(bundle.encoding, [attributes_of(a) for a in anchors], n_neighbours, rng)
     # The gate, with the near-duplicate check vectorized over all candidates x live creatives.
-    admitted = [
-        c for c in bundle.generate(segment, n_generate, rng) if admit(c, campaign, []).admitted
-    ]
+    admitted = [c for c in drawn if admit(c, campaign, []).admitted]
     if admitted and live:
         nearest = distance_matrix(admitted, [attributes_of(c) for c in live], space).min(axis=1)
         admitted = [c for c, d in zip(admitted, nearest, strict=True) if d >= min_distance]
     if not admitted:
         return []
     scores = bundle.score(segment, admitted)
+    rank = scores
+    if trust_radius > 0 and anchors:
+        # the model's word counts for less the further a candidate lies from what was served
+        near = distance_matrix(admitted, [attributes_of(a) for a in anchors], space).min(axis=1)
+        rank = scores * np.exp(-near / trust_radius)
     chosen: list[dict[str, Any]] = []
-    for i in np.argsort(-scores, kind="stable"):
+    for i in np.argsort(-rank, kind="stable"):
         attrs = admitted[int(i)]
         if any(distance(attrs, c["attributes"], space) < min_distance for c in chosen):
             continue

@@ -50,6 +50,25 @@ class Settings(ServiceSettings, RequiredPseudonymSecret):
         True, description="Generate and retire creatives (enable on one replica only)."
     )
     n_generate: int = Field(256, ge=1, description="Generator samples per segment after a swap.")
+    n_neighbours: int = Field(
+        256,
+        ge=0,
+        description="Candidates per segment drawn around its proven creatives (one or two "
+        "attributes redrawn), scored beside the generator's.",
+    )
+    trust_radius: float = Field(
+        0.2,
+        ge=0.0,
+        description="Candidates are ranked by predicted reward × exp(-d / trust_radius), d the "
+        "distance (0..1) to the nearest proven creative (0: by prediction alone).",
+    )
+    incumbent_margin: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="A candidate is tested when its calibrated prediction exceeds the model's "
+        "prediction for the incumbent times (1 - incumbent_margin).",
+    )
     n_admit: int = Field(3, ge=0, description="Most creatives admitted per segment and model.")
     retire_threshold: float = Field(
         0.01, ge=0.0, le=1.0, description="prob_best below which a creative is a retire candidate."

@@ -25,7 +25,9 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     return Settings(retire_after_s=60, retire_check_s=30, retire_min_impressions=100)  # type: ignore[call-arg]
 
 
-def _curator(settings: Settings, state: State) -> tuple[Curator, list[dict[str, Any]]]:
+def _curator(
+    settings: Settings, state: State, seed: int | None = None
+) -> tuple[Curator, list[dict[str, Any]]]:
     published: list[dict[str, Any]] = []
 
     async def publish(key: str, record: dict[str, Any]) -> None:
@@ -34,7 +36,9 @@ def _curator(settings: Settings, state: State) -> tuple[Curator, list[dict[str, 
 
     policy = Policy(state, exploration_floor=0.0, n_draws=100, refresh_ms=0,
                     backoff_impressions=0, challenger_share=settings.challenger_share)  # fmt: skip
-    return Curator(settings, state, policy, Metrics(), publish, ["CPUExecutionProvider"]), published
+    curator = Curator(settings, state, policy, Metrics(), publish, ["CPUExecutionProvider"],
+                      seed=seed)  # fmt: skip
+    return curator, published
 
 
 async def test_a_persistent_loser_is_retired_after_the_patience(settings: Settings) -> None:
@@ -200,7 +204,52 @@ async def test_the_model_word_on_generated_creatives_is_discounted_by_their_reco
     curator.models["spring"] = bundle
     await curator._add_candidates("spring", bundle)
     bar = float(bundle.score(seg, [catalog])[0])
-    rho = curator.generated_calibration("spring")
+    # the record of the model about to be trusted: its own word on the earlier challengers
+    rho = curator.generated_calibration("spring", bundle)
+    said = sum(float(bundle.score(seg, [state.creatives[f"old{i}"]["attributes"]])[0]) * 2000
+               for i in range(4))  # fmt: skip
+    assert rho == pytest.approx((80 + 5) / (said + 5))
     for r in published:
-        assert rho * r["predicted_reward"] > bar  # the discounted word still beats the incumbent
+        # the discounted word still beats the incumbent, up to the margin
+        assert rho * r["predicted_reward"] > bar * (1 - settings.incumbent_margin)
         assert r["prior_alpha"] / (r["prior_alpha"] + r["prior_beta"]) <= 81 / 4002 + 1e-9
+
+
+def test_slots_are_sized_at_the_ctr_of_the_bandits_incumbent(settings: Settings) -> None:
+    """Not at the pooled CTR, which also counts the bandit's exploration of weak creatives:
+    a challenger worth promoting clicks at least as often as the incumbent."""
+    state = State()
+    state.apply_campaign("c", _campaign())
+    for cid, n, clicks in (("a", 4000, 80), ("b", 400, 2)):
+        state.apply_creative(cid, _creative(cid))
+        state.apply_stats(f"c/{SEG}/{cid}", _stats(cid, SEG, n, clicks))
+    curator, _ = _curator(settings, state)
+    assert curator.segment_ctr("c", SEG) == pytest.approx(0.02)
+    assert curator.segment_ctr("c", "nobody") == 0.0
+
+
+async def test_a_seeded_curator_proposes_the_same_creatives(settings: Settings) -> None:
+    from tests.unit.inference import onnx_fixtures as fx
+
+    seg = fx.SEGMENTS[0]
+    runs = []
+    for _ in range(2):
+        state = State()
+        state.apply_campaign("spring", fx.campaign(max_generated=3))
+        catalog = {"headline": "New in", "cta": "Shop", "font_scale": 1.0,
+                   "background": "#ffffff", "text_color": "#000000"}  # fmt: skip
+        state.apply_creative("cat", {**_creative("cat", attributes=catalog),
+                                     "campaign_id": "spring"})  # fmt: skip
+        state.apply_stats(f"spring/{seg}/cat", {**_stats("cat", seg, 4000, 80),
+                                                "campaign_id": "spring"})  # fmt: skip
+        curator, published = _curator(settings, state, seed=3)
+        curator.following = True
+        now = time.time()
+        for i in range(50 * 60):
+            curator._policy.traffic.hit(("spring", seg), now=now - 60 + i / 50)
+        bundle = ModelBundle.load(fx.metadata("m1"), fx.generator(0), fx.reward_model(),
+                                  ["CPUExecutionProvider"])  # fmt: skip
+        curator.models["spring"] = bundle
+        await curator._add_candidates("spring", bundle)
+        runs.append([r["attributes"] for r in published])
+    assert runs[0] and runs[0] == runs[1]
