@@ -72,12 +72,33 @@ def close_head_gap(consumer: Any, tp: Any) -> bool:
 
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
-    """faust's consumer thread whose Kafka consumer reads committed records only."""
+    """faust's consumer thread whose Kafka consumer reads committed records only, and fetches
+    only the partitions that were active when the fetch was asked for."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer(self, transport)
         consumer._isolation_level = "read_committed"  # read by its fetcher at start()
         return consumer
+
+    async def getmany(
+        self,
+        active_partitions: set[Any] | None,
+        timeout: float,  # noqa: ASYNC109 - faust's signature
+    ) -> Any:
+        """faust hands the consumer thread its *live* set of active partitions, and pauses
+        partitions (empties the set) during recovery and rebalances while the fetch waits in
+        the thread. aiokafka's `fetched_records` reads an empty set as "every partition": it
+        then consumed the buffered records of paused partitions too — a restarted worker's
+        admuse.events from its committed offset up to the tail — and faust dropped them as
+        not active. The partitions were read on from the tail before faust's seek took them
+        back: a watermark among them closed windows early and 45 clicks became `timeout`
+        (crash-loop kill test, bench/RESULTS.md). A snapshot of the set fetches only what
+        was active when asked; an empty one fetches nothing."""
+        if active_partitions is not None:
+            active_partitions = frozenset(active_partitions)
+            if not active_partitions:
+                return {}
+        return await faust_aiokafka.AIOKafkaConsumerThread.getmany(self, active_partitions, timeout)
 
 
 class GapSafeConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]

@@ -125,3 +125,45 @@ def test_the_worker_consumer_reads_committed_records_only() -> None:
     assert "_create_worker_consumer" in vars(faust_aiokafka.AIOKafkaConsumerThread)
     assert "_new_consumer_thread" in vars(faust_aiokafka.Consumer)
     assert issubclass(ReadCommittedConsumerThread, faust_aiokafka.AIOKafkaConsumerThread)
+
+
+async def test_a_fetch_reads_the_partitions_active_when_asked_not_the_live_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust empties its live set of active partitions while a fetch waits in the consumer
+    thread; the thread must keep fetching what was asked for, and an empty ask fetches
+    nothing (aiokafka reads an empty set as every partition)."""
+    from services.features.commit_gaps import ReadCommittedConsumerThread
+
+    live = {TPX, TP("admuse.decisions", 0)}
+    seen: list[Any] = []
+
+    async def faust_getmany(self: Any, active: Any, _wait: float) -> dict[Any, Any]:
+        live.clear()  # faust pauses every partition while the fetch waits
+        seen.append(active)
+        return {}
+
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "getmany", faust_getmany)
+    await ReadCommittedConsumerThread.getmany(object(), live, 1.0)  # type: ignore[arg-type]
+    assert seen == [frozenset({TPX, TP("admuse.decisions", 0)})]
+    assert await ReadCommittedConsumerThread.getmany(object(), set(), 1.0) == {}  # type: ignore[arg-type]
+    assert len(seen) == 1, "an empty ask never reaches aiokafka"
+    await ReadCommittedConsumerThread.getmany(object(), None, 1.0)  # type: ignore[arg-type]
+    assert seen[-1] is None, "None (a client-only app: every partition) is passed on"
+
+
+def test_faust_and_aiokafka_still_share_the_live_set_and_read_empty_as_all() -> None:
+    """Why the snapshot: faust passes the very set it pauses partitions in, and aiokafka
+    returns every partition's records for an empty one. This fails when either changes."""
+    import inspect
+
+    from aiokafka.consumer.fetcher import Fetcher
+    from faust.transport.consumer import Consumer
+
+    assert "active_partitions = self._get_active_partitions()" in inspect.getsource(
+        Consumer._wait_next_records
+    )
+    assert "return tps" in inspect.getsource(Consumer._get_active_partitions)
+    assert "difference_update" in inspect.getsource(Consumer.pause_partitions)
+    assert "if partitions and tp not in partitions" in inspect.getsource(Fetcher.fetched_records)
+    assert "active_partitions," in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.getmany)
