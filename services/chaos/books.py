@@ -24,6 +24,7 @@ Plain functions over decoded records (no I/O), so each rule is tested on its own
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -106,8 +107,10 @@ def decision_books(answered_ids: Iterable[str], decision_ids: Iterable[str]) -> 
     }
 
 
-# What a Reward says; a re-sent copy says the same (rewarded_at may be restamped).
-_REWARD_FIELDS = ("outcome", "reward", "clicked", "converted", "conversion_value", "shown")
+def _said(reward: Mapping[str, Any]) -> str:
+    """Everything a Reward says: a re-sent copy says the same, field for field (features
+    stamps it with the settling record's time, so `rewarded_at` repeats too)."""
+    return json.dumps(dict(reward), sort_keys=True, default=str)
 
 
 def reward_books(
@@ -145,7 +148,7 @@ def reward_books(
     again = differently = 0
     for rs in by_decision.values():
         if len(rs) > 1:
-            said = {tuple(r.get(f) for f in _REWARD_FIELDS) for r in rs}
+            said = {_said(r) for r in rs}
             again += len(said) == 1
             differently += len(said) > 1
     return {

@@ -165,11 +165,12 @@ def open_decision(
     now_ms: int,
     default_window_ms: int,
     retention_ms: int,
+    stamp_ms: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, list[str]]:
     """Start the join for a decision and replay any events held for it.
 
-    Returns the state, the Reward the held events settled (if any) and one verdict per
-    held event.
+    Returns the state, the Reward the held events settled (if any; stamped as in
+    `apply_event`) and one verdict per held event.
     """
     decided_at = to_ms(decision["decided_at"])
     window = int(decision.get("attribution_window_ms") or 0) or default_window_ms
@@ -211,7 +212,9 @@ def open_decision(
     verdicts = []
     events = sorted((held or {}).get("events", []), key=lambda e: e["occurred_at"])
     for ev in events:
-        step = apply_event(state, ev, spec, now_ms=now_ms, retention_ms=retention_ms)
+        step = apply_event(
+            state, ev, spec, now_ms=now_ms, retention_ms=retention_ms, stamp_ms=stamp_ms
+        )
         state = step.state or state
         reward = reward or step.reward
         verdicts.append(step.verdict)
@@ -225,8 +228,11 @@ def apply_event(
     *,
     now_ms: int,
     retention_ms: int,
+    stamp_ms: int | None = None,
 ) -> Step:
-    """Attribute one event (as from `event_of`) to an open or finished join."""
+    """Attribute one event (as from `event_of`) to an open or finished join. A Reward it
+    settles is stamped `stamp_ms` (the time of the record that settled it; default now), so
+    the same record processed again after a crash sends the same Reward."""
     if event["type"] not in JOIN_TYPES:
         return Step(None, None, "ignored")
     if event["event_id"] in state["seen"]:
@@ -257,7 +263,7 @@ def apply_event(
         new["sentiment_n"] = state["sentiment_n"] + 1
     if spec.settles(event["type"]):
         new["event_at"] = event["occurred_at"]
-        done = _finish(new, spec, event["type"], now_ms, retention_ms)
+        done = _finish(new, spec, event["type"], now_ms, retention_ms, stamp_ms)
         return Step(done, done["reward"], "settled")
     if new["event_at"] is None:
         new["event_at"] = event["occurred_at"]
@@ -310,7 +316,12 @@ def hold_event(
 
 
 def _finish(
-    state: dict[str, Any], spec: RewardRule, outcome: str, now_ms: int, retention_ms: int
+    state: dict[str, Any],
+    spec: RewardRule,
+    outcome: str,
+    now_ms: int,
+    retention_ms: int,
+    stamp_ms: int | None = None,
 ) -> dict[str, Any]:
     dec = state["dec"]
     reward = {
@@ -324,7 +335,7 @@ def _finish(
         "sentiment": _mean_sentiment(state),
         "outcome": outcome,
         "event_at": state["event_at"],
-        "rewarded_at": now_ms,
+        "rewarded_at": now_ms if stamp_ms is None else stamp_ms,
     }
     return {
         **state,

@@ -43,6 +43,13 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def record_ms(timestamp: float | None) -> int | None:
+    """A record's timestamp (faust: seconds) in epoch ms; None when it has none."""
+    if timestamp is None or not timestamp > 0:
+        return None
+    return round(timestamp * 1000)
+
+
 class RewardRules:
     """How each campaign's events become a reward, from the campaigns topic's current view
     (the default rule for a campaign not known yet or with a bad reward spec)."""
@@ -169,21 +176,24 @@ class Handlers:
             out = self._on_decisions_mark(value, partition, offset) if decisions else None
             self.metrics.unmatched_events.inc(out.unmatched if out else 0)
             return []  # (a Watermark anywhere else is not for the join)
+        stamp = record_ms(timestamp)
         if decisions:
-            out = self._on_decision(value, partition, offset, now)
+            out = self._on_decision(value, partition, offset, now, stamp)
         elif value[:2] == MAGIC:
             out = self._on_event(value, partition, offset, now, timestamp)
         else:
             out = self._on_control(value, partition, offset, now)
         return self._rewards(out) if out is not None else []
 
-    def _on_decision(self, value: bytes, partition: int, offset: int, now: int) -> Outputs | None:
+    def _on_decision(
+        self, value: bytes, partition: int, offset: int, now: int, stamp: int | None
+    ) -> Outputs | None:
         try:
             decision = self.decision_codec.decode(value)
         except CodecError as exc:
             self._bad("decisions", exc)
             return None
-        out = self.join.on_decision(decision, partition, offset, now)
+        out = self.join.on_decision(decision, partition, offset, now, stamp)
         for v in out.verdicts:
             if v.startswith("held:"):
                 self.metrics.events.labels("held", v[5:]).inc()
@@ -200,7 +210,7 @@ class Handlers:
         except CodecError as exc:
             self._bad("events", exc)
             return None
-        out = self.join.on_event(event, partition, offset, now)
+        out = self.join.on_event(event, partition, offset, now, record_ms(ts))
         for v in out.verdicts:
             self.metrics.events.labels(event["type"], v).inc()
         self._count_late(out)

@@ -15,7 +15,11 @@ last message applied to it (``o``) and a message is applied to an entry at most 
 entries are written before the join entry that caused them, so a join found applied implies
 its stats were applied too. Outputs of a re-processed message are sent again (a Reward may
 be seen twice: consumers de-duplicate by ``decision_id``; a partial is absolute, so twice is
-harmless), because the first send may not have reached the broker before the crash.
+harmless), because the first send may not have reached the broker before the crash. A copy
+is the same Reward, field for field: whatever settles a join stamps it with the time the
+settling record carries (an event's or decision's record timestamp, a tick's own time), never
+with the clock of the process that happens to handle it — a message handled again after its
+changelog write was lost settles the join again, and must say what it said the first time.
 """
 
 from __future__ import annotations
@@ -90,8 +94,16 @@ class JoinTable:
     # -- inputs ---------------------------------------------------------------------------
 
     def on_decision(
-        self, decision: Mapping[str, Any], partition: int, offset: int, now_ms: int
+        self,
+        decision: Mapping[str, Any],
+        partition: int,
+        offset: int,
+        now_ms: int,
+        stamp_ms: int | None = None,
     ) -> Outputs:
+        """Open the join of a decision (`now_ms`: the processing time, for expiries). A
+        Reward settled by events held for it is stamped `stamp_ms`, the decision record's
+        own time: processed again after a crash, the record sends the same Reward."""
         out = Outputs()
         key = f"d:{decision['decision_id']}"
         held_key = f"e:{decision['decision_id']}"
@@ -113,6 +125,7 @@ class JoinTable:
             now_ms=now_ms,
             default_window_ms=cfg.default_window_ms,
             retention_ms=cfg.retention_ms,
+            stamp_ms=stamp_ms,
         )
         state["o"] = {DECISIONS: offset}
         if held is not None and EVENTS in held.get("o", {}):
@@ -128,8 +141,15 @@ class JoinTable:
         return out
 
     def on_event(
-        self, event: Mapping[str, Any], partition: int, offset: int, now_ms: int
+        self,
+        event: Mapping[str, Any],
+        partition: int,
+        offset: int,
+        now_ms: int,
+        stamp_ms: int | None = None,
     ) -> Outputs:
+        """Attribute an event to its decision's join, or hold it for the decision. A Reward
+        it settles is stamped `stamp_ms` (the event record's own time), as in `on_decision`."""
         out = Outputs()
         decision_id = event["decision_id"]
         key = f"d:{decision_id}"
@@ -164,6 +184,7 @@ class JoinTable:
             self.spec_for(current["dec"]["campaign_id"]),
             now_ms=now_ms,
             retention_ms=self.config.retention_ms,
+            stamp_ms=stamp_ms,
         )
         out.verdicts.append(step.verdict)
         if step.state is None:

@@ -94,13 +94,20 @@ def test_a_click_after_its_window_by_event_time_is_a_rightful_timeout() -> None:
 
 def test_reward_books_flag_differing_rewards_not_identical_resends() -> None:
     clicks = [{"decision_id": "d1"}, {"decision_id": "d2"}]
-    same = {"decision_id": "d1", "clicked": True, "outcome": "click", "reward": 1.0}
-    rewards = [same, {**same, "rewarded_at": 2}, {"decision_id": "d2", "clicked": True}]
+    same = {"decision_id": "d1", "clicked": True, "outcome": "click", "rewarded_at": 1}
+    rewards = [same, dict(same), {"decision_id": "d2", "clicked": True}]
     rewards += [{"decision_id": "d2", "clicked": False, "outcome": "timeout"}]
     books = B.reward_books(clicks, rewards)
     assert books["decisions_rewarded_again_unchanged"] == 1
     assert books["decisions_rewarded_differently"] == 1
     assert B.problems(_clean(rewards=books)) == ["1 decisions got differing rewards"]
+
+
+def test_reward_books_count_a_restamped_copy_as_differing() -> None:
+    same = {"decision_id": "d1", "clicked": True, "outcome": "click", "rewarded_at": 1}
+    books = B.reward_books([{"decision_id": "d1"}], [same, {**same, "rewarded_at": 2}])
+    assert books["decisions_rewarded_differently"] == 1
+    assert books["decisions_rewarded_again_unchanged"] == 0
 
 
 def test_reward_books_set_apart_clicks_on_decisions_never_logged() -> None:
