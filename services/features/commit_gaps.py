@@ -93,9 +93,11 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # typ
         not active. The partitions were read on from the tail before faust's seek took them
         back: a watermark among them closed windows early and 45 clicks became `timeout`
         (crash-loop kill test, bench/RESULTS.md). A snapshot of the set fetches only what
-        was active when asked; an empty one fetches nothing."""
+        was active when asked; an empty one fetches nothing. A stream partition resumed
+        and not yet sought to its committed offset (`GapSafeConsumer.unseeked`) is not
+        fetched either: its position may lie past records faust dropped."""
         if active_partitions is not None:
-            active_partitions = frozenset(active_partitions)
+            active_partitions = frozenset(active_partitions) - self.consumer.unseeked
             if not active_partitions:
                 return {}
         return await faust_aiokafka.AIOKafkaConsumerThread.getmany(self, active_partitions, timeout)
@@ -109,6 +111,22 @@ class GapSafeConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.held_partitions = HeldPartitions()
+        # Stream partitions resumed and not yet sought to their committed offsets: faust
+        # resumes them, then awaits the seek, and a fetch in between would read from
+        # wherever the position was left — past records faust dropped as not active when
+        # it paused the partition while a fetch was in flight — and deliver them out of
+        # order (a tick closing windows before the clicks inside them).
+        self.unseeked: set[Any] = set()
+
+    def resume_partitions(self, tps: Any) -> None:
+        tps = set(tps)
+        self.unseeked.update(tp for tp in tps if not self._is_changelog_tp(tp))
+        faust_aiokafka.Consumer.resume_partitions(self, tps)
+
+    async def perform_seek(self) -> None:
+        seeking = set(self.unseeked)
+        await faust_aiokafka.Consumer.perform_seek(self)
+        self.unseeked -= seeking  # (a failed seek leaves them unread: recovery fails loudly)
 
     async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
         streams = {tp for tp in assigned if not self._is_changelog_tp(tp)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -144,12 +145,71 @@ async def test_a_fetch_reads_the_partitions_active_when_asked_not_the_live_set(
         return {}
 
     monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "getmany", faust_getmany)
-    await ReadCommittedConsumerThread.getmany(object(), live, 1.0)  # type: ignore[arg-type]
+    thread = _thread()
+    await ReadCommittedConsumerThread.getmany(thread, live, 1.0)
     assert seen == [frozenset({TPX, TP("admuse.decisions", 0)})]
-    assert await ReadCommittedConsumerThread.getmany(object(), set(), 1.0) == {}  # type: ignore[arg-type]
+    assert await ReadCommittedConsumerThread.getmany(thread, set(), 1.0) == {}
     assert len(seen) == 1, "an empty ask never reaches aiokafka"
-    await ReadCommittedConsumerThread.getmany(object(), None, 1.0)  # type: ignore[arg-type]
+    await ReadCommittedConsumerThread.getmany(thread, None, 1.0)
     assert seen[-1] is None, "None (a client-only app: every partition) is passed on"
+
+
+def _thread(changelogs: frozenset[TP] = frozenset()) -> Any:
+    """What `ReadCommittedConsumerThread` and `GapSafeConsumer`'s resume/seek read: the
+    thread's consumer, with its unseeked partitions (the real ones start threads)."""
+    consumer = SimpleNamespace(unseeked=set(), _is_changelog_tp=lambda tp: tp in changelogs)
+    return SimpleNamespace(consumer=consumer)
+
+
+async def test_a_resumed_stream_partition_is_fetched_only_after_its_seek(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust resumes stream partitions, then awaits the seek to their committed offsets; a
+    fetch in between would read from a position past records it dropped while they were
+    paused. Changelog partitions (recovery reads them from its own offsets) are not held."""
+    from services.features.commit_gaps import ReadCommittedConsumerThread
+
+    changelog = TP("admuse-features-joins-changelog", 0)
+    other = TP("admuse.decisions", 0)
+    thread = _thread(frozenset({changelog}))
+    consumer = thread.consumer
+    fetched: list[Any] = []
+
+    async def faust_getmany(self: Any, active: Any, _wait: float) -> dict[Any, Any]:
+        fetched.append(active)
+        return {}
+
+    async def faust_seek(self: Any) -> None:
+        GapSafeConsumer.resume_partitions(self, [other])  # resumed while the seek runs
+
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "getmany", faust_getmany)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "resume_partitions", lambda self, tps: None)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
+    live = {TPX, other, changelog}
+    GapSafeConsumer.resume_partitions(consumer, [TPX, changelog])
+    assert consumer.unseeked == {TPX}
+    await ReadCommittedConsumerThread.getmany(thread, live, 1.0)
+    assert fetched == [frozenset({other, changelog})]
+    await GapSafeConsumer.perform_seek(consumer)
+    assert consumer.unseeked == {other}, "resumed after the seek began: the next one frees it"
+    await ReadCommittedConsumerThread.getmany(thread, live, 1.0)
+    assert fetched[-1] == frozenset({TPX, changelog})
+
+
+def test_faust_still_resumes_stream_partitions_only_before_a_seek() -> None:
+    """`unseeked` is freed by `perform_seek`: this fails if faust resumes stream partitions
+    anywhere without seeking them next (they would never be fetched again)."""
+    import inspect
+
+    from faust.tables.recovery import Recovery
+
+    for method in (Recovery._resume_streams, Recovery.on_recovery_completed):
+        src = inspect.getsource(method)
+        resume = src.index("consumer.resume_partitions(")
+        assert src.index("consumer.perform_seek()", resume) > resume
+    source = inspect.getsource(Recovery)
+    assert source.count("resume_partitions)(") == 3, "the changelog resumes in recovery"
+    assert source.count("consumer.resume_partitions(") == 2
 
 
 def test_faust_and_aiokafka_still_share_the_live_set_and_read_empty_as_all() -> None:
