@@ -22,6 +22,12 @@ head is not seen by the second condition. Records reached the head out of order 
 partitions moved to a running worker, which the worker no longer lets happen: the consumer
 below restarts it instead (`services/features/rejoin.py`).
 
+Positions. faust drops records it fetched for a partition it paused meanwhile (a rebalance)
+and relies on its seek to the committed offsets to read them again. The consumer thread
+fetches the partitions active when asked, never a resumed partition before that seek, and
+seeks every stream partition, also one whose group has committed nothing yet
+(`seek_every_stream_partition`): a record is never consumed past without being delivered.
+
 The same transport makes the worker read committed records only: faust's consumer reads
 uncommitted ones unless the app itself runs exactly-once, so it would join clicks — and
 advance the event clock on watermarks — that ingestion's aborted transactions never
@@ -30,6 +36,7 @@ published (`ReadCommittedConsumerThread`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -44,6 +51,7 @@ __all__ = [
     "PacedProducer",
     "ReadCommittedConsumerThread",
     "close_head_gap",
+    "seek_every_stream_partition",
 ]
 
 _log = rate_limited(get_logger(__name__), 30.0)
@@ -101,6 +109,35 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # typ
             if not active_partitions:
                 return {}
         return await faust_aiokafka.AIOKafkaConsumerThread.getmany(self, active_partitions, timeout)
+
+    async def seek_to_committed(self) -> Mapping[Any, int | None]:
+        return await self.call_thread(  # type: ignore[no-any-return]
+            seek_every_stream_partition,
+            self._ensure_consumer(),
+            self.consumer._is_changelog_tp,
+            self.app.conf.consumer_auto_offset_reset,
+        )
+
+
+async def seek_every_stream_partition(
+    consumer: Any, is_changelog: Callable[[Any], bool], reset: str
+) -> Mapping[Any, int | None]:
+    """aiokafka's `seek_to_committed` seeks only partitions whose group committed an offset
+    above 0: one that committed nothing (a new group, or the first seconds of a worker) or 0
+    stays where its position was — past any records consumed and then dropped by faust while
+    paused — so faust's "seek to committed" never brought them back, and the offsets after
+    them were committed past them (a click lost at offset 1 of the repartition topic,
+    crash-loop kill test). Every stream partition is sought: to its committed offset, or
+    where the reset policy starts a group that committed nothing. Changelog partitions are
+    left to recovery, which seeks them to its own offsets."""
+    committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
+    never = [tp for tp, at in committed.items() if at is None and not is_changelog(tp)]
+    for tp, at in committed.items():
+        if at is not None and at <= 0 and not is_changelog(tp):
+            consumer.seek(tp, 0)
+    if never:
+        await (consumer.seek_to_end if reset == "latest" else consumer.seek_to_beginning)(*never)
+    return committed
 
 
 class GapSafeConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]

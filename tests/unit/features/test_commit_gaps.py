@@ -212,6 +212,64 @@ def test_faust_still_resumes_stream_partitions_only_before_a_seek() -> None:
     assert source.count("consumer.resume_partitions(") == 2
 
 
+class _Kafka:
+    """aiokafka's consumer as `seek_every_stream_partition` drives it: the committed offsets
+    its `seek_to_committed` reports, and every seek made."""
+
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        self.committed = committed
+        self.seeks: list[tuple[str, Any]] = []
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        for tp, at in self.committed.items():
+            if at and at > 0:  # aiokafka's own rule (pinned below)
+                self.seeks.append(("to", (tp, at)))
+        return dict(self.committed)
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append(("to", (tp, offset)))
+
+    async def seek_to_beginning(self, *tps: TP) -> None:
+        self.seeks.append(("beginning", set(tps)))
+
+    async def seek_to_end(self, *tps: TP) -> None:
+        self.seeks.append(("end", set(tps)))
+
+
+@pytest.mark.parametrize("reset", ["earliest", "latest"])
+async def test_every_stream_partition_is_sought_even_with_nothing_committed(reset: str) -> None:
+    """A partition whose group committed nothing (or 0) is sought where the reset policy
+    starts, not left past records faust consumed and dropped; changelogs are recovery's."""
+    from services.features.commit_gaps import seek_every_stream_partition
+
+    new, zero, changelog = TP("admuse.events", 1), TP("admuse.events", 2), TP("j-changelog", 0)
+    kafka = _Kafka({TPX: 7, new: None, zero: 0, changelog: None})
+    committed = await seek_every_stream_partition(kafka, lambda tp: tp == changelog, reset)
+    assert committed == {TPX: 7, new: None, zero: 0, changelog: None}, "faust reads them"
+    where = "end" if reset == "latest" else "beginning"
+    assert sorted(kafka.seeks, key=str) == sorted(
+        [("to", (TPX, 7)), ("to", (zero, 0)), (where, {new})], key=str
+    )
+
+
+def test_aiokafka_still_leaves_uncommitted_partitions_unsought() -> None:
+    """Why `seek_every_stream_partition`: aiokafka seeks only offsets above 0, and faust's
+    perform_seek reaches the consumer thread's `seek_to_committed`. Fails when either changes."""
+    import inspect
+
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+
+    from services.features.commit_gaps import ReadCommittedConsumerThread
+
+    assert "if offset and offset > 0:" in inspect.getsource(AIOKafkaConsumer.seek_to_committed)
+    assert "await self.seek_to_committed()" in inspect.getsource(Consumer.perform_seek)
+    assert "self._thread.seek_to_committed()" in inspect.getsource(
+        ThreadDelegateConsumer.seek_to_committed
+    )
+    assert "seek_to_committed" in vars(ReadCommittedConsumerThread)
+
+
 def test_faust_and_aiokafka_still_share_the_live_set_and_read_empty_as_all() -> None:
     """Why the snapshot: faust passes the very set it pauses partitions in, and aiokafka
     returns every partition's records for an empty one. This fails when either changes."""
