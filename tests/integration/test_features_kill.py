@@ -104,13 +104,6 @@ async def test_sigkill_restarts_count_every_decision_exactly_once(
     await _kill_cycles(kafka, registry, tmp_path, while_joining=False)
 
 
-# Open in #13 (README "Known faults"): in about one run in 40 of this test on a 2-core
-# machine, one click is lost — its record on the repartition topic is committed past without
-# ever reaching the join (bench/RESULTS.md, "#13 features rejoin"). Not the moved-partition
-# bug that rejoin.py fixes: no worker gains partitions in these runs.
-@pytest.mark.xfail(
-    strict=False, reason="#13 open: a crash loop rarely commits a click the join never saw"
-)
 async def test_sigkill_in_a_crash_loop_counts_every_decision_exactly_once(
     kafka: KafkaSettings, registry: SchemaRegistry, tmp_path: Any
 ) -> None:
