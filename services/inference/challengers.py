@@ -9,7 +9,8 @@ or the early clicks say. A challenger is decided once it has `impressions_needed
 
 - **promote** when its own data (no model prior) make it likely to beat every proven creative
   of the segment: ``P(θ_challenger > max θ_proven) ≥ promote_prob`` (0.9) with its
-  impressions in, or ``≥ settle_prob`` (0.8) at the deadline; it then
+  impressions in, or ``≥ settle_prob`` (0.8) at the deadline — stricter when the deadline
+  comes before its impressions (`settle_bar`); it then
   competes in the main bandit on equal terms with the human creatives (and can be retired
   there like any creative);
 - **retire** otherwise.
@@ -44,6 +45,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -139,7 +141,7 @@ class ChallengerBudget:
             return PROMOTE if expired or impressions >= needed else None
         p_better = self.p_better(clicks, impressions, best_proven)
         if expired:  # the deadline decides, one look
-            return PROMOTE if p_better >= self.settle_prob else RETIRE
+            return PROMOTE if p_better >= self.settle_bar(impressions / needed) else RETIRE
         if p_better <= self.early:
             return RETIRE
         if impressions >= needed:
@@ -148,6 +150,22 @@ class ChallengerBudget:
             if p_better < 0.5:
                 return RETIRE  # its impressions are in and it is not ahead
         return None  # ahead but not clearly: it keeps its slot until the deadline
+
+    def settle_bar(self, information: float) -> float:
+        """The deadline's bar for a challenger with ``information`` = impressions / needed:
+        `settle_prob` with its impressions in, stricter the fewer it has, as an O'Brien–Fleming
+        boundary is: ``Φ(Φ⁻¹(settle_prob) / √t)``, ``t = min(1, information)``. A verdict on a
+        quarter of the planned sample must clear P ≥ 0.95 instead of 0.8: on so few impressions
+        the flat-prior P is mostly noise, and at low CTR the deadline often comes first
+        (harness, 2 %: mobile challengers decided on 130 of ~290 impressions promoted a 0.63×
+        creative on 3 clicks). Where tests reach their sample in time nothing changes (harness,
+        10 % × 100 req/s: no verdict changed)."""
+        t = min(max(float(information), 0.0), 1.0) if math.isfinite(information) else 0.0
+        if t >= 1.0 or not 0.5 <= self.settle_prob < 1.0:
+            return self.settle_prob
+        if t <= 0.0:
+            return 1.0
+        return NormalDist().cdf(NormalDist().inv_cdf(self.settle_prob) / math.sqrt(t))
 
     @staticmethod
     def p_better(clicks: float, impressions: float, proven: Arm | Sequence[Arm]) -> float:

@@ -384,3 +384,44 @@ def test_promotion_needs_to_beat_every_proven_creative_not_just_the_leader(
     assert b.p_better(clicks, n, arms) <= b.p_better(clicks, n, leader) + 1e-3
     if b.decide(clicks, n, b.decide_within_s, arms, 0.02) == PROMOTE:
         assert b.p_better(clicks, n, arms) >= b.settle_prob - 1e-3
+
+
+@given(budget=budgets, a=st.floats(0.0, 3.0), b=st.floats(0.0, 3.0))
+def test_the_deadline_bar_is_stricter_the_less_of_its_sample_a_challenger_has(
+    budget: ChallengerBudget, a: float, b: float
+) -> None:
+    """The normal bar with the planned impressions in (or more), stricter with fewer, and
+    never impossible to retire against."""
+    lo, hi = sorted((a, b))
+    assert budget.settle_prob <= budget.settle_bar(hi) <= budget.settle_bar(lo) <= 1.0
+    if lo >= 1.0:
+        assert budget.settle_bar(lo) == pytest.approx(budget.settle_prob)
+
+
+@settings(deadline=None)
+@given(ctr=st.floats(0.005, 0.3), frac=st.floats(0.05, 1.5), lift=st.floats(0.0, 4.0))
+def test_a_deadline_verdict_on_part_of_the_sample_promotes_only_past_the_stricter_bar(
+    ctr: float, frac: float, lift: float
+) -> None:
+    """Harness, 2 %: mobile challengers reached the deadline with under half their sample and
+    a 0.63× one was promoted on 3 clicks in 129 impressions. Before its sample is in, the
+    deadline promotes only at P ≥ settle_bar(n / needed); with it in, at settle_prob."""
+    b = ChallengerBudget(share=0.2, decide_within_s=300)
+    best = Arm("best", 1 + ctr * 5000, 1 + (1 - ctr) * 5000)
+    needed = b.impressions_needed(ctr)
+    n = int(frac * needed)
+    s = min(n, round(lift * ctr * n))
+    verdict = b.decide(s, n, b.decide_within_s, best, ctr)
+    p = b.p_better(s, n, best)
+    assert verdict == (PROMOTE if p >= b.settle_bar(n / needed) else RETIRE)
+    if n >= needed:
+        assert verdict == (PROMOTE if p >= b.settle_prob else RETIRE)
+
+
+def test_the_seed_7_loser_is_no_longer_promoted_on_half_its_sample() -> None:
+    b = ChallengerBudget(share=0.2, decide_within_s=90, precision=1.0)
+    human = Arm("human", 1 + 0.0138 * 3000, 1 + 0.9862 * 3000)
+    needed = b.impressions_needed(0.0138)
+    assert b.p_better(3, 129, human) >= b.settle_prob  # what promoted it
+    assert b.decide(3, 129, 95, human, 0.0138) == RETIRE
+    assert b.decide(3 * needed / 129, needed, 95, human, 0.0138) == PROMOTE  # same rate, all in
