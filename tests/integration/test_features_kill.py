@@ -254,7 +254,8 @@ async def _books_balance(
     worker: FeaturesWorker,
     settle_s: float = 180,
 ) -> None:
-    """Every decision has exactly its reward, and the stats count each once."""
+    """Every decision has exactly its reward (a copy sent again is the same Reward, field for
+    field), and the stats count each once."""
     expected_impressions = Counter(d["creative_id"] for d, _ in produced)
     expected_clicks = Counter(d["creative_id"] for d, clicked in produced if clicked)
     n = len(produced)
@@ -314,6 +315,8 @@ async def _books_balance(
             ) from None
     deduped = rewards.by_key()
     assert set(deduped) == {d["decision_id"] for d, _ in produced}
+    differing = [(k, v, deduped[k]) for k, v, _ in rewards.records if v != deduped[k]]
+    assert not differing, f"a Reward sent again differs from its other copy: {differing[:1]}"
     assert Counter(r["creative_id"] for r in deduped.values() if r["clicked"]) == expected_clicks
     print(
         f"\nkill test: {n} decisions, {sum(expected_clicks.values())} clicked, "
