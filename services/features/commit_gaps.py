@@ -36,6 +36,8 @@ published (`ReadCommittedConsumerThread`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -105,8 +107,11 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # typ
         and not yet sought to its committed offset (`GapSafeConsumer.unseeked`) is not
         fetched either: its position may lie past records faust dropped."""
         if active_partitions is not None:
-            active_partitions = frozenset(active_partitions) - self.consumer.unseeked
+            asked = frozenset(active_partitions)
+            active_partitions = asked - self.consumer.unseeked
             if not active_partitions:
+                if asked:  # all wait for their seek: wait for it, as an empty fetch waits
+                    await self.consumer.wait_for_seek(timeout)
                 return {}
         return await faust_aiokafka.AIOKafkaConsumerThread.getmany(self, active_partitions, timeout)
 
@@ -154,16 +159,30 @@ class GapSafeConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         # it paused the partition while a fetch was in flight — and deliver them out of
         # order (a tick closing windows before the clicks inside them).
         self.unseeked: set[Any] = set()
+        self._sought = asyncio.Event()  # set while no partition waits for its seek
+        self._sought.set()
 
     def resume_partitions(self, tps: Any) -> None:
         tps = set(tps)
-        self.unseeked.update(tp for tp in tps if not self._is_changelog_tp(tp))
+        streams = {tp for tp in tps if not self._is_changelog_tp(tp)}
+        if streams:
+            self.unseeked |= streams
+            self._sought.clear()
         faust_aiokafka.Consumer.resume_partitions(self, tps)
 
     async def perform_seek(self) -> None:
         seeking = set(self.unseeked)
         await faust_aiokafka.Consumer.perform_seek(self)
         self.unseeked -= seeking  # (a failed seek leaves them unread: recovery fails loudly)
+        if not self.unseeked:
+            self._sought.set()
+
+    async def wait_for_seek(self, timeout: float) -> None:  # noqa: ASYNC109 - a fetch's wait
+        """Wait until no partition waits for its seek, at most `timeout` (as a fetch with
+        nothing to read waits). Returning at once spun a core while the seek waited for a
+        broker that was away (fault suite: 2 of 20 outages, features at 100 % of a core)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._sought.wait(), timeout)
 
     async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
         streams = {tp for tp in assigned if not self._is_changelog_tp(tp)}

@@ -4,6 +4,7 @@ past an offset that may still be delivered or is still being processed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -154,11 +155,27 @@ async def test_a_fetch_reads_the_partitions_active_when_asked_not_the_live_set(
     assert seen[-1] is None, "None (a client-only app: every partition) is passed on"
 
 
+class _Seeker:
+    """`GapSafeConsumer`'s resume/seek bookkeeping on the state its __init__ sets (the real
+    consumer starts a thread and an event loop), with faust's halves patched out per test."""
+
+    resume_partitions = GapSafeConsumer.resume_partitions
+    perform_seek = GapSafeConsumer.perform_seek
+    wait_for_seek = GapSafeConsumer.wait_for_seek
+
+    def __init__(self, changelogs: frozenset[TP]) -> None:
+        self.unseeked: set[TP] = set()
+        self._sought = asyncio.Event()
+        self._sought.set()
+        self._changelogs = changelogs
+
+    def _is_changelog_tp(self, tp: TP) -> bool:
+        return tp in self._changelogs
+
+
 def _thread(changelogs: frozenset[TP] = frozenset()) -> Any:
-    """What `ReadCommittedConsumerThread` and `GapSafeConsumer`'s resume/seek read: the
-    thread's consumer, with its unseeked partitions (the real ones start threads)."""
-    consumer = SimpleNamespace(unseeked=set(), _is_changelog_tp=lambda tp: tp in changelogs)
-    return SimpleNamespace(consumer=consumer)
+    """What `ReadCommittedConsumerThread.getmany` reads: its consumer."""
+    return SimpleNamespace(consumer=_Seeker(changelogs))
 
 
 async def test_a_resumed_stream_partition_is_fetched_only_after_its_seek(
@@ -180,20 +197,49 @@ async def test_a_resumed_stream_partition_is_fetched_only_after_its_seek(
         return {}
 
     async def faust_seek(self: Any) -> None:
-        GapSafeConsumer.resume_partitions(self, [other])  # resumed while the seek runs
+        self.resume_partitions([other])  # resumed while the seek runs
 
     monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "getmany", faust_getmany)
     monkeypatch.setattr(faust_aiokafka.Consumer, "resume_partitions", lambda self, tps: None)
     monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
     live = {TPX, other, changelog}
-    GapSafeConsumer.resume_partitions(consumer, [TPX, changelog])
+    consumer.resume_partitions([TPX, changelog])
     assert consumer.unseeked == {TPX}
     await ReadCommittedConsumerThread.getmany(thread, live, 1.0)
     assert fetched == [frozenset({other, changelog})]
-    await GapSafeConsumer.perform_seek(consumer)
+    await consumer.perform_seek()
     assert consumer.unseeked == {other}, "resumed after the seek began: the next one frees it"
     await ReadCommittedConsumerThread.getmany(thread, live, 1.0)
     assert fetched[-1] == frozenset({TPX, changelog})
+
+
+async def test_a_fetch_of_only_unsought_partitions_waits_for_the_seek(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While every active partition waits for its seek (a broker away holds the seek), a
+    fetch waits for the seek, at most its timeout, as an empty fetch does: returning at once
+    spun a core."""
+    from services.features.commit_gaps import ReadCommittedConsumerThread
+
+    async def no_fetch(self: Any, active: Any, _wait: float) -> dict[Any, Any]:
+        raise AssertionError(f"fetched {active} before its seek")
+
+    async def faust_seek(self: Any) -> None:
+        return None
+
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "getmany", no_fetch)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "resume_partitions", lambda self, tps: None)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
+    thread = _thread()
+    thread.consumer.resume_partitions([TPX])
+    fetch = asyncio.create_task(ReadCommittedConsumerThread.getmany(thread, {TPX}, 60.0))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not fetch.done(), "a fetch with nothing it may read returned at once"
+    await thread.consumer.perform_seek()
+    assert await asyncio.wait_for(fetch, 5.0) == {}, "the seek ends the wait"
+    thread.consumer.resume_partitions([TPX])
+    assert await ReadCommittedConsumerThread.getmany(thread, {TPX}, 0.01) == {}, "bounded"
 
 
 def test_faust_still_resumes_stream_partitions_only_before_a_seek() -> None:
