@@ -121,11 +121,15 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # typ
             self._ensure_consumer(),
             self.consumer._is_changelog_tp,
             self.app.conf.consumer_auto_offset_reset,
+            dict(self.consumer.known_committed),
         )
 
 
 async def seek_every_stream_partition(
-    consumer: Any, is_changelog: Callable[[Any], bool], reset: str
+    consumer: Any,
+    is_changelog: Callable[[Any], bool],
+    reset: str,
+    known: Mapping[Any, int] | None = None,
 ) -> Mapping[Any, int | None]:
     """aiokafka's `seek_to_committed` seeks only partitions whose group committed an offset
     above 0: one that committed nothing (a new group, or the first seconds of a worker) or 0
@@ -134,13 +138,26 @@ async def seek_every_stream_partition(
     them were committed past them (a click lost at offset 1 of the repartition topic,
     crash-loop kill test). Every stream partition is sought: to its committed offset, or
     where the reset policy starts a group that committed nothing. Changelog partitions are
-    left to recovery, which seeks them to its own offsets."""
-    committed: Mapping[Any, int | None] = await consumer.seek_to_committed()
-    never = [tp for tp, at in committed.items() if at is None and not is_changelog(tp)]
+    left to recovery, which seeks them to its own offsets.
+
+    `known`: offsets this worker saw committed before (`GapSafeConsumer.known_committed`). A
+    partition the broker reports with nothing committed although the worker saw a commit
+    (the offset fetch right after a broker restart: one 20-cycle fault run replayed every
+    Reward once from the start of the topics) is sought to that offset, not to the start."""
+    committed = dict(await consumer.seek_to_committed())
+    never = []
     for tp, at in committed.items():
-        if at is not None and at <= 0 and not is_changelog(tp):
+        if is_changelog(tp) or (at is not None and at > 0):
+            continue
+        if at is None and (known or {}).get(tp):
+            committed[tp] = (known or {})[tp]
+            consumer.seek(tp, committed[tp])
+        elif at is None:
+            never.append(tp)
+        else:
             consumer.seek(tp, 0)
     if never:
+        _log.warning("seek_uncommitted", partitions=sorted(str(tp) for tp in never), reset=reset)
         await (consumer.seek_to_end if reset == "latest" else consumer.seek_to_beginning)(*never)
     return committed
 
@@ -161,6 +178,18 @@ class GapSafeConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         self.unseeked: set[Any] = set()
         self._sought = asyncio.Event()  # set while no partition waits for its seek
         self._sought.set()
+        # The last offset this worker saw committed per partition; faust forgets its own at
+        # every revocation (`seek_every_stream_partition` uses it).
+        self.known_committed: dict[Any, int] = {}
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        self._remember_committed()
+        await faust_aiokafka.Consumer.on_partitions_revoked(self, revoked)
+
+    def _remember_committed(self) -> None:
+        self.known_committed.update(
+            {tp: at for tp, at in self._committed_offset.items() if at is not None and at > 0}
+        )
 
     def resume_partitions(self, tps: Any) -> None:
         tps = set(tps)
@@ -174,6 +203,7 @@ class GapSafeConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         seeking = set(self.unseeked)
         await faust_aiokafka.Consumer.perform_seek(self)
         self.unseeked -= seeking  # (a failed seek leaves them unread: recovery fails loudly)
+        self._remember_committed()
         if not self.unseeked:
             self._sought.set()
 

@@ -162,8 +162,11 @@ class _Seeker:
     resume_partitions = GapSafeConsumer.resume_partitions
     perform_seek = GapSafeConsumer.perform_seek
     wait_for_seek = GapSafeConsumer.wait_for_seek
+    _remember_committed = GapSafeConsumer._remember_committed
 
     def __init__(self, changelogs: frozenset[TP]) -> None:
+        self._committed_offset: dict[TP, int | None] = {}
+        self.known_committed: dict[TP, int] = {}
         self.unseeked: set[TP] = set()
         self._sought = asyncio.Event()
         self._sought.set()
@@ -296,6 +299,32 @@ async def test_every_stream_partition_is_sought_even_with_nothing_committed(rese
     assert sorted(kafka.seeks, key=str) == sorted(
         [("to", (TPX, 7)), ("to", (zero, 0)), (where, {new})], key=str
     )
+
+
+async def test_a_partition_reported_uncommitted_after_a_commit_goes_back_to_that_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker may report no committed offset for a partition the worker saw committed
+    (after a restart); it is sought to the commit the worker saw, not replayed from the
+    start. The worker remembers commits across revocations (faust forgets them)."""
+    from services.features.commit_gaps import seek_every_stream_partition
+
+    other = TP("admuse.events", 1)
+    kafka = _Kafka({TPX: None, other: None})
+    committed = await seek_every_stream_partition(kafka, lambda tp: False, "earliest", {TPX: 40})
+    assert committed == {TPX: 40, other: None}
+    assert sorted(kafka.seeks, key=str) == sorted(
+        [("to", (TPX, 40)), ("beginning", {other})], key=str
+    )
+
+    async def faust_revoked(self: Any, revoked: set[Any]) -> None:
+        self._committed_offset.clear()  # what faust does with a revoked partition's offsets
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_revoked", faust_revoked)
+    consumer = _Seeker(frozenset())
+    consumer._committed_offset.update({TPX: 40, other: None})
+    await GapSafeConsumer.on_partitions_revoked(consumer, {TPX, other})  # type: ignore[arg-type]
+    assert consumer._committed_offset == {} and consumer.known_committed == {TPX: 40}
 
 
 def test_aiokafka_still_leaves_uncommitted_partitions_unsought() -> None:
