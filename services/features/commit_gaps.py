@@ -144,13 +144,14 @@ async def seek_every_stream_partition(
     partition the broker reports with nothing committed although the worker saw a commit
     (the offset fetch right after a broker restart: one 20-cycle fault run replayed every
     Reward once from the start of the topics) is sought to that offset, not to the start."""
+    known = known or {}
     committed = dict(await consumer.seek_to_committed())
     never = []
     for tp, at in committed.items():
         if is_changelog(tp) or (at is not None and at > 0):
             continue
-        if at is None and (known or {}).get(tp):
-            committed[tp] = (known or {})[tp]
+        if at is None and known.get(tp):
+            committed[tp] = known[tp]
             consumer.seek(tp, committed[tp])
         elif at is None:
             never.append(tp)

@@ -176,11 +176,11 @@ class Handlers:
             out = self._on_decisions_mark(value, partition, offset) if decisions else None
             self.metrics.unmatched_events.inc(out.unmatched if out else 0)
             return []  # (a Watermark anywhere else is not for the join)
-        stamp = record_ms(timestamp)
+        stamp = record_ms(timestamp)  # stamps what this record settles (join.py)
         if decisions:
             out = self._on_decision(value, partition, offset, now, stamp)
         elif value[:2] == MAGIC:
-            out = self._on_event(value, partition, offset, now, timestamp)
+            out = self._on_event(value, partition, offset, now, timestamp, stamp)
         else:
             out = self._on_control(value, partition, offset, now)
         return self._rewards(out) if out is not None else []
@@ -203,14 +203,14 @@ class Handlers:
         return out
 
     def _on_event(
-        self, value: bytes, partition: int, offset: int, now: int, ts: float
+        self, value: bytes, partition: int, offset: int, now: int, ts: float, stamp: int | None
     ) -> Outputs | None:
         try:
             event = self.event_codec.decode(value)
         except CodecError as exc:
             self._bad("events", exc)
             return None
-        out = self.join.on_event(event, partition, offset, now, record_ms(ts))
+        out = self.join.on_event(event, partition, offset, now, stamp)
         for v in out.verdicts:
             self.metrics.events.labels(event["type"], v).inc()
         self._count_late(out)

@@ -8,7 +8,7 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -17,6 +17,7 @@ from intervaltree import IntervalTree
 
 from services.features.commit_gaps import GapSafeConsumer
 from services.features.faust_compat import FeaturesApp
+from tests.polling import eventually
 
 TPX = TP("admuse.events", 0)
 
@@ -155,6 +156,16 @@ async def test_a_fetch_reads_the_partitions_active_when_asked_not_the_live_set(
     assert seen[-1] is None, "None (a client-only app: every partition) is passed on"
 
 
+class _WatchedEvent(asyncio.Event):
+    """An event that counts the waits begun on it (a condition a test can poll for)."""
+
+    waits = 0
+
+    async def wait(self) -> Literal[True]:
+        self.waits += 1
+        return await super().wait()
+
+
 class _Seeker:
     """`GapSafeConsumer`'s resume/seek bookkeeping on the state its __init__ sets (the real
     consumer starts a thread and an event loop), with faust's halves patched out per test."""
@@ -168,7 +179,7 @@ class _Seeker:
         self._committed_offset: dict[TP, int | None] = {}
         self.known_committed: dict[TP, int] = {}
         self.unseeked: set[TP] = set()
-        self._sought = asyncio.Event()
+        self._sought = _WatchedEvent()
         self._sought.set()
         self._changelogs = changelogs
 
@@ -236,8 +247,9 @@ async def test_a_fetch_of_only_unsought_partitions_waits_for_the_seek(
     thread = _thread()
     thread.consumer.resume_partitions([TPX])
     fetch = asyncio.create_task(ReadCommittedConsumerThread.getmany(thread, {TPX}, 60.0))
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await eventually(
+        lambda: fetch.done() or thread.consumer._sought.waits == 1, 5.0, "the fetch waits"
+    )
     assert not fetch.done(), "a fetch with nothing it may read returned at once"
     await thread.consumer.perform_seek()
     assert await asyncio.wait_for(fetch, 5.0) == {}, "the seek ends the wait"
