@@ -371,6 +371,7 @@ async def serve_http(svc: Inference) -> None:
         access_log=False,
         lifespan="off",
         server_header=False,
+        timeout_keep_alive=s.http_keep_alive_s,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())

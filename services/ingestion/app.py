@@ -184,6 +184,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                     log_config=None,
                     access_log=False,
                     lifespan="off",
+                    timeout_keep_alive=settings.http_keep_alive_s,
                 )
             )
             tasks.add(asyncio.create_task(server.serve(), name="ingestion-http"))

@@ -108,6 +108,12 @@ class Settings(ServiceSettings, PseudonymSecretSetting):
     )
     http_host: str = Field("0.0.0.0", description="Address the HTTP collector binds.")
     http_port: int = Field(8081, ge=0, le=65535, description="HTTP collector port (0: none).")
+    http_keep_alive_s: int = Field(
+        75,
+        ge=1,
+        description="How long an idle keep-alive connection is kept open (longer than the "
+        "clients' idle expiry, as ADMUSE_INFERENCE_HTTP_KEEP_ALIVE_S).",
+    )
     http_max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="POST /v1/events bodies larger than this get 413."
     )

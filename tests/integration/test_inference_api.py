@@ -32,6 +32,7 @@ from tests.integration.inference_harness import (
     produce,
     seed_campaign,
 )
+from tests.integration.keep_alive import serves_after_idle
 from tests.polling import eventually
 from tests.unit.domains.fixtures import FILM_SPEC, MUSIC_SPEC, record
 
@@ -157,6 +158,12 @@ async def test_api_keys_are_enforced_except_on_health(served: Served) -> None:
             assert (await client.get("/metrics")).status_code == 200
     async with served.client(OTHER_KEY) as client:
         assert (await client.post("/v1/decide", json=decide)).status_code == 200
+
+
+async def test_an_idle_keep_alive_connection_outlives_a_clients_idle_expiry(
+    served: Served,
+) -> None:
+    await serves_after_idle(served.proc.url)
 
 
 async def test_bad_requests_get_4xx_naming_the_field(served: Served) -> None:

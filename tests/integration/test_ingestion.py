@@ -31,6 +31,7 @@ from tests.integration.ingestion_harness import (
     TopicReader,
     sum_metric,
 )
+from tests.integration.keep_alive import serves_after_idle
 from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -247,6 +248,12 @@ async def test_http_collector(shared: tuple[KafkaSettings, Topics, IngestionProc
 
 
 @pytest.mark.slow
+async def test_an_idle_keep_alive_connection_outlives_a_clients_idle_expiry(
+    shared: tuple[KafkaSettings, Topics, IngestionProcess],
+) -> None:
+    await serves_after_idle(shared[2].url)
+
+
 async def test_dedup_survives_restart(kafka: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
     svc = IngestionProcess(kafka, tmp_path / "ingestion.log")
     producer = make_producer(kafka)
