@@ -119,6 +119,7 @@ class Curator(ModelSwap, Reviews):
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused: set[tuple[str, str]] = set()
         self._curating: dict[str, asyncio.Lock] = {}
+        self._searches: dict[str, str] = {}  # decided challenger -> its search (`searches`)
         # Rollback (services/inference/rollback.py): the bundle each swap replaced, versions
         # rolled back (never loaded again by this process), and who to tell about a swap.
         self.previous: dict[str, ModelBundle] = {}
@@ -222,12 +223,15 @@ class Curator(ModelSwap, Reviews):
             promoted = c.get("stage") == PROMOTED
             if not promoted and c.get("status") != "retired":
                 continue  # still being judged
-            segment = c.get("segment") or ALL_SEGMENTS
-            proven = [
-                p for p in self._state.live_creatives(campaign_id, segment)
-                if not is_challenger(p) and p["creative_id"] != c["creative_id"]
-            ]  # fmt: skip
-            decided.append((search_of(c, proven, space), promoted))
+            search = self._searches.get(c["creative_id"])
+            if search is None:  # read once, when first seen decided: reviews stay cheap
+                segment = c.get("segment") or ALL_SEGMENTS
+                proven = [
+                    p for p in self._state.live_creatives(campaign_id, segment)
+                    if not is_challenger(p) and p["creative_id"] != c["creative_id"]
+                ]  # fmt: skip
+                search = self._searches[c["creative_id"]] = search_of(c, proven, space)
+            decided.append((search, promoted))
         return search_record(decided)
 
     def challenger_slots(self, campaign_id: str, segment: str) -> int:

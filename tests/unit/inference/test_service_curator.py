@@ -280,3 +280,7 @@ def test_each_decided_challenger_counts_for_the_search_it_lies_in(settings: Sett
     # "won" is proven now, but is judged against the others: one attribute from "cat"
     assert curator.search_record("spring") == {"local": (1, 1), "global": (0, 1)}
     assert curator.search_record("nobody") == {"local": (0, 0), "global": (0, 0)}
+    # a decided challenger keeps the search it was read as, whatever is proven later
+    state.apply_creative("later", {**_creative("later", segment=seg, attributes=far),
+                                   "campaign_id": "spring"})  # fmt: skip
+    assert curator.search_record("spring") == {"local": (1, 1), "global": (0, 1)}
