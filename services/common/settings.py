@@ -16,6 +16,7 @@ from services.common.security import build_ssl_context
 
 __all__ = [
     "PSEUDONYM_SECRET_ENV",
+    "HttpKeepAliveSetting",
     "KafkaSettings",
     "LogSettings",
     "PseudonymSecretSetting",
@@ -129,6 +130,21 @@ class RequiredPseudonymSecret(PseudonymSecretSetting):
     """The same variable where a service cannot start without it (inference)."""
 
     pseudonym_secret: SecretStr = _pseudonym_secret_field(...)
+
+
+class HttpKeepAliveSetting(BaseSettings):
+    """`<SERVICE>_HTTP_KEEP_ALIVE_S`, declared once for the services whose HTTP API apps and
+    load balancers call (ingestion, inference), each under its own prefix."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    http_keep_alive_s: int = Field(
+        75,
+        ge=1,
+        description="How long an idle keep-alive connection is kept open. Longer than the "
+        "clients' own idle expiry (httpx 5 s, load balancers ~60 s): a server that closes "
+        "first races the client's next request on that connection, which then fails.",
+    )
 
 
 class ServiceSettings(BaseSettings):

@@ -250,7 +250,8 @@ def mix_challengers(
     if main.size == 0:
         return np.full(k, 1.0 / k)
     slice_ = share * w / k
-    return np.concatenate([(1.0 - slice_.sum()) * main / main.sum(), slice_])
+    # normalized first: scaled first, a tiny (subnormal) weight underflows to 0
+    return np.concatenate([(1.0 - slice_.sum()) * (main / main.sum()), slice_])
 
 
 def prior_strength(metrics: Mapping[str, Any], max_strength: float) -> float:

@@ -8,13 +8,13 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import RequiredPseudonymSecret, ServiceSettings
+from services.common.settings import HttpKeepAliveSetting, RequiredPseudonymSecret, ServiceSettings
 from services.common.signing import TrustedKeys
 
 __all__ = ["Settings"]
 
 
-class Settings(ServiceSettings, RequiredPseudonymSecret):
+class Settings(ServiceSettings, RequiredPseudonymSecret, HttpKeepAliveSetting):
     """Everything `python -m services.inference` reads from the environment."""
 
     model_config = SettingsConfigDict(env_prefix="ADMUSE_INFERENCE_", frozen=True, extra="ignore")
@@ -24,13 +24,6 @@ class Settings(ServiceSettings, RequiredPseudonymSecret):
     )
     http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
     http_port: int = Field(8080, ge=1, le=65535, description="HTTP port.")
-    http_keep_alive_s: int = Field(
-        75,
-        ge=1,
-        description="How long an idle keep-alive connection is kept open. Longer than the "
-        "clients' own idle expiry (httpx 5 s, load balancers ~60 s): a server that closes "
-        "first races the client's next request on that connection, which then fails.",
-    )
     grpc_port: int = Field(
         50051, ge=-1, le=65535, description="gRPC port (0: pick a free one, -1: no gRPC server)."
     )

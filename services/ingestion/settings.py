@@ -13,7 +13,7 @@ import os
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import PseudonymSecretSetting, ServiceSettings
+from services.common.settings import HttpKeepAliveSetting, PseudonymSecretSetting, ServiceSettings
 
 __all__ = ["DEV_PSEUDONYM_SECRET", "Settings", "usable_cpus"]
 
@@ -28,7 +28,7 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-class Settings(ServiceSettings, PseudonymSecretSetting):
+class Settings(ServiceSettings, PseudonymSecretSetting, HttpKeepAliveSetting):
     """Everything the ingestion service reads from the environment."""
 
     model_config = SettingsConfigDict(env_prefix="ADMUSE_INGESTION_", frozen=True, extra="ignore")
@@ -108,12 +108,6 @@ class Settings(ServiceSettings, PseudonymSecretSetting):
     )
     http_host: str = Field("0.0.0.0", description="Address the HTTP collector binds.")
     http_port: int = Field(8081, ge=0, le=65535, description="HTTP collector port (0: none).")
-    http_keep_alive_s: int = Field(
-        75,
-        ge=1,
-        description="How long an idle keep-alive connection is kept open (longer than the "
-        "clients' idle expiry, as ADMUSE_INFERENCE_HTTP_KEEP_ALIVE_S).",
-    )
     http_max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="POST /v1/events bodies larger than this get 413."
     )

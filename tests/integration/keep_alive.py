@@ -1,4 +1,4 @@
-"""Keep-alive of the services' HTTP servers, read off a raw connection.
+"""Keep-alive of the services' HTTP servers (ingestion, inference), read off a raw connection.
 
 A client reuses an idle connection for up to its own expiry (httpx: 5 s). A server that closes
 it at the same moment (uvicorn's default keep-alive: 5 s) races the client's next request on
@@ -34,8 +34,13 @@ async def serves_after_idle(url: str, idle_s: float = 6.0) -> None:
 
     try:
         await healthz()
-        await asyncio.sleep(idle_s)
-        assert not reader.at_eof(), f"the server closed an idle connection within {idle_s} s"
+        # Idle: nothing may arrive, and the server must not end the connection before the
+        # deadline (a close ends this wait at once, with b"").
+        try:
+            early = await asyncio.wait_for(reader.read(1), idle_s)
+        except TimeoutError:
+            early = None
+        assert early is None, f"the server ended an idle connection within {idle_s} s: {early!r}"
         await healthz()
     finally:
         writer.close()
