@@ -367,6 +367,7 @@ def _generated(loop: _Loop, records: list[dict[str, Any]]) -> list[dict[str, Any
             "predicted": round(float(c.get("predicted_reward") or 0), 5),
             "impressions": int(n[1]), "clicks": int(n[0]),
             "fate": c["status"] if c["status"] == "retired" else c.get("stage"),
+            "attributes": c["attributes"], "version": c.get("model_version"),
         })  # fmt: skip
     return out
 

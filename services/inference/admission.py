@@ -126,6 +126,17 @@ def distance(
     return total / len(space)
 
 
+def changed_attributes(
+    a: Mapping[str, object], b: Mapping[str, object], space: Mapping[str, Mapping[str, object]]
+) -> int:
+    """How many of the space's attributes differ between two attribute maps: per-attribute
+    `distance` above 1e-5 (a value that went through the encoding and back, rounded to six
+    digits, is unchanged)."""
+    return sum(
+        1 for name, spec in space.items() if _attr_distance(a.get(name), b.get(name), spec) > 1e-5
+    )
+
+
 def distance_matrix(
     a: Sequence[Mapping[str, object]],
     b: Sequence[Mapping[str, object]],

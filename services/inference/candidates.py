@@ -10,6 +10,7 @@ poorly starts with a low mean instead of the optimistic uniform prior.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from services.inference.admission import admit, attributes_of, distance, distance_matrix
 from services.inference.models import ModelBundle
 from services.inference.neighbours import neighbours
+from services.inference.searches import search_of
 
 __all__ = ["DEFAULT_PRIOR_STRENGTH", "prior_from_prediction", "propose"]
 
@@ -46,6 +48,7 @@ def propose(
     anchors: Sequence[Mapping[str, Any]] = (),
     n_neighbours: int = 0,
     trust_radius: float = 0.0,
+    searches: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Up to ``n_admit`` new creatives for ``segment``, best predicted reward first.
 
@@ -59,6 +62,9 @@ def propose(
     wrong, far from the data it was fit on (on the demo scenario its picks clicked at a fifth
     to a half of their prediction; one or two attributes from a proven creative, the model
     errs less). ``predicted_reward`` stays the model's own number.
+    With ``searches`` (`searches.pick`: the search each slot goes to), slot ``i`` takes the
+    best-ranked candidate of search ``searches[i]`` (local: within two attributes of an
+    anchor; global: further), or the best left of the other when that one has none.
     Each result is ``{"attributes", "predicted_reward", "prior_alpha", "prior_beta"}``.
     """
     if n_admit <= 0 or n_generate <= 0:
@@ -79,20 +85,41 @@ def propose(
         # the model's word counts for less the further a candidate lies from what was served
         near = distance_matrix(admitted, [attributes_of(a) for a in anchors], space).min(axis=1)
         rank = scores * np.exp(-near / trust_radius)
-    chosen: list[dict[str, Any]] = []
-    for i in np.argsort(-rank, kind="stable"):
-        attrs = admitted[int(i)]
-        if any(distance(attrs, c["attributes"], space) < min_distance for c in chosen):
+    wanted: list[str | None] = [None] * n_admit
+    if searches is not None:
+        wanted = list(searches)[:n_admit]
+    need = Counter(wanted)
+    picked: list[int] = []
+    spare: list[int] = []
+
+    def fresh(i: int) -> bool:  # not a near-duplicate of one already picked
+        return all(distance(admitted[i], admitted[j], space) >= min_distance for j in picked)
+
+    for i in (int(i) for i in np.argsort(-rank, kind="stable")):
+        if len(picked) >= len(wanted):
+            break
+        if not fresh(i):
             continue
+        kind = search_of(admitted[i], anchors, space) if searches is not None else None
+        if need[kind] > 0:
+            need[kind] -= 1
+            picked.append(i)
+        else:
+            spare.append(i)
+    for i in spare:  # a search with too few candidates: its slots go to the best of the rest
+        if len(picked) >= len(wanted):
+            break
+        if fresh(i):
+            picked.append(i)
+    chosen: list[dict[str, Any]] = []
+    for i in sorted(picked, key=lambda j: -rank[j]):
         alpha, beta = prior_from_prediction(float(scores[i]), prior_strength)
         chosen.append(
             {
-                "attributes": attrs,
+                "attributes": admitted[i],
                 "predicted_reward": float(scores[i]),
                 "prior_alpha": alpha,
                 "prior_beta": beta,
             }
         )
-        if len(chosen) >= n_admit:
-            break
     return chosen

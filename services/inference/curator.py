@@ -11,7 +11,8 @@ overtaken by a newer publication is skipped.
 After a swap (with `curate` on), and at each review while a challenger slot is free,
 candidates are generated per segment of the model and drawn around its proven creatives
 (`neighbours`), passed through the admission gate and scored (`candidates.propose`, ranked
-by the model's word discounted by distance from the proven creatives); the best of those the
+by the model's word discounted by distance from the proven creatives; each slot goes to the
+local or the generator's search by their record, `searches`); the best of those the
 model predicts above its own prediction for the incumbent (the proven creative with the best
 posterior mean), less `incumbent_margin`, are published to
 admuse.creatives as `generated` creatives at stage `challenger`, with the model version and
@@ -55,6 +56,7 @@ from services.inference.bandit import Arm, Retirement
 from services.inference.candidates import propose
 from services.inference.challengers import (
     CHALLENGER,
+    PROMOTED,
     ChallengerBudget,
     generated_calibration,
     honest_prior,
@@ -66,6 +68,8 @@ from services.inference.model_swap import ModelSwap
 from services.inference.models import ModelBundle
 from services.inference.policy import Policy
 from services.inference.reviews import Reviews
+from services.inference.searches import Record, pick, search_of
+from services.inference.searches import record as search_record
 from services.inference.settings import Settings
 from services.inference.state import State
 
@@ -115,6 +119,7 @@ class Curator(ModelSwap, Reviews):
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused: set[tuple[str, str]] = set()
         self._curating: dict[str, asyncio.Lock] = {}
+        self._searches: dict[str, str] = {}  # decided challenger -> its search (`searches`)
         # Rollback (services/inference/rollback.py): the bundle each swap replaced, versions
         # rolled back (never loaded again by this process), and who to tell about a swap.
         self.previous: dict[str, ModelBundle] = {}
@@ -206,6 +211,29 @@ class Curator(ModelSwap, Reviews):
                 outcomes.append((float(predicted), stats.reward_sum, float(stats.impressions)))
         return generated_calibration(outcomes)
 
+    def search_record(self, campaign_id: str) -> Record:
+        """(promoted, retired) of the campaign's decided challengers per proposal search
+        (`searches`), each read off the creative against its segment's proven creatives."""
+        campaign = self._state.campaigns.get(campaign_id) or {}
+        space = {a["name"]: a for a in campaign.get("attributes", [])}
+        decided = []
+        for c in self._state.creatives.values():
+            if c["campaign_id"] != campaign_id or c["origin"] != "generated":
+                continue
+            promoted = c.get("stage") == PROMOTED
+            if not promoted and c.get("status") != "retired":
+                continue  # still being judged
+            search = self._searches.get(c["creative_id"])
+            if search is None:  # read once, when first seen decided: reviews stay cheap
+                segment = c.get("segment") or ALL_SEGMENTS
+                proven = [
+                    p for p in self._state.live_creatives(campaign_id, segment)
+                    if not is_challenger(p) and p["creative_id"] != c["creative_id"]
+                ]  # fmt: skip
+                search = self._searches[c["creative_id"]] = search_of(c, proven, space)
+            decided.append((search, promoted))
+        return search_record(decided)
+
     def challenger_slots(self, campaign_id: str, segment: str) -> int:
         """Challengers the segment's slice can judge at once, from measured traffic and CTR."""
         return self.budget.slots(
@@ -230,6 +258,7 @@ class Curator(ModelSwap, Reviews):
         )
         admitted = 0
         rho = min(1.0, self.generated_calibration(campaign_id, bundle))
+        record = self.search_record(campaign_id)
         for segment in bundle.segments or [ALL_SEGMENTS]:
             serving = self._state.live_creatives(campaign_id, segment)
             # creatives awaiting approval hold their slots: the review queue stays bounded
@@ -248,6 +277,8 @@ class Curator(ModelSwap, Reviews):
             ]  # fmt: skip
             pool = [c for c in serving if not is_challenger(c)]
             proven = self._policy.arms(campaign_id, segment, pool)
+            wanted = min(self._settings.n_admit, room)
+            searches = pick(record, wanted, self._rng(bundle.version, segment))
             try:
                 proposals = await asyncio.to_thread(
                     propose,
@@ -256,11 +287,12 @@ class Curator(ModelSwap, Reviews):
                     segment,
                     serving + [c for c in tried if c["status"] != "live"],
                     n_generate=self._settings.n_generate,
-                    n_admit=min(self._settings.n_admit, room),
+                    n_admit=wanted,
                     rng=self._rng(bundle.version, segment),
                     anchors=_by_mean(pool, proven),
                     n_neighbours=self._settings.n_neighbours,
                     trust_radius=self._settings.trust_radius,
+                    searches=searches,
                 )
             except Exception as exc:  # a generator failure must not take the service down
                 _log.error(
@@ -311,6 +343,7 @@ class Curator(ModelSwap, Reviews):
             admitted=admitted,
             prior_strength=round(strength, 2),
             generated_calibration=round(rho, 3),
+            searches={k: f"{w} won / {lost} lost" for k, (w, lost) in record.items()},
             refill=refill,
         )
 

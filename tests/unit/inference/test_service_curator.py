@@ -253,3 +253,34 @@ async def test_a_seeded_curator_proposes_the_same_creatives(settings: Settings) 
         await curator._add_candidates("spring", bundle)
         runs.append([r["attributes"] for r in published])
     assert runs[0] and runs[0] == runs[1]
+
+
+def test_each_decided_challenger_counts_for_the_search_it_lies_in(settings: Settings) -> None:
+    """Promoted and retired challengers are the record of their proposal search: within two
+    attributes of a proven creative of their segment local, further global; those still being
+    judged count for neither."""
+    from tests.unit.inference import onnx_fixtures as fx
+
+    seg = fx.SEGMENTS[0]
+    state = State()
+    state.apply_campaign("spring", fx.campaign())
+    catalog = {"headline": "New in", "cta": "Shop", "font_scale": 1.0,
+               "background": "#ffffff", "text_color": "#000000"}  # fmt: skip
+    state.apply_creative("cat", {**_creative("cat", attributes=catalog), "campaign_id": "spring"})
+    near = {**catalog, "font_scale": 1.4, "background": "#fafafa"}
+    far = {**near, "headline": "Last chance", "cta": "Learn more", "text_color": "#202020"}
+    cases = [("won", near, "promoted", "live"), ("lost-near", near | {"font_scale": 0.9},
+             "challenger", "retired"), ("lost-far", far, "challenger", "retired"),
+             ("judged", far | {"font_scale": 1.7}, "challenger", "live")]  # fmt: skip
+    for cid, attrs, stage, status in cases:
+        record = _creative(cid, "generated", segment=seg, status=status, stage=stage,
+                           attributes=attrs)  # fmt: skip
+        state.apply_creative(cid, {**record, "campaign_id": "spring"})
+    curator, _ = _curator(settings, state)
+    # "won" is proven now, but is judged against the others: one attribute from "cat"
+    assert curator.search_record("spring") == {"local": (1, 1), "global": (0, 1)}
+    assert curator.search_record("nobody") == {"local": (0, 0), "global": (0, 0)}
+    # a decided challenger keeps the search it was read as, whatever is proven later
+    state.apply_creative("later", {**_creative("later", segment=seg, attributes=far),
+                                   "campaign_id": "spring"})  # fmt: skip
+    assert curator.search_record("spring") == {"local": (1, 1), "global": (0, 1)}
