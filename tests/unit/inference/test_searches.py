@@ -11,7 +11,7 @@ from services.inference.admission import admit
 from services.inference.candidates import propose
 from services.inference.models import ModelBundle
 from services.inference.neighbours import neighbours
-from services.inference.searches import GLOBAL, LOCAL, pick, record, search_of
+from services.inference.searches import GLOBAL, LOCAL, PRIOR, pick, record, search_of
 from tests.unit.inference import onnx_fixtures as fx
 from tests.unit.inference.test_neighbours import ATTRIBUTES, SPACE, anchors
 
@@ -52,7 +52,8 @@ def test_slots_follow_the_record(lw: int, ll: int, gw: int, gl: int, seed: int) 
     rng = np.random.default_rng(seed)
     out = pick({LOCAL: (lw, ll), GLOBAL: (gw, gl)}, 4000, rng)
     share = out.count(LOCAL) / len(out)
-    mean_local, mean_global = (1 + lw) / (2 + lw + ll), (1 + gw) / (2 + gw + gl)
+    (la, lb), (ga, gb) = PRIOR[LOCAL], PRIOR[GLOBAL]
+    mean_local, mean_global = (la + lw) / (la + lb + lw + ll), (ga + gw) / (ga + gb + gw + gl)
     if mean_local > mean_global + 0.2:
         assert share > 0.6
     if mean_global > mean_local + 0.2:
@@ -61,13 +62,21 @@ def test_slots_follow_the_record(lw: int, ll: int, gw: int, gl: int, seed: int) 
 
 def test_a_losing_search_keeps_some_slots() -> None:
     # never none: a search whose first challengers lost can earn its slots back
+    out = pick({LOCAL: (0, 0), GLOBAL: (0, 3)}, 4000, np.random.default_rng(1))
+    assert 0.01 < out.count(GLOBAL) / len(out) < 0.1
     out = pick({LOCAL: (0, 3), GLOBAL: (2, 1)}, 4000, np.random.default_rng(1))
-    assert 0.02 < out.count(LOCAL) / len(out) < 0.25
+    assert 0.15 < out.count(LOCAL) / len(out) < 0.4
 
 
-def test_a_new_campaign_splits_slots_evenly() -> None:
+def test_a_winning_generator_outgrows_the_local_head_start() -> None:
+    out = pick({LOCAL: (0, 2), GLOBAL: (2, 0)}, 4000, np.random.default_rng(2))
+    assert out.count(GLOBAL) / len(out) > 0.65
+
+
+def test_a_new_campaign_starts_local_five_slots_in_six() -> None:
+    # Beta(2, 1) against Beta(1, 2): P(local draw > global draw) = 5/6
     out = pick(record([]), 4000, np.random.default_rng(0))
-    assert 0.45 < out.count(LOCAL) / len(out) < 0.55
+    assert 0.80 < out.count(LOCAL) / len(out) < 0.87
 
 
 def _bundle_and_anchor() -> tuple[ModelBundle, dict, str]:
