@@ -18,10 +18,10 @@ before. A search whose challengers keep losing gets fewer slots, never none.
 The local search starts ahead (`PRIOR`: local ``Beta(2, 1)``, global ``Beta(1, 2)``, worth one
 decided challenger each, so five slots in six go local before either has a record): a
 neighbour asks one question about a creative the bandit already knows, a generator sample
-several at once, where the model errs most. With an even start the e2e scenario's short runs
-put half their first slots on far samples and found no winner in 2 of 5 runs (a run of the
-full loop with no winner is behind the catalog bandit by its test cost); started local, 6 of
-6 found one. The head start is a prior, not a rule: two wins of the generator's against two
+several at once, where the model errs most. With an even start, half the first slots of the
+e2e scenario's short runs went to far samples and 3 of 5 runs promoted no winner (2 of them
+failed the e2e test: a run with no winner is behind the catalog bandit by its test cost);
+started local, 6 of 6 promoted one. The head start is a prior, not a rule: two wins of the generator's against two
 losses of the neighbours' give the generator three slots in four.
 
 A creative's search is read off the creative itself, so records need no field for it: within
