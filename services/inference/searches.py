@@ -21,8 +21,8 @@ neighbour asks one question about a creative the bandit already knows, a generat
 several at once, where the model errs most. With an even start, half the first slots of the
 e2e scenario's short runs went to far samples and 3 of 5 runs promoted no winner (2 of them
 failed the e2e test: a run with no winner is behind the catalog bandit by its test cost);
-started local, 6 of 6 promoted one. The head start is a prior, not a rule: two wins of the generator's against two
-losses of the neighbours' give the generator three slots in four.
+started local, 6 of 6 promoted one. The head start is a prior, not a rule: two wins of the
+generator's against two losses of the neighbours' give the generator three slots in four.
 
 A creative's search is read off the creative itself, so records need no field for it: within
 `LOCAL_CHANGES` attributes of a proven creative of its segment it is local, otherwise global
