@@ -133,8 +133,8 @@ class RequiredPseudonymSecret(PseudonymSecretSetting):
 
 
 class HttpKeepAliveSetting(BaseSettings):
-    """`<SERVICE>_HTTP_KEEP_ALIVE_S`, declared once for the services whose HTTP API apps and
-    load balancers call (ingestion, inference), each under its own prefix."""
+    """`<SERVICE>_HTTP_KEEP_ALIVE_S`, declared once for the services with an HTTP server
+    (ingestion, inference, console), each under its own prefix."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 

@@ -139,6 +139,7 @@ async def _serve(settings: Settings) -> None:
             access_log=False,
             proxy_headers=False,
             server_header=False,
+            timeout_keep_alive=settings.http_keep_alive_s,
         )
     )
     loop = asyncio.get_running_loop()

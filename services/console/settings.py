@@ -7,12 +7,12 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from services.common.settings import HttpKeepAliveSetting, ServiceSettings
 
 __all__ = ["Settings"]
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, HttpKeepAliveSetting):
     """Everything `python -m services.console` reads from the environment."""
 
     model_config = SettingsConfigDict(env_prefix="ADMUSE_CONSOLE_", frozen=True, extra="ignore")

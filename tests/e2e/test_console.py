@@ -7,6 +7,7 @@ Decide answer with its fallback. A screenshot of each page lands in `<run>/scree
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from services.common.settings import KafkaSettings
+from tests.integration.keep_alive import serves_after_idle
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -132,6 +134,8 @@ def test_console_runs_the_campaign_in_a_real_browser(stack: Any) -> None:
     values = env_file(run / "run.env")
     decider = Decider(values["ADMUSE_SIMULATOR_DECIDE_URL"], values["ADMUSE_SIMULATOR_API_KEY"])
     wait_until(lambda: _ok(f"{url}/readyz"), 200, "the console ready")
+    # an idle connection outlives a client's idle expiry (uvicorn's 5 s default fails this)
+    asyncio.run(serves_after_idle(url))
     spec = yaml.safe_load(SCENARIO.read_text())["campaign"]
     # Without its best seed ("Deal") the catalog is poor, so the first models expect generated
     # designs to beat it: they are proposed, and wait for review (approval: required).

@@ -1,4 +1,5 @@
-"""Keep-alive of the services' HTTP servers (ingestion, inference), read off a raw connection.
+"""Keep-alive of the services' HTTP servers (ingestion, inference, console), read off a raw
+connection.
 
 A client reuses an idle connection for up to its own expiry (httpx: 5 s). A server that closes
 it at the same moment (uvicorn's default keep-alive: 5 s) races the client's next request on
