@@ -28,6 +28,13 @@ def main(
     gap: Annotated[float, typer.Option(help="Quiet seconds after each recovery.")] = 5.0,
     pause: Annotated[float, typer.Option(help="Seconds a paused service stays stopped.")] = 8.0,
     broker_down: Annotated[float, typer.Option(help="Seconds the broker stays down.")] = 10.0,
+    min_answered: Annotated[
+        int,
+        typer.Option(
+            help="Traffic goes on after the faults until this many Decides are answered "
+            "(at most 2 min more)."
+        ),
+    ] = 0,
     run_dir: Annotated[Path | None, typer.Option(help="Default .run/chaos-<time>.")] = None,
 ) -> None:
     """Inject faults into a loaded stack; reconcile the topics; exit 1 on any imbalance."""
@@ -52,6 +59,7 @@ def main(
             rate=rate,
             scenario_name=scenario,
             gap_s=gap,
+            min_answered=min_answered,
             pause_s=pause,
             broker_down_s=broker_down,
             say=lambda m: console.print(m, highlight=False),

@@ -38,6 +38,8 @@ async def run_suite(
     pause_s: float = 8.0,
     broker_down_s: float = 10.0,
     settle_s: float = 300.0,
+    min_answered: int = 0,
+    min_answered_wait_s: float = 120.0,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     from services.cli import Stack, Supervisor, apply_spec, wait_for_leaders, warm_up_coordinators
@@ -72,6 +74,7 @@ async def run_suite(
         await asyncio.to_thread(stack.wait_ready, 300.0)
         say("services ready; traffic starts")
         sup_task = asyncio.create_task(supervisor.run(sup_stop))
+        players: list[Any] = []
         sim = asyncio.create_task(
             simulate(
                 scen,
@@ -84,6 +87,7 @@ async def run_suite(
                 stop=traffic_stop,
                 drain_s=scen.campaign.attribution_window + 5,
                 send_timeout_s=120.0,
+                on_start=players.append,
             )
         )
         await asyncio.sleep(gap_s * 2)  # some traffic before the first fault
@@ -102,6 +106,16 @@ async def run_suite(
                     + f"; services: {supervisor.line()}"
                 )
                 await asyncio.sleep(gap_s)
+        # traffic runs while the faults do, so fast recoveries mean little of it: it goes on
+        # (faults over) until the books have `min_answered` Decides to reconcile
+        until = time.monotonic() + min_answered_wait_s
+        while players and not sim.done() and time.monotonic() < until:
+            if _answered(players[0].stats) >= min_answered:
+                break
+            await asyncio.sleep(0.5)  # a counter of the player's, polled: it has no event
+        if players and min_answered:
+            answered = _answered(players[0].stats)
+            say(f"{answered} Decides answered (at least {min_answered} asked)")
         traffic_stop.set()
         say("traffic stopped; sending delayed events and letting windows close")
         stats = await sim
@@ -130,6 +144,11 @@ async def run_suite(
     await broker.down()
     (run / "chaos.json").write_text(json.dumps(books, indent=2, default=str))
     return books
+
+
+def _answered(stats: Any) -> int:
+    """Decides answered so far (shown or not), from the player's live counters."""
+    return sum(a.impressions + a.unshown for a in stats.arms.values())
 
 
 async def _settle(kafka: Any, timeout_s: float, every_s: float = 5.0) -> float:

@@ -37,10 +37,11 @@ def test_short_fault_suite_books_balance(tmp_path: Path) -> None:
     run = tmp_path / "chaos"
     print(f"fault suite run folder: {run}")
     cmd = [sys.executable, "-m", "services.chaos", "--cycles", "2", "--port", str(port)]
-    # traffic runs while the faults do: quiet spells of 3 s keep it above 500 answered Decides
-    # even when every fault recovers fast (with 2 s, one CI run answered exactly 500 of 746:
-    # quick recoveries, and the broker stops fail ~225 Decides by design, decision ack on)
+    # traffic runs while the faults do, and on until 600 Decides are answered: faults that
+    # recover fast leave little of it (one CI run answered exactly 500 of 746: quick
+    # recoveries, and the broker stops fail ~225 Decides by design, decision ack on)
     cmd += ["--run-dir", str(run), "--rate", "10", "--gap", "3", "--pause", "5"]
+    cmd += ["--min-answered", "600"]
     cmd += ["--broker-down", "5"]
     done = subprocess.run(
         cmd, capture_output=True, text=True, timeout=520, env={**os.environ, "COLUMNS": "160"}
