@@ -83,11 +83,12 @@ def record(decided: Iterable[tuple[str, bool]]) -> Record:
 
 def pick(rec: Mapping[str, tuple[int, int]], n: int, rng: np.random.Generator) -> list[str]:
     """The search each of ``n`` slots goes to: one Thompson draw per slot."""
+    posterior = {}
+    for s in SEARCHES:
+        won, lost = rec.get(s, (0, 0))
+        posterior[s] = (PRIOR[s][0] + won, PRIOR[s][1] + lost)
     out = []
     for _ in range(max(n, 0)):
-        draws = {
-            s: rng.beta(PRIOR[s][0] + rec.get(s, (0, 0))[0], PRIOR[s][1] + rec.get(s, (0, 0))[1])
-            for s in SEARCHES
-        }
+        draws = {s: rng.beta(*posterior[s]) for s in SEARCHES}
         out.append(max(SEARCHES, key=lambda s: draws[s]))
     return out

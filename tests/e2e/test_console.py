@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from services.common.settings import KafkaSettings
-from tests.integration.keep_alive import serves_after_idle
+from tests.keep_alive import serves_after_idle
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]

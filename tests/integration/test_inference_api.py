@@ -32,7 +32,7 @@ from tests.integration.inference_harness import (
     produce,
     seed_campaign,
 )
-from tests.integration.keep_alive import serves_after_idle
+from tests.keep_alive import serves_after_idle
 from tests.polling import eventually
 from tests.unit.domains.fixtures import FILM_SPEC, MUSIC_SPEC, record
 

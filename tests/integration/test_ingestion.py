@@ -31,7 +31,7 @@ from tests.integration.ingestion_harness import (
     TopicReader,
     sum_metric,
 )
-from tests.integration.keep_alive import serves_after_idle
+from tests.keep_alive import serves_after_idle
 from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
