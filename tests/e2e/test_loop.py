@@ -37,18 +37,18 @@ def test_three_policies_full_loop_beats_control_not_worse_than_catalog_and_serve
         assert arms[arm]["impressions"] > 500, f"{arm}: too little traffic\n{out}"
     assert cmp["lift_low"] > 0, f"lift interval not above zero: {cmp}\n{out}"
     assert gen["lift_high"] >= 0, f"full loop worse than the catalog bandit: {gen}\n{out}"
-    # ... and by the hidden truth, per segment (the arms' chance segment mixes taken out). A
-    # promoted creative must pay for its place: then the loop is not behind. A run whose
-    # challengers all lose (no winner found: luck, on 10-20 impressions each) is behind by
-    # what the test cost, about -0.3 pp, and rightly so; never by more than if every
-    # generated impression had earned nothing.
-    if creatives["promoted"]:
-        assert gen["true_ctr_difference_stratified_high"] >= 0, f"truly worse: {gen}\n{out}"
-    else:
-        spent = creatives["generated_share_optimized"] * arms["catalog"]["true_ctr"]
-        assert gen["true_ctr_difference_stratified"] >= -spent, (
-            f"no winner, and truly worse than the tests can cost ({spent:.4f}): {gen}\n{out}"
-        )
+    # ... and by the hidden truth, per segment (the arms' chance segment mixes taken out): never
+    # behind by more than the generated creatives can cost, as if every impression they got
+    # had earned nothing. One run's truth difference carries the luck of its verdicts, which
+    # no interval of that run covers: challengers are judged on 10-20 impressions here, and a
+    # run that finds no winner (behind by its test cost, about -0.3 pp) or promotes a loser
+    # (about -0.8 pp) comes in about 1 of 5. Whether the loop pays on average is the
+    # benchmark grid's question (bench/bench_generation.py, bench/RESULTS.md); this run must
+    # stay within the cost its budget bounds.
+    spent = creatives["generated_share_optimized"] * arms["catalog"]["true_ctr"]
+    assert gen["true_ctr_difference_stratified"] >= -spent, (
+        f"truly worse than its generated creatives can cost ({spent:.4f}): {gen}\n{out}"
+    )
     assert "catalog bandit" in out and "what generation adds" in out, out
     assert not cmp["srm_flagged"], f"sample ratio mismatch: {cmp}"
     assert creatives["models"] >= 1, f"no model published during the run\n{out}"
