@@ -110,11 +110,11 @@ async def run_suite(
         # (faults over) until the books have `min_answered` Decides to reconcile
         until = time.monotonic() + min_answered_wait_s
         while players and not sim.done() and time.monotonic() < until:
-            if _answered(players[0].stats) >= min_answered:
+            if players[0].stats.answered >= min_answered:
                 break
             await asyncio.sleep(0.5)  # a counter of the player's, polled: it has no event
         if players and min_answered:
-            answered = _answered(players[0].stats)
+            answered = players[0].stats.answered
             say(f"{answered} Decides answered (at least {min_answered} asked)")
         traffic_stop.set()
         say("traffic stopped; sending delayed events and letting windows close")
@@ -144,11 +144,6 @@ async def run_suite(
     await broker.down()
     (run / "chaos.json").write_text(json.dumps(books, indent=2, default=str))
     return books
-
-
-def _answered(stats: Any) -> int:
-    """Decides answered so far (shown or not), from the player's live counters."""
-    return sum(a.impressions + a.unshown for a in stats.arms.values())
 
 
 async def _settle(kafka: Any, timeout_s: float, every_s: float = 5.0) -> float:

@@ -53,5 +53,10 @@ class LiveStats:
     # How late this process's event loop wakes up: tells a slow Decide API from a busy simulator.
     loop_lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
 
+    @property
+    def answered(self) -> int:
+        """Decide requests answered with a creative so far (shown or not)."""
+        return sum(a.impressions + a.unshown for a in self.arms.values())
+
     def arm(self, name: str) -> ArmStats:
         return self.arms.setdefault(name, ArmStats())

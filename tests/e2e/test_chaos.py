@@ -40,7 +40,7 @@ def test_short_fault_suite_books_balance(tmp_path: Path) -> None:
     # traffic runs while the faults do, and on until 600 Decides are answered: faults that
     # recover fast leave little of it (one CI run answered exactly 500 of 746: quick
     # recoveries, and the broker stops fail ~225 Decides by design, decision ack on)
-    cmd += ["--run-dir", str(run), "--rate", "10", "--gap", "3", "--pause", "5"]
+    cmd += ["--run-dir", str(run), "--rate", "10", "--gap", "2", "--pause", "5"]
     cmd += ["--min-answered", "600"]
     cmd += ["--broker-down", "5"]
     done = subprocess.run(
