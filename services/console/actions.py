@@ -4,7 +4,6 @@ campaign spec, pin or roll back a model. Each goes through the library function 
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from services.common.logging import get_logger
 from services.console.pages import render
 from services.console.security import check_csrf, check_key, local_path, require_user
 
-__all__ = ["router", "stored_models"]
+__all__ = ["router"]
 
 router = APIRouter()
 _log = get_logger(__name__)
@@ -120,22 +119,6 @@ async def rollback(
         return await _back(request, "/models", f"not rolled back: {exc}")
     _log.info("console_model_rolled_back", campaign_id=campaign_id, to_version=to)
     return await _back(request, "/models", f"rolled {campaign_id} back from {serving} to {to}")
-
-
-def stored_models(settings: Any, campaign_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """{campaign: signed versions with their quality report}, from the model store."""
-    from services.cli import stored_versions
-    from services.common.model_store import ModelStore
-
-    store = ModelStore(settings.model_store_url)
-    out = {}
-    for cid in campaign_ids:
-        try:
-            versions = stored_versions(store, cid)
-        except (OSError, ValueError, json.JSONDecodeError):
-            versions = []
-        out[cid] = versions
-    return out
 
 
 @router.post("/campaigns/{campaign_id}/state")

@@ -8,7 +8,7 @@ import contextlib
 import inspect
 import secrets
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +125,9 @@ async def _serve(settings: Settings) -> None:
     Compose stopping the console is not a crash)."""
     import uvicorn
 
-    class _Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:  # signals are ours (below)
-            yield
+    from services.common.http_server import Server
 
-    server = _Server(
+    server = Server(  # signals are ours (below)
         uvicorn.Config(
             create_app(settings),
             host=settings.http_host,

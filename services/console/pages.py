@@ -225,10 +225,24 @@ def _preview(campaign: dict[str, Any] | None) -> str:
     return next((f for f in ("svg", "wav", "txt") if f in formats), "svg")
 
 
+def stored_models(settings: Any, campaign_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """{campaign: signed versions with their quality report}, from the model store."""
+    from services.cli import stored_versions
+    from services.common.model_store import ModelStore
+
+    store = ModelStore(settings.model_store_url)
+    out = {}
+    for cid in campaign_ids:
+        try:
+            versions = stored_versions(store, cid)
+        except (OSError, ValueError, json.JSONDecodeError):
+            versions = []
+        out[cid] = versions
+    return out
+
+
 @router.get("/models")
 async def models(request: Request, _user: str = Depends(require_user)) -> HTMLResponse:
-    from services.console.actions import stored_models
-
     snap = _state(request).snapshot
     settings = request.app.state.settings
     campaign_ids = sorted(snap.campaigns) if snap else []

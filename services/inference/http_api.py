@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import uvicorn
@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.routing import Route
 
+from services.common.http_server import Server
 from services.domains.banner_render import TEMPLATES
 from services.inference.decide import (
     MAX_CONTEXT,
@@ -352,14 +353,6 @@ def _creative_out(c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal capture: `run` owns signals and shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve_http(svc: Inference) -> None:
     """Serve until cancelled, then shut down gracefully (in-flight requests finish)."""
     s = svc.settings
@@ -373,7 +366,7 @@ async def serve_http(svc: Inference) -> None:
         server_header=False,
         timeout_keep_alive=s.http_keep_alive_s,
     )
-    server = _Server(config)
+    server = Server(config)
     task = asyncio.create_task(server.serve())
     try:
         await asyncio.shield(task)

@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Iterator
 
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
 from services.common.codec import SchemaRegistry
+from services.common.http_server import Server
 from services.common.kafka import ensure_topics, make_consumer, make_producer, wait_for_broker
 from services.common.producer import ResilientProducer
 from services.common.source_watermark import HeldEvents, SourceWatermarks
@@ -39,14 +39,6 @@ from services.ingestion.validation import Limits
 __all__ = ["run"]
 
 _log = structlog.get_logger(__name__)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: `run` owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -176,7 +168,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 source=source,
                 resend_horizon_s=settings.http_resend_horizon_s,
             )
-            server = _Server(
+            server = Server(
                 uvicorn.Config(
                     http_app,
                     host=settings.http_host,
