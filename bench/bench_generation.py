@@ -11,10 +11,13 @@ baseline — the catalog bandit — is measured in the same run as the full loop
   with its 95 % interval, and on true CTR (simulator only) with its interval;
 - model versions published, generated creatives admitted, promoted and retired;
 - the verdict: ``not worse`` when the interval of the lift includes or exceeds 0, ``beats``
-  when it lies above 0, ``WORSE`` when below.
+  when it lies above 0, ``WORSE`` when below;
+- then each cell across its seeds (`over_seeds`): the mean lift with its interval over the
+  seeds, the verdict on that, and how many single runs were behind by their own intervals.
 
     python bench/bench_generation.py                       # the whole grid (12 runs)
     python bench/bench_generation.py --cells 0.02x100 0.1x100 --seeds 0 --budget 240
+    python bench/bench_generation.py --summarize a.jsonl b.jsonl     # tables of runs made apart
 
 Broker from ADMUSE_KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092); each run uses its own
 topic prefix and run folder under .run/bench-generation-*/. Results go to stdout as a markdown
@@ -138,16 +141,89 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     out["retired"] = cr["retired"]
     out["generated_share"] = cr["generated_share_optimized"]
     if gen:
-        low, high = gen["lift_low"], gen["lift_high"]
-        out["verdict"] = "beats" if low > 0 else ("WORSE" if high < 0 else "not worse")
-        t_low, t_high = gen["true_ctr_difference_low"], gen["true_ctr_difference_high"]
-        out["verdict_true"] = "beats" if t_low > 0 else ("WORSE" if t_high < 0 else "not worse")
-        s_low = gen.get("true_ctr_difference_stratified_low", math.nan)
-        s_high = gen.get("true_ctr_difference_stratified_high", math.nan)
-        out["verdict_stratified"] = (
-            "beats" if s_low > 0 else ("WORSE" if s_high < 0 else "not worse")
+        out["verdict"] = verdict(gen["lift_low"], gen["lift_high"])
+        out["verdict_true"] = verdict(
+            gen["true_ctr_difference_low"], gen["true_ctr_difference_high"]
+        )
+        out["verdict_stratified"] = verdict(
+            gen.get("true_ctr_difference_stratified_low", math.nan),
+            gen.get("true_ctr_difference_stratified_high", math.nan),
         )
     return out
+
+
+def verdict(low: float, high: float) -> str:
+    """``beats`` when the interval of the full loop's lift lies above 0, ``WORSE`` when below,
+    ``not worse`` when it holds 0 (or is undefined)."""
+    return "beats" if low > 0 else ("WORSE" if high < 0 else "not worse")
+
+
+def over_seeds(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each cell (level × rate × settings) across its seeds.
+
+    A run's own intervals cover the noise inside it, given how its verdicts went; whether a
+    handful of challengers judged on a few dozen impressions each found a winner is luck of
+    that run, which only other runs show. So the cell's question (does generation pay at this
+    CTR and traffic?) is answered across seeds: the mean of the runs' per-segment true-CTR
+    differences and of their lifts on clicks, each with its Student-t interval over the seeds
+    (`services.analysis.stats.replicate_interval`), and the verdict on that. How many single
+    runs were behind by their own intervals is kept beside it: one run's loss is what an
+    advertiser can meet. A seed run more than once counts once (its last run)."""
+    from services.analysis.stats import replicate_interval
+
+    groups: dict[tuple[float, float, float, str], dict[int, dict[str, Any]]] = {}
+    for c in cells:
+        env = json.dumps(c.get("env") or {}, sort_keys=True)
+        key = (c["level"], c["rate"], c.get("budget_s", math.nan), env)
+        groups.setdefault(key, {})[c["seed"]] = c
+    out = []
+    for (level, rate, budget, env), by_seed in sorted(groups.items()):
+        runs = [by_seed[s] for s in sorted(by_seed)]
+        ok = [c for c in runs if "error" not in c and c.get("generation")]
+        gens = [c["generation"] for c in ok]
+        truth = replicate_interval([_number(g.get("true_ctr_difference_stratified")) for g in gens])
+        lift = replicate_interval([_number(g.get("lift")) for g in gens])
+        out.append({
+            "level": level, "rate": rate, "budget_s": budget, "env": json.loads(env),
+            "seeds": [c["seed"] for c in ok], "failed": len(runs) - len(ok),
+            "truth": truth, "lift": lift,
+            "verdict_truth": verdict(truth[1], truth[2]),
+            "verdict_clicks": verdict(lift[1], lift[2]),
+            "runs_worse_clicks": sum(c.get("verdict") == "WORSE" for c in ok),
+            "runs_worse_truth": sum(c.get("verdict_stratified") == "WORSE" for c in ok),
+            "runs_beat_truth": sum(c.get("verdict_stratified") == "beats" for c in ok),
+            "promoted": sum(c.get("promoted") or 0 for c in ok),
+            "admitted": sum(c.get("admitted") or 0 for c in ok),
+        })  # fmt: skip
+    return out
+
+
+def _number(x: Any) -> float:
+    return float(x) if isinstance(x, int | float) else math.nan
+
+
+def markdown_over_seeds(summary: list[dict[str, Any]]) -> str:
+    rows = [
+        "| CTR level | req/s | s of traffic | seeds | per-segment true diff pp, mean [95 % over "
+        "seeds] | lift on clicks, mean [95 % over seeds] | verdict over seeds (clicks / per "
+        "segment) | runs "
+        "beating / behind by their own per-segment interval | runs behind on clicks | admitted "
+        "/ promoted (all runs) |\n|" + "---|" * 10
+    ]
+    for s in summary:
+        (tm, tl, th), (lm, ll, lh) = s["truth"], s["lift"]
+        env = f" ({' '.join(f'{k}={v}' for k, v in s['env'].items())})" if s["env"] else ""
+        failed = f", {s['failed']} failed" if s["failed"] else ""
+        rows.append(
+            f"| {_pct(s['level'], 1)}{env} | {s['rate']:g} | {s['budget_s']:g} | "
+            f"{len(s['seeds'])}{failed} | "
+            f"{100 * tm:+.3f} [{100 * tl:+.3f}, {100 * th:+.3f}] | "
+            f"{100 * lm:+.1f} % [{100 * ll:+.1f}, {100 * lh:+.1f}] | "
+            f"{s['verdict_clicks']} / {s['verdict_truth']} | "
+            f"{s['runs_beat_truth']} / {s['runs_worse_truth']} | {s['runs_worse_clicks']} | "
+            f"{s['admitted']} / {s['promoted']} |"
+        )
+    return "\n".join(rows)
 
 
 def _pct(x: float | None, d: int = 2) -> str:
@@ -228,7 +304,20 @@ def main() -> None:
         help="simulated time, no Kafka (bench/virtual_loop.py) instead of `admuse demo`",
     )
     ap.add_argument("--env", nargs="*", default=[], help="KEY=VALUE service settings (virtual)")
+    ap.add_argument(
+        "--summarize",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="run nothing: the tables of the cells in these --out files (runs made apart)",
+    )
     args = ap.parse_args()
+    if args.summarize:
+        done = [json.loads(line) for f in args.summarize for line in f.open() if line.strip()]
+        print(markdown(done))
+        print()
+        print(markdown_over_seeds(over_seeds(done)))
+        return
     pairs = (
         [(float(a), float(b)) for a, b in (c.split("x") for c in args.cells)]
         if args.cells
@@ -252,6 +341,8 @@ def main() -> None:
             print(markdown([cell]).splitlines()[-1], flush=True)
     print()
     print(markdown(cells))
+    print()
+    print(markdown_over_seeds(over_seeds(cells)))
     failed = [c for c in cells if "error" in c]
     worse = [c for c in cells if c.get("verdict") == "WORSE"]
     print(f"\n{len(cells)} cells, {len(failed)} failed, {len(worse)} with the full loop worse "

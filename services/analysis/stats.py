@@ -14,6 +14,9 @@ Every function takes plain counts (successes, trials) and is deterministic. Form
   every batch without inflating the false-positive rate.
 - SRM: Pearson chi-square of observed arm counts against the configured split; flagged at
   p < 0.001 by default.
+- replicate interval: the mean of a quantity measured once per independent run (a benchmark
+  cell's seeds) with its Student-t interval, so the run-to-run spread, not one run's
+  sampling noise, is what the interval covers.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "prob_beats",
     "rate",
     "relative_lift",
+    "replicate_interval",
     "sequential_test",
     "srm_test",
     "wilson_interval",
@@ -264,3 +268,22 @@ def normal_interval(mean: float, se: float, confidence: float = 0.95) -> tuple[f
     """mean -/+ z * se."""
     z = _z(confidence)
     return mean - z * se, mean + z * se
+
+
+def replicate_interval(
+    values: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """(mean, low, high) of ``values``, one per independent run, with the Student-t interval
+    ``mean ∓ t(n − 1) · sd / √n``. One run's own interval covers the noise inside it (which
+    users saw, which clicked) given how the run went; it does not cover how the run went (a
+    loop's verdicts on a few dozen impressions are luck of the draw), and the spread between
+    runs does. Non-finite values are dropped; with fewer than two runs the interval is
+    unbounded (nothing to estimate a spread from); nan mean for none."""
+    xs = np.asarray([float(v) for v in values if np.isfinite(v)], dtype=np.float64)
+    if xs.size == 0:
+        return float("nan"), float("-inf"), float("inf")
+    mean = float(xs.mean())
+    if xs.size < 2:
+        return mean, float("-inf"), float("inf")
+    half = float(stats.t.ppf(0.5 + confidence / 2, xs.size - 1) * xs.std(ddof=1) / np.sqrt(xs.size))
+    return mean, mean - half, mean + half

@@ -15,7 +15,7 @@ from services.analysis import (
     srm_test,
     wilson_interval,
 )
-from services.analysis.stats import msprt_log_lambda
+from services.analysis.stats import msprt_log_lambda, replicate_interval
 
 
 def test_wilson_interval_matches_hand_computation() -> None:
@@ -151,3 +151,25 @@ def test_compare_arms_rejects_impossible_counts() -> None:
         compare_arms((11, 10), (1, 10))
     with pytest.raises(ValueError, match="expected_control_share"):
         compare_arms((1, 10), (1, 10), expected_control_share=1.5)
+
+
+def test_replicate_interval_is_students_t_over_the_runs() -> None:
+    mean, low, high = replicate_interval([1.0, 2.0, 3.0, 4.0])
+    half = 3.182446305284263 * np.std([1, 2, 3, 4], ddof=1) / 2  # t(3) at 97.5 %
+    assert mean == 2.5
+    assert low == pytest.approx(2.5 - half) and high == pytest.approx(2.5 + half)
+
+
+def test_replicate_interval_covers_the_mean_at_its_level_with_few_runs() -> None:
+    # three runs per cell: a normal (z) interval would cover ~82 %, the t interval 95 %
+    rng = np.random.default_rng(7)
+    draws = rng.normal(0.3, 1.0, size=(4000, 3))
+    covered = [low <= 0.3 <= high for _, low, high in map(replicate_interval, draws)]
+    assert 0.935 <= float(np.mean(covered)) <= 0.965
+
+
+def test_replicate_interval_edges() -> None:
+    mean, low, high = replicate_interval([])
+    assert np.isnan(mean) and low == -np.inf and high == np.inf
+    assert replicate_interval([0.4]) == (0.4, -np.inf, np.inf)  # no spread from one run
+    assert replicate_interval([0.1, float("nan"), 0.1, float("inf")]) == (0.1, 0.1, 0.1)
