@@ -159,7 +159,8 @@ def verdict(low: float, high: float) -> str:
 
 
 def over_seeds(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each cell (level × rate × settings) across its seeds.
+    """Each cell (level × rate × seconds of traffic × settings, harness or stack) across its
+    seeds.
 
     A run's own intervals cover the noise inside it, given how its verdicts went; whether a
     handful of challengers judged on a few dozen impressions each found a winner is luck of
@@ -171,13 +172,13 @@ def over_seeds(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     advertiser can meet. A seed run more than once counts once (its last run)."""
     from services.analysis.stats import replicate_interval
 
-    groups: dict[tuple[float, float, float, str], dict[int, dict[str, Any]]] = {}
+    groups: dict[tuple[float, float, float, str, bool], dict[int, dict[str, Any]]] = {}
     for c in cells:
         env = json.dumps(c.get("env") or {}, sort_keys=True)
-        key = (c["level"], c["rate"], c.get("budget_s", math.nan), env)
+        key = (c["level"], c["rate"], c.get("budget_s", math.nan), env, bool(c.get("virtual")))
         groups.setdefault(key, {})[c["seed"]] = c
     out = []
-    for (level, rate, budget, env), by_seed in sorted(groups.items()):
+    for (level, rate, budget, env, virtual), by_seed in sorted(groups.items()):
         runs = [by_seed[s] for s in sorted(by_seed)]
         ok = [c for c in runs if "error" not in c and c.get("generation")]
         gens = [c["generation"] for c in ok]
@@ -185,6 +186,7 @@ def over_seeds(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         lift = replicate_interval([_number(g.get("lift")) for g in gens])
         out.append({
             "level": level, "rate": rate, "budget_s": budget, "env": json.loads(env),
+            "virtual": virtual,
             "seeds": [c["seed"] for c in ok], "failed": len(runs) - len(ok),
             "truth": truth, "lift": lift,
             "verdict_truth": verdict(truth[1], truth[2]),
@@ -206,13 +208,13 @@ def markdown_over_seeds(summary: list[dict[str, Any]]) -> str:
     rows = [
         "| CTR level | req/s | s of traffic | seeds | per-segment true diff pp, mean [95 % over "
         "seeds] | lift on clicks, mean [95 % over seeds] | verdict over seeds (clicks / per "
-        "segment) | runs "
-        "beating / behind by their own per-segment interval | runs behind on clicks | admitted "
-        "/ promoted (all runs) |\n|" + "---|" * 10
+        "segment) | runs beating / behind by their own per-segment interval | runs behind on "
+        "clicks | admitted / promoted (all runs) |\n|" + "---|" * 10
     ]
     for s in summary:
         (tm, tl, th), (lm, ll, lh) = s["truth"], s["lift"]
         env = f" ({' '.join(f'{k}={v}' for k, v in s['env'].items())})" if s["env"] else ""
+        env += "" if s.get("virtual", True) else " (the stack)"
         failed = f", {s['failed']} failed" if s["failed"] else ""
         rows.append(
             f"| {_pct(s['level'], 1)}{env} | {s['rate']:g} | {s['budget_s']:g} | "

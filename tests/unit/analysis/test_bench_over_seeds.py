@@ -22,6 +22,7 @@ def _run(
     gen = {"true_ctr_difference_stratified": diff, "lift": lift}
     own = "beats" if diff > 0.001 else ("WORSE" if diff < -0.001 else "not worse")
     return {"level": level, "rate": 100.0, "budget_s": budget, "seed": seed, "env": env or {},
+            "virtual": kw.get("virtual", True),
             "generation": gen,
             "verdict": kw.get("clicks", "not worse"), "verdict_stratified": own,
             "admitted": 5, "promoted": kw.get("promoted", 1)}  # fmt: skip
@@ -47,12 +48,18 @@ def test_cells_apart_by_level_and_settings_a_seed_counted_once_failures_counted(
         _run(0, 0.2, 0.5, level=0.1),
         _run(0, -0.02, -0.3, env={"INFERENCE_CURATE": "false"}),
         _run(0, 0.05, 0.2, budget=180.0),
-        {"level": 0.02, "rate": 100.0, "budget_s": 300.0, "seed": 2, "env": {}, "error": "boom",
-         "exit": 1},
+        _run(0, 0.07, 0.2, virtual=False),  # the same cell on the real stack
+        {"level": 0.02, "rate": 100.0, "budget_s": 300.0, "seed": 2, "env": {}, "virtual": True,
+         "error": "boom", "exit": 1},
     ]  # fmt: skip
     summary = over_seeds(runs)
-    assert [c["budget_s"] for c in summary if c["level"] == 0.02 and not c["env"]] == [180, 300]
-    cells = {(c["level"], tuple(c["env"].items())): c for c in summary if c["budget_s"] == 300}
+    plain = [(c["budget_s"], c["virtual"]) for c in summary if c["level"] == 0.02 and not c["env"]]
+    assert sorted(plain) == [(180, True), (300, False), (300, True)]
+    cells = {
+        (c["level"], tuple(c["env"].items())): c
+        for c in summary
+        if c["budget_s"] == 300 and c["virtual"]
+    }
     main = cells[(0.02, ())]
     assert main["seeds"] == [0, 1] and main["failed"] == 1
     assert main["truth"][0] == pytest.approx((-0.01 + 0.012) / 2)
@@ -62,6 +69,7 @@ def test_cells_apart_by_level_and_settings_a_seed_counted_once_failures_counted(
     assert cells[(0.02, (("INFERENCE_CURATE", "false"),))]["seeds"] == [0]
     table = markdown_over_seeds(list(cells.values()))
     assert "1 failed" in table and "INFERENCE_CURATE=false" in table
+    assert "(the stack)" in markdown_over_seeds(summary)
 
 
 def test_a_run_without_a_per_segment_figure_is_left_out_of_that_mean_only() -> None:
