@@ -14,6 +14,8 @@ baseline — the catalog bandit — is measured in the same run as the full loop
   when it lies above 0, ``WORSE`` when below;
 - then each cell across its seeds (`over_seeds`): the mean lift with its interval over the
   seeds, the verdict on that, and how many single runs were behind by their own intervals.
+  That reading needs several seeds (with two, the t interval is ±12.7 standard errors): the
+  grid in bench/RESULTS.md runs eight per cell on the harness (`--virtual --seeds 0 … 7`).
 
     python bench/bench_generation.py                       # the whole grid (12 runs)
     python bench/bench_generation.py --cells 0.02x100 0.1x100 --seeds 0 --budget 240
