@@ -44,6 +44,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from services.analysis.stats import replicate_interval  # noqa: E402
 from services.simulator.groundtruth import GroundTruth  # noqa: E402
 from services.simulator.scenario import parse_scenario, scenario_path  # noqa: E402
 
@@ -172,8 +173,6 @@ def over_seeds(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     (`services.analysis.stats.replicate_interval`), and the verdict on that. How many single
     runs were behind by their own intervals is kept beside it: one run's loss is what an
     advertiser can meet. A seed run more than once counts once (its last run)."""
-    from services.analysis.stats import replicate_interval
-
     groups: dict[tuple[float, float, float, str, bool], dict[int, dict[str, Any]]] = {}
     for c in cells:
         env = json.dumps(c.get("env") or {}, sort_keys=True)
@@ -216,7 +215,7 @@ def markdown_over_seeds(summary: list[dict[str, Any]]) -> str:
     for s in summary:
         (tm, tl, th), (lm, ll, lh) = s["truth"], s["lift"]
         env = f" ({' '.join(f'{k}={v}' for k, v in s['env'].items())})" if s["env"] else ""
-        env += "" if s.get("virtual", True) else " (the stack)"
+        env += "" if s["virtual"] else " (the stack)"
         failed = f", {s['failed']} failed" if s["failed"] else ""
         rows.append(
             f"| {_pct(s['level'], 1)}{env} | {s['rate']:g} | {s['budget_s']:g} | "
